@@ -23,9 +23,7 @@ class Settings:
     data_dir: Path = field(default_factory=lambda: Path(_env("DATA_DIR", "adbill-data")))
     db: Path | None = None
     billing_tz: str = field(default_factory=lambda: _env("BILLING_TZ", "Asia/Shanghai"))
-    catalog_path: Path = field(
-        default_factory=lambda: Path(_env("CATALOG", str(DEFAULT_CATALOG)))
-    )
+    catalog_path: Path = field(default_factory=lambda: Path(_env("CATALOG", str(DEFAULT_CATALOG))))
     max_late_days: int = field(default_factory=lambda: int(_env("MAX_LATE_DAYS", "35")))
     shards: int = field(default_factory=lambda: int(_env("SHARDS", "0")))
 

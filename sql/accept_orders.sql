@@ -1,0 +1,83 @@
+-- Business checks of validated order rows (billing-rules §3): the first failing rule names
+-- the reason; `duplicate` marks an exact re-delivery of an order already accepted.
+with rows as (
+    select
+        r.*,
+        try_cast(r.term_months as integer) as term,
+        try_cast(r.amount_cny as decimal(18, 2)) as amount,
+        timezone($tz, r.purchased_at_ts)::date as purchase_day
+    from order_rows as r
+),
+
+priced as (
+    select
+        r.*,
+        p.source,
+        p.unit_price_cny,
+        e.terms_months
+    from rows as r
+    left join catalog_products as p on p.product = r.product
+    left join (select code, terms_months from catalog_editions) as e on e.code = r.product
+),
+
+checked as (
+    select
+        p.*,
+        case
+            when p.reason is not null then p.reason
+            when p.source is null then 'unknown_product'
+            when p.source = 'subscription'
+                and (p.term is null or not list_contains(p.terms_months, p.term)) then 'bad_term'
+            when p.source = 'package' and p.term is not null then 'bad_term'
+            when p.amount <> cast(p.unit_price_cny as decimal(38, 2))
+                * cast(coalesce(p.term, 1) as decimal(38, 0)) then 'wrong_amount'
+            when p.purchase_day < $late_before then 'too_late'
+        end as business_reason
+    from priced as p
+),
+
+ranked as (
+    select
+        c.*,
+        row_number() over (partition by c.order_id order by c.line_no) as copy_no,
+        first_value(
+            struct_pack(customer_id := c.customer_id, product := c.product, term := c.term,
+                        amount := c.amount, purchased_at := c.purchased_at_ts)
+        ) over (partition by c.order_id order by c.line_no) as first_copy
+    from checked as c
+    where c.business_reason is null
+),
+
+deduplicated as (
+    select
+        r.line_no,
+        case
+            when o.order_id is not null then
+                case
+                    when o.customer_id = r.customer_id and o.product = r.product
+                        and o.term_months is not distinct from r.term and o.amount_cny = r.amount
+                        and o.purchased_at = r.purchased_at_ts then 'duplicate'
+                    else 'duplicate_conflict'
+                end
+            when r.copy_no > 1 then
+                case
+                    when r.first_copy = struct_pack(
+                        customer_id := r.customer_id, product := r.product, term := r.term,
+                        amount := r.amount, purchased_at := r.purchased_at_ts
+                    ) then 'duplicate'
+                    else 'duplicate_conflict'
+                end
+        end as duplicate_reason
+    from ranked as r
+    left join orders as o using (order_id)
+),
+
+decided as (
+    select
+        c.*,
+        coalesce(c.business_reason, d.duplicate_reason) as final_reason
+    from checked as c
+    left join deduplicated as d using (line_no)
+)
+
+select * from decided

@@ -1,0 +1,76 @@
+-- Credit pools of every accepted order (billing-rules §4): one per 30-day period of a
+-- subscription (from its start S, renewals queued), one per package.
+with starts as (
+    select
+        o.*,
+        s.start_at,
+        timezone($tz, s.start_at)::date as start_date
+    from orders as o
+    join order_starts as s using (order_key)
+),
+
+subscription_periods as (
+    select
+        st.*,
+        k.period_index,
+        -- period 0 starts at S; later periods at local midnight of date(S) + 30k days
+        case
+            when k.period_index = 0 then st.start_at
+            else timezone($tz, (st.start_date + cast($period_days * k.period_index as integer))::timestamp)
+        end as available_from,
+        timezone($tz, (st.start_date + cast($period_days * (k.period_index + 1) as integer))::timestamp)
+            as expires_at
+    from starts as st
+    cross join unnest(range(st.term_months)) as k(period_index)
+    where st.source = 'subscription'
+),
+
+package_periods as (
+    select
+        st.*,
+        0 as period_index,
+        st.start_at as available_from,
+        -- 12 calendar months on, the day clamped to the month's end (2028-02-29 -> 2029-02-28)
+        timezone(
+            $tz, (st.start_date + to_months($package_months))::date::timestamp
+        ) as expires_at
+    from starts as st
+    where st.source = 'package'
+),
+
+periods as (
+    select * from subscription_periods
+    union all by name
+    select * from package_periods
+),
+
+pooled as (
+    select
+        p.order_key * 16 + p.period_index as pool_key,
+        p.order_id || '#' || p.period_index as pool_id,
+        p.customer_key,
+        p.customer_id,
+        p.order_id,
+        p.source,
+        p.product,
+        p.period_index,
+        c.credits,
+        c.unit_price_cny as amount_cny,
+        p.available_from,
+        p.expires_at,
+        timezone($tz, p.available_from)::date as grant_day,
+        timezone($tz, p.expires_at)::date - 1 as expiry_day,
+        -- §5: subscriptions first, then earlier expiry, earlier start, pool_id
+        row_number() over (
+            partition by p.customer_key
+            order by p.source = 'package', p.expires_at, p.available_from, p.pool_id
+        ) as priority,
+        c.seats,
+        c.credits as remaining
+    from (
+        select *, order_id || '#' || period_index as pool_id from periods
+    ) as p
+    join catalog_products as c using (product)
+)
+
+select * from pooled

@@ -1,0 +1,126 @@
+"""Which billing days a run bills, and one billing day through all its stages, atomically."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from tasks.daily import customer_days
+from tasks.db import execute, scalar
+from tasks.deduct import deduct_shard
+from tasks.expire import expire_day
+from tasks.invariants import check_day
+
+DAY_TABLES = ("ledger_entries", "pool_days", "customer_days", "billed_days")
+
+
+@dataclass(frozen=True)
+class DayPlan:
+    """A billing day to bill and why: new, late_data or rebill."""
+
+    day: date
+    reason: str
+
+
+def first_day(con) -> date | None:
+    """The earliest billing day any accepted order or event touches."""
+    return scalar(
+        con, "select least((select min(purchase_day) from orders), (select min(day) from events))"
+    )
+
+
+def last_billed(con) -> date | None:
+    return scalar(con, "select max(day) from billed_days")
+
+
+def unbill_from(con, day: date) -> None:
+    """Forget billed days from `day` on, so that they are billed again (late data, rebill)."""
+    for table in DAY_TABLES:
+        con.execute(f"delete from {table} where day >= $day", {"day": day})
+
+
+def plan_days(
+    con, through: date, *, rebill_from: date | None = None, late_from: date | None = None
+) -> list[DayPlan]:
+    """Every day to bill up to `through`, in order, each with its reason."""
+    start = first_day(con)
+    if start is None:
+        return []
+    billed = last_billed(con)
+    begin = start if billed is None else billed + timedelta(days=1)
+    if late_from is not None and billed is not None and late_from <= billed:
+        begin = min(begin, max(late_from, start))
+    if rebill_from is not None and billed is not None and rebill_from <= billed:
+        begin = min(begin, max(rebill_from, start))
+    plans = []
+    d = begin
+    while d <= through:
+        if billed is None or d > billed:
+            reason = "new"
+        elif rebill_from is not None and d >= rebill_from:
+            reason = "rebill"
+        else:
+            reason = "late_data"
+        plans.append(DayPlan(d, reason))
+        d += timedelta(days=1)
+    return plans
+
+
+def shard_count(con, day: date, requested: int, events_per_shard: int = 2_000_000) -> int:
+    """Shards of customers for a day: as asked, or enough to keep each shard's events small."""
+    if requested > 0:
+        return requested
+    n = scalar(con, "select count(*) from events where day = $day", {"day": day})
+    return max(1, -(-n // events_per_shard))
+
+
+def bill_day(
+    con,
+    day: date,
+    *,
+    tz: str,
+    shards: int = 0,
+    after_stage: Callable | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Bill one day: draws per shard, expiry, daily figures, invariants; all or nothing."""
+    say = progress or (lambda _m: None)
+    hook = after_stage or (lambda _stage: None)
+    timings: dict[str, float] = {}
+    con.execute("begin transaction")
+    try:
+        unbill_from(con, day)
+        n = shard_count(con, day, shards)
+        t = time.perf_counter()
+        events = 0
+        for s in range(n):
+            events += deduct_shard(con, day, tz=tz, shard=s, shards=n)["events"]
+            hook("deduct")
+        timings["deduct"] = time.perf_counter() - t
+        t = time.perf_counter()
+        expired = expire_day(con, day, tz=tz)
+        hook("expire")
+        timings["expire"] = time.perf_counter() - t
+        t = time.perf_counter()
+        customer_days(con, day, tz=tz)
+        hook("daily")
+        timings["daily"] = time.perf_counter() - t
+        t = time.perf_counter()
+        check_day(con, day)
+        hook("invariants")
+        timings["invariants"] = time.perf_counter() - t
+        execute(
+            con,
+            "update pools set remaining = d.remaining from pool_days as d "
+            "where d.pool_key = pools.pool_key and d.day = $day",
+            {"day": day},
+        )
+        execute(con, "insert into billed_days values ($day, null, now())", {"day": day})
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    say(f"billed {day}: {events:,} charged events in {n} shard(s), {expired:,} credits expired")
+    return {"day": day, "events": events, "shards": n, "expired": expired, "timings": timings}

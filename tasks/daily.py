@@ -1,0 +1,13 @@
+"""Daily figures per customer (customer_days) from the day's pools, ledger and events."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from tasks.db import run_sql, scalar
+
+
+def customer_days(con, day: date, *, tz: str) -> int:
+    """Write the customer_days rows of one billing day; return how many."""
+    run_sql(con, "customer_days", {"day": day, "tz": tz})
+    return scalar(con, "select count(*) from customer_days where day = $day", {"day": day})

@@ -1,0 +1,67 @@
+"""The working DuckDB database: connections, schema and the SQL files that fill it."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from tasks.settings import SQL_DIR
+
+
+def connect(path: Path | str = ":memory:", read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open a connection with the house settings (UTC session, schema in place)."""
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path), read_only=read_only)
+    con.execute("set TimeZone = 'UTC'")
+    if not read_only:
+        ensure_schema(con)
+    return con
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create every table and view that does not exist yet."""
+    for f in sorted((SQL_DIR / "schema").glob("*.sql")):
+        con.execute(f.read_text(encoding="utf-8"))
+
+
+@cache
+def sql(name: str) -> str:
+    """The text of sql/<name>.sql."""
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def run_sql(con: duckdb.DuckDBPyConnection, name: str, params: dict | None = None) -> None:
+    """Run sql/<name>.sql with named parameters ($day, $tz, ...)."""
+    for statement in sql(name).split(";\n"):
+        if statement.strip():
+            execute(con, statement, params)
+
+
+_PARAM = re.compile(r"\$([A-Za-z_]\w*)")
+
+
+def bind(text: str, params: dict | None) -> dict:
+    """The parameters the statement names (DuckDB refuses any extra one)."""
+    names = set(_PARAM.findall(text))
+    return {k: v for k, v in (params or {}).items() if k in names}
+
+
+def frame(con: duckdb.DuckDBPyConnection, text: str, params: dict | None = None) -> pl.DataFrame:
+    """A query's result as a Polars frame."""
+    return con.sql(text, params=bind(text, params)).pl()
+
+
+def execute(con: duckdb.DuckDBPyConnection, text: str, params: dict | None = None):
+    """Run a statement (or several) with only the parameters it names."""
+    return con.execute(text, bind(text, params))
+
+
+def scalar(con: duckdb.DuckDBPyConnection, text: str, params: dict | None = None):
+    """The single value a query returns (its result fully read, so the connection is free)."""
+    rows = con.execute(text, bind(text, params)).fetchall()
+    return rows[0][0] if rows else None

@@ -1,0 +1,15 @@
+"""Expiry at a billing day's cutoff: what pools still hold then is lost, as breakage (§6, §7)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from tasks.db import run_sql, scalar
+
+
+def expire_day(con, day: date, *, tz: str) -> int:
+    """Expire the pools whose expires_at is the day's cutoff; return the credits expired."""
+    run_sql(con, "expire", {"day": day, "tz": tz})
+    return scalar(
+        con, "select coalesce(sum(expired), 0) from pool_days where day = $day", {"day": day}
+    )

@@ -1,0 +1,427 @@
+"""Inbox files turned into accepted orders and events, and rejects with their reasons (§3)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tasks.catalog import Catalog
+from tasks.db import frame, scalar, sql
+from tasks.pools import rebuild_pools
+from tasks.validate import TIMESTAMP_WITH_OFFSET, reject_reasons
+
+CHUNK_BYTES = 64 << 20
+ORDER_FIELDS = ["order_id", "customer_id", "product", "term_months", "amount_cny", "purchased_at"]
+
+
+@dataclass
+class IngestReport:
+    """What one ingest pass read, accepted and rejected."""
+
+    files: list[str] = field(default_factory=list)
+    skipped_files: list[str] = field(default_factory=list)
+    orders_accepted: int = 0
+    orders_rejected: int = 0
+    events_accepted: int = 0
+    events_rejected: int = 0
+    duplicates: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    earliest_day: date | None = None  # the earliest billing day new accepted rows touch
+
+    def touch(self, day: date | None) -> None:
+        if day is not None and (self.earliest_day is None or day < self.earliest_day):
+            self.earliest_day = day
+
+    def count_rejects(self, reasons: pl.Series) -> None:
+        for reason, n in reasons.value_counts().iter_rows():
+            self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + n
+
+
+def inbox_files(inbox: Path) -> tuple[list[Path], list[Path]]:
+    """Order files and usage files of the inbox, each in path order."""
+    orders = sorted((inbox / "orders").glob("*.csv"))
+    usage = sorted(
+        p
+        for p in (inbox / "usage").rglob("*")
+        if p.is_file() and (p.name.endswith(".jsonl") or p.name.endswith(".jsonl.gz"))
+    )
+    return orders, usage
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _register_file(
+    con: duckdb.DuckDBPyConnection, path: Path, kind: str, sha: str, run_id: str
+) -> int:
+    file_id = scalar(con, "select coalesce(max(file_id), 0) + 1 from ingested_files")
+    con.execute(
+        "insert into ingested_files (file_id, path, kind, sha256, bytes, ingested_at, run_id) "
+        "values (?, ?, ?, ?, ?, now(), ?)",
+        [file_id, str(path), kind, sha, path.stat().st_size, run_id],
+    )
+    return file_id
+
+
+def ingest_inbox(
+    con: duckdb.DuckDBPyConnection,
+    inbox: Path,
+    catalog: Catalog,
+    *,
+    tz: str,
+    run_id: str,
+    late_before: date | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> IngestReport:
+    """Ingest every inbox file not seen before (by content): orders first, then usage."""
+    report = IngestReport()
+    say = progress or (lambda _msg: None)
+    seen = {r[0] for r in con.execute("select sha256 from ingested_files").fetchall()}
+    order_files, usage_files = inbox_files(inbox)
+    new_orders = False
+    con.register("catalog_products", catalog.products().to_arrow())
+    con.register("catalog_editions", catalog.editions.to_arrow())
+    for path in order_files:
+        sha = file_sha256(path)
+        if sha in seen:
+            report.skipped_files.append(str(path))
+            continue
+        seen.add(sha)
+        con.execute("begin transaction")
+        try:
+            file_id = _register_file(con, path, "orders", sha, run_id)
+            ingest_orders_file(
+                con,
+                path,
+                file_id,
+                catalog,
+                tz=tz,
+                run_id=run_id,
+                report=report,
+                late_before=late_before,
+            )
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+        report.files.append(str(path))
+        new_orders = True
+        say(f"ingested orders {path.name}")
+    if new_orders:
+        rebuild_pools(con, catalog, tz=tz)
+    con.register("catalog_functions", catalog.functions.to_arrow())
+    for path in usage_files:
+        sha = file_sha256(path)
+        if sha in seen:
+            report.skipped_files.append(str(path))
+            continue
+        seen.add(sha)
+        con.execute("begin transaction")
+        try:
+            file_id = _register_file(con, path, "usage", sha, run_id)
+            ingest_usage_file(
+                con,
+                path,
+                file_id,
+                tz=tz,
+                run_id=run_id,
+                report=report,
+                late_before=late_before,
+                progress=say,
+            )
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+        report.files.append(str(path))
+    return report
+
+
+# ---------------------------------------------------------------- orders
+
+
+def _read_order_rows(path: Path) -> pl.DataFrame:
+    """Every data line of an orders CSV: its number, raw text and fields (as text)."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.splitlines()
+    rows = []
+    header = next(csv.reader([lines[0]])) if lines else []
+    header = [h.strip() for h in header]
+    positions = {f: header.index(f) if f in header else None for f in ORDER_FIELDS}
+    for line_no, raw in enumerate(lines[1:], start=2):
+        if not raw.strip():
+            continue
+        fields = next(csv.reader(io.StringIO(raw)), [])
+        row = {"line_no": line_no, "raw": raw, "n_fields": len(fields)}
+        for f, i in positions.items():
+            v = fields[i].strip() if i is not None and i < len(fields) else ""
+            row[f] = v or None
+        rows.append(row)
+    schema = {"line_no": pl.Int64, "raw": pl.String, "n_fields": pl.Int64}
+    schema |= {f: pl.String for f in ORDER_FIELDS}
+    df = pl.DataFrame(rows, schema=schema)
+    if header and any(positions[f] is None for f in ORDER_FIELDS):
+        # a header without the expected names: every row is malformed
+        df = df.with_columns(pl.lit(-1, dtype=pl.Int64).alias("n_fields"))
+    elif header:
+        df = df.with_columns(
+            pl.when(pl.col("n_fields") == len(header))
+            .then(6)
+            .otherwise(pl.col("n_fields"))
+            .alias("n_fields")
+        )
+    return df
+
+
+def ingest_orders_file(
+    con,
+    path: Path,
+    file_id: int,
+    catalog: Catalog,
+    *,
+    tz: str,
+    run_id: str,
+    report: IngestReport,
+    late_before: date | None,
+) -> None:
+    """Accept or reject each order row of one CSV file."""
+    df = _read_order_rows(path)
+    df = _strict_timestamps(con, df, "purchased_at")
+    df = df.with_columns(reject_reasons(df, "orders").alias("reason"))
+    con.register("order_rows", df.to_arrow())
+    checked = frame(
+        con, sql("accept_orders"), {"tz": tz, "late_before": late_before or date(1, 1, 1)}
+    )
+    con.unregister("order_rows")
+    _store_orders(con, checked, path, file_id, run_id, report)
+
+
+def _strict_timestamps(con, df: pl.DataFrame, col: str) -> pl.DataFrame:
+    """Parse timestamps with DuckDB (offset required by pattern); unparseable become NULL."""
+    con.register("ts_rows", df.select(pl.col(col)).to_arrow())
+    parsed = frame(
+        con,
+        f"select case when regexp_matches({col}, $p) then try_cast({col} as timestamptz) end "
+        f"as ts from ts_rows",
+        {"p": TIMESTAMP_WITH_OFFSET},
+    )
+    con.unregister("ts_rows")
+    return df.with_columns(parsed["ts"].cast(pl.Datetime("us", "UTC")).alias(f"{col}_ts"))
+
+
+def _store_orders(
+    con, checked: pl.DataFrame, path: Path, file_id: int, run_id: str, report: IngestReport
+) -> None:
+    rejected = checked.filter(
+        pl.col("final_reason").is_not_null() & (pl.col("final_reason") != "duplicate")
+    )
+    accepted = checked.filter(pl.col("final_reason").is_null())
+    dups = checked.filter(pl.col("final_reason") == "duplicate").height
+    con.register("rej", rejected.select("line_no", "raw", "final_reason").to_arrow())
+    con.execute(
+        "insert into rejected_orders select ?, line_no, raw, final_reason, now(), ? from rej",
+        [str(path), run_id],
+    )
+    con.unregister("rej")
+    con.register("acc", accepted.to_arrow())
+    con.execute(
+        """
+        insert into customers
+        select (select coalesce(max(customer_key), 0) from customers) + row_number() over (
+                   order by min(line_no)),
+               customer_id
+        from acc where customer_id not in (select customer_id from customers)
+        group by customer_id
+        """
+    )
+    con.execute(
+        """
+        insert into orders
+        select (select coalesce(max(order_key), 0) from orders)
+                   + row_number() over (order by a.line_no),
+               a.order_id, a.customer_id, c.customer_key, a.product, a.source,
+               a.term, a.amount, a.purchased_at_ts, a.purchase_day, ?, a.line_no, now()
+        from acc as a join customers as c using (customer_id)
+        """,
+        [file_id],
+    )
+    con.unregister("acc")
+    report.orders_accepted += accepted.height
+    report.orders_rejected += rejected.height
+    report.duplicates += dups
+    report.count_rejects(rejected["final_reason"])
+    if accepted.height:
+        report.touch(accepted["purchase_day"].min())
+    con.execute(
+        "update ingested_files set lines = ?, accepted = ?, rejected = ?, duplicates = ?, "
+        "earliest_day = ? where file_id = ?",
+        [
+            checked.height,
+            accepted.height,
+            rejected.height,
+            dups,
+            accepted["purchase_day"].min() if accepted.height else None,
+            file_id,
+        ],
+    )
+
+
+# ---------------------------------------------------------------- usage
+
+
+def iter_line_chunks(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[pa.Table]:
+    """The file's lines in chunks of about chunk_bytes: (line_no, raw), never all at once."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    next_line = 1
+    rest = b""
+    with opener(path, "rb") as f:
+        while True:
+            data = f.read(chunk_bytes)
+            if not data:
+                break
+            data = rest + data
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                rest = data
+                continue
+            block, rest = data[:cut], data[cut + 1 :]
+            table = _lines_table(block, next_line)
+            next_line += table.num_rows
+            yield table
+    if rest:
+        yield _lines_table(rest, next_line)
+
+
+def _lines_table(block: bytes, first_line: int) -> pa.Table:
+    text = block.decode("utf-8", errors="replace")
+    lines = pc.split_pattern(pa.array([text], pa.large_string()), "\n").flatten()
+    lines = pc.utf8_rtrim(lines, "\r").cast(pa.string())
+    numbers = pa.array(range(first_line, first_line + len(lines)), pa.int64())
+    return pa.table({"line_no": numbers, "raw": lines})
+
+
+def ingest_usage_file(
+    con,
+    path: Path,
+    file_id: int,
+    *,
+    tz: str,
+    run_id: str,
+    report: IngestReport,
+    late_before: date | None,
+    progress: Callable[[str], None],
+) -> None:
+    """Accept, count as duplicate, or reject (with reason and raw line) each usage line."""
+    totals = {"lines": 0, "accepted": 0, "rejected": 0, "duplicates": 0}
+    earliest: date | None = None
+    for chunk in iter_line_chunks(path):
+        con.register("chunk", chunk)
+        df = frame(con, sql("extract_events"), {"timestamp_pattern": TIMESTAMP_WITH_OFFSET})
+        con.unregister("chunk")
+        df = df.with_columns(
+            (pl.col("raw").str.strip_chars().str.len_chars() > 0).alias("nonblank"),
+            pl.col("occurred_at_ts").cast(pl.Datetime("us", "UTC")),
+        )
+        df = df.with_columns(reject_reasons(df, "usage").alias("reason"))
+        days = df.filter(pl.col("reason").is_null())["occurred_at_ts"]
+        lo = (days.min() or datetime(2000, 1, 1)).date() - timedelta(days=2)
+        hi = (days.max() or datetime(2000, 1, 1)).date() + timedelta(days=2)
+        con.register("chunk_checked", df.drop("nonblank").to_arrow())
+        decided = frame(
+            con,
+            sql("accept_events"),
+            {"tz": tz, "late_before": late_before or date(1, 1, 1), "min_day": lo, "max_day": hi},
+        )
+        con.unregister("chunk_checked")
+        n_acc, n_rej, n_dup, first_day = _store_events(con, decided, path, file_id, run_id, report)
+        totals["lines"] += chunk.num_rows
+        totals["accepted"] += n_acc
+        totals["rejected"] += n_rej
+        totals["duplicates"] += n_dup
+        if first_day is not None and (earliest is None or first_day < earliest):
+            earliest = first_day
+        progress(f"{path.name}: {totals['lines']:,} lines read, {totals['accepted']:,} accepted")
+    report.touch(earliest)
+    con.execute(
+        "update ingested_files set lines = ?, accepted = ?, rejected = ?, duplicates = ?, "
+        "earliest_day = ? where file_id = ?",
+        [
+            totals["lines"],
+            totals["accepted"],
+            totals["rejected"],
+            totals["duplicates"],
+            earliest,
+            file_id,
+        ],
+    )
+
+
+def _store_events(
+    con, decided: pl.DataFrame, path: Path, file_id: int, run_id: str, report: IngestReport
+) -> tuple[int, int, int, date | None]:
+    reason = pl.col("final_reason")
+    rejected = decided.filter(reason.is_not_null() & (reason != "duplicate"))
+    accepted = decided.filter(reason.is_null())
+    dups = decided.filter(reason == "duplicate").height
+    if rejected.height:
+        con.register("rej", rejected.select("line_no", "raw", "final_reason").to_arrow())
+        con.execute(
+            "insert into rejected_events select ?, line_no, raw, final_reason, now(), ? from rej",
+            [str(path), run_id],
+        )
+        con.unregister("rej")
+    if accepted.height:
+        con.register(
+            "acc",
+            accepted.select(
+                "line_no",
+                "event_id",
+                "customer_key",
+                "account_id",
+                "function",
+                "quantity",
+                "status",
+                "occurred_at_ts",
+                "day",
+                "credits",
+            ).to_arrow(),
+        )
+        con.execute(
+            """
+            insert into events
+            select (select coalesce(max(event_key), 0) from events)
+                       + row_number() over (order by line_no),
+                   event_id, customer_key, account_id, function,
+                   quantity, status,
+                   occurred_at_ts, day, credits, ?, line_no
+            from acc
+            """,
+            [file_id],
+        )
+        con.unregister("acc")
+    report.events_accepted += accepted.height
+    report.events_rejected += rejected.height
+    report.duplicates += dups
+    report.count_rejects(rejected["final_reason"])
+    return (
+        accepted.height,
+        rejected.height,
+        dups,
+        accepted["day"].min() if accepted.height else None,
+    )

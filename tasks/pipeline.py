@@ -1,0 +1,166 @@
+"""One billing run end to end: ingest, bill each day in order, publish; the flow's body."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from tasks.billing import bill_day, last_billed, plan_days, unbill_from
+from tasks.catalog import load_catalog
+from tasks.db import connect
+from tasks.ingest import IngestReport, ingest_inbox
+from tasks.publish import publish, run_lock
+from tasks.settings import Settings
+
+Stage = Callable[..., Any]
+
+
+def call_directly(stage: str, fn: Callable, /, *args, **kwargs):
+    """Run a stage in-process; the Prefect flow passes a runner that makes it a task."""
+    return fn(*args, **kwargs)
+
+
+@dataclass
+class RunReport:
+    """What a run did: files, days billed, counts, timings, where the results are."""
+
+    run_id: str
+    through: date
+    ingest: IngestReport | None = None
+    days: list[dict] = field(default_factory=list)
+    published: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    status: str = "running"
+
+
+def late_cutoff(con, through: date, max_late_days: int) -> date | None:
+    """Lines for billed days before this day are too late (§3, --max-late-days)."""
+    billed = last_billed(con)
+    if billed is None:
+        return None
+    return min(billed + timedelta(days=1), through - timedelta(days=max_late_days))
+
+
+def run_billing(
+    settings: Settings,
+    through: date,
+    *,
+    rebill_from: date | None = None,
+    trigger: str = "cli",
+    run_id: str | None = None,
+    stage: Stage = call_directly,
+    progress: Callable[[str], None] | None = None,
+    after_stage: Callable[[str], None] | None = None,
+) -> RunReport:
+    """Ingest new inbox files, bill every due day up to `through`, publish the warehouse."""
+    say = progress or (lambda _m: None)
+    run_id = run_id or uuid.uuid4().hex[:12]
+    report = RunReport(run_id=run_id, through=through)
+    settings.ensure_dirs()
+    catalog = load_catalog(settings.catalog_path)
+    tz = settings.billing_tz
+    hook = after_stage or (lambda _s: None)
+    with run_lock(settings.state_dir):
+        con = connect(settings.state_db)
+        try:
+            con.execute(
+                "update runs set status = 'failed', error = 'interrupted' where status = 'running'"
+            )
+            con.execute(
+                "insert into runs (run_id, started_at, status, through, rebill_from, trigger) "
+                "values (?, now(), 'running', ?, ?, ?)",
+                [run_id, through, rebill_from, trigger],
+            )
+            t = time.perf_counter()
+            cutoff = late_cutoff(con, through, settings.max_late_days)
+            report.ingest = stage(
+                "ingest",
+                ingest_inbox,
+                con,
+                settings.inbox,
+                catalog,
+                tz=tz,
+                run_id=run_id,
+                late_before=cutoff,
+                progress=say,
+            )
+            hook("ingest")
+            report.seconds["ingest"] = time.perf_counter() - t
+            plans = plan_days(
+                con, through, rebill_from=rebill_from, late_from=report.ingest.earliest_day
+            )
+            if plans:
+                unbill_from(con, plans[0].day)
+            for i, plan in enumerate(plans, 1):
+                t = time.perf_counter()
+                started = time.time()
+                result = stage(
+                    f"bill-{plan.day.isoformat()}",
+                    bill_day,
+                    con,
+                    plan.day,
+                    tz=tz,
+                    shards=settings.shards,
+                    after_stage=hook,
+                    progress=say,
+                )
+                result["reason"] = plan.reason
+                report.days.append(result)
+                _record_day(con, run_id, plan.day, plan.reason, started, time.perf_counter() - t)
+                say(f"day {i}/{len(plans)} done")
+            report.status = "succeeded"
+            _finish(con, run_id, report)
+            con.execute("checkpoint")
+        except BaseException as exc:
+            report.status = "failed"
+            _finish(con, run_id, report, error=f"{type(exc).__name__}: {exc}")
+            con.close()
+            raise
+        con.close()
+        t = time.perf_counter()
+        try:
+            report.published = str(stage("publish", publish, settings.state_db, settings.db))
+            hook("publish")
+        except BaseException as exc:
+            report.status = "failed"
+            con = connect(settings.state_db)
+            _finish(con, run_id, report, error=f"publish failed: {exc}")
+            con.close()
+            raise
+        report.seconds["publish"] = time.perf_counter() - t
+    return report
+
+
+def _record_day(con, run_id: str, day: date, reason: str, started: float, seconds: float) -> None:
+    con.execute(
+        """
+        insert into billing_runs
+        select $run_id, $day, $reason, make_timestamptz(($started * 1e6)::bigint), now(),
+               'succeeded',
+               (select count(*) from events where day = $day),
+               (select count(*) from rejected_events where run_id = $run_id),
+               (select coalesce(sum(used), 0) from customer_days where day = $day),
+               $seconds
+        """,
+        {"run_id": run_id, "day": day, "reason": reason, "started": started, "seconds": seconds},
+    )
+
+
+def _finish(con, run_id: str, report: RunReport, error: str | None = None) -> None:
+    days = [d["day"] for d in report.days]
+    con.execute(
+        "update runs set finished_at = now(), status = ?, days_billed = ?, first_day = ?, "
+        "last_day = ?, error = ? where run_id = ?",
+        [
+            report.status,
+            len(days),
+            min(days) if days else None,
+            max(days) if days else None,
+            error,
+            run_id,
+        ],
+    )

@@ -1,0 +1,72 @@
+"""Credit pools: what each accepted order grants, when, and until when (billing-rules §4)."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import duckdb
+import polars as pl
+
+from tasks.catalog import Catalog
+from tasks.db import frame, sql
+
+
+def subscription_starts(orders: pl.DataFrame, period_days: int, tz: str) -> pl.DataFrame:
+    """Start S of every order: the purchase, or the end of the same edition's latest term."""
+    zone = ZoneInfo(tz)
+    starts: list[tuple[int, datetime]] = []
+    latest_end: dict[tuple[int, str], datetime] = {}
+    ordered = orders.sort("purchased_at", "order_id")
+    for key, cust, product, source, term, bought in ordered.select(
+        "order_key", "customer_key", "product", "source", "term_months", "purchased_at"
+    ).iter_rows():
+        if source != "subscription":
+            starts.append((key, bought))
+            continue
+        end = latest_end.get((cust, product))
+        start = end if end is not None and end > bought else bought
+        local = start.astimezone(zone).date() + timedelta(days=period_days * term)
+        latest_end[(cust, product)] = datetime.combine(local, time(0), zone)
+        starts.append((key, start))
+    return pl.DataFrame(
+        starts,
+        schema={"order_key": pl.Int32, "start_at": pl.Datetime("us", "UTC")},
+        orient="row",
+    )
+
+
+def rebuild_pools(con: duckdb.DuckDBPyConnection, catalog: Catalog, *, tz: str) -> int:
+    """Recompute the pools table from all accepted orders; keep known remaining credits."""
+    orders = frame(
+        con,
+        "select order_key, order_id, customer_key, product, source, term_months, purchased_at "
+        "from orders",
+    )
+    starts = subscription_starts(orders, catalog.period_days, tz)
+    con.register("order_starts", starts.to_arrow())
+    con.register("catalog_products", catalog.products().to_arrow())
+    pools = frame(
+        con,
+        sql("pools"),
+        {
+            "tz": tz,
+            "period_days": catalog.period_days,
+            "package_months": catalog.package_validity_months,
+        },
+    )
+    con.unregister("order_starts")
+    con.register("new_pools", pools.to_arrow())
+    con.execute(
+        """
+        create or replace temp table kept as
+        select pool_key, remaining from pools;
+        delete from pools;
+        insert into pools by name
+        select n.* replace (coalesce(k.remaining, n.remaining) as remaining)
+        from new_pools as n left join kept as k using (pool_key);
+        drop table kept;
+        """
+    )
+    con.unregister("new_pools")
+    return pools.height

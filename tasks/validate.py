@@ -1,0 +1,165 @@
+"""Row-level schemas of orders and usage lines (Pandera on Polars) and their reject reasons."""
+
+from __future__ import annotations
+
+import pandera.polars as pa
+import polars as pl
+from pandera.errors import SchemaErrors
+
+# An ISO-8601 instant with an offset; the same without one is `timestamp_without_offset` (§1).
+TIMESTAMP_WITH_OFFSET = (
+    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}(:?\d{2})?)$"
+)
+TIMESTAMP_WITHOUT_OFFSET = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$"
+
+EVENT_TEXT_FIELDS = ("event_id", "customer_id", "account_id", "function", "status", "occurred_at")
+NUMBER_TYPES = ["UBIGINT", "BIGINT", "DOUBLE"]
+
+# When a line breaks several rules it is rejected for the first of these.
+REASON_PRIORITY = [
+    "empty_line",
+    "malformed_json",
+    "malformed_row",
+    *[f"missing_field:{f}" for f in (*EVENT_TEXT_FIELDS, "quantity", "order_id", "product")],
+    "missing_field:amount_cny",
+    "missing_field:purchased_at",
+    *[f"wrong_type:{f}" for f in (*EVENT_TEXT_FIELDS, "quantity")],
+    "timestamp_without_offset",
+    "bad_timestamp",
+    "bad_status",
+    "bad_quantity",
+    "quantity_not_positive",
+    "quantity_too_precise",
+    "bad_term",
+    "bad_amount",
+]
+
+
+def _not_matching(pattern: str) -> pa.Check:
+    """Passes values that do not match the pattern."""
+    return pa.Check(
+        lambda data: data.lazyframe.select(~pl.col(data.key).str.contains(pattern).fill_null(False))
+    )
+
+
+def _event_columns() -> dict[str, tuple[pa.Column, list[str]]]:
+    cols: dict[str, tuple[pa.Column, list[str]]] = {
+        "json_ok": (pa.Column(pl.Boolean, pa.Check.eq(True)), ["malformed_json"]),
+        "nonblank": (pa.Column(pl.Boolean, pa.Check.eq(True)), ["empty_line"]),
+    }
+    for f in EVENT_TEXT_FIELDS:
+        cols[f] = (pa.Column(pl.String, nullable=False), [])
+        cols[f"{f}_type"] = (
+            pa.Column(pl.String, pa.Check.isin(["VARCHAR", "NULL"]), nullable=True),
+            [f"wrong_type:{f}"],
+        )
+    cols["quantity_text"] = (pa.Column(pl.String, nullable=False), [])
+    cols["quantity_type"] = (
+        pa.Column(pl.String, pa.Check.isin([*NUMBER_TYPES, "NULL"]), nullable=True),
+        ["wrong_type:quantity"],
+    )
+    cols["quantity_micro"] = (
+        pa.Column(pl.Int64, pa.Check.gt(0), nullable=False),
+        ["quantity_not_positive"],
+    )
+    cols["quantity_too_fine"] = (
+        pa.Column(pl.Boolean, pa.Check.eq(False), nullable=True),
+        ["quantity_too_precise"],
+    )
+    cols["status"] = (
+        pa.Column(pl.String, pa.Check.isin(["succeeded", "failed"]), nullable=False),
+        ["bad_status"],
+    )
+    cols["occurred_at"] = (
+        pa.Column(pl.String, _not_matching(TIMESTAMP_WITHOUT_OFFSET), nullable=False),
+        ["timestamp_without_offset"],
+    )
+    cols["occurred_at_ts"] = (pa.Column(pl.Datetime("us", "UTC"), nullable=False), [])
+    return cols
+
+
+def _order_columns() -> dict[str, tuple[pa.Column, list[str]]]:
+    cols: dict[str, tuple[pa.Column, list[str]]] = {
+        "n_fields": (pa.Column(pl.Int64, pa.Check.eq(6)), ["malformed_row"]),
+    }
+    for f in ("order_id", "customer_id", "product", "amount_cny", "purchased_at"):
+        cols[f] = (pa.Column(pl.String, nullable=False), [])
+    cols["term_months"] = (
+        pa.Column(pl.String, pa.Check.str_matches(r"^\d{1,3}$"), nullable=True),
+        ["bad_term"],
+    )
+    cols["amount_cny"] = (
+        pa.Column(pl.String, pa.Check.str_matches(r"^\d{1,15}(\.\d{1,2})?$"), nullable=False),
+        ["bad_amount"],
+    )
+    cols["purchased_at"] = (
+        pa.Column(pl.String, _not_matching(TIMESTAMP_WITHOUT_OFFSET), nullable=False),
+        ["timestamp_without_offset"],
+    )
+    cols["purchased_at_ts"] = (pa.Column(pl.Datetime("us", "UTC"), nullable=False), [])
+    return cols
+
+
+# Nulls in a derived column mean an earlier field was already bad: name that field's reason.
+_NULL_REASONS = {
+    "quantity_micro": "bad_quantity",
+    "occurred_at_ts": "bad_timestamp",
+    "purchased_at_ts": "bad_timestamp",
+    "quantity_text": "missing_field:quantity",
+}
+
+
+def _schema(columns: dict[str, tuple[pa.Column, list[str]]], name: str) -> pa.DataFrameSchema:
+    return pa.DataFrameSchema({k: c for k, (c, _) in columns.items()}, name=name, strict=False)
+
+
+EVENT_COLUMNS = _event_columns()
+ORDER_COLUMNS = _order_columns()
+EVENT_SCHEMA = _schema(EVENT_COLUMNS, "usage_line")
+ORDER_SCHEMA = _schema(ORDER_COLUMNS, "order_row")
+
+
+def _reason(columns: dict, column: str, check: str, check_number: int | None) -> str:
+    if check == "not_nullable":
+        return _NULL_REASONS.get(column, f"missing_field:{column}")
+    if check.startswith("dtype"):
+        return f"wrong_type:{column}"
+    reasons = columns[column][1]
+    return reasons[check_number or 0] if reasons else f"invalid:{column}"
+
+
+def reject_reasons(df: pl.DataFrame, kind: str) -> pl.Series:
+    """One reason per row (None where the row passes), from a lazy Pandera validation."""
+    columns, schema = (
+        (EVENT_COLUMNS, EVENT_SCHEMA) if kind == "usage" else (ORDER_COLUMNS, ORDER_SCHEMA)
+    )
+    reasons = pl.Series("reason", [None] * df.height, dtype=pl.String)
+    try:
+        schema.validate(df, lazy=True)
+        return reasons
+    except SchemaErrors as err:
+        failures = err.failure_cases.filter(pl.col("index").is_not_null())
+        if failures.height == 0:  # a failure of the whole frame, not of its rows
+            raise
+    rank = {r: i for i, r in enumerate(REASON_PRIORITY)}
+    kinds = failures.select("column", "check", "check_number").unique()
+    kinds = kinds.with_columns(
+        pl.Series(
+            "reason",
+            [_reason(columns, *row) for row in kinds.iter_rows()],
+            dtype=pl.String,
+        )
+    )
+    named = failures.join(kinds, on=["column", "check", "check_number"], nulls_equal=True).select(
+        pl.col("index").cast(pl.Int64), "reason"
+    )
+    first = (
+        named.with_columns(
+            pl.col("reason")
+            .replace_strict(rank, default=len(rank), return_dtype=pl.Int64)
+            .alias("rank")
+        )
+        .sort("index", "rank")
+        .unique("index", keep="first")
+    )
+    return reasons.scatter(first["index"], first["reason"])
