@@ -76,12 +76,18 @@ def shard_count(con, day: date, requested: int, events_per_shard: int = 2_000_00
     return max(1, -(-n // events_per_shard))
 
 
+def call_directly(name: str, fn: Callable, /, *args, **kwargs):
+    """Run a stage in-process; the Prefect flow passes a runner that makes it a task."""
+    return fn(*args, **kwargs)
+
+
 def bill_day(
     con,
     day: date,
     *,
     tz: str,
     shards: int = 0,
+    stage: Callable = call_directly,
     after_stage: Callable | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
@@ -96,19 +102,22 @@ def bill_day(
         t = time.perf_counter()
         events = 0
         for s in range(n):
-            events += deduct_shard(con, day, tz=tz, shard=s, shards=n)["events"]
+            drawn = stage(
+                f"deduct-{day}-shard-{s}", deduct_shard, con, day, tz=tz, shard=s, shards=n
+            )
+            events += drawn["events"]
             hook("deduct")
         timings["deduct"] = time.perf_counter() - t
         t = time.perf_counter()
-        expired = expire_day(con, day, tz=tz)
+        expired = stage(f"expire-{day}", expire_day, con, day, tz=tz)
         hook("expire")
         timings["expire"] = time.perf_counter() - t
         t = time.perf_counter()
-        customer_days(con, day, tz=tz)
+        stage(f"customer-days-{day}", customer_days, con, day, tz=tz)
         hook("daily")
         timings["daily"] = time.perf_counter() - t
         t = time.perf_counter()
-        check_day(con, day)
+        stage(f"invariants-{day}", check_day, con, day)
         hook("invariants")
         timings["invariants"] = time.perf_counter() - t
         execute(

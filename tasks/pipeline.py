@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from tasks.billing import bill_day, last_billed, plan_days, unbill_from
+from tasks.billing import bill_day, call_directly, last_billed, plan_days, unbill_from
 from tasks.catalog import load_catalog
 from tasks.db import connect
 from tasks.ingest import IngestReport, ingest_inbox
@@ -17,11 +17,6 @@ from tasks.publish import publish, run_lock
 from tasks.settings import Settings
 
 Stage = Callable[..., Any]
-
-
-def call_directly(stage: str, fn: Callable, /, *args, **kwargs):
-    """Run a stage in-process; the Prefect flow passes a runner that makes it a task."""
-    return fn(*args, **kwargs)
 
 
 @dataclass
@@ -35,6 +30,29 @@ class RunReport:
     published: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     status: str = "running"
+
+    def summary(self) -> dict:
+        """Plain numbers of the run (JSON-friendly: no Decimal, dates as text)."""
+        ing = self.ingest or IngestReport()
+        days = [d["day"] for d in self.days]
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "through": self.through.isoformat(),
+            "days_billed": len(days),
+            "first_day": min(days).isoformat() if days else None,
+            "last_day": max(days).isoformat() if days else None,
+            "files_ingested": len(ing.files),
+            "files_skipped": len(ing.skipped_files),
+            "orders_accepted": ing.orders_accepted,
+            "orders_rejected": ing.orders_rejected,
+            "events_accepted": ing.events_accepted,
+            "events_rejected": ing.events_rejected,
+            "duplicates": ing.duplicates,
+            "rejected_by_reason": dict(ing.rejected_by_reason),
+            "published": self.published,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+        }
 
 
 def late_cutoff(con, through: date, max_late_days: int) -> date | None:
@@ -98,13 +116,12 @@ def run_billing(
             for i, plan in enumerate(plans, 1):
                 t = time.perf_counter()
                 started = time.time()
-                result = stage(
-                    f"bill-{plan.day.isoformat()}",
-                    bill_day,
+                result = bill_day(
                     con,
                     plan.day,
                     tz=tz,
                     shards=settings.shards,
+                    stage=stage,
                     after_stage=hook,
                     progress=say,
                 )

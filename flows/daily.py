@@ -1,0 +1,84 @@
+"""The Prefect flow `daily-billing`: one billing run, its stages as tasks, its report."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.report import publish_run_artifacts
+from tasks.pipeline import run_billing
+from tasks.settings import Settings
+
+IO_STAGES = ("ingest", "publish")
+
+
+def _retry_on_io_error(task, task_run, state) -> bool:
+    """Retry a stage only when it failed on I/O; a data or invariant failure is final."""
+    try:
+        state.result()
+    except OSError:
+        return True
+    except BaseException:
+        return False
+    return False
+
+
+def prefect_stage(name: str, fn, /, *args, **kwargs):
+    """Run one stage (× shard) as a Prefect task; connections stay out of task arguments."""
+    io = name in IO_STAGES
+
+    def run_stage():
+        return fn(*args, **kwargs)
+
+    run_stage.__name__ = name
+    stage_task = task(
+        run_stage,
+        name=name.split("-20")[0],
+        task_run_name=name,
+        cache_policy=NO_CACHE,
+        persist_result=False,
+        retries=2 if io else 0,
+        retry_delay_seconds=2,
+        retry_condition_fn=_retry_on_io_error if io else None,
+    )
+    return stage_task()
+
+
+def yesterday(tz: str) -> date:
+    """The billing day that ended at the last local midnight."""
+    return datetime.now(ZoneInfo(tz)).date() - timedelta(days=1)
+
+
+@flow(name="daily-billing", log_prints=True)
+def daily_billing(
+    through: date | None = None,
+    rebill_from: date | None = None,
+    data_dir: str | None = None,
+    db: str | None = None,
+    shards: int = 0,
+    max_late_days: int = 35,
+    trigger: str = "deployment",
+) -> dict:
+    """Ingest the inbox and bill every due day through `through` (default: yesterday)."""
+    logger = get_run_logger()
+    base = Settings()
+    settings = Settings(
+        data_dir=data_dir or base.data_dir,
+        db=db,
+        shards=shards,
+        max_late_days=max_late_days,
+    )
+    through = through or yesterday(settings.billing_tz)
+    report = run_billing(
+        settings,
+        through,
+        rebill_from=rebill_from,
+        trigger=trigger,
+        stage=prefect_stage,
+        progress=logger.info,
+    )
+    publish_run_artifacts(settings, report)
+    return report.summary()

@@ -1,0 +1,35 @@
+"""What `adbill demo` prints: where the warehouse, statements and lists are, a query to try."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def print_demo_summary(args, result: dict) -> None:
+    data = Path(args.data_dir).absolute()
+    db = result["published"]
+    print()
+    print(f"Billed {result['days_billed']} days ({result['first_day']} .. {result['last_day']}):")
+    print(
+        f"  events accepted {result['events_accepted']:,}, rejected {result['events_rejected']:,}"
+        f", exact duplicates ignored {result['duplicates']:,}"
+    )
+    print(f"  warehouse (open read-only): {db}")
+    statements = sorted((data / "out" / "statements").rglob("*.html"))
+    if statements:
+        print(f"  statements: {statements[0].parent}  (e.g. {statements[0].name})")
+    lists = sorted((data / "out" / "suspensions").glob("*.csv"))
+    if lists:
+        print(f"  suspension list of the last day: {lists[-1]}")
+    print()
+    print("Try:")
+    print(f"  duckdb -readonly {db} \\")
+    print(
+        '    "select function, count(*) events, sum(credits) credits from rated_events '
+        'group by all order by credits desc"'
+    )
+    print("or in Python:")
+    print(
+        f"  uv run python -c \"import duckdb; print(duckdb.connect('{db}', read_only=True)"
+        ".sql('select * from customer_days order by day desc limit 10'))\""
+    )
