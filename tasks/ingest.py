@@ -67,16 +67,45 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _register_file(
-    con: duckdb.DuckDBPyConnection, path: Path, kind: str, sha: str, run_id: str
-) -> int:
+def _register_file(con, path: Path, kind: str, sha: str, run_id: str) -> int:
+    stat = path.stat()
     file_id = scalar(con, "select coalesce(max(file_id), 0) + 1 from ingested_files")
     con.execute(
-        "insert into ingested_files (file_id, path, kind, sha256, bytes, ingested_at, run_id) "
-        "values (?, ?, ?, ?, ?, now(), ?)",
-        [file_id, str(path), kind, sha, path.stat().st_size, run_id],
+        "insert into ingested_files (file_id, path, kind, sha256, bytes, mtime_ns, ingested_at, "
+        "run_id) values (?, ?, ?, ?, ?, ?, now(), ?)",
+        [file_id, str(path), kind, sha, stat.st_size, stat.st_mtime_ns, run_id],
     )
     return file_id
+
+
+def _new_files(con, paths: list[Path], report: IngestReport) -> list[tuple[Path, str]]:
+    """The files whose content was never ingested; unchanged known files are not re-read."""
+    known = con.execute("select path, bytes, mtime_ns, sha256 from ingested_files").fetchall()
+    by_stat = {(p, b, m) for p, b, m, _ in known}
+    seen = {sha for *_, sha in known}
+    fresh = []
+    for path in paths:
+        stat = path.stat()
+        if (str(path), stat.st_size, stat.st_mtime_ns) in by_stat:
+            report.skipped_files.append(str(path))
+            continue
+        sha = file_sha256(path)
+        if sha in seen:
+            report.skipped_files.append(str(path))
+            continue
+        seen.add(sha)
+        fresh.append((path, sha))
+    return fresh
+
+
+def _in_transaction(con, fn: Callable[[], None]) -> None:
+    con.execute("begin transaction")
+    try:
+        fn()
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
 
 
 def ingest_inbox(
@@ -89,51 +118,32 @@ def ingest_inbox(
     late_before: date | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> IngestReport:
-    """Ingest every inbox file not seen before (by content): orders first, then usage."""
+    """Ingest every inbox file not seen before (by content): orders first, then usage.
+
+    Each file is one transaction: its rows, its rejects and its record land together or not
+    at all. New orders rebuild the pools in the same transaction.
+    """
     report = IngestReport()
     say = progress or (lambda _msg: None)
-    seen = {r[0] for r in con.execute("select sha256 from ingested_files").fetchall()}
     order_files, usage_files = inbox_files(inbox)
-    new_orders = False
     con.register("catalog_products", catalog.products().to_arrow())
     con.register("catalog_editions", catalog.editions.to_arrow())
-    for path in order_files:
-        sha = file_sha256(path)
-        if sha in seen:
-            report.skipped_files.append(str(path))
-            continue
-        seen.add(sha)
-        con.execute("begin transaction")
-        try:
+    con.register("catalog_functions", catalog.functions.to_arrow())
+    for path, sha in _new_files(con, order_files, report):
+
+        def ingest_orders(path=path, sha=sha):
             file_id = _register_file(con, path, "orders", sha, run_id)
             ingest_orders_file(
-                con,
-                path,
-                file_id,
-                catalog,
-                tz=tz,
-                run_id=run_id,
-                report=report,
-                late_before=late_before,
+                con, path, file_id, tz=tz, run_id=run_id, report=report, late_before=late_before
             )
-            con.execute("commit")
-        except BaseException:
-            con.execute("rollback")
-            raise
+            rebuild_pools(con, catalog, tz=tz)
+
+        _in_transaction(con, ingest_orders)
         report.files.append(str(path))
-        new_orders = True
         say(f"ingested orders {path.name}")
-    if new_orders:
-        rebuild_pools(con, catalog, tz=tz)
-    con.register("catalog_functions", catalog.functions.to_arrow())
-    for path in usage_files:
-        sha = file_sha256(path)
-        if sha in seen:
-            report.skipped_files.append(str(path))
-            continue
-        seen.add(sha)
-        con.execute("begin transaction")
-        try:
+    for path, sha in _new_files(con, usage_files, report):
+
+        def ingest_usage(path=path, sha=sha):
             file_id = _register_file(con, path, "usage", sha, run_id)
             ingest_usage_file(
                 con,
@@ -145,10 +155,8 @@ def ingest_inbox(
                 late_before=late_before,
                 progress=say,
             )
-            con.execute("commit")
-        except BaseException:
-            con.execute("rollback")
-            raise
+
+        _in_transaction(con, ingest_usage)
         report.files.append(str(path))
     return report
 
@@ -193,7 +201,6 @@ def ingest_orders_file(
     con,
     path: Path,
     file_id: int,
-    catalog: Catalog,
     *,
     tz: str,
     run_id: str,

@@ -21,6 +21,7 @@ create table if not exists ingested_files (
     kind varchar,                -- orders, usage
     sha256 varchar unique,
     bytes bigint,
+    mtime_ns bigint,
     lines bigint,
     accepted bigint,
     rejected bigint,

@@ -1,0 +1,163 @@
+"""Billing-rules §3: what the inbox accepts, what it rejects and why, and duplicates."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from tests.conftest import event, one, order, rows
+
+BASIC = order("o1", "c1", "basic", 1, "30", "2026-11-26T10:00:00+08:00")
+T = "2026-11-26T11:00:00+08:00"
+
+
+def good(event_id="e1", **changes) -> dict:
+    e = event(event_id, "c1", "copy_generation", 1, T)
+    e.update(changes)
+    return e
+
+
+BAD_LINES = [
+    ('{"event_id": "x1", "customer_id": ', "malformed_json"),
+    ("[1, 2, 3]", "malformed_json"),
+    ("", "empty_line"),
+    (json.dumps({k: v for k, v in good("x2").items() if k != "account_id"}),
+     "missing_field:account_id"),
+    (json.dumps(good("x3", quantity="abc")), "wrong_type:quantity"),
+    (json.dumps(good("x4", customer_id=17)), "wrong_type:customer_id"),
+    (json.dumps(good("x5", function="teleportation")), "unknown_function"),
+    (json.dumps(good("x6", quantity=0)), "quantity_not_positive"),
+    (json.dumps(good("x7", quantity=-3)), "quantity_not_positive"),
+    (json.dumps(good("x8", function="image_to_video", quantity=12)), "quantity_not_allowed"),
+    (json.dumps(good("x9", quantity=2.5)), "quantity_not_whole"),
+    (json.dumps(good("x10", quantity=1.0000001, function="video_translation")),
+     "quantity_too_precise"),
+    (json.dumps(good("x11", occurred_at="2026-11-26T11:00:00")), "timestamp_without_offset"),
+    (json.dumps(good("x12", occurred_at="yesterday at noon")), "bad_timestamp"),
+    (json.dumps(good("x13", status="maybe")), "bad_status"),
+    (json.dumps(good("x14", customer_id="c404")), "unknown_customer"),
+    (json.dumps(good("x15", function="material_recreation")), "not_entitled"),
+]
+
+
+@pytest.mark.parametrize(("raw", "reason"), BAD_LINES, ids=[r for _, r in BAD_LINES])
+def test_each_bad_usage_line_is_rejected_with_its_reason_and_raw_text(inbox, raw, reason):
+    inbox.orders([BASIC])
+    inbox.usage([good("ok1"), raw, good("ok2", occurred_at="2026-11-26T03:00:00Z")])
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select line_no, raw, reason from rejected_events") == [(2, raw, reason)]
+    # the good lines around it are billed: a bad line never takes good lines with it
+    assert one(con, "select count(*), sum(credits) from rated_events") == (2, 2)
+
+
+def test_all_bad_lines_in_one_gzip_file_leave_the_good_ones_billed(inbox):
+    inbox.orders([BASIC])
+    inbox.usage([good("ok1")] + [raw for raw, _ in BAD_LINES] + [good("ok2")], gz=True)
+    report = inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    got = rows(con, "select reason, count(*) from rejected_events group by 1 order by 1")
+    want: dict[str, int] = {}
+    for _, reason in BAD_LINES:
+        want[reason] = want.get(reason, 0) + 1
+    assert dict(got) == want
+    assert report.ingest.events_accepted == 2
+    assert one(con, "select count(*) from rated_events") == 2
+
+
+def test_exact_duplicate_is_counted_and_billed_once_across_files(inbox):
+    inbox.orders([BASIC])
+    inbox.usage([good("e1"), good("e1")])
+    inbox.usage([good("e1"), good("e2")])
+    report = inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert report.ingest.duplicates == 2
+    assert one(con, "select count(*), sum(credits) from rated_events") == (2, 2)
+    assert one(con, "select count(*) from rejected_events") == 0
+    assert one(con, "select sum(duplicates) from ingested_files") == 2
+
+
+def test_same_event_id_with_other_content_is_a_conflict_and_the_first_copy_stands(inbox):
+    inbox.orders([BASIC])
+    inbox.usage([good("e1"), good("e1", quantity=7)])
+    inbox.bill("2026-11-26")
+    inbox.usage([good("e1", quantity=9)])  # a later run: still the first copy stands
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert one(con, "select quantity, credits from rated_events") == (Decimal("1"), 1)
+    assert rows(con, "select reason, count(*) from rejected_events group by 1") == [
+        ("duplicate_conflict", 2)
+    ]
+
+
+def test_a_file_is_ingested_once_by_content_whatever_its_name(inbox):
+    inbox.orders([BASIC])
+    first = inbox.usage([good("e1"), good("e2")])
+    inbox.bill("2026-11-26")
+    (first.parent / "copy-of-it.jsonl").write_bytes(first.read_bytes())
+    report = inbox.bill("2026-11-26")
+    assert report.ingest.files == [] and len(report.ingest.skipped_files) == 3
+    con = inbox.warehouse()
+    assert one(con, "select count(*) from rated_events") == 2
+
+
+def test_failed_events_are_recorded_and_cost_nothing(inbox):
+    inbox.orders([BASIC])
+    inbox.usage([good("e1", status="failed", function="custom_avatar"), good("e2")])
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select event_id, status, credits from rated_events order by 1") == [
+        ("e1", "failed", 0), ("e2", "succeeded", 1)
+    ]
+    assert one(con, "select used from customer_days") == 1
+
+
+def test_unknown_extra_fields_are_ignored(inbox):
+    inbox.orders([BASIC])
+    inbox.usage([good("e1", campaign="winter", debug={"x": 1})])
+    inbox.bill("2026-11-26")
+    assert one(inbox.warehouse(), "select count(*) from rated_events") == 1
+
+
+BAD_ORDERS = [
+    ("o2,c2,gold,1,30,2026-11-26T10:00:00+08:00", "unknown_product"),
+    ("o3,c3,basic,3,90,2026-11-26T10:00:00+08:00", "bad_term"),
+    ("o4,c4,basic,,30,2026-11-26T10:00:00+08:00", "bad_term"),
+    ("o5,c5,package_100,12,100,2026-11-26T10:00:00+08:00", "bad_term"),
+    ("o6,c6,basic,6,30,2026-11-26T10:00:00+08:00", "wrong_amount"),
+    ("o7,c7,basic,1,thirty,2026-11-26T10:00:00+08:00", "bad_amount"),
+    ("o8,c8,basic,1,30,2026-11-26T10:00:00", "timestamp_without_offset"),
+    ("o9,c9,basic,1,30,next tuesday", "bad_timestamp"),
+    ("o1,c1,basic,1,30,2026-11-26T12:00:00+08:00", "duplicate_conflict"),
+    ("o10,c10,basic,1", "malformed_row"),
+    (",c11,basic,1,30,2026-11-26T10:00:00+08:00", "missing_field:order_id"),
+]
+
+
+@pytest.mark.parametrize(("raw", "reason"), BAD_ORDERS, ids=[r for _, r in BAD_ORDERS])
+def test_each_bad_order_row_is_rejected_with_its_reason(inbox, raw, reason):
+    good_row = "o1,c1,basic,1,30,2026-11-26T10:00:00+08:00"
+    inbox.orders([good_row, raw, "o20,c20,package_100,,100,2026-11-26T10:00:00+08:00"])
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select line_no, raw, reason from rejected_orders") == [(3, raw, reason)]
+    assert rows(con, "select order_id from orders order by 1") == [("o1",), ("o20",)]
+
+
+def test_an_exact_duplicate_order_row_is_ignored(inbox):
+    row = "o1,c1,basic,1,30,2026-11-26T10:00:00+08:00"
+    inbox.orders([row, row])
+    report = inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert one(con, "select count(*) from pools") == 1
+    assert one(con, "select count(*) from rejected_orders") == 0
+    assert report.ingest.duplicates == 1
+
+
+def test_a_timestamp_in_utc_bills_on_its_local_day(inbox):
+    inbox.orders([BASIC])
+    inbox.usage([good("e1", occurred_at="2026-11-26T16:30:00Z")])  # 00:30 on the 27th local
+    inbox.bill("2026-11-27")
+    assert one(inbox.warehouse(), "select day from rated_events").isoformat() == "2026-11-27"
