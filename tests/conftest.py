@@ -22,12 +22,14 @@ ORDER_HEADER = ["order_id", "customer_id", "product", "term_months", "amount_cny
 
 
 def order(order_id, customer_id, product, term, amount, purchased_at) -> dict:
-    return dict(zip(ORDER_HEADER, [order_id, customer_id, product, term, amount, purchased_at],
-                    strict=True))
+    return dict(
+        zip(ORDER_HEADER, [order_id, customer_id, product, term, amount, purchased_at], strict=True)
+    )
 
 
-def event(event_id, customer_id, function, quantity, occurred_at, status="succeeded",
-          account_id=None) -> dict:
+def event(
+    event_id, customer_id, function, quantity, occurred_at, status="succeeded", account_id=None
+) -> dict:
     return {
         "event_id": event_id,
         "customer_id": customer_id,

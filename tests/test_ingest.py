@@ -23,8 +23,10 @@ BAD_LINES = [
     ('{"event_id": "x1", "customer_id": ', "malformed_json"),
     ("[1, 2, 3]", "malformed_json"),
     ("", "empty_line"),
-    (json.dumps({k: v for k, v in good("x2").items() if k != "account_id"}),
-     "missing_field:account_id"),
+    (
+        json.dumps({k: v for k, v in good("x2").items() if k != "account_id"}),
+        "missing_field:account_id",
+    ),
     (json.dumps(good("x3", quantity="abc")), "wrong_type:quantity"),
     (json.dumps(good("x4", customer_id=17)), "wrong_type:customer_id"),
     (json.dumps(good("x5", function="teleportation")), "unknown_function"),
@@ -32,8 +34,10 @@ BAD_LINES = [
     (json.dumps(good("x7", quantity=-3)), "quantity_not_positive"),
     (json.dumps(good("x8", function="image_to_video", quantity=12)), "quantity_not_allowed"),
     (json.dumps(good("x9", quantity=2.5)), "quantity_not_whole"),
-    (json.dumps(good("x10", quantity=1.0000001, function="video_translation")),
-     "quantity_too_precise"),
+    (
+        json.dumps(good("x10", quantity=1.0000001, function="video_translation")),
+        "quantity_too_precise",
+    ),
     (json.dumps(good("x11", occurred_at="2026-11-26T11:00:00")), "timestamp_without_offset"),
     (json.dumps(good("x12", occurred_at="yesterday at noon")), "bad_timestamp"),
     (json.dumps(good("x13", status="maybe")), "bad_status"),
@@ -109,7 +113,8 @@ def test_failed_events_are_recorded_and_cost_nothing(inbox):
     inbox.bill("2026-11-26")
     con = inbox.warehouse()
     assert rows(con, "select event_id, status, credits from rated_events order by 1") == [
-        ("e1", "failed", 0), ("e2", "succeeded", 1)
+        ("e1", "failed", 0),
+        ("e2", "succeeded", 1),
     ]
     assert one(con, "select used from customer_days") == 1
 
