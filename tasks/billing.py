@@ -13,7 +13,7 @@ from tasks.deduct import deduct_shard
 from tasks.expire import expire_day
 from tasks.invariants import check_day
 
-DAY_TABLES = ("ledger_entries", "pool_days", "customer_days", "billed_days")
+DAY_TABLES = ("billed_days", "ledger_entries", "pool_days", "customer_days")
 
 
 @dataclass(frozen=True)
@@ -41,23 +41,44 @@ def unbill_from(con, day: date) -> None:
         con.execute(f"delete from {table} where day >= $day", {"day": day})
 
 
-def plan_days(
-    con, through: date, *, rebill_from: date | None = None, late_from: date | None = None
-) -> list[DayPlan]:
-    """Every day to bill up to `through`, in order, each with its reason."""
+def plan_days(con, through: date, *, rebill_from: date | None = None) -> list[DayPlan]:
+    """Every day to bill up to `through`, in order, each with its reason.
+
+    Billing day D starts from D-1's close, so the first day not billed (late data and a
+    rebill unbill their days at once) and every day after it up to `through` are billed.
+    """
     start = first_day(con)
     if start is None:
         return []
-    billed = last_billed(con)
-    begin = start if billed is None else billed + timedelta(days=1)
-    if late_from is not None and billed is not None and late_from <= billed:
-        begin = min(begin, max(late_from, start))
-    if rebill_from is not None and billed is not None and rebill_from <= billed:
-        begin = min(begin, max(rebill_from, start))
+    # a billed day is stale when a file ingested after it touches it or an earlier day
+    billed = {
+        r[0]
+        for r in con.execute(
+            """
+            select b.day from billed_days as b
+            where b.day between ? and ?
+              and not exists (
+                  select 1 from ingested_files as f
+                  where f.file_id > coalesce(b.files_seen, 0) and f.earliest_day <= b.day
+              )
+            """,
+            [start, through],
+        ).fetchall()
+    }
+    begin = start
+    while begin in billed and begin <= through:
+        begin += timedelta(days=1)
+    before = {
+        r[0]
+        for r in con.execute(
+            "select distinct day from billing_runs where status = 'succeeded' and day >= ?",
+            [begin],
+        ).fetchall()
+    }
     plans = []
     d = begin
     while d <= through:
-        if billed is None or d > billed:
+        if d not in before:
             reason = "new"
         elif rebill_from is not None and d >= rebill_from:
             reason = "rebill"
@@ -126,7 +147,12 @@ def bill_day(
             "where d.pool_key = pools.pool_key and d.day = $day",
             {"day": day},
         )
-        execute(con, "insert into billed_days values ($day, null, now())", {"day": day})
+        execute(
+            con,
+            "insert into billed_days select $day, null, now(), "
+            "(select coalesce(max(file_id), 0) from ingested_files)",
+            {"day": day},
+        )
         con.execute("commit")
     except BaseException:
         con.execute("rollback")

@@ -11,7 +11,7 @@ from typing import Any
 
 from tasks.billing import bill_day, call_directly, last_billed, plan_days, unbill_from
 from tasks.catalog import load_catalog
-from tasks.db import connect
+from tasks.db import connect, execute
 from tasks.ingest import IngestReport, ingest_inbox
 from tasks.publish import publish, run_lock
 from tasks.settings import Settings
@@ -108,11 +108,13 @@ def run_billing(
             )
             hook("ingest")
             report.seconds["ingest"] = time.perf_counter() - t
-            plans = plan_days(
-                con, through, rebill_from=rebill_from, late_from=report.ingest.earliest_day
-            )
+            if rebill_from is not None:
+                execute(con, "delete from billed_days where day >= $day", {"day": rebill_from})
+            plans = plan_days(con, through, rebill_from=rebill_from)
             if plans:
+                con.execute("begin transaction")
                 unbill_from(con, plans[0].day)
+                con.execute("commit")
             for i, plan in enumerate(plans, 1):
                 t = time.perf_counter()
                 started = time.time()

@@ -154,7 +154,8 @@ create table if not exists customer_days (
 create table if not exists billed_days (
     day date primary key,
     run_id varchar,
-    billed_at timestamptz
+    billed_at timestamptz,
+    files_seen integer          -- the last ingested file the day was billed with
 );
 
 create table if not exists billing_runs (
