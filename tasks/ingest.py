@@ -6,7 +6,9 @@ import csv
 import gzip
 import hashlib
 import io
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -38,6 +40,15 @@ class IngestReport:
     duplicates: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     earliest_day: date | None = None  # the earliest billing day new accepted rows touch
+    seconds: dict[str, float] = field(default_factory=dict)  # read, validate, rate, store
+
+    @contextmanager
+    def timed(self, step: str):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[step] = self.seconds.get(step, 0.0) + time.perf_counter() - t
 
     def touch(self, day: date | None) -> None:
         if day is not None and (self.earliest_day is None or day < self.earliest_day):
@@ -337,26 +348,41 @@ def ingest_usage_file(
     """Accept, count as duplicate, or reject (with reason and raw line) each usage line."""
     totals = {"lines": 0, "accepted": 0, "rejected": 0, "duplicates": 0}
     earliest: date | None = None
-    for chunk in iter_line_chunks(path):
-        con.register("chunk", chunk)
-        df = frame(con, sql("extract_events"), {"timestamp_pattern": TIMESTAMP_WITH_OFFSET})
-        con.unregister("chunk")
-        df = df.with_columns(
-            (pl.col("raw").str.strip_chars().str.len_chars() > 0).alias("nonblank"),
-            pl.col("occurred_at_ts").cast(pl.Datetime("us", "UTC")),
-        )
-        df = df.with_columns(reject_reasons(df, "usage").alias("reason"))
+    chunks = iter_line_chunks(path)
+    while True:
+        with report.timed("read"):
+            chunk = next(chunks, None)
+        if chunk is None:
+            break
+        with report.timed("validate"):
+            con.register("chunk", chunk)
+            df = frame(con, sql("extract_events"), {"timestamp_pattern": TIMESTAMP_WITH_OFFSET})
+            con.unregister("chunk")
+            df = df.with_columns(
+                (pl.col("raw").str.strip_chars().str.len_chars() > 0).alias("nonblank"),
+                pl.col("occurred_at_ts").cast(pl.Datetime("us", "UTC")),
+            )
+            df = df.with_columns(reject_reasons(df, "usage").alias("reason"))
         days = df.filter(pl.col("reason").is_null())["occurred_at_ts"]
         lo = (days.min() or datetime(2000, 1, 1)).date() - timedelta(days=2)
         hi = (days.max() or datetime(2000, 1, 1)).date() + timedelta(days=2)
-        con.register("chunk_checked", df.drop("nonblank").to_arrow())
-        decided = frame(
-            con,
-            sql("accept_events"),
-            {"tz": tz, "late_before": late_before or date(1, 1, 1), "min_day": lo, "max_day": hi},
-        )
-        con.unregister("chunk_checked")
-        n_acc, n_rej, n_dup, first_day = _store_events(con, decided, path, file_id, run_id, report)
+        with report.timed("rate"):
+            con.register("chunk_checked", df.drop("nonblank").to_arrow())
+            decided = frame(
+                con,
+                sql("accept_events"),
+                {
+                    "tz": tz,
+                    "late_before": late_before or date(1, 1, 1),
+                    "min_day": lo,
+                    "max_day": hi,
+                },
+            )
+            con.unregister("chunk_checked")
+        with report.timed("store"):
+            n_acc, n_rej, n_dup, first_day = _store_events(
+                con, decided, path, file_id, run_id, report
+            )
         totals["lines"] += chunk.num_rows
         totals["accepted"] += n_acc
         totals["rejected"] += n_rej

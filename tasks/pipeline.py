@@ -52,7 +52,18 @@ class RunReport:
             "rejected_by_reason": dict(ing.rejected_by_reason),
             "published": self.published,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds().items()},
         }
+
+    def stage_seconds(self) -> dict[str, float]:
+        """Seconds per stage over the whole run: ingest steps, then the billing stages."""
+        out = dict(self.ingest.seconds) if self.ingest else {}
+        for d in self.days:
+            for k, v in d.get("timings", {}).items():
+                out[k] = out.get(k, 0.0) + v
+        if "publish" in self.seconds:
+            out["publish"] = self.seconds["publish"]
+        return out
 
 
 def late_cutoff(con, through: date, max_late_days: int) -> date | None:
