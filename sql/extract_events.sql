@@ -8,33 +8,45 @@ parsed as (
     select
         line_no,
         raw,
-        case when json_valid(raw) then json_type(raw) = 'OBJECT' else false end as json_ok
+        case when json_valid(raw) then json_type(raw) = 'OBJECT' else false end as json_ok,
+        length(trim(raw)) > 0 as nonblank
     from lines
 ),
 
 objects as (
-    select *, case when json_ok then raw::json end as j from parsed
+    -- one parse per line: every field as a JSON value (its type is checked below)
+    select
+        *,
+        case
+            when json_ok then from_json(
+                raw,
+                '{"event_id": "JSON", "customer_id": "JSON", "account_id": "JSON",
+                  "function": "JSON", "quantity": "JSON", "status": "JSON",
+                  "occurred_at": "JSON"}'
+            )
+        end as j
+    from parsed
 ),
 
 fields as (
     select
         line_no,
-        raw,
         json_ok,
-        j ->> 'event_id' as event_id,
-        json_type(j, '$.event_id') as event_id_type,
-        j ->> 'customer_id' as customer_id,
-        json_type(j, '$.customer_id') as customer_id_type,
-        j ->> 'account_id' as account_id,
-        json_type(j, '$.account_id') as account_id_type,
-        j ->> 'function' as function,
-        json_type(j, '$.function') as function_type,
-        j ->> 'quantity' as quantity_text,
-        json_type(j, '$.quantity') as quantity_type,
-        j ->> 'status' as status,
-        json_type(j, '$.status') as status_type,
-        j ->> 'occurred_at' as occurred_at,
-        json_type(j, '$.occurred_at') as occurred_at_type
+        nonblank,
+        j.event_id ->> '$' as event_id,
+        json_type(j.event_id) as event_id_type,
+        j.customer_id ->> '$' as customer_id,
+        json_type(j.customer_id) as customer_id_type,
+        j.account_id ->> '$' as account_id,
+        json_type(j.account_id) as account_id_type,
+        j.function ->> '$' as function,
+        json_type(j.function) as function_type,
+        j.quantity ->> '$' as quantity_text,
+        json_type(j.quantity) as quantity_type,
+        j.status ->> '$' as status,
+        json_type(j.status) as status_type,
+        j.occurred_at ->> '$' as occurred_at,
+        json_type(j.occurred_at) as occurred_at_type
     from objects
 ),
 

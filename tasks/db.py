@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from functools import cache
 from pathlib import Path
@@ -11,6 +12,9 @@ import polars as pl
 
 from tasks.settings import SQL_DIR
 
+# DuckDB's own buffer pool; it spills to disk beyond this (env ADBILL_DUCKDB_MEMORY)
+MEMORY_LIMIT = os.environ.get("ADBILL_DUCKDB_MEMORY", "1GB")
+
 
 def connect(path: Path | str = ":memory:", read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open a connection with the house settings (UTC session, schema in place)."""
@@ -18,6 +22,7 @@ def connect(path: Path | str = ":memory:", read_only: bool = False) -> duckdb.Du
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path), read_only=read_only)
     con.execute("set TimeZone = 'UTC'")
+    con.execute(f"set memory_limit = '{MEMORY_LIMIT}'")
     if not read_only:
         ensure_schema(con)
     return con

@@ -82,18 +82,32 @@ def _register_file(con, path: Path, kind: str, sha: str, run_id: str) -> int:
     stat = path.stat()
     file_id = scalar(con, "select coalesce(max(file_id), 0) + 1 from ingested_files")
     con.execute(
-        "insert into ingested_files (file_id, path, kind, sha256, bytes, mtime_ns, ingested_at, "
-        "run_id) values (?, ?, ?, ?, ?, ?, now(), ?)",
+        "insert into ingested_files (file_id, path, kind, sha256, bytes, mtime_ns, lines, "
+        "accepted, rejected, duplicates, lines_done, complete, ingested_at, run_id) "
+        "values (?, ?, ?, ?, ?, ?, 0, 0, 0, 0, 0, false, now(), ?)",
         [file_id, str(path), kind, sha, stat.st_size, stat.st_mtime_ns, run_id],
     )
     return file_id
 
 
-def _new_files(con, paths: list[Path], report: IngestReport) -> list[tuple[Path, str]]:
-    """The files whose content was never ingested; unchanged known files are not re-read."""
-    known = con.execute("select path, bytes, mtime_ns, sha256 from ingested_files").fetchall()
-    by_stat = {(p, b, m) for p, b, m, _ in known}
-    seen = {sha for *_, sha in known}
+@dataclass(frozen=True)
+class InboxFile:
+    """A file to ingest: new, or one a killed run left half done (resume after lines_done)."""
+
+    path: Path
+    sha: str
+    file_id: int | None = None
+    lines_done: int = 0
+
+
+def _new_files(con, paths: list[Path], report: IngestReport) -> list[InboxFile]:
+    """The files whose content was never fully ingested; known files are not re-read."""
+    known = con.execute(
+        "select path, bytes, mtime_ns, sha256, file_id, lines_done, complete from ingested_files"
+    ).fetchall()
+    by_stat = {(p, b, m) for p, b, m, *_, done in known if done}
+    complete = {sha for _, _, _, sha, *_, done in known if done}
+    partial = {sha: (fid, n) for _, _, _, sha, fid, n, done in known if not done}
     fresh = []
     for path in paths:
         stat = path.stat()
@@ -101,11 +115,12 @@ def _new_files(con, paths: list[Path], report: IngestReport) -> list[tuple[Path,
             report.skipped_files.append(str(path))
             continue
         sha = file_sha256(path)
-        if sha in seen:
+        if sha in complete:
             report.skipped_files.append(str(path))
             continue
-        seen.add(sha)
-        fresh.append((path, sha))
+        complete.add(sha)
+        fid, done = partial.get(sha, (None, 0))
+        fresh.append(InboxFile(path, sha, fid, done or 0))
     return fresh
 
 
@@ -131,8 +146,9 @@ def ingest_inbox(
 ) -> IngestReport:
     """Ingest every inbox file not seen before (by content): orders first, then usage.
 
-    Each file is one transaction: its rows, its rejects and its record land together or not
-    at all. New orders rebuild the pools in the same transaction.
+    An orders file is one transaction with the pools it changes. A usage file commits chunk
+    by chunk with its progress (`lines_done`), so memory stays bounded and a killed run
+    resumes after the last committed line: nothing is lost and nothing counted twice.
     """
     report = IngestReport()
     say = progress or (lambda _msg: None)
@@ -140,35 +156,40 @@ def ingest_inbox(
     con.register("catalog_products", catalog.products().to_arrow())
     con.register("catalog_editions", catalog.editions.to_arrow())
     con.register("catalog_functions", catalog.functions.to_arrow())
-    for path, sha in _new_files(con, order_files, report):
+    for f in _new_files(con, order_files, report):
 
-        def ingest_orders(path=path, sha=sha):
-            file_id = _register_file(con, path, "orders", sha, run_id)
+        def ingest_orders(f=f):
+            con.execute("delete from ingested_files where sha256 = ?", [f.sha])
+            file_id = _register_file(con, f.path, "orders", f.sha, run_id)
             ingest_orders_file(
-                con, path, file_id, tz=tz, run_id=run_id, report=report, late_before=late_before
-            )
-            rebuild_pools(con, catalog, tz=tz)
-
-        _in_transaction(con, ingest_orders)
-        report.files.append(str(path))
-        say(f"ingested orders {path.name}")
-    for path, sha in _new_files(con, usage_files, report):
-
-        def ingest_usage(path=path, sha=sha):
-            file_id = _register_file(con, path, "usage", sha, run_id)
-            ingest_usage_file(
                 con,
-                path,
+                f.path,
                 file_id,
                 tz=tz,
                 run_id=run_id,
                 report=report,
                 late_before=late_before,
-                progress=say,
             )
+            rebuild_pools(con, catalog, tz=tz)
+            con.execute("update ingested_files set complete = true where file_id = ?", [file_id])
 
-        _in_transaction(con, ingest_usage)
-        report.files.append(str(path))
+        _in_transaction(con, ingest_orders)
+        report.files.append(str(f.path))
+        say(f"ingested orders {f.path.name}")
+    for f in _new_files(con, usage_files, report):
+        file_id = f.file_id or _register_file(con, f.path, "usage", f.sha, run_id)
+        ingest_usage_file(
+            con,
+            f.path,
+            file_id,
+            tz=tz,
+            run_id=run_id,
+            report=report,
+            late_before=late_before,
+            progress=say,
+            skip_lines=f.lines_done,
+        )
+        report.files.append(str(f.path))
     return report
 
 
@@ -344,64 +365,66 @@ def ingest_usage_file(
     report: IngestReport,
     late_before: date | None,
     progress: Callable[[str], None],
+    skip_lines: int = 0,
 ) -> None:
     """Accept, count as duplicate, or reject (with reason and raw line) each usage line."""
-    totals = {"lines": 0, "accepted": 0, "rejected": 0, "duplicates": 0}
-    earliest: date | None = None
+    lines = 0
     chunks = iter_line_chunks(path)
     while True:
         with report.timed("read"):
             chunk = next(chunks, None)
         if chunk is None:
             break
+        lines += chunk.num_rows
+        if skip_lines:
+            chunk = chunk.filter(pc.greater(chunk["line_no"], skip_lines))
+            if chunk.num_rows == 0:
+                continue
         with report.timed("validate"):
+            # the raw lines stay in `chunk`; only rejected ones are looked up again
             con.register("chunk", chunk)
             df = frame(con, sql("extract_events"), {"timestamp_pattern": TIMESTAMP_WITH_OFFSET})
-            con.unregister("chunk")
-            df = df.with_columns(
-                (pl.col("raw").str.strip_chars().str.len_chars() > 0).alias("nonblank"),
-                pl.col("occurred_at_ts").cast(pl.Datetime("us", "UTC")),
-            )
+            df = df.with_columns(pl.col("occurred_at_ts").cast(pl.Datetime("us", "UTC")))
             df = df.with_columns(reject_reasons(df, "usage").alias("reason"))
         days = df.filter(pl.col("reason").is_null())["occurred_at_ts"]
         lo = (days.min() or datetime(2000, 1, 1)).date() - timedelta(days=2)
         hi = (days.max() or datetime(2000, 1, 1)).date() + timedelta(days=2)
-        with report.timed("rate"):
-            con.register("chunk_checked", df.drop("nonblank").to_arrow())
-            decided = frame(
-                con,
-                sql("accept_events"),
-                {
-                    "tz": tz,
-                    "late_before": late_before or date(1, 1, 1),
-                    "min_day": lo,
-                    "max_day": hi,
-                },
-            )
-            con.unregister("chunk_checked")
-        with report.timed("store"):
-            n_acc, n_rej, n_dup, first_day = _store_events(
-                con, decided, path, file_id, run_id, report
-            )
-        totals["lines"] += chunk.num_rows
-        totals["accepted"] += n_acc
-        totals["rejected"] += n_rej
-        totals["duplicates"] += n_dup
-        if first_day is not None and (earliest is None or first_day < earliest):
-            earliest = first_day
-        progress(f"{path.name}: {totals['lines']:,} lines read, {totals['accepted']:,} accepted")
-    report.touch(earliest)
+        con.execute("begin transaction")
+        try:
+            with report.timed("rate"):
+                con.register("chunk_checked", df.drop("nonblank").to_arrow())
+                decided = frame(
+                    con,
+                    sql("accept_events"),
+                    {
+                        "tz": tz,
+                        "late_before": late_before or date(1, 1, 1),
+                        "min_day": lo,
+                        "max_day": hi,
+                    },
+                )
+                con.unregister("chunk_checked")
+            with report.timed("store"):
+                n_acc, n_rej, n_dup, first_day = _store_events(
+                    con, decided, path, file_id, run_id, report
+                )
+                con.execute(
+                    "update ingested_files set lines = ?, lines_done = ?, "
+                    "accepted = accepted + ?, rejected = rejected + ?, "
+                    "duplicates = duplicates + ?, earliest_day = least(earliest_day, ?) "
+                    "where file_id = ?",
+                    [lines, lines, n_acc, n_rej, n_dup, first_day, file_id],
+                )
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+        finally:
+            con.unregister("chunk")
+        report.touch(first_day)
+        progress(f"{path.name}: {lines:,} lines read")
     con.execute(
-        "update ingested_files set lines = ?, accepted = ?, rejected = ?, duplicates = ?, "
-        "earliest_day = ? where file_id = ?",
-        [
-            totals["lines"],
-            totals["accepted"],
-            totals["rejected"],
-            totals["duplicates"],
-            earliest,
-            file_id,
-        ],
+        "update ingested_files set lines = ?, complete = true where file_id = ?", [lines, file_id]
     )
 
 
@@ -413,40 +436,32 @@ def _store_events(
     accepted = decided.filter(reason.is_null())
     dups = decided.filter(reason == "duplicate").height
     if rejected.height:
-        con.register("rej", rejected.select("line_no", "raw", "final_reason").to_arrow())
+        con.register("rej", rejected.select("line_no", "final_reason").to_arrow())
         con.execute(
-            "insert into rejected_events select ?, line_no, raw, final_reason, now(), ? from rej",
+            "insert into rejected_events select ?, line_no, c.raw, final_reason, now(), ? "
+            "from rej join chunk as c using (line_no) order by line_no",
             [str(path), run_id],
         )
         con.unregister("rej")
     if accepted.height:
-        con.register(
-            "acc",
-            accepted.select(
-                "line_no",
-                "event_id",
-                "customer_key",
-                "account_id",
-                "function",
-                "quantity",
-                "status",
-                "occurred_at_ts",
-                "day",
-                "credits",
-            ).to_arrow(),
+        # event_key: ingest order (earlier runs, files in path order, lines in order)
+        first_key = scalar(con, "select coalesce(max(event_key), 0) + 1 from events")
+        rows = accepted.sort("line_no").select(
+            (pl.int_range(pl.len(), dtype=pl.Int64) + first_key).alias("event_key"),
+            "event_id",
+            "customer_key",
+            "account_id",
+            "function",
+            "quantity",
+            "status",
+            pl.col("occurred_at_ts").alias("occurred_at"),
+            "day",
+            "credits",
+            pl.lit(file_id, dtype=pl.Int32).alias("file_id"),
+            "line_no",
         )
-        con.execute(
-            """
-            insert into events
-            select (select coalesce(max(event_key), 0) from events)
-                       + row_number() over (order by line_no),
-                   event_id, customer_key, account_id, function,
-                   quantity, status,
-                   occurred_at_ts, day, credits, ?, line_no
-            from acc
-            """,
-            [file_id],
-        )
+        con.register("acc", rows.to_arrow())
+        con.execute("insert into events by name select * from acc")
         con.unregister("acc")
     report.events_accepted += accepted.height
     report.events_rejected += rejected.height

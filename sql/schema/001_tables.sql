@@ -27,6 +27,8 @@ create table if not exists ingested_files (
     rejected bigint,
     duplicates bigint,
     earliest_day date,           -- the earliest billing day its accepted rows touch
+    lines_done bigint,           -- lines committed so far (a killed run resumes after them)
+    complete boolean,
     ingested_at timestamptz,
     run_id varchar
 );
@@ -170,3 +172,10 @@ create table if not exists billing_runs (
     credits_used bigint,
     seconds double
 );
+
+-- columns added after the first working databases were made (kept so they upgrade in place)
+alter table ingested_files add column if not exists mtime_ns bigint;
+alter table ingested_files add column if not exists lines_done bigint;
+alter table ingested_files add column if not exists complete boolean;
+alter table billed_days add column if not exists files_seen integer;
+update ingested_files set complete = true, lines_done = lines where complete is null;

@@ -1,0 +1,57 @@
+-- Every listed customer's net balance at the cutoff of billing day $day (billing-rules §9),
+-- with the credits rated over the last 7 days; suspensions and at_risk read it.
+create or replace temp table net_balances as
+with bounds as (
+    select timezone($tz, ($day + 1)::timestamp) as cutoff
+),
+
+listed as (
+    -- only customers with an accepted order purchased before the cutoff (§9)
+    select distinct o.customer_key
+    from orders as o, bounds as b
+    where o.purchased_at < b.cutoff
+),
+
+valid_pools as (
+    -- pools valid at the cutoff; those starting exactly at it count in full (§9), the
+    -- others with what they hold at the close of the day, after expiry
+    select
+        p.customer_key,
+        sum(case when p.available_from = b.cutoff then p.credits else d.remaining end)
+            as valid_credits
+    from pools as p
+    cross join bounds as b
+    left join pool_days as d on d.pool_key = p.pool_key and d.day = $day
+    where p.available_from <= b.cutoff and b.cutoff < p.expires_at
+    group by p.customer_key
+),
+
+arrears as (
+    select customer_key, arrears_outstanding
+    from customer_days
+    where day = $day
+),
+
+rated_7d as (
+    select customer_key, sum(rated) as total_rated_7d
+    from customer_days
+    where day between $day - 6 and $day
+    group by customer_key
+),
+
+net_balances as (
+    select
+        l.customer_key,
+        k.customer_id,
+        coalesce(v.valid_credits, 0) as valid_credits,
+        coalesce(a.arrears_outstanding, 0) as arrears_outstanding,
+        coalesce(v.valid_credits, 0) - coalesce(a.arrears_outstanding, 0) as net_balance,
+        coalesce(r.total_rated_7d, 0) as total_rated_7d
+    from listed as l
+    join customers as k using (customer_key)
+    left join valid_pools as v using (customer_key)
+    left join arrears as a using (customer_key)
+    left join rated_7d as r using (customer_key)
+)
+
+select * from net_balances

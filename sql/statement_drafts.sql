@@ -1,0 +1,219 @@
+-- Draft statements of month $month through billing day $day (billing-rules §8): usage
+-- lines per function, the pools behind the balances, and each customer's figures summed
+-- from customer_days. tasks/statements.py decides which drafts become revisions.
+create or replace temp table statement_line_drafts as
+with month_events as (
+    select customer_key, function, status, quantity, credits
+    from events
+    where day between $month and $day
+),
+
+lines as (
+    select
+        customer_key,
+        function,
+        count(*) filter (where status = 'succeeded') as events,
+        count(*) filter (where status <> 'succeeded') as failed_events,
+        cast(coalesce(sum(quantity) filter (where status = 'succeeded'), 0) as decimal(18, 6))
+            as quantity,
+        sum(credits) as credits
+    from month_events
+    group by customer_key, function
+)
+
+select k.customer_id, l.*
+from lines as l
+join customers as k using (customer_key);
+
+create or replace temp table statement_pool_drafts as
+with bounds as (
+    select
+        timezone($tz, $month::timestamp) as month_start,
+        timezone($tz, ($day + 1)::timestamp) as cutoff
+),
+
+paid as (
+    select distinct o.customer_key, o.order_id
+    from orders as o, bounds as b
+    where o.purchased_at < b.cutoff
+),
+
+shown as (
+    -- pools paid for by the cutoff that had not expired when the month began
+    select p.*
+    from pools as p
+    join paid using (customer_key, order_id)
+    cross join bounds as b
+    where p.expires_at > b.month_start
+),
+
+month_figures as (
+    select
+        pool_key,
+        sum(granted) as granted,
+        arg_min(opening - granted, day) as opening,
+        sum(used) as used,
+        sum(settled) as settled,
+        sum(expired) as expired,
+        arg_max(remaining, day) as remaining,
+        sum(revenue_cny) as revenue_cny,
+        arg_max(revenue_cum, day) as revenue_to_date_cny,
+        sum(breakage_cny) as breakage_cny
+    from pool_days
+    where day between $month and $day
+    group by pool_key
+),
+
+pool_lines as (
+    select
+        s.customer_id, s.customer_key, s.pool_key, s.pool_id, s.order_id, s.source, s.product,
+        s.period_index, s.credits, s.amount_cny, s.available_from, s.expires_at,
+        case
+            when s.available_from >= b.cutoff then 'queued'
+            when s.expires_at <= b.cutoff then 'expired'
+            else 'active'
+        end as state,
+        coalesce(f.granted, 0) as granted,
+        coalesce(f.opening, 0) as opening,
+        coalesce(f.used, 0) as used,
+        coalesce(f.settled, 0) as settled,
+        coalesce(f.expired, 0) as expired,
+        coalesce(f.remaining, 0) as remaining,
+        coalesce(f.revenue_cny, 0) as revenue_cny,
+        coalesce(f.revenue_to_date_cny, 0) as revenue_to_date_cny,
+        coalesce(f.breakage_cny, 0) as breakage_cny
+    from shown as s
+    cross join bounds as b
+    left join month_figures as f using (pool_key)
+)
+
+-- §7 per pool: revenue to date + breakage + deferred = amount paid
+select
+    * exclude (pool_key),
+    amount_cny - revenue_to_date_cny - breakage_cny as deferred_cny
+from pool_lines;
+
+create or replace temp table statement_drafts as
+with bounds as (
+    select timezone($tz, ($day + 1)::timestamp) as cutoff
+),
+
+opening as (
+    -- the balances at the previous month's close
+    select customer_key, balance, arrears_outstanding, deferred_cny
+    from customer_days
+    where day = $month - 1
+),
+
+totals as (
+    select
+        customer_key,
+        any_value(customer_id) as customer_id,
+        sum(granted) as granted,
+        sum(used) as used,
+        sum(expired) as expired,
+        sum(arrears_opened) as arrears_opened,
+        sum(settled) as arrears_settled,
+        arg_max(arrears_outstanding, day) as arrears_outstanding,
+        arg_max(balance, day) as closing_balance,
+        sum(rated) as rated,
+        sum(events) as events,
+        sum(payments_cny) as payments_cny,
+        sum(revenue_cny) as revenue_cny,
+        sum(breakage_cny) as breakage_cny,
+        arg_max(deferred_cny, day) as deferred_cny
+    from customer_days
+    where day between $month and $day
+    group by customer_key
+),
+
+entitled as (
+    -- seats (§8): the highest active edition's + every active package's, at the cutoff
+    select
+        p.customer_key,
+        coalesce(max(p.seats) filter (where p.source = 'subscription'), 0)
+            + coalesce(sum(p.seats) filter (where p.source = 'package'), 0) as seats_entitled
+    from pools as p, bounds as b
+    where p.available_from <= b.cutoff and b.cutoff < p.expires_at
+    group by p.customer_key
+),
+
+accounts as (
+    select customer_key, count(distinct account_id) as seats_used
+    from events
+    where day between $month and $day
+    group by customer_key
+),
+
+figures as (
+    select
+        t.customer_id,
+        t.customer_key,
+        $month as month,
+        $day as through_day,
+        coalesce(o.balance, 0) as opening_balance,
+        t.granted,
+        t.used,
+        t.expired,
+        coalesce(o.arrears_outstanding, 0) as arrears_opening,
+        t.arrears_opened,
+        t.arrears_settled,
+        t.arrears_outstanding,
+        t.closing_balance,
+        t.rated,
+        t.events,
+        cast(t.payments_cny as decimal(18, 2)) as payments_cny,
+        cast(t.revenue_cny as decimal(18, 2)) as revenue_cny,
+        cast(t.breakage_cny as decimal(18, 2)) as breakage_cny,
+        coalesce(o.deferred_cny, 0) as deferred_opening_cny,
+        t.deferred_cny,
+        cast(coalesce(e.seats_entitled, 0) as integer) as seats_entitled,
+        cast(coalesce(a.seats_used, 0) as integer) as seats_used
+    from totals as t
+    left join opening as o using (customer_key)
+    left join entitled as e using (customer_key)
+    left join accounts as a using (customer_key)
+),
+
+line_texts as (
+    select
+        customer_key,
+        string_agg(
+            concat_ws(',', function, events, failed_events, quantity, credits), ';'
+            order by function
+        ) as lines
+    from statement_line_drafts
+    group by customer_key
+),
+
+pool_texts as (
+    select
+        customer_key,
+        string_agg(
+            concat_ws(
+                ',', pool_id, state, granted, opening, used, settled, expired, remaining,
+                revenue_cny, revenue_to_date_cny, breakage_cny, deferred_cny
+            ),
+            ';' order by pool_id
+        ) as pools
+    from statement_pool_drafts
+    group by customer_key
+),
+
+statement_drafts as (
+    -- the fingerprint tells whether a final statement changed (then: a new revision)
+    select
+        f.*,
+        md5(concat_ws(
+            '|', f.opening_balance, f.granted, f.used, f.expired, f.arrears_opening,
+            f.arrears_opened, f.arrears_settled, f.arrears_outstanding, f.closing_balance,
+            f.rated, f.events, f.payments_cny, f.revenue_cny, f.breakage_cny,
+            f.deferred_opening_cny, f.deferred_cny, f.seats_entitled, f.seats_used,
+            coalesce(l.lines, ''), coalesce(p.pools, '')
+        )) as fingerprint
+    from figures as f
+    left join line_texts as l using (customer_key)
+    left join pool_texts as p using (customer_key)
+)
+
+select * from statement_drafts

@@ -1,0 +1,66 @@
+-- Statements of month $month through the billing day, from the drafts (billing-rules §8):
+-- a month-to-date revision is refreshed in place; a final one is never touched again, a
+-- changed final statement gets the next revision beside it.
+create or replace temp table statement_revisions as
+with latest as (
+    select
+        customer_key,
+        max(revision) as revision,
+        arg_max(status, revision) as status,
+        arg_max(fingerprint, revision) as fingerprint,
+        arg_max(created_at, revision) as created_at
+    from statements
+    where month = $month
+    group by customer_key
+),
+
+statement_revisions as (
+    select
+        d.customer_key,
+        case
+            when l.revision is null then 1
+            when l.status = 'month_to_date' then l.revision
+            else l.revision + 1
+        end as revision,
+        case when l.status = 'month_to_date' then l.created_at else now() end as created_at
+    from statement_drafts as d
+    left join latest as l using (customer_key)
+    where l.revision is null
+        or l.status = 'month_to_date'
+        -- a final statement is revised only when the month's last day is billed again
+        or ($final and d.fingerprint is distinct from l.fingerprint)
+)
+
+select * from statement_revisions;
+
+delete from statements as s
+using statement_revisions as r
+where s.month = $month and s.customer_key = r.customer_key and s.revision = r.revision;
+
+delete from statement_lines as s
+using statement_revisions as r
+where s.month = $month and s.customer_key = r.customer_key and s.revision = r.revision;
+
+delete from statement_pools as s
+using statement_revisions as r
+where s.month = $month and s.customer_key = r.customer_key and s.revision = r.revision;
+
+insert into statements by name
+select
+    d.*,
+    r.revision,
+    case when $final then 'final' else 'month_to_date' end as status,
+    r.created_at,
+    now() as updated_at
+from statement_drafts as d
+join statement_revisions as r using (customer_key);
+
+insert into statement_lines by name
+select l.*, $month as month, r.revision
+from statement_line_drafts as l
+join statement_revisions as r using (customer_key);
+
+insert into statement_pools by name
+select p.*, $month as month, r.revision
+from statement_pool_drafts as p
+join statement_revisions as r using (customer_key)
