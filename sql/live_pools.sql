@@ -11,7 +11,7 @@ live as (
     from pools as p, bounds as b
     where p.available_from < b.cutoff
         and p.expires_at > b.day_start
-        and p.customer_key % $shards = $shard
+        and p.$shard_filter
 ),
 
 carried as (

@@ -258,36 +258,67 @@ def entry_base(day_number: pl.Expr | int, customer_key: pl.Expr) -> pl.Expr:
     )
 
 
-def deduct_shard(con, day, *, tz: str, shard: int, shards: int) -> dict[str, int]:
-    """Draw the day's events of one shard of customers; write draws, grants and pool_days."""
+@dataclass(frozen=True)
+class ShardInputs:
+    """What drawing one shard of customers for one day needs: plain frames, no connection."""
+
+    events: pl.DataFrame  # event_key, customer_key, occurred_at_us, credits; in draw order
+    pools: pl.DataFrame  # live_pools.sql
+    arrears: pl.DataFrame  # customer_key, arrears_outstanding carried in
+    day_start_us: int
+    day_number: int  # days since EPOCH: the high bits of entry_id
+
+
+@dataclass(frozen=True)
+class ShardDraws:
+    """One shard's ledger entries and pool figures for the day, ready to load."""
+
+    entries: pl.DataFrame
+    pool_days: pl.DataFrame
+    events: int
+
+
+# shards are a stable hash of customer_id (customers.shard_hash = md5_number_lower)
+SHARD_FILTER = (
+    "customer_key in (select customer_key from customers where shard_hash % $shards = $shard)"
+)
+
+
+def shard_inputs(con, day: date, *, tz: str, shard: int, shards: int) -> ShardInputs:
+    """Read one shard's events, live pools and carried arrears for the day."""
     params = {"day": day, "tz": tz, "shard": shard, "shards": shards}
     events = frame(
         con,
-        """
+        f"""
         select event_key, customer_key, epoch_us(occurred_at) as occurred_at_us, credits
         from events
-        where day = $day and credits > 0 and customer_key % $shards = $shard
+        where day = $day and credits > 0 and {SHARD_FILTER}
         order by customer_key, occurred_at, event_id
         """,
         params,
     )
-    pools = frame(con, sql_text("live_pools"), params)
+    pools = frame(con, sql_text("live_pools").replace("$shard_filter", SHARD_FILTER), params)
     arrears = frame(
         con,
-        """
+        f"""
         select customer_key, arrears_outstanding from customer_days
-        where day = $day - 1 and arrears_outstanding > 0 and customer_key % $shards = $shard
+        where day = $day - 1 and arrears_outstanding > 0 and {SHARD_FILTER}
         """,
         params,
     )
-    day_start_us = scalar(con, "select epoch_us(timezone($tz, $day::timestamp))", params)
-    draws = draw_day(
-        events.cast({"customer_key": pl.Int32}),
-        pools.cast({"customer_key": pl.Int32}),
-        arrears.cast({"customer_key": pl.Int32}),
-        day_start_us,
+    return ShardInputs(
+        events=events.cast({"customer_key": pl.Int32}),
+        pools=pools.cast({"customer_key": pl.Int32}),
+        arrears=arrears.cast({"customer_key": pl.Int32}),
+        day_start_us=scalar(con, "select epoch_us(timezone($tz, $day::timestamp))", params),
+        day_number=(day - EPOCH).days,
     )
-    day_number = (day - EPOCH).days
+
+
+def draw_shard(inputs: ShardInputs) -> ShardDraws:
+    """Draw one shard's day: ledger entries (grants, draws) and pool figures. Pure Polars."""
+    pools, day_number = inputs.pools, inputs.day_number
+    draws = draw_day(inputs.events, pools, inputs.arrears, inputs.day_start_us)
     kind_rank = pl.col("kind").replace_strict(
         {"settle": 0, "use": 1, "arrears": 1}, return_dtype=pl.Int8
     )
@@ -305,32 +336,17 @@ def deduct_shard(con, day, *, tz: str, shard: int, shards: int) -> dict[str, int
             "entry_id", "customer_key", "pool_key", "event_key", "posted_at_us", "kind", "credits"
         )
     )
-    grants = (
-        pools.filter(pl.col("granted") > 0)
-        .select(
-            (entry_base(day_number, pl.col("customer_key")) + GRANT_SEQ + pl.col("priority")).alias(
-                "entry_id"
-            ),
-            pl.col("customer_key").cast(pl.Int32),
-            "pool_key",
-            pl.lit(None, dtype=pl.Int64).alias("event_key"),
-            "available_from_us",
-            pl.lit("grant").alias("kind"),
-            pl.col("granted").alias("credits"),
-        )
-        .rename({"available_from_us": "posted_at_us"})
+    grants = pools.filter(pl.col("granted") > 0).select(
+        (entry_base(day_number, pl.col("customer_key")) + GRANT_SEQ + pl.col("priority")).alias(
+            "entry_id"
+        ),
+        pl.col("customer_key").cast(pl.Int32),
+        "pool_key",
+        pl.lit(None, dtype=pl.Int64).alias("event_key"),
+        pl.col("available_from_us").alias("posted_at_us"),
+        pl.lit("grant").alias("kind"),
+        pl.col("granted").alias("credits"),
     )
-    con.register("day_entries", pl.concat([grants, entries], how="vertical_relaxed").to_arrow())
-    con.execute(
-        """
-        insert into ledger_entries
-        select entry_id, $day, customer_key, pool_key, event_key,
-               make_timestamptz(posted_at_us), kind, credits
-        from day_entries
-        """,
-        {"day": day},
-    )
-    con.unregister("day_entries")
     per_pool = (
         draws.pieces.filter(pl.col("pool_key").is_not_null())
         .group_by("pool_key")
@@ -344,7 +360,33 @@ def deduct_shard(con, day, *, tz: str, shard: int, shards: int) -> dict[str, int
         .join(draws.remaining, on="pool_key", how="left")
         .with_columns(pl.col("used", "settled").fill_null(0))
     )
-    con.register("day_pools", pool_days.to_arrow())
+    return ShardDraws(
+        entries=pl.concat([grants, entries], how="vertical_relaxed"),
+        pool_days=pool_days,
+        events=inputs.events.height,
+    )
+
+
+def load_shard(con, day: date, draws: ShardDraws) -> None:
+    """Write one shard's ledger entries and pool_days rows."""
+    con.register("day_entries", draws.entries.to_arrow())
+    con.execute(
+        """
+        insert into ledger_entries
+        select entry_id, $day, customer_key, pool_key, event_key,
+               make_timestamptz(posted_at_us), kind, credits
+        from day_entries
+        """,
+        {"day": day},
+    )
+    con.unregister("day_entries")
+    con.register("day_pools", draws.pool_days.to_arrow())
     con.execute(sql_text("pool_days"), {"day": day})
     con.unregister("day_pools")
-    return {"events": events.height, "pieces": draws.pieces.height}
+
+
+def deduct_shard(con, day: date, *, tz: str, shard: int, shards: int) -> dict[str, int]:
+    """Draw the day's events of one shard of customers in-process; write the results."""
+    draws = draw_shard(shard_inputs(con, day, tz=tz, shard=shard, shards=shards))
+    load_shard(con, day, draws)
+    return {"events": draws.events}

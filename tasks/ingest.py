@@ -284,7 +284,8 @@ def _store_orders(
         insert into customers
         select (select coalesce(max(customer_key), 0) from customers) + row_number() over (
                    order by min(line_no)),
-               customer_id
+               customer_id,
+               md5_number_lower(customer_id)
         from acc where customer_id not in (select customer_id from customers)
         group by customer_id
         """

@@ -35,7 +35,8 @@ create table if not exists ingested_files (
 
 create table if not exists customers (
     customer_key integer primary key,
-    customer_id varchar unique
+    customer_id varchar unique,
+    shard_hash ubigint           -- md5 of customer_id: shard = shard_hash % shards
 );
 
 create table if not exists orders (
@@ -178,4 +179,6 @@ alter table ingested_files add column if not exists mtime_ns bigint;
 alter table ingested_files add column if not exists lines_done bigint;
 alter table ingested_files add column if not exists complete boolean;
 alter table billed_days add column if not exists files_seen integer;
+alter table customers add column if not exists shard_hash ubigint;
+update customers set shard_hash = md5_number_lower(customer_id) where shard_hash is null;
 update ingested_files set complete = true, lines_done = lines where complete is null;
