@@ -1,0 +1,39 @@
+"""The benchmark runs at a tiny size and reports every stage, the floor and peak memory.
+
+No timing is asserted here: timing belongs in bench/ (docs/performance.md has the figures).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGE_KEYS = [
+    "read", "validate", "rate", "store", "orders", "deduct", "expire", "daily", "invariants",
+    "suspensions", "statements", "documents", "publish",
+]  # fmt: skip
+
+
+def test_bench_reports_every_stage_the_floor_and_peak_rss(tmp_path):
+    out = tmp_path / "bench.json"
+    cmd = [
+        sys.executable, str(ROOT / "bench" / "run.py"), "--events", "5000", "--customers", "200",
+        "--repeat", "1", "--no-prefect", "--workdir", str(tmp_path / "work"), "--out", str(out),
+    ]  # fmt: skip
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    stages = res["engine"]["stages"]
+    assert [k for k in STAGE_KEYS if k not in stages] == []
+    assert res["floor"]["seconds"] > 0
+    assert res["engine"]["total_seconds"] > 0
+    assert res["ratio"] > 0
+    assert res["engine"]["peak_rss_bytes"] > 0
+    run = res["engine"]["runs"][0]
+    assert run["days_billed"] == 1
+    assert run["events_accepted"] > 4900
+    assert res["naive"]["same_customer_totals"] and res["naive"]["same_pool_draws"]
+    assert "total" in r.stdout and "floor" in r.stdout
