@@ -10,6 +10,8 @@ from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+# a busy machine can take longer than Prefect's default to start its temporary server
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def _date(text: str) -> date:
@@ -51,6 +53,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--rebill-from", type=_date, help="also recompute billed days from this day")
     run.add_argument("--shards", type=int, default=0, help="shards of customers (0 = automatic)")
     run.add_argument("--max-late-days", type=int, default=35)
+    run.add_argument(
+        "--task-runner",
+        default="local",
+        help="local (default), dask (a temporary LocalCluster) or dask=ADDRESS",
+    )
 
     gen = sub.add_parser("generate", help="write synthetic orders and usage into the inbox")
     _common(gen)
@@ -97,6 +104,7 @@ def _run_flow(
     trigger="cli",
     shards: int = 0,
     max_late_days: int = 35,
+    task_runner: str = "local",
 ) -> dict:
     from flows.daily import daily_billing
 
@@ -108,6 +116,7 @@ def _run_flow(
         shards=shards,
         max_late_days=max_late_days,
         trigger=trigger,
+        task_runner=task_runner,
     )
 
 
@@ -126,7 +135,12 @@ def cmd_demo(args) -> None:
 
 def cmd_run(args) -> None:
     result = _run_flow(
-        args, args.through, args.rebill_from, shards=args.shards, max_late_days=args.max_late_days
+        args,
+        args.through,
+        args.rebill_from,
+        shards=args.shards,
+        max_late_days=args.max_late_days,
+        task_runner=args.task_runner,
     )
     print(
         f"billed {result['days_billed']} day(s) through {result['through']}; "

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.parallel import api_url_for_workers, dask_runner, shard_deduct
 from flows.report import publish_run_artifacts
 from tasks.pipeline import run_billing
 from tasks.settings import Settings
@@ -52,6 +53,53 @@ def yesterday(tz: str) -> date:
     return datetime.now(ZoneInfo(tz)).date() - timedelta(days=1)
 
 
+def _bill(
+    through: date | None,
+    rebill_from: date | None,
+    data_dir: str | None,
+    db: str | None,
+    shards: int,
+    max_late_days: int,
+    trigger: str,
+    task_runner: str,
+) -> dict:
+    logger = get_run_logger()
+    settings = Settings(
+        data_dir=data_dir or Settings().data_dir,
+        db=db,
+        shards=shards,
+        max_late_days=max_late_days,
+    )
+    through = through or yesterday(settings.billing_tz)
+    deduct = shard_deduct(settings.state_dir / "shards") if task_runner != "local" else None
+    report = run_billing(
+        settings,
+        through,
+        rebill_from=rebill_from,
+        trigger=trigger,
+        stage=prefect_stage,
+        deduct=deduct,
+        progress=logger.info,
+    )
+    publish_run_artifacts(settings, report)
+    return report.summary()
+
+
+@flow(name="billing-on-dask", log_prints=True)
+def billing_on_dask(
+    through: date | None = None,
+    rebill_from: date | None = None,
+    data_dir: str | None = None,
+    db: str | None = None,
+    shards: int = 0,
+    max_late_days: int = 35,
+    trigger: str = "deployment",
+    task_runner: str = "dask",
+) -> dict:
+    """The run of daily-billing with its shard draws on a DaskTaskRunner."""
+    return _bill(through, rebill_from, data_dir, db, shards, max_late_days, trigger, task_runner)
+
+
 @flow(name="daily-billing", log_prints=True)
 def daily_billing(
     through: date | None = None,
@@ -61,24 +109,17 @@ def daily_billing(
     shards: int = 0,
     max_late_days: int = 35,
     trigger: str = "deployment",
+    task_runner: str = "local",
 ) -> dict:
-    """Ingest the inbox and bill every due day through `through` (default: yesterday)."""
-    logger = get_run_logger()
-    base = Settings()
-    settings = Settings(
-        data_dir=data_dir or base.data_dir,
-        db=db,
-        shards=shards,
-        max_late_days=max_late_days,
-    )
-    through = through or yesterday(settings.billing_tz)
-    report = run_billing(
-        settings,
-        through,
-        rebill_from=rebill_from,
-        trigger=trigger,
-        stage=prefect_stage,
-        progress=logger.info,
-    )
-    publish_run_artifacts(settings, report)
-    return report.summary()
+    """Ingest the inbox and bill every due day through `through` (default: yesterday).
+
+    task_runner: `local` (in this process), `dask` (a temporary LocalCluster) or
+    `dask=ADDRESS` (an existing scheduler); with Dask the shard draws run on its workers.
+    """
+    args = (through, rebill_from, data_dir, db, shards, max_late_days, trigger, task_runner)
+    if task_runner == "local":
+        return _bill(*args)
+    if task_runner != "dask" and not task_runner.startswith("dask="):
+        raise ValueError(f"task_runner must be local, dask or dask=ADDRESS, not {task_runner!r}")
+    with api_url_for_workers():
+        return billing_on_dask.with_options(task_runner=dask_runner(task_runner))(*args)

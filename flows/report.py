@@ -1,37 +1,209 @@
-"""The run report shown in the Prefect UI: a markdown summary artifact."""
+"""The run report shown in the Prefect UI: a markdown summary and the day's suspension list."""
 
 from __future__ import annotations
 
-from prefect.artifacts import create_markdown_artifact
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
 
+import duckdb
+
+from tasks.db import connect, execute
 from tasks.pipeline import RunReport
 from tasks.settings import Settings
 
+REPORT_KEY = "billing-run-report"
+LIST_KEY = "suspension-list"
+MAX_DAY_ROWS = 62  # the per-day table shows the run's last two months of days at most
+MAX_LIST_ROWS = 2000
 
-def run_report_markdown(report: RunReport) -> str:
-    """A short markdown account of a run: days billed, events, rejects, credits."""
+DAY_FIGURES = """
+with days as (
+    select unnest($days) as day
+),
+
+credits as (
+    select
+        day,
+        sum(events) as events,
+        sum(used) as used,
+        sum(settled) as settled,
+        sum(expired) as expired,
+        sum(arrears_opened) as arrears_opened,
+        sum(revenue_cny) as revenue_cny,
+        sum(breakage_cny) as breakage_cny,
+        sum(payments_cny) as payments_cny
+    from customer_days
+    where day in (select day from days)
+    group by day
+),
+
+lists as (
+    select
+        d.day,
+        (select count(*) from suspensions as s where s.day = d.day) as suspended,
+        (select count(*) from suspension_changes as c
+         where c.day = d.day and c.change = 'suspended') as newly_suspended,
+        (select count(*) from suspension_changes as c
+         where c.day = d.day and c.change = 'reinstated') as reinstated,
+        (select count(*) from at_risk as r where r.day = d.day) as at_risk
+    from days as d
+)
+
+select *
+from lists
+left join credits using (day)
+order by day
+"""
+
+
+def report_figures(con, days: list[date]) -> list[dict]:
+    """Per billed day: events, credits used/settled/expired, money, the list's counts."""
+    if not days:
+        return []
+    cur = execute(con, DAY_FIGURES, {"days": sorted(set(days))})
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def suspension_table(con, day: date, limit: int = MAX_LIST_ROWS) -> list[dict]:
+    """The day's suspension list as plain rows (text, int): no Decimal, no date objects."""
+    cur = execute(
+        con,
+        """
+        select customer_id, status, reason, net_balance, arrears_outstanding, suspended_since,
+               change, projected_exhaustion_date
+        from suspension_list
+        where day = $day
+        order by case status when 'suspended' then 0 when 'active' then 1 else 2 end,
+                 customer_id
+        limit $limit
+        """,
+        {"day": day, "limit": limit},
+    )
+    names = [d[0] for d in cur.description]
+    return [{k: _plain(v) for k, v in zip(names, row, strict=True)} for row in cur.fetchall()]
+
+
+def _plain(value):
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _n(value) -> str:
+    return f"{int(value or 0):,}"
+
+
+def _cny(value) -> str:
+    return f"{Decimal(value or 0):,.2f}"
+
+
+def run_report_markdown(report: RunReport, figures: list[dict] | None = None) -> str:
+    """A markdown account of a run: days billed, events, rejects, credits, money, lists."""
     s = report.summary()
+    figures = figures or []
+    reasons: dict[str, int] = {}
+    for d in report.days:
+        reasons[d.get("reason", "new")] = reasons.get(d.get("reason", "new"), 0) + 1
+    why = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
     lines = [
         f"# Billing run {report.run_id}",
         "",
-        f"- through: {report.through}, status: **{report.status}**",
-        f"- days billed: {s['days_billed']} ({s['first_day']} .. {s['last_day']})",
-        f"- events accepted: {s['events_accepted']:,}, rejected: {s['events_rejected']:,}, "
-        f"exact duplicates ignored: {s['duplicates']:,}",
+        f"- through **{report.through}**, status **{report.status}**",
+        f"- days billed: **{s['days_billed']}**"
+        + (f" ({s['first_day']} .. {s['last_day']}; {why})" if s["days_billed"] else ""),
+        f"- orders accepted {s['orders_accepted']:,}, rejected {s['orders_rejected']:,}",
+        f"- events accepted **{s['events_accepted']:,}**, rejected **{s['events_rejected']:,}**, "
+        f"exact duplicates ignored {s['duplicates']:,}",
         f"- published warehouse: `{report.published}`",
-        "",
-        "| reject reason | lines |",
-        "|---|---|",
     ]
-    for reason, n in sorted(s["rejected_by_reason"].items()):
-        lines.append(f"| {reason} | {n:,} |")
+    if figures:
+        total = {k: sum((f[k] or 0) for f in figures) for k in figures[0] if k != "day"}
+        last = figures[-1]
+        lines += [
+            "",
+            "## Credits and money over the billed days",
+            "",
+            "| credits used | settled (arrears) | expired | arrears opened "
+            "| revenue CNY | breakage CNY | payments CNY |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {_n(total['used'])} | {_n(total['settled'])} | {_n(total['expired'])} "
+            f"| {_n(total['arrears_opened'])} | {_cny(total['revenue_cny'])} "
+            f"| {_cny(total['breakage_cny'])} | {_cny(total['payments_cny'])} |",
+            "",
+            f"## Suspension list at the close of {last['day']}",
+            "",
+            f"- suspended: **{_n(last['suspended'])}** "
+            f"(over the run's days: {_n(total['newly_suspended'])} newly suspended, "
+            f"{_n(total['reinstated'])} reinstated)",
+            f"- at risk: **{_n(last['at_risk'])}**",
+            "",
+            "## Per day",
+            "",
+            "| day | events | used | settled | expired | revenue CNY | breakage CNY "
+            "| suspended | new | reinstated | at risk |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        shown = figures[-MAX_DAY_ROWS:]
+        if len(shown) < len(figures):
+            lines.insert(-2, f"(the last {len(shown)} of {len(figures)} days)")
+        for f in shown:
+            lines.append(
+                f"| {f['day']} | {_n(f['events'])} | {_n(f['used'])} | {_n(f['settled'])} "
+                f"| {_n(f['expired'])} | {_cny(f['revenue_cny'])} | {_cny(f['breakage_cny'])} "
+                f"| {_n(f['suspended'])} | {_n(f['newly_suspended'])} | {_n(f['reinstated'])} "
+                f"| {_n(f['at_risk'])} |"
+            )
+    lines += ["", "## Rejected lines by reason", ""]
+    if s["rejected_by_reason"]:
+        lines += ["| reason | lines |", "|---|---:|"]
+        lines += [f"| {r} | {n:,} |" for r, n in sorted(s["rejected_by_reason"].items())]
+    else:
+        lines.append("none")
     return "\n".join(lines)
 
 
+def _read_published(report: RunReport) -> tuple[list[dict], date | None, list[dict]]:
+    """Figures of the run's days and the last billed day's list, from the published file."""
+    if not report.published or not Path(report.published).exists():
+        return [], None, []
+    con = connect(report.published, read_only=True)
+    try:
+        figures = report_figures(con, [d["day"] for d in report.days])
+        last = max((d["day"] for d in report.days), default=None)
+        if last is None:
+            last = con.execute("select max(day) from billed_days").fetchall()[0][0]
+        table = suspension_table(con, last) if last else []
+        return figures, last, table
+    except duckdb.CatalogException:  # a warehouse from before the lists existed
+        return [], None, []
+    finally:
+        con.close()
+
+
 def publish_run_artifacts(settings: Settings, report: RunReport) -> None:
-    """Attach the run report to the flow run."""
+    """Attach the run report and the last billed day's suspension list to the flow run."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    figures, last, table = _read_published(report)
+    markdown = run_report_markdown(report, figures)
+    if last is not None:
+        csv_path = settings.out_dir / "suspensions" / f"{last.isoformat()}.csv"
+        markdown += f"\n\nSuspension list for operations: `{csv_path}`"
     create_markdown_artifact(
-        markdown=run_report_markdown(report),
-        key="billing-run-report",
+        markdown=markdown,
+        key=REPORT_KEY,
         description=f"adbill run {report.run_id} through {report.through}",
     )
+    if last is not None:
+        create_table_artifact(
+            table=table
+            or [{"customer_id": "", "status": "nobody suspended, reinstated or at risk"}],
+            key=LIST_KEY,
+            description=f"suspension list at the close of {last} (suspended, reinstated, at risk)",
+        )

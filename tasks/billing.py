@@ -109,10 +109,15 @@ def bill_day(
     tz: str,
     shards: int = 0,
     stage: Callable = call_directly,
+    deduct: Callable | None = None,
     after_stage: Callable | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
-    """Bill one day: draws per shard, expiry, daily figures, invariants; all or nothing."""
+    """Bill one day: draws per shard, expiry, daily figures, invariants; all or nothing.
+
+    `deduct(con, day, tz=, shards=) -> events` draws every shard elsewhere (the Dask path);
+    by default each shard is drawn in-process as its own stage.
+    """
     say = progress or (lambda _m: None)
     hook = after_stage or (lambda _stage: None)
     timings: dict[str, float] = {}
@@ -122,7 +127,10 @@ def bill_day(
         n = shard_count(con, day, shards)
         t = time.perf_counter()
         events = 0
-        for s in range(n):
+        if deduct is not None:
+            events = deduct(con, day, tz=tz, shards=n)
+            hook("deduct")
+        for s in range(n if deduct is None else 0):
             drawn = stage(
                 f"deduct-{day}-shard-{s}", deduct_shard, con, day, tz=tz, shard=s, shards=n
             )

@@ -82,6 +82,7 @@ def run_billing(
     trigger: str = "cli",
     run_id: str | None = None,
     stage: Stage = call_directly,
+    deduct: Callable | None = None,
     progress: Callable[[str], None] | None = None,
     after_stage: Callable[[str], None] | None = None,
 ) -> RunReport:
@@ -135,6 +136,7 @@ def run_billing(
                     tz=tz,
                     shards=settings.shards,
                     stage=stage,
+                    deduct=deduct,
                     after_stage=hook,
                     progress=say,
                 )

@@ -14,6 +14,7 @@ import duckdb
 import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 from tasks.pipeline import run_billing  # noqa: E402
 from tasks.settings import Settings  # noqa: E402

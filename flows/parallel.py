@@ -1,0 +1,80 @@
+"""Shard draws on a Dask cluster: Prefect tasks on prefect-dask's DaskTaskRunner."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.deduct import shard_inputs
+from tasks.shards import clear, draw_shard_files, load_shard_files, write_shard_inputs
+
+
+@task(name="draw-shard", cache_policy=NO_CACHE, persist_result=False)
+def draw_shard_task(in_dir: str, out_dir: str) -> dict:
+    """Draw one shard from its Parquet inputs; runs on a Dask worker."""
+    return draw_shard_files(in_dir, out_dir)
+
+
+def dask_runner(spec: str):
+    """A DaskTaskRunner from `dask` (a temporary LocalCluster) or `dask=ADDRESS`."""
+    from prefect_dask import DaskTaskRunner
+
+    _, _, address = spec.partition("=")
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(
+        cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True}
+    )
+
+
+@contextmanager
+def api_url_for_workers():
+    """Point the workers this process starts at this flow's API (a temporary server too),
+    rather than each starting a temporary server of its own; restored afterwards."""
+    from prefect.client.orchestration import get_client
+
+    before = os.environ.get("PREFECT_API_URL")
+    with get_client(sync_client=True) as client:
+        os.environ["PREFECT_API_URL"] = str(client.api_url).rstrip("/")
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = before
+
+
+def shard_deduct(work_dir: Path):
+    """A `deduct` for bill_day: shard inputs to Parquet, draws on the task runner, loads here.
+
+    Workers only read and write files under work_dir (it must be on storage every worker
+    sees); the one process that holds the working database loads their results, in shard
+    order, so the outcome is the same whatever the number of shards or workers.
+    """
+
+    def deduct(con, day: date, *, tz: str, shards: int) -> int:
+        base = work_dir / day.isoformat()
+        futures = []
+        for s in range(shards):
+            d = base / f"shard-{s}"
+            write_shard_inputs(shard_inputs(con, day, tz=tz, shard=s, shards=shards), d / "in")
+            futures.append(
+                draw_shard_task.with_options(task_run_name=f"draw-{day}-shard-{s}").submit(
+                    str(d / "in"), str(d / "out")
+                )
+            )
+        events = 0
+        for f in futures:
+            result = f.result()
+            load_shard_files(con, day, result["out_dir"])
+            events += result["events"]
+        clear(base)
+        return events
+
+    return deduct

@@ -1,0 +1,95 @@
+"""Issue 6: the warehouse is the same, row for row, whatever the shard count and runner."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+
+import duckdb
+import pytest
+
+from tasks.generate import generate
+from tasks.pipeline import run_billing
+from tasks.settings import Settings
+
+# every analyst table, minus what names a run or a moment of ingestion
+TABLES = {
+    "customers": "select * from customers",
+    "orders": "select * exclude (ingested_at) from orders",
+    "pools": "select * from pools",
+    "events": "select * from events",
+    "ledger_entries": "select * from ledger_entries",
+    "pool_days": "select * from pool_days",
+    "customer_days": "select * from customer_days",
+    "rejected_events": "select regexp_replace(source_file, '.*/inbox/', ''), line_no, raw, "
+    "reason from rejected_events",
+    "rejected_orders": "select regexp_replace(source_file, '.*/inbox/', ''), line_no, raw, "
+    "reason from rejected_orders",
+    "billed_days": "select day, files_seen from billed_days",
+}
+OPTIONAL = {
+    "statements": "select * exclude (created_at) from statements",
+    "statement_lines": "select * from statement_lines",
+    "suspensions": "select * from suspensions",
+    "suspension_changes": "select * from suspension_changes",
+    "at_risk": "select * from at_risk",
+}
+
+
+def snapshot(db) -> dict[str, list]:
+    con = duckdb.connect(str(db), read_only=True)
+    names = {
+        r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()
+    }
+    out = {}
+    for name, query in (TABLES | {k: v for k, v in OPTIONAL.items() if k in names}).items():
+        try:
+            out[name] = sorted(con.execute(query).fetchall(), key=repr)
+        except duckdb.BinderException:  # a column the query excludes is not there
+            out[name] = sorted(con.execute(f"select * from {name}").fetchall(), key=repr)
+    con.close()
+    return out
+
+
+@pytest.fixture(scope="module")
+def inbox_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scaling") / "inbox-src"
+    generate(root, customers=40, days=4, events_per_day=600, seed=11, start=date(2026, 11, 1))
+    return root
+
+
+def copy_of(inbox_dir, dest):
+    shutil.copytree(inbox_dir / "inbox", dest / "inbox")
+    return dest
+
+
+def test_one_shard_in_process_equals_four_shards_in_process(inbox_dir, tmp_path):
+    a = run_billing(
+        Settings(data_dir=copy_of(inbox_dir, tmp_path / "a"), shards=1), date(2026, 11, 4)
+    )
+    b = run_billing(
+        Settings(data_dir=copy_of(inbox_dir, tmp_path / "b"), shards=4), date(2026, 11, 4)
+    )
+    assert a.days[-1]["shards"] == 1 and b.days[-1]["shards"] == 4
+    assert snapshot(a.published) == snapshot(b.published)
+
+
+def test_four_shards_on_a_two_worker_dask_cluster_equal_one_shard_in_process(inbox_dir, tmp_path):
+    from flows.daily import daily_billing
+
+    a = run_billing(
+        Settings(data_dir=copy_of(inbox_dir, tmp_path / "a"), shards=1), date(2026, 11, 4)
+    )
+    summary = daily_billing(
+        through=date(2026, 11, 4),
+        data_dir=str(copy_of(inbox_dir, tmp_path / "dask")),
+        shards=4,
+        task_runner="dask",
+        trigger="test",
+    )
+    assert summary["status"] == "succeeded"
+    left, right = snapshot(a.published), snapshot(summary["published"])
+    assert left.keys() == right.keys()
+    for table in left:
+        assert left[table] == right[table], table
+    assert len(left["ledger_entries"]) > 1000
