@@ -33,6 +33,16 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds every process on the machine has used since boot (/proc/stat)."""
+    try:
+        f = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in f[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("data_dir")
@@ -51,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         from tasks.settings import Settings
     imported = time.perf_counter() - t
     rss_imported = peak_rss_bytes()
+    load_before = os.getloadavg()[0]
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
+    busy = machine_busy_seconds()
     t = time.perf_counter()
     if args.flow:
         summary = daily_billing(
@@ -65,8 +78,16 @@ def main(argv: list[str] | None = None) -> int:
             for d in report.days
         ]
     wall = time.perf_counter() - t
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    own = used.ru_utime - cpu.ru_utime + used.ru_stime - cpu.ru_stime
     out = {
         "wall_seconds": wall,
+        # CPU of this process (all its threads): less sensitive than wall time to other
+        # work on a shared machine; the load average tells whether there was any
+        "cpu_seconds": own,
+        # CPU that other processes took meanwhile (0 on a quiet machine; 2 cores here)
+        "others_cpu_seconds": max(0.0, machine_busy_seconds() - busy - own),
+        "loadavg_1min": [load_before, os.getloadavg()[0]],
         "import_seconds": imported,
         "peak_rss_bytes": peak_rss_bytes(),
         "rss_after_import_bytes": rss_imported,

@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -90,6 +91,8 @@ def git_head() -> dict:
         r = subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, check=False)
         return r.stdout.strip()
 
+    if os.environ.get("BENCH_GIT_COMMIT"):  # measuring an exported copy of a commit
+        return {"commit": os.environ["BENCH_GIT_COMMIT"], "subject": "", "exported": True}
     return {
         "commit": git("rev-parse", "--short", "HEAD"),
         "subject": git("log", "-1", "--format=%s"),
@@ -187,14 +190,26 @@ def floor(files: list[Path], repeat: int) -> dict:
                        ignore_errors = true)
         group by customer_id
     """
-    runs = []
+    runs, cpu = [], []
     rows = 0
+    load = os.getloadavg()[0]
     for _ in range(repeat):
+        c = resource.getrusage(resource.RUSAGE_SELF)
         t = time.perf_counter()
         rows = len(con.sql(q).fetchall())
         runs.append(time.perf_counter() - t)
+        u = resource.getrusage(resource.RUSAGE_SELF)
+        cpu.append(u.ru_utime - c.ru_utime + u.ru_stime - c.ru_stime)
     con.close()
-    return {"seconds": min(runs), "runs": runs, "customers": rows}
+    best = runs.index(min(runs))
+    return {
+        "seconds": runs[best],
+        "cpu_seconds": cpu[best],
+        "runs": runs,
+        "cpu_runs": cpu,
+        "customers": rows,
+        "loadavg_1min": load,
+    }
 
 
 INGEST_STEPS = ("read", "validate", "rate", "store")
@@ -221,11 +236,15 @@ def stage_table(runs: list[dict]) -> dict:
     return {
         "stages": stages,
         "other_seconds": other,
+        "cpu_seconds": statistics.median(r["cpu_seconds"] for r in runs),
         "total_seconds": statistics.median(r["wall_seconds"] for r in runs),
         "peak_rss_bytes": max(r["peak_rss_bytes"] for r in runs),
         "runs": [
             {
                 "wall_seconds": r["wall_seconds"],
+                "cpu_seconds": r.get("cpu_seconds"),
+                "loadavg_1min": r.get("loadavg_1min"),
+                "others_cpu_seconds": r.get("others_cpu_seconds"),
                 "peak_rss_bytes": r["peak_rss_bytes"],
                 "stage_seconds": r["stages"],
                 "days_billed": r["summary"]["days_billed"],
@@ -243,7 +262,8 @@ def timed_runs(run_dir, state, src, files, through, repeat, label) -> list[dict]
         restore(run_dir, state, src, files)
         r = billrun(run_dir, through)
         say(
-            f"{label} run {i + 1}/{repeat}: {r['wall_seconds']:.2f} s, "
+            f"{label} run {i + 1}/{repeat}: {r['wall_seconds']:.2f} s "
+            f"(cpu {r['cpu_seconds']:.1f} s, others' cpu {r['others_cpu_seconds']:.1f} s), "
             f"peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB"
         )
         runs.append(r)
@@ -314,6 +334,8 @@ def history_chain(run_dir, cache, warm, src, plan, days: int) -> tuple[Path, lis
             {
                 "day": d + 1,
                 "wall_seconds": r["wall_seconds"],
+                "cpu_seconds": r.get("cpu_seconds"),
+                "others_cpu_seconds": r.get("others_cpu_seconds"),
                 "peak_rss_bytes": r["peak_rss_bytes"],
                 "stage_seconds": stages_of(r),
             }
@@ -344,7 +366,16 @@ def print_table(res: dict) -> None:
     print(f"{'other (plan, commit, checkpoint)':34} {t['other_seconds']:9.3f}")
     print(f"{'total':34} {t['total_seconds']:9.3f} {res['ratio']:8.2f}")
     print(f"{'floor (read_json + group by)':34} {floor_s:9.3f} {1:8.2f}")
+    print(
+        f"{'CPU seconds: billing process, floor':34} {t['cpu_seconds']:9.3f} "
+        f"{res['ratio_cpu']:8.2f}  (floor {res['floor']['cpu_seconds']:.3f})"
+    )
     print(f"peak RSS of the billing run: {t['peak_rss_bytes'] / 2**30:.2f} GiB")
+    others = [r["others_cpu_seconds"] for r in t["runs"]]
+    print(
+        f"CPU seconds other processes used during the runs: {min(others):.1f}..{max(others):.1f}"
+        " (0 on a quiet machine)"
+    )
     if p := res.get("prefect"):
         print(
             f"Prefect, apart: import {p['import_seconds']:.1f} s, flow on an empty data dir "
@@ -360,13 +391,14 @@ def print_table(res: dict) -> None:
     if h := res.get("history"):
         print(
             f"history: day {h['days']} {h['last_day_seconds']:.2f} s vs day 1 "
-            f"{h['first_day_seconds']:.2f} s: {h['ratio']:.2f}x (target <= 1.2)"
+            f"{h['first_day_seconds']:.2f} s: {h['ratio']:.2f}x (target <= 1.2); "
+            f"CPU {h['ratio_cpu']:.2f}x"
         )
     if lt := res.get("late"):
         print(
             f"late data: recompute of {lt['days']} days {lt['seconds']:.2f} s vs one day "
             f"{lt['one_day_seconds']:.2f} s: {lt['ratio_to_one_day']:.2f}x "
-            f"(target <= {lt['days']})"
+            f"(target <= {lt['days']}); CPU {lt['ratio_cpu']:.2f}x"
         )
     if e := res.get("e2e"):
         print(f"adbill run end to end: {e['wall_seconds']:.1f} s")
@@ -442,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         "floor": fl,
         "engine": engine,
         "ratio": engine["total_seconds"] / fl["seconds"],
+        "ratio_cpu": engine["cpu_seconds"] / max(fl["cpu_seconds"], 1e-9),
     }
     if args.naive:
         from naive import compare
@@ -468,6 +501,9 @@ def main(argv: list[str] | None = None) -> int:
             "first_day_seconds": engine["total_seconds"],
             "last_day_seconds": last_table["total_seconds"],
             "ratio": last_table["total_seconds"] / engine["total_seconds"],
+            "first_day_cpu_seconds": engine["cpu_seconds"],
+            "last_day_cpu_seconds": last_table["cpu_seconds"],
+            "ratio_cpu": last_table["cpu_seconds"] / engine["cpu_seconds"],
             "last_day": last_table,
             "series": series,
         }
@@ -492,6 +528,9 @@ def main(argv: list[str] | None = None) -> int:
                 "one_day_seconds": one,
                 "one_day_billing_only_seconds": billing_one,
                 "ratio_to_one_day": lt["total_seconds"] / one,
+                "cpu_seconds": lt["cpu_seconds"],
+                "one_day_cpu_seconds": last_table["cpu_seconds"],
+                "ratio_cpu": lt["cpu_seconds"] / last_table["cpu_seconds"],
                 "run": lt,
             }
     res["bench_seconds"] = time.perf_counter() - started

@@ -1,0 +1,145 @@
+"""Where a billing day's time goes, one operation at a time (for docs/performance.md).
+
+    uv run python bench/profile_day.py --events N [--customers 10000] [--workdir bench/data]
+
+Needs a `bench/run.py --events N` before it (the warmed-up state and the day's files). On a
+scratch copy of the warmed-up state it replays the usage ingest of the bench day chunk by
+chunk, timing the engine's own pieces separately: reading lines, the JSON extraction SQL,
+the Pandera reject reasons, the business checks and rating SQL, the insert of accepted events
+and the commit; then the file's sha256, and the deduct stage's pieces (shard inputs, the
+Polars draw, building ledger rows, the load). Internal engine functions are called directly,
+so this helper follows the engine's code and may need adjusting when the engine changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from datetime import date, timedelta
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+import inbox  # noqa: E402
+import polars as pl  # noqa: E402
+from run import engine_version  # noqa: E402
+
+from tasks import deduct as D  # noqa: E402
+from tasks import ingest as I  # noqa: E402
+from tasks.catalog import load_catalog  # noqa: E402
+from tasks.db import connect, frame, sql  # noqa: E402
+from tasks.settings import Settings  # noqa: E402
+from tasks.validate import TIMESTAMP_WITH_OFFSET, reject_reasons  # noqa: E402
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.s: dict[str, float] = defaultdict(float)
+
+    def __call__(self, name: str, fn, *a, **k):
+        t = time.perf_counter()
+        out = fn(*a, **k)
+        self.s[name] += time.perf_counter() - t
+        return out
+
+
+def profile_ingest(con, usage: Path, tz: str, clock: Clock) -> None:
+    """The steps of tasks.ingest.ingest_usage_file, timed one by one."""
+    cat = load_catalog(Settings().catalog_path)
+    con.register("catalog_products", cat.products().to_arrow())
+    con.register("catalog_editions", cat.editions.to_arrow())
+    con.register("catalog_functions", cat.functions.to_arrow())
+    file_id = 999_999
+    chunks = I.iter_line_chunks(usage)
+    while True:
+        chunk = clock("read: lines in chunks (Python, pyarrow)", next, chunks, None)
+        if chunk is None:
+            break
+        con.register("chunk", chunk)
+        df = clock(
+            "validate: extract_events.sql (DuckDB JSON)",
+            frame,
+            con,
+            sql("extract_events"),
+            {"timestamp_pattern": TIMESTAMP_WITH_OFFSET},
+        )
+        df = df.with_columns(pl.col("occurred_at_ts").cast(pl.Datetime("us", "UTC")))
+        reasons = clock("validate: reject_reasons (Pandera)", reject_reasons, df, "usage")
+        df = df.with_columns(reasons.alias("reason"))
+        days = df.filter(pl.col("reason").is_null())["occurred_at_ts"]
+        lo, hi = days.min().date() - timedelta(days=2), days.max().date() + timedelta(days=2)
+        con.execute("begin transaction")
+        con.register("chunk_checked", df.drop("nonblank").to_arrow())
+        decided = clock(
+            "rate: accept_events.sql (checks, dedupe, credits)",
+            frame,
+            con,
+            sql("accept_events"),
+            {"tz": tz, "late_before": date(1, 1, 1), "min_day": lo, "max_day": hi},
+        )
+        con.unregister("chunk_checked")
+        report = I.IngestReport()
+        clock("store: insert events", I._store_events, con, decided, usage, file_id, "p", report)
+        clock("store: commit", con.execute, "commit")
+        con.unregister("chunk")
+
+
+def profile_deduct(con, day: date, tz: str, clock: Clock) -> dict:
+    inputs = clock("deduct: shard_inputs (DuckDB reads)", D.shard_inputs, con, day, tz=tz,
+                   shard=0, shards=1)  # fmt: skip
+    clock("deduct: draw_day (Polars draw)", D.draw_day, inputs.events, inputs.pools,
+          inputs.arrears, inputs.day_start_us)  # fmt: skip
+    draws = clock("deduct: draw_shard (draw + ledger rows)", D.draw_shard, inputs)
+    con.execute("begin transaction")
+    clock("deduct: load_shard (insert ledger, pool_days)", D.load_shard, con, day, draws)
+    con.execute("rollback")
+    return {"events": inputs.events.height, "ledger_rows": draws.entries.height}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, required=True)
+    ap.add_argument("--customers", type=int, default=10_000)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--workdir", type=Path, default=HERE / "data")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+    key = args.workdir.absolute() / (
+        f"c{args.customers}-e{args.events}-s{args.seed}-v{inbox.GEN_VERSION}"
+    )
+    warm = key / "states" / engine_version() / "warm" / "adbill.duckdb"
+    usage = key / "src" / "usage" / f"usage-{inbox.day_of(0)}.jsonl"
+    tz = Settings().billing_tz
+    clock = Clock()
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        db = Path(tmp) / "adbill.duckdb"
+        shutil.copyfile(warm, db)
+        con = connect(db)
+        profile_ingest(con, usage, tz, clock)
+        t = time.perf_counter()
+        h = hashlib.sha256()
+        with usage.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        clock.s["orders/files: sha256 of the usage file"] = time.perf_counter() - t
+        extra = profile_deduct(con, inbox.day_of(0), tz, clock)
+        con.close()
+    out = {"events": args.events, **extra, "seconds": dict(clock.s)}
+    for k, v in clock.s.items():
+        print(f"{k:55} {v:8.3f}")
+    if args.out:
+        args.out.write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
