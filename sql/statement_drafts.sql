@@ -33,14 +33,15 @@ with bounds as (
 ),
 
 paid as (
-    select distinct o.customer_key, o.order_id
+    select o.customer_key, o.order_id, min(o.purchased_at) as purchased_at
     from orders as o, bounds as b
     where o.purchased_at < b.cutoff
+    group by o.customer_key, o.order_id
 ),
 
 shown as (
     -- pools paid for by the cutoff that had not expired when the month began
-    select p.*
+    select p.*, paid.purchased_at
     from pools as p
     join paid using (customer_key, order_id)
     cross join bounds as b
@@ -66,7 +67,8 @@ month_figures as (
 
 pool_lines as (
     select
-        s.customer_id, s.customer_key, s.pool_key, s.pool_id, s.order_id, s.source, s.product,
+        s.customer_id, s.customer_key, s.pool_key, s.pool_id, s.order_id, s.purchased_at,
+        s.source, s.product,
         s.period_index, s.credits, s.amount_cny, s.available_from, s.expires_at,
         case
             when s.available_from >= b.cutoff then 'queued'

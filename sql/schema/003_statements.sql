@@ -50,6 +50,7 @@ create table if not exists statement_pools (
     revision integer,
     pool_id varchar,
     order_id varchar,
+    purchased_at timestamptz,        -- when its order was paid
     source varchar,
     product varchar,
     period_index integer,

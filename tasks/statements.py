@@ -1,0 +1,33 @@
+"""Monthly customer statements (month-to-date, final, revisions) from customer_days (§8)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from tasks.db import run_sql, scalar
+
+DRAFTS = ("statement_line_drafts", "statement_pool_drafts", "statement_drafts")
+
+
+def month_of(day: date) -> date:
+    """The first day of the billing day's calendar month."""
+    return day.replace(day=1)
+
+
+def is_month_end(day: date) -> bool:
+    return (day + timedelta(days=1)).day == 1
+
+
+def statements_day(con, day: date, *, tz: str) -> int:
+    """Refresh the statements of the day's month after it is billed; return how many changed.
+
+    Month-to-date revisions are rewritten; on the month's last day they become final. A final
+    statement whose figures differ when that day is billed again gets a new revision.
+    """
+    params = {"day": day, "tz": tz, "month": month_of(day), "final": is_month_end(day)}
+    run_sql(con, "statement_drafts", params)
+    run_sql(con, "statements", params)
+    written = scalar(con, "select count(*) from statement_revisions")
+    for table in (*DRAFTS, "statement_revisions"):
+        con.execute(f"drop table if exists {table}")
+    return written
