@@ -1,0 +1,209 @@
+"""Statement documents, suspension CSVs and the run report (billing-rules §8, §9)."""
+
+from __future__ import annotations
+
+import csv
+import re
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from flows import report as run_report
+from tasks.documents import file_stem, statement_html, write_documents
+from tasks.settings import Settings
+from tests.conftest import Inbox
+from tests.helpers_issue3 import bill_with_lists, example_a, example_d, out_file
+
+
+@pytest.fixture(scope="module")
+def example_a_documents(tmp_path_factory) -> Inbox:
+    inbox = Inbox(tmp_path_factory.mktemp("docs") / "data")
+    example_a(inbox)
+    bill_with_lists(inbox, "2026-12-31")
+    return inbox
+
+
+def text_of(html: str) -> str:
+    """The page's visible text, tags dropped and spaces collapsed."""
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def test_example_a_november_page_shows_balances_usage_grant_and_money(example_a_documents):
+    html = out_file(example_a_documents, "statements", "2026-11", "c1.html").read_text()
+    text = text_of(html)
+    assert "Customer c1" in text and "November 2026" in text
+    assert "Final" in text and "Revision 1" in text
+    assert "Opening balance 0" in text and "Closing balance 251" in text
+    assert "+ Granted 300" in text and "− Used by events 49" in text
+    assert "Digital human spokesperson 1 0 12.5 13" in text
+    # the grant with the amount paid, available from the purchase, valid through 12-25
+    assert "2026-11-26 10:00 2026-12-25 300 30.00" in text
+    assert "+ Payments 30.00" in text and "− Revenue recognised (credits used) 4.90" in text
+    assert "Prepaid, not yet used, at close 25.10" in text
+    assert html.count("<rect") == 1  # one day with usage in the chart
+
+
+def test_example_a_december_page_shows_the_expiry_and_its_breakage(example_a_documents):
+    text = text_of(out_file(example_a_documents, "statements", "2026-12", "c1.html").read_text())
+    assert "Opening balance 251" in text and "− Expired 251" in text
+    assert "Closing balance 0" in text
+    assert "2026-12-25 251 25.10" in text  # pool valid through 12-25: 251 expired, 25.10
+    assert "− Breakage (credits expired unused) 25.10" in text
+
+
+def test_statement_page_is_self_contained_printable_and_runs_no_script(example_a_documents):
+    html = out_file(example_a_documents, "statements", "2026-11", "c1.html").read_text()
+    assert "<script" not in html.lower() and "javascript:" not in html.lower()
+    assert not re.search(r"""(src|href)\s*=|url\(|@import""", html)
+    # the only URL is the SVG namespace, which is a name and is never fetched
+    assert set(re.findall(r"https?://[^\s\"'<>]+", html)) == {"http://www.w3.org/2000/svg"}
+    assert "@media print" in html and "<svg" in html
+
+
+def test_statement_csv_beside_the_page_lists_its_usage_lines(example_a_documents):
+    path = out_file(example_a_documents, "statements", "2026-11", "c1.csv")
+    with path.open(newline="") as f:
+        got = list(csv.DictReader(f))
+    assert [(r["function"], r["events"], r["quantity"], r["credits"]) for r in got] == [
+        ("image_to_video", "1", "5", "30"),
+        ("digital_human_spokesperson", "1", "12.5", "13"),
+        ("copy_generation", "1", "3", "3"),
+        ("video_translation", "1", "25", "3"),
+    ]
+    assert {(r["customer_id"], r["month"], r["revision"], r["status"]) for r in got} == {
+        ("c1", "2026-11", "1", "final")
+    }
+
+
+def test_a_suspension_csv_is_written_for_every_billed_day_and_no_temp_file_is_left(
+    example_a_documents,
+):
+    out = example_a_documents.settings.out_dir
+    days = sorted(p.stem for p in (out / "suspensions").glob("*.csv"))
+    assert days[0] == "2026-11-26" and days[-1] == "2026-12-31" and len(days) == 36
+    assert [p for p in out.rglob(".*")] == []
+    # 2026-12-25: the pool expired at the cutoff, nothing left: suspended, no_credits
+    with (out / "suspensions" / "2026-12-25.csv").open(newline="") as f:
+        row = next(csv.DictReader(f))
+    assert (row["status"], row["reason"], row["net_balance"], row["change"]) == (
+        "suspended",
+        "no_credits",
+        "0",
+        "suspended",
+    )
+
+
+def test_rewriting_the_documents_of_a_billed_day_gives_the_same_files(example_a_documents):
+    settings = example_a_documents.settings
+    page = out_file(example_a_documents, "statements", "2026-11", "c1.html")
+    before = page.read_text()
+    from tasks.db import connect
+
+    con = connect(settings.state_db)
+    try:
+        written = write_documents(con, settings.out_dir, [date(2026, 11, 30)], tz="Asia/Shanghai")
+    finally:
+        con.close()
+    assert page in written and page.read_text() == before
+
+
+def test_customer_text_is_escaped_in_the_page_and_made_safe_as_a_file_name():
+    s = {
+        "customer_id": "<b>evil</b>",
+        "month": date(2026, 2, 1),
+        "revision": 2,
+        "status": "month_to_date",
+        "through_day": date(2026, 2, 10),
+        "replaces_issued": "2026-03-01",
+        "issued": "2026-03-05 01:00",
+        "lines": [],
+        "pools": [],
+        "days": {},
+    }
+    s |= dict.fromkeys(
+        (
+            "opening_balance",
+            "granted",
+            "used",
+            "expired",
+            "arrears_opening",
+            "arrears_opened",
+            "arrears_settled",
+            "arrears_outstanding",
+            "closing_balance",
+            "seats_entitled",
+            "seats_used",
+        ),
+        0,
+    )
+    s |= dict.fromkeys(
+        ("payments_cny", "revenue_cny", "breakage_cny", "deferred_opening_cny", "deferred_cny"),
+        Decimal("0"),
+    )
+    html = statement_html(s)
+    assert "<b>evil</b>" not in html and "&lt;b&gt;evil&lt;/b&gt;" in html
+    assert "February 2026" in html and "through 2026-02-10 (not final)" in html
+    assert "Revision 2 (replaces revision 1 of 2026-03-01)" in html
+    assert file_stem("../x/y") == ".._x_y" and file_stem("c00012") == "c00012"
+
+
+# ---------------------------------------------------------------- the run report
+
+
+@pytest.fixture(scope="module")
+def example_d_run(tmp_path_factory):
+    inbox = Inbox(tmp_path_factory.mktemp("report") / "data")
+    example_d(inbox)
+    report = bill_with_lists(inbox, "2026-11-27")
+    return inbox, report
+
+
+def test_run_report_counts_credits_money_and_the_days_suspensions(example_d_run):
+    inbox, report = example_d_run
+    con = inbox.warehouse()
+    figures = run_report.report_figures(con, [d["day"] for d in report.days])
+    assert [(f["day"], f["suspended"], f["newly_suspended"], f["reinstated"]) for f in figures] == [
+        (date(2026, 11, 26), 1, 1, 0),
+        (date(2026, 11, 27), 0, 0, 1),
+    ]
+    md = run_report.run_report_markdown(report, figures)
+    assert "days billed: **2** (2026-11-26 .. 2026-11-27; new 2)" in md
+    assert "events accepted **2**, rejected **0**" in md
+    # 300 used and 50 settled; basic fully used = 30.00 recognised, package 50/1050 of 100
+    assert "| 300 | 50 | 0 | 50 | 34.76 | 0.00 | 130.00 |" in md
+    assert "suspended: **0** (over the run's days: 1 newly suspended, 1 reinstated)" in md
+    assert "at risk: **0**" in md
+
+
+def test_run_artifacts_are_a_markdown_report_and_a_plain_table_of_the_last_days_list(
+    example_d_run, monkeypatch
+):
+    import prefect.artifacts
+
+    inbox, report = example_d_run
+    made = {}
+    monkeypatch.setattr(
+        prefect.artifacts, "create_markdown_artifact", lambda **kw: made.setdefault("md", kw)
+    )
+    monkeypatch.setattr(
+        prefect.artifacts, "create_table_artifact", lambda **kw: made.setdefault("table", kw)
+    )
+    run_report.publish_run_artifacts(Settings(data_dir=inbox.root), report)
+    for kw in made.values():
+        assert re.fullmatch(r"[a-z0-9-]+", kw["key"])
+    assert "2026-11-27.csv" in made["md"]["markdown"]
+    table = made["table"]["table"]
+    assert table == [
+        {
+            "customer_id": "d1",
+            "status": "active",
+            "reason": "",
+            "net_balance": 1000,
+            "arrears_outstanding": 0,
+            "suspended_since": "",
+            "change": "reinstated",
+            "projected_exhaustion_date": "",
+        }
+    ]
+    assert all(isinstance(v, str | int | float) for row in table for v in row.values())
