@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.deduct import shard_inputs
@@ -69,12 +69,14 @@ def shard_deduct(work_dir: Path):
                     str(d / "in"), str(d / "out")
                 )
             )
-        events = 0
+        events, peak = 0, 0.0
         for f in futures:
             result = f.result()
             load_shard_files(con, day, result["out_dir"])
             events += result["events"]
+            peak = max(peak, result["peak_rss_mb"])
         clear(base)
+        get_run_logger().info(f"{day}: {shards} shards drawn; worker peak RSS {peak:,.0f} MiB")
         return events
 
     return deduct

@@ -39,7 +39,18 @@ def draw_shard_files(in_dir: str, out_dir: str) -> dict:
     dst.mkdir(parents=True, exist_ok=True)
     draws.entries.write_parquet(dst / "entries.parquet")
     draws.pool_days.write_parquet(dst / "pool_days.parquet")
-    return {"events": draws.events, "out_dir": str(dst)}
+    return {"events": draws.events, "out_dir": str(dst), "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM), in MiB; 0 where /proc is not there."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def load_shard_files(con, day: date, out_dir: str) -> None:
