@@ -21,7 +21,8 @@ def test_bench_reports_every_stage_the_floor_and_peak_rss(tmp_path):
     out = tmp_path / "bench.json"
     cmd = [
         sys.executable, str(ROOT / "bench" / "run.py"), "--events", "5000", "--customers", "200",
-        "--repeat", "1", "--no-prefect", "--workdir", str(tmp_path / "work"), "--out", str(out),
+        "--repeat", "1", "--no-prefect", "--quiet-wait", "0",
+        "--workdir", str(tmp_path / "work"), "--out", str(out),
     ]  # fmt: skip
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert r.returncode == 0, r.stderr[-3000:]
