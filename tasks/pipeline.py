@@ -130,16 +130,28 @@ def run_billing(
             for i, plan in enumerate(plans, 1):
                 t = time.perf_counter()
                 started = time.time()
-                result = bill_day(
-                    con,
-                    plan.day,
-                    tz=tz,
-                    shards=settings.shards,
-                    stage=stage,
-                    deduct=deduct,
-                    after_stage=hook,
-                    progress=say,
-                )
+                try:
+                    result = bill_day(
+                        con,
+                        plan.day,
+                        tz=tz,
+                        shards=settings.shards,
+                        stage=stage,
+                        deduct=deduct,
+                        after_stage=hook,
+                        progress=say,
+                    )
+                except Exception:
+                    _record_day(
+                        con,
+                        run_id,
+                        plan.day,
+                        plan.reason,
+                        started,
+                        time.perf_counter() - t,
+                        status="failed",
+                    )
+                    raise
                 result["reason"] = plan.reason
                 report.days.append(result)
                 _record_day(con, run_id, plan.day, plan.reason, started, time.perf_counter() - t)
@@ -167,18 +179,34 @@ def run_billing(
     return report
 
 
-def _record_day(con, run_id: str, day: date, reason: str, started: float, seconds: float) -> None:
+def _record_day(
+    con,
+    run_id: str,
+    day: date,
+    reason: str,
+    started: float,
+    seconds: float,
+    status: str = "succeeded",
+) -> None:
+    """One billing_runs row: the day, why it was billed, its counts, status and duration."""
     con.execute(
         """
         insert into billing_runs
         select $run_id, $day, $reason, make_timestamptz(($started * 1e6)::bigint), now(),
-               'succeeded',
+               $status,
                (select count(*) from events where day = $day),
                (select count(*) from rejected_events where run_id = $run_id),
                (select coalesce(sum(used), 0) from customer_days where day = $day),
                $seconds
         """,
-        {"run_id": run_id, "day": day, "reason": reason, "started": started, "seconds": seconds},
+        {
+            "run_id": run_id,
+            "day": day,
+            "reason": reason,
+            "started": started,
+            "seconds": seconds,
+            "status": status,
+        },
     )
 
 
