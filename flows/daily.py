@@ -1,6 +1,7 @@
 """The Prefect flow `daily-billing`: one billing run, its stages as tasks, its report."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: the runner pickles the flow by value into each
+# run's process, where string annotations could not be resolved to validate parameters.
 
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo

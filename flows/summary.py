@@ -15,9 +15,11 @@ def print_demo_summary(args, result: dict) -> None:
         f", exact duplicates ignored {result['duplicates']:,}"
     )
     print(f"  warehouse (open read-only): {db}")
-    statements = sorted((data / "out" / "statements").rglob("*.html"))
+    months = sorted(p for p in (data / "out" / "statements").glob("*") if p.is_dir())
+    statements = sorted(months[-1].glob("*.html")) if months else []
     if statements:
-        print(f"  statements: {statements[0].parent}  (e.g. {statements[0].name})")
+        print(f"  statements of {months[-1].name}: {months[-1]}")
+        print(f"    e.g. {statements[0]}")
     lists = sorted((data / "out" / "suspensions").glob("*.csv"))
     if lists:
         print(f"  suspension list of the last day: {lists[-1]}")

@@ -12,8 +12,18 @@ from tasks.db import execute, scalar
 from tasks.deduct import deduct_shard
 from tasks.expire import expire_day
 from tasks.invariants import check_day
+from tasks.statements import statements_day
+from tasks.suspensions import suspensions_day
 
-DAY_TABLES = ("billed_days", "ledger_entries", "pool_days", "customer_days")
+DAY_TABLES = (
+    "billed_days",
+    "ledger_entries",
+    "pool_days",
+    "customer_days",
+    "suspensions",
+    "suspension_changes",
+    "at_risk",
+)  # statements are not here: a changed final statement gets a new revision (§8)
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,7 @@ def bill_day(
     deduct: Callable | None = None,
     after_stage: Callable | None = None,
     progress: Callable[[str], None] | None = None,
+    run_id: str | None = None,
 ) -> dict:
     """Bill one day: draws per shard, expiry, daily figures, invariants; all or nothing.
 
@@ -149,6 +160,14 @@ def bill_day(
         stage(f"invariants-{day}", check_day, con, day)
         hook("invariants")
         timings["invariants"] = time.perf_counter() - t
+        t = time.perf_counter()
+        stage(f"suspensions-{day}", suspensions_day, con, day, tz=tz)
+        hook("suspensions")
+        timings["suspensions"] = time.perf_counter() - t
+        t = time.perf_counter()
+        stage(f"statements-{day}", statements_day, con, day, tz=tz)
+        hook("statements")
+        timings["statements"] = time.perf_counter() - t
         execute(
             con,
             "update pools set remaining = d.remaining from pool_days as d "
@@ -157,9 +176,9 @@ def bill_day(
         )
         execute(
             con,
-            "insert into billed_days select $day, null, now(), "
+            "insert into billed_days select $day, $run_id, now(), "
             "(select coalesce(max(file_id), 0) from ingested_files)",
-            {"day": day},
+            {"day": day, "run_id": run_id},
         )
         con.execute("commit")
     except BaseException:

@@ -12,6 +12,7 @@ from typing import Any
 from tasks.billing import bill_day, call_directly, last_billed, plan_days, unbill_from
 from tasks.catalog import load_catalog
 from tasks.db import connect, execute
+from tasks.documents import write_documents
 from tasks.ingest import IngestReport, ingest_inbox
 from tasks.publish import publish, run_lock
 from tasks.settings import Settings
@@ -61,8 +62,9 @@ class RunReport:
         for d in self.days:
             for k, v in d.get("timings", {}).items():
                 out[k] = out.get(k, 0.0) + v
-        if "publish" in self.seconds:
-            out["publish"] = self.seconds["publish"]
+        for step in ("documents", "publish"):
+            if step in self.seconds:
+                out[step] = self.seconds[step]
         return out
 
 
@@ -120,9 +122,12 @@ def run_billing(
             )
             hook("ingest")
             report.seconds["ingest"] = time.perf_counter() - t
+            # days already billed after `through` are billed again too when an earlier day
+            # is (late data, rebill): a run never drops a billed day from the warehouse
+            billed_until = max(through, last_billed(con) or through)
             if rebill_from is not None:
                 execute(con, "delete from billed_days where day >= $day", {"day": rebill_from})
-            plans = plan_days(con, through, rebill_from=rebill_from)
+            plans = plan_days(con, billed_until, rebill_from=rebill_from)
             if plans:
                 con.execute("begin transaction")
                 unbill_from(con, plans[0].day)
@@ -140,6 +145,7 @@ def run_billing(
                         deduct=deduct,
                         after_stage=hook,
                         progress=say,
+                        run_id=run_id,
                     )
                 except Exception:
                     _record_day(
@@ -156,6 +162,18 @@ def run_billing(
                 report.days.append(result)
                 _record_day(con, run_id, plan.day, plan.reason, started, time.perf_counter() - t)
                 say(f"day {i}/{len(plans)} done")
+            t = time.perf_counter()
+            # documents of every day billed since the last successful run (this one included)
+            days = [
+                r[0]
+                for r in con.execute(
+                    "select day from billed_days where run_id not in "
+                    "(select run_id from runs where status = 'succeeded') order by day"
+                ).fetchall()
+            ]
+            stage("documents", write_documents, con, settings.out_dir, days, tz=tz)
+            hook("documents")
+            report.seconds["documents"] = time.perf_counter() - t
             report.status = "succeeded"
             _finish(con, run_id, report)
             con.execute("checkpoint")

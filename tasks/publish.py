@@ -38,6 +38,8 @@ def publish(state_db: Path, target: Path) -> Path:
     open keeps reading the old file, a new reader sees the new one, nobody sees half of it.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):  # left by a killed publish
+        stale.unlink(missing_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         shutil.copyfile(state_db, tmp)
