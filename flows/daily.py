@@ -14,7 +14,7 @@ from flows.report import publish_run_artifacts
 from tasks.pipeline import run_billing
 from tasks.settings import Settings
 
-IO_STAGES = ("ingest", "publish")
+IO_STAGES = ("ingest", "documents", "publish")
 
 
 def _retry_on_io_error(task, task_run, state) -> bool:

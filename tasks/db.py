@@ -52,7 +52,8 @@ _PARAM = re.compile(r"\$([A-Za-z_]\w*)")
 
 def bind(text: str, params: dict | None) -> dict:
     """The parameters the statement names (DuckDB refuses any extra one)."""
-    names = set(_PARAM.findall(text))
+    code = "\n".join(line.split("--", 1)[0] for line in text.splitlines())  # not comments
+    names = set(_PARAM.findall(code))
     return {k: v for k, v in (params or {}).items() if k in names}
 
 

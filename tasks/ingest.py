@@ -306,8 +306,10 @@ def _store_orders(
     report.orders_rejected += rejected.height
     report.duplicates += dups
     report.count_rejects(rejected["final_reason"])
-    if accepted.height:
-        report.touch(accepted["purchase_day"].min())
+    # an order touches the day before its purchase too: a pool starting exactly at a
+    # cutoff counts in that day's suspension list (§9)
+    earliest = accepted["purchase_day"].min() - timedelta(days=1) if accepted.height else None
+    report.touch(earliest)
     con.execute(
         "update ingested_files set lines = ?, accepted = ?, rejected = ?, duplicates = ?, "
         "earliest_day = ? where file_id = ?",
@@ -316,7 +318,7 @@ def _store_orders(
             accepted.height,
             rejected.height,
             dups,
-            accepted["purchase_day"].min() if accepted.height else None,
+            earliest,
             file_id,
         ],
     )

@@ -213,7 +213,9 @@ def _record_day(
         select $run_id, $day, $reason, make_timestamptz(($started * 1e6)::bigint), now(),
                $status,
                (select count(*) from events where day = $day),
-               (select count(*) from rejected_events where run_id = $run_id),
+               -- the run's rejected lines, on its first day row only (sums stay right)
+               case when exists (select 1 from billing_runs where run_id = $run_id) then 0
+                    else (select count(*) from rejected_events where run_id = $run_id) end,
                (select coalesce(sum(used), 0) from customer_days where day = $day),
                $seconds
         """,

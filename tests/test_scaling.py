@@ -28,8 +28,9 @@ TABLES = {
     "billed_days": "select day, files_seen from billed_days",
 }
 OPTIONAL = {
-    "statements": "select * exclude (created_at) from statements",
+    "statements": "select * exclude (created_at, updated_at) from statements",
     "statement_lines": "select * from statement_lines",
+    "statement_pools": "select * from statement_pools",
     "suspensions": "select * from suspensions",
     "suspension_changes": "select * from suspension_changes",
     "at_risk": "select * from at_risk",
