@@ -82,8 +82,9 @@ def _bill(
         deduct=deduct,
         progress=logger.info,
     )
-    publish_run_artifacts(settings, report)
-    return report.summary()
+    summary = report.summary()
+    summary["run_report"] = str(publish_run_artifacts(settings, report))
+    return summary
 
 
 @flow(name="billing-on-dask", log_prints=True)

@@ -186,15 +186,19 @@ def _read_published(report: RunReport) -> tuple[list[dict], date | None, list[di
         con.close()
 
 
-def publish_run_artifacts(settings: Settings, report: RunReport) -> None:
-    """Attach the run report and the last billed day's suspension list to the flow run."""
+def publish_run_artifacts(settings: Settings, report: RunReport) -> Path:
+    """Attach the run report and the last billed day's suspension list to the flow run;
+    keep the report as <out>/reports/run-<run_id>.md too. Returns that file."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    from tasks.documents import write_atomic
 
     figures, last, table = _read_published(report)
     markdown = run_report_markdown(report, figures)
     if last is not None:
         csv_path = settings.out_dir / "suspensions" / f"{last.isoformat()}.csv"
         markdown += f"\n\nSuspension list for operations: `{csv_path}`"
+    path = write_atomic(settings.out_dir / "reports" / f"run-{report.run_id}.md", markdown)
     create_markdown_artifact(
         markdown=markdown,
         key=REPORT_KEY,
@@ -207,3 +211,4 @@ def publish_run_artifacts(settings: Settings, report: RunReport) -> None:
             key=LIST_KEY,
             description=f"suspension list at the close of {last} (suspended, reinstated, at risk)",
         )
+    return path

@@ -23,6 +23,8 @@ def print_demo_summary(args, result: dict) -> None:
     lists = sorted((data / "out" / "suspensions").glob("*.csv"))
     if lists:
         print(f"  suspension list of the last day: {lists[-1]}")
+    if result.get("run_report"):
+        print(f"  run report (also in the Prefect UI): {result['run_report']}")
     print()
     print("Try:")
     print(f"  duckdb -readonly {db} \\")
