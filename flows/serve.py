@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import typing
-
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import EntrypointType
 from prefect.schedules import Cron
@@ -21,10 +19,6 @@ def serve(data_dir: str, db: str | None = None, cron: str = "30 0 * * *") -> Non
     than write at once); scheduled runs are recorded with trigger `scheduled`, runs started
     from the UI or the API with trigger `deployment`.
     """
-    # The runner cloudpickles the flow into each run's process; the function's string
-    # annotations (`from __future__ import annotations`) lose their module there, and the
-    # parameters fail to validate (`date` is not defined). Resolve them before serving.
-    daily_billing.fn.__annotations__ = typing.get_type_hints(daily_billing.fn)
     daily_billing.serve(
         name=DEPLOYMENT,
         schedule=Cron(cron, timezone=Settings().billing_tz, parameters={"trigger": "scheduled"}),

@@ -293,7 +293,8 @@ LEDGER_CONTENT = ["customer_id", "pool_id", "event_id", "kind", "credits", "post
 
 
 def billing_facts(db: Path) -> dict[str, list[tuple]]:
-    """What late data and reruns must not change: daily figures, ledger content, pool balances."""
+    """What late data and reruns must not change: daily figures, ledger content, pool
+    balances, accepted events and the latest revision of every statement."""
     con = duckdb.connect(str(db), read_only=True)
     try:
         con.execute("set TimeZone = 'UTC'")
@@ -302,6 +303,10 @@ def billing_facts(db: Path) -> dict[str, list[tuple]]:
             "ledger": rows(con, "ledger", LEDGER_CONTENT),
             "pools": rows(con, "pools", ["pool_id", "customer_id", "remaining"]),
             "rated_events": rows(con, "rated_events"),
+            # the latest revision of every statement (late data adds revisions, §8)
+            "statements": rows(
+                con, "latest_statements", drop=VOLATILE | {"customer_key", "revision"}
+            ),
         }
     finally:
         con.close()

@@ -74,13 +74,6 @@ def wait_for(what: str, check, timeout: float, logs: list[Path], every: float = 
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{tails}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: flows/daily.py has `from __future__ import annotations`, so "
-    "daily_billing's annotations are strings; the runner cloudpickles the flow by value and "
-    "the copy's globals lack `date`, so parameter validation fails in every served run "
-    "(flows/serve.py works around it by resolving the annotations before serving)",
-)
 def test_flow_parameters_validate_after_the_runner_pickles_the_flow():
     """The runner cloudpickles the served flow into each run's process (flow_engine.
     run_flow_in_subprocess); its parameters must still validate there."""

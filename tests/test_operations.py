@@ -173,13 +173,6 @@ def test_billing_runs_record_every_run_with_its_reason(tmp_path):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: tasks/pipeline.py run_billing unbills every day from plans[0].day on "
-    "(unbill_from; and `delete from billed_days where day >= rebill_from`), but "
-    "tasks/billing.py plan_days plans only up to `through`: a run with a `through` before "
-    "the last billed day drops the billed days after it from the warehouse it publishes",
-)
 @pytest.mark.parametrize("why", ["rebill", "late_data"])
 def test_a_run_through_an_earlier_day_keeps_the_later_billed_days(billed_once, tmp_path, why):
     data, expected = billed_once
