@@ -217,7 +217,14 @@ def deliver(
 
 
 def settings(data_dir: Path, **kw) -> Settings:
-    return Settings(data_dir=data_dir, billing_tz="Asia/Shanghai", shards=0, **kw)
+    """Settings of a test data dir (never an ADBILL_DB or ADBILL_BILLING_TZ of the shell)."""
+    return Settings(
+        data_dir=data_dir,
+        db=warehouse(data_dir),
+        billing_tz="Asia/Shanghai",
+        shards=0,
+        **kw,
+    )
 
 
 def bill(data_dir: Path, through: date, **kw) -> RunReport:
