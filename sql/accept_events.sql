@@ -56,8 +56,9 @@ checked as (
             when p.whole_number and p.quantity_micro % 1000000 <> 0 then 'quantity_not_whole'
             when p.customer_key is null then 'unknown_customer'
             when p.needs_entitlement and e.line_no is null then 'not_entitled'
-            when p.day < $late_before then 'too_late'
-        end as business_reason
+        end as business_reason,
+        -- decided after the duplicate check: a re-delivery of a billed event is a duplicate
+        p.day < $late_before as too_late
     from priced as p
     left join entitled as e using (line_no)
 ),
@@ -127,7 +128,12 @@ decided as (
         c.status,
         c.occurred_at_ts,
         c.day,
-        coalesce(c.business_reason, d.duplicate_reason) as final_reason,
+        case
+            when c.business_reason is not null then c.business_reason
+            when d.duplicate_reason = 'duplicate' then 'duplicate'
+            when c.too_late then 'too_late'
+            else d.duplicate_reason
+        end as final_reason,
         case
             when c.status = 'failed' then 0
             else ((c.quantity_micro + c.unit_size_micro - 1) // c.unit_size_micro)

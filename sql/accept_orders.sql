@@ -31,8 +31,9 @@ checked as (
             when p.source = 'package' and p.term is not null then 'bad_term'
             when p.amount <> cast(p.unit_price_cny as decimal(38, 2))
                 * cast(coalesce(p.term, 1) as decimal(38, 0)) then 'wrong_amount'
-            when p.purchase_day < $late_before then 'too_late'
-        end as business_reason
+        end as business_reason,
+        -- decided after the duplicate check: a re-delivered billed order is a duplicate
+        p.purchase_day < $late_before as too_late
     from priced as p
 ),
 
@@ -75,7 +76,12 @@ deduplicated as (
 decided as (
     select
         c.*,
-        coalesce(c.business_reason, d.duplicate_reason) as final_reason
+        case
+            when c.business_reason is not null then c.business_reason
+            when d.duplicate_reason = 'duplicate' then 'duplicate'
+            when c.too_late then 'too_late'
+            else d.duplicate_reason
+        end as final_reason
     from checked as c
     left join deduplicated as d using (line_no)
 )

@@ -163,13 +163,6 @@ def test_lines_older_than_max_late_days_are_rejected_too_late_with_their_raw_tex
     assert query(db, rated, [sc.day(15)]) == [(rated_before[0] + 2,)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: sql/accept_events.sql and sql/accept_orders.sql decide `too_late` in "
-    "the `checked` CTE (business_reason) and look for duplicates only among rows without a "
-    "business reason, so an exact re-delivery of an event or order already billed is "
-    "rejected too_late instead of counted as a duplicate (§3); check duplicates first",
-)
 def test_events_and_orders_redelivered_after_the_late_window_are_duplicates_not_too_late(
     tmp_path,
 ):
@@ -186,8 +179,6 @@ def test_events_and_orders_redelivered_after_the_late_window_are_duplicates_not_
 
 def test_a_final_statement_changed_by_late_data_gets_a_new_revision(one_go, tmp_path):
     data, _ = one_go
-    if not query(warehouse(data), "select count(*) from statements")[0][0]:
-        pytest.skip("the run does not write statements yet (issue 3)")
     d = tmp_path / "d"
     shutil.copytree(data, d)
     november = SC.start.replace(day=1)
