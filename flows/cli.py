@@ -51,8 +51,10 @@ def parser() -> argparse.ArgumentParser:
     _common(run)
     run.add_argument("--through", type=_date, help="last billing day (default: yesterday)")
     run.add_argument("--rebill-from", type=_date, help="also recompute billed days from this day")
-    run.add_argument("--shards", type=int, default=0, help="shards of customers (0 = automatic)")
-    run.add_argument("--max-late-days", type=int, default=35)
+    run.add_argument(
+        "--shards", type=int, help="shards of customers (env ADBILL_SHARDS; 0 = automatic)"
+    )
+    run.add_argument("--max-late-days", type=int, help="env ADBILL_MAX_LATE_DAYS; default 35")
     run.add_argument(
         "--task-runner",
         default="local",
@@ -102,8 +104,8 @@ def _run_flow(
     through: date | None,
     rebill_from: date | None = None,
     trigger="cli",
-    shards: int = 0,
-    max_late_days: int = 35,
+    shards: int | None = None,
+    max_late_days: int | None = None,
     task_runner: str = "local",
 ) -> dict:
     from flows.daily import daily_billing

@@ -59,17 +59,18 @@ def _bill(
     rebill_from: date | None,
     data_dir: str | None,
     db: str | None,
-    shards: int,
-    max_late_days: int,
+    shards: int | None,
+    max_late_days: int | None,
     trigger: str,
     task_runner: str,
 ) -> dict:
     logger = get_run_logger()
+    # a parameter left empty falls back to ADBILL_* and then to the built-in default
+    given = {"shards": shards, "max_late_days": max_late_days}
     settings = Settings(
         data_dir=data_dir or Settings().data_dir,
         db=db,
-        shards=shards,
-        max_late_days=max_late_days,
+        **{k: v for k, v in given.items() if v is not None},
     )
     through = through or yesterday(settings.billing_tz)
     deduct = shard_deduct(settings.state_dir / "shards") if task_runner != "local" else None
@@ -93,8 +94,8 @@ def billing_on_dask(
     rebill_from: date | None = None,
     data_dir: str | None = None,
     db: str | None = None,
-    shards: int = 0,
-    max_late_days: int = 35,
+    shards: int | None = None,
+    max_late_days: int | None = None,
     trigger: str = "deployment",
     task_runner: str = "dask",
 ) -> dict:
@@ -108,8 +109,8 @@ def daily_billing(
     rebill_from: date | None = None,
     data_dir: str | None = None,
     db: str | None = None,
-    shards: int = 0,
-    max_late_days: int = 35,
+    shards: int | None = None,
+    max_late_days: int | None = None,
     trigger: str = "deployment",
     task_runner: str = "local",
 ) -> dict:
