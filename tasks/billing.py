@@ -148,26 +148,20 @@ def bill_day(
             events += drawn["events"]
             hook("deduct")
         timings["deduct"] = time.perf_counter() - t
-        t = time.perf_counter()
-        expired = stage(f"expire-{day}", expire_day, con, day, tz=tz)
-        hook("expire")
-        timings["expire"] = time.perf_counter() - t
-        t = time.perf_counter()
-        stage(f"customer-days-{day}", customer_days, con, day, tz=tz)
-        hook("daily")
-        timings["daily"] = time.perf_counter() - t
-        t = time.perf_counter()
-        stage(f"invariants-{day}", check_day, con, day)
-        hook("invariants")
-        timings["invariants"] = time.perf_counter() - t
-        t = time.perf_counter()
-        stage(f"suspensions-{day}", suspensions_day, con, day, tz=tz)
-        hook("suspensions")
-        timings["suspensions"] = time.perf_counter() - t
-        t = time.perf_counter()
-        stage(f"statements-{day}", statements_day, con, day, tz=tz)
-        hook("statements")
-        timings["statements"] = time.perf_counter() - t
+
+        def step(key: str, name: str, fn: Callable, *args, **kwargs):
+            """One stage of the day as a (Prefect) stage, timed, then the after-stage hook."""
+            started = time.perf_counter()
+            result = stage(f"{name}-{day}", fn, con, day, *args, **kwargs)
+            hook(key)
+            timings[key] = time.perf_counter() - started
+            return result
+
+        expired = step("expire", "expire", expire_day, tz=tz)
+        step("daily", "customer-days", customer_days, tz=tz)
+        step("invariants", "invariants", check_day)
+        step("suspensions", "suspensions", suspensions_day, tz=tz)
+        step("statements", "statements", statements_day, tz=tz)
         execute(
             con,
             "update pools set remaining = d.remaining from pool_days as d "

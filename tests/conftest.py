@@ -82,6 +82,35 @@ class Inbox:
             path.write_text(text, encoding="utf-8")
         return path
 
+    def deliver_reference(self, orders, events) -> None:
+        """Write reference-model orders and rated events (tests/reference.py) as inbox files;
+        each event is spokesperson video, 1 credit a second, so quantity = its credits."""
+        self.orders(
+            [
+                order(
+                    o.order_id,
+                    o.customer_id,
+                    o.product,
+                    o.term_months,
+                    str(o.amount_cny),
+                    o.purchased_at.isoformat(),
+                )
+                for o in orders
+            ]
+        )
+        self.usage(
+            [
+                event(
+                    e.event_id,
+                    e.customer_id,
+                    "digital_human_spokesperson",
+                    e.credits,
+                    e.occurred_at.isoformat(),
+                )
+                for e in events
+            ]
+        )
+
     def bill(self, through: date | str, **kwargs):
         through = date.fromisoformat(through) if isinstance(through, str) else through
         return run_billing(self.settings, through, **kwargs)

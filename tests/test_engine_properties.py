@@ -15,7 +15,7 @@ from hypothesis import event as note
 from hypothesis import strategies as st
 
 from tasks.settings import DEFAULT_CATALOG
-from tests.conftest import Inbox, event, order
+from tests.conftest import Inbox
 from tests.reference import DEFAULT_CATALOG as REF_CATALOG
 from tests.reference import Event, Order, invariant_violations, reference_bill
 
@@ -98,32 +98,7 @@ def test_engine_matches_the_per_event_reference_model(spec, n_days):
     with tempfile.TemporaryDirectory() as tmp:
         inbox = Inbox(Path(tmp) / "data")
         inbox.settings_overrides = {"catalog_path": _catalog_file(Path(tmp))}
-        inbox.orders(
-            [
-                order(
-                    o.order_id,
-                    o.customer_id,
-                    o.product,
-                    o.term_months,
-                    str(o.amount_cny),
-                    o.purchased_at.isoformat(),
-                )
-                for o in orders
-            ]
-        )
-        inbox.usage(
-            [
-                # 1 credit per second of spokesperson video: quantity = the credits wanted
-                event(
-                    e.event_id,
-                    e.customer_id,
-                    "digital_human_spokesperson",
-                    e.credits,
-                    e.occurred_at.isoformat(),
-                )
-                for e in events
-            ]
-        )
+        inbox.deliver_reference(orders, events)
         inbox.bill(last)
         con = duckdb.connect(str(inbox.settings.db), read_only=True)
         cols = ", ".join(CUSTOMER_DAY_FIELDS)

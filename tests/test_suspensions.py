@@ -243,31 +243,7 @@ def test_suspensions_and_at_risk_match_the_reference_model(spec, n_days):
             DEFAULT_CATALOG.read_text().replace("period_days = 30", f"period_days = {PERIOD_DAYS}")
         )
         inbox.settings_overrides = {"catalog_path": catalog}
-        inbox.orders(
-            [
-                order(
-                    o.order_id,
-                    o.customer_id,
-                    o.product,
-                    o.term_months,
-                    str(o.amount_cny),
-                    o.purchased_at.isoformat(),
-                )
-                for o in orders
-            ]
-        )
-        inbox.usage(
-            [
-                event(
-                    e.event_id,
-                    e.customer_id,
-                    "digital_human_spokesperson",
-                    e.credits,
-                    e.occurred_at.isoformat(),
-                )
-                for e in events
-            ]
-        )
+        inbox.deliver_reference(orders, events)
         bill_with_lists(inbox, last)
         con = inbox.warehouse()
         suspended = {
