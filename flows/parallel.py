@@ -27,8 +27,9 @@ def dask_runner(spec: str):
     _, _, address = spec.partition("=")
     if address:
         return DaskTaskRunner(address=address)
+    workers = int(os.environ.get("ADBILL_DASK_WORKERS", "2"))  # the LocalCluster's size
     return DaskTaskRunner(
-        cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": True}
+        cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True}
     )
 
 
