@@ -279,6 +279,7 @@ def stage_table(runs: list[dict]) -> dict:
                 "peak_rss_bytes": r["peak_rss_bytes"],
                 "stage_seconds": r["stages"],
                 "days_billed": r["summary"]["days_billed"],
+                "day_seconds": r["summary"].get("day_seconds"),
                 "events_accepted": r["summary"]["events_accepted"],
                 "events_rejected": r["summary"]["events_rejected"],
             }
@@ -398,6 +399,8 @@ def print_table(res: dict) -> None:
         print(f"{STAGES.get(k, k):34} {v:9.3f} {v / floor_s:8.2f}")
     print(f"{'other (plan, commit, checkpoint)':34} {t['other_seconds']:9.3f}")
     print(f"{'total':34} {t['total_seconds']:9.3f} {res['ratio']:8.2f}")
+    if (days := t["runs"][0]["days_billed"]) != 1:
+        print(f"  (the run billed {days} days: {[d['day'] for d in t['runs'][0]['day_seconds']]})")
     print(f"{'floor (read_json + group by)':34} {floor_s:9.3f} {1:8.2f}")
     print(
         f"{'CPU seconds: billing process, floor':34} {t['cpu_seconds']:9.3f} "
