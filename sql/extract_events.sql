@@ -8,7 +8,8 @@ parsed as (
     select
         line_no,
         raw,
-        case when json_valid(raw) then json_type(raw) = 'OBJECT' else false end as json_ok,
+        -- valid JSON whose first character is `{` is an object: no second parse to know it
+        coalesce(json_valid(raw) and ltrim(raw)[1] = '{', false) as json_ok,
         length(trim(raw)) > 0 as nonblank
     from lines
 ),
