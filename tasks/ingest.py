@@ -464,7 +464,10 @@ def _store_events(
             "line_no",
         )
         con.register("acc", rows.to_arrow())
-        con.execute("insert into events by name select * from acc")
+        con.execute(
+            "insert into events by name "
+            "select *, md5_number_lower(event_id) as id_hash from acc"
+        )
         con.unregister("acc")
     report.events_accepted += accepted.height
     report.events_rejected += rejected.height

@@ -76,7 +76,8 @@ create table if not exists events (
     day date,
     credits bigint,
     file_id integer,
-    line_no bigint
+    line_no bigint,
+    id_hash ubigint              -- md5_number_lower(event_id): the duplicate check key (stable)
 );
 
 create table if not exists rejected_events (
@@ -180,5 +181,7 @@ alter table ingested_files add column if not exists lines_done bigint;
 alter table ingested_files add column if not exists complete boolean;
 alter table billed_days add column if not exists files_seen integer;
 alter table customers add column if not exists shard_hash ubigint;
+alter table events add column if not exists id_hash ubigint;
+update events set id_hash = md5_number_lower(event_id) where id_hash is null;
 update customers set shard_hash = md5_number_lower(customer_id) where shard_hash is null;
 update ingested_files set complete = true, lines_done = lines where complete is null;
