@@ -443,7 +443,12 @@ def print_table(res: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, required=True, help="usage events of the day")
-    ap.add_argument("--customers", type=int, default=10_000)
+    ap.add_argument(
+        "--customers",
+        type=int,
+        default=None,
+        help="default 10,000; below 100,000 events (smoke sizes) one per 20 events",
+    )
     ap.add_argument("--repeat", type=int, default=3, help="timed runs (medians reported)")
     ap.add_argument("--history", type=int, default=0, help="bill H days; compare day H vs 1")
     ap.add_argument("--late-days", type=int, default=0, help="late usage over the last k days")
@@ -467,6 +472,8 @@ def main(argv: list[str] | None = None) -> int:
         "before each timed run (0: don't; default 120 from 100,000 events on)",
     )
     args = ap.parse_args(argv)
+    if args.customers is None:  # tiny runs (CI) stay quick: documents cost per customer
+        args.customers = 10_000 if args.events >= 100_000 else max(100, args.events // 20)
     if args.quiet_wait is None:
         args.quiet_wait = 120.0 if args.events >= 100_000 else 0.0
     quiet["wait"] = args.quiet_wait
