@@ -5,7 +5,9 @@ with rows as (
         r.*,
         try_cast(r.term_months as integer) as term,
         try_cast(r.amount_cny as decimal(18, 2)) as amount,
-        timezone($tz, r.purchased_at_ts)::date as purchase_day
+        timezone($tz, r.purchased_at_ts)::date as purchase_day,
+        -- bought exactly at a local midnight: its pool counts in the day before's list (§9)
+        timezone($tz, r.purchased_at_ts)::time = time '00:00:00' as at_midnight
     from order_rows as r
 ),
 

@@ -306,9 +306,14 @@ def _store_orders(
     report.orders_rejected += rejected.height
     report.duplicates += dups
     report.count_rejects(rejected["final_reason"])
-    # an order touches the day before its purchase too: a pool starting exactly at a
-    # cutoff counts in that day's suspension list (§9)
-    earliest = accepted["purchase_day"].min() - timedelta(days=1) if accepted.height else None
+    # an order bought exactly at a local midnight touches the day before too: a pool
+    # starting exactly at a cutoff counts in that day's suspension list (§9)
+    touched = accepted.select(
+        pl.when(pl.col("at_midnight"))
+        .then(pl.col("purchase_day") - timedelta(days=1))
+        .otherwise(pl.col("purchase_day"))
+    ).to_series()
+    earliest = touched.min() if accepted.height else None
     report.touch(earliest)
     con.execute(
         "update ingested_files set lines = ?, accepted = ?, rejected = ?, duplicates = ?, "

@@ -72,3 +72,18 @@ def test_a_late_order_of_an_earlier_day_is_billed_from_its_purchase_day(inbox):
         "select day::varchar, granted, used, balance from customer_days "
         "where customer_id = 'c2' order by day",
     ) == [("2026-11-02", 300, 0, 300), ("2026-11-03", 0, 2, 298), ("2026-11-04", 0, 0, 298)]
+
+
+def test_a_late_order_bought_at_midnight_rebills_the_day_before_whose_list_counts_it(inbox):
+    inbox.orders([BASIC])
+    inbox.usage([event("e1", "c1", "custom_avatar", 6, "2026-11-02T10:00:00+08:00")])  # 300
+    inbox.bill("2026-11-03")
+    con = inbox.warehouse()
+    assert one(con, "select reason from suspensions where day = '2026-11-02'") == "no_credits"
+    con.close()
+    inbox.orders([order("o2", "c1", "package_100", None, "100", "2026-11-03T00:00:00+08:00")])
+    report = inbox.bill("2026-11-03")
+    assert report.days[0]["day"].isoformat() == "2026-11-02"
+    con = inbox.warehouse()
+    # §9: a pool starting exactly at the cutoff counts in full in that day's list
+    assert one(con, "select count(*) from suspensions where day = '2026-11-02'") == 0
