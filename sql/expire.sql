@@ -12,9 +12,9 @@ where pd.day = $day
 
 insert into ledger_entries
 select
-    -- entry_id: day << 47 | customer << 24 | seq, expiries at the end of the customer's day
-    (($day - date '2000-01-01')::bigint << 47) | (pd.customer_key::bigint << 24)
-        | ((1 << 24) - (1 << 10) + p.priority) as entry_id,
+    -- entry_id: the layout of tasks/deduct.py, expiries at the end of the customer's day
+    $day_base + (pd.customer_key::bigint << $customer_bits) + $expire_seq + p.priority
+        as entry_id,
     $day as day,
     pd.customer_key,
     pd.pool_key,
