@@ -1,23 +1,23 @@
--- One row per usage line: the JSON fields as text and their JSON types (billing-rules §3).
--- Nothing is cast strictly here: bad values become NULL and validation names the reason.
-with lines as (
-    select line_no, raw from chunk
-),
-
-parsed as (
+-- One row per usage line of a batch (`chunk`: line_no, raw): its fields and the facts the
+-- row schema (tasks/validate.py, Pandera) checks (billing-rules §3). Nothing is cast
+-- strictly here: a bad value becomes NULL or false and validation names the reason.
+with parsed as (
     select
         line_no,
-        raw,
         -- valid JSON whose first character is `{` is an object: no second parse to know it
         coalesce(json_valid(raw) and ltrim(raw)[1] = '{', false) as json_ok,
-        length(trim(raw)) > 0 as nonblank
-    from lines
+        length(trim(raw)) > 0 as nonblank,
+        raw
+    from chunk
 ),
 
 objects as (
-    -- one parse per line: every field as a JSON value (its type is checked below)
+    -- one parse per line: every field as a JSON value, its type read from its first
+    -- character (`"` a string; digit or `-` a number), cheaper than json_type per field
     select
-        *,
+        line_no,
+        json_ok,
+        nonblank,
         case
             when json_ok then from_json(
                 raw,
@@ -30,24 +30,27 @@ objects as (
 ),
 
 fields as (
+    -- `<field>_is_text` / `quantity_is_number`: NULL when the field is missing or JSON null,
+    -- false when it has the wrong JSON type
     select
         line_no,
         json_ok,
         nonblank,
         j.event_id ->> '$' as event_id,
-        json_type(j.event_id) as event_id_type,
+        left(nullif(j.event_id::varchar, 'null'), 1) = '"' as event_id_is_text,
         j.customer_id ->> '$' as customer_id,
-        json_type(j.customer_id) as customer_id_type,
+        left(nullif(j.customer_id::varchar, 'null'), 1) = '"' as customer_id_is_text,
         j.account_id ->> '$' as account_id,
-        json_type(j.account_id) as account_id_type,
+        left(nullif(j.account_id::varchar, 'null'), 1) = '"' as account_id_is_text,
         j.function ->> '$' as function,
-        json_type(j.function) as function_type,
-        j.quantity ->> '$' as quantity_text,
-        json_type(j.quantity) as quantity_type,
+        left(nullif(j.function::varchar, 'null'), 1) = '"' as function_is_text,
         j.status ->> '$' as status,
-        json_type(j.status) as status_type,
+        left(nullif(j.status::varchar, 'null'), 1) = '"' as status_is_text,
         j.occurred_at ->> '$' as occurred_at,
-        json_type(j.occurred_at) as occurred_at_type
+        left(nullif(j.occurred_at::varchar, 'null'), 1) = '"' as occurred_at_is_text,
+        j.quantity ->> '$' as quantity_text,
+        regexp_matches(left(nullif(j.quantity::varchar, 'null'), 1), '^[-0-9]$')
+            as quantity_is_number
     from objects
 ),
 
@@ -56,7 +59,6 @@ typed as (
         *,
         -- exact, and in micro-units; NULL when not a number or beyond 18 digits
         try_cast(quantity_text as decimal(18, 6)) as quantity,
-        cast(try_cast(quantity_text as decimal(18, 6)) * 1000000 as bigint) as quantity_micro,
         -- a quantity finer than a micro-unit would be rounded, so it is refused
         regexp_matches(quantity_text, '\.\d{7,}|[eE]-') as quantity_too_fine,
         case
@@ -66,4 +68,26 @@ typed as (
     from fields
 )
 
-select * from typed
+select
+    line_no,
+    json_ok,
+    nonblank,
+    event_id,
+    event_id_is_text,
+    customer_id,
+    customer_id_is_text,
+    account_id,
+    account_id_is_text,
+    function,
+    function_is_text,
+    status,
+    status_is_text,
+    occurred_at_is_text,
+    quantity_is_number,
+    quantity,
+    cast(quantity * 1000000 as bigint) as quantity_micro,
+    quantity_too_fine,
+    occurred_at_ts,
+    -- the text of a timestamp that did not parse (to name why); NULL when it parsed
+    case when occurred_at_ts is null then occurred_at end as occurred_at_unparsed
+from typed

@@ -10,18 +10,19 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pcsv
 
 from tasks.catalog import Catalog
-from tasks.db import frame, scalar, sql
+from tasks.db import execute, frame, run_sql, scalar, sql
 from tasks.pools import rebuild_pools
-from tasks.validate import TIMESTAMP_WITH_OFFSET, reject_reasons
+from tasks.validate import EVENT_COLUMNS, TIMESTAMP_WITH_OFFSET, failing_rows, reject_reasons
 
 CHUNK_BYTES = 64 << 20
 ORDER_FIELDS = ["order_id", "customer_id", "product", "term_months", "amount_cny", "purchased_at"]
@@ -71,11 +72,18 @@ def inbox_files(inbox: Path) -> tuple[list[Path], list[Path]]:
 
 
 def file_sha256(path: Path) -> str:
+    return file_digest(path)[0]
+
+
+def file_digest(path: Path) -> tuple[str, bool]:
+    """The file's sha256, and whether its bytes hold a carriage return (see iter_line_chunks)."""
     h = hashlib.sha256()
+    has_cr = False
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
-    return h.hexdigest()
+            has_cr = has_cr or b"\r" in block
+    return h.hexdigest(), has_cr
 
 
 def _register_file(con, path: Path, kind: str, sha: str, run_id: str) -> int:
@@ -98,6 +106,7 @@ class InboxFile:
     sha: str
     file_id: int | None = None
     lines_done: int = 0
+    has_cr: bool = False  # a carriage return in its bytes: lines split the plain way
 
 
 def _new_files(con, paths: list[Path], report: IngestReport) -> list[InboxFile]:
@@ -114,13 +123,13 @@ def _new_files(con, paths: list[Path], report: IngestReport) -> list[InboxFile]:
         if (str(path), stat.st_size, stat.st_mtime_ns) in by_stat:
             report.skipped_files.append(str(path))
             continue
-        sha = file_sha256(path)
+        sha, has_cr = file_digest(path)
         if sha in complete:
             report.skipped_files.append(str(path))
             continue
         complete.add(sha)
         fid, done = partial.get(sha, (None, 0))
-        fresh.append(InboxFile(path, sha, fid, done or 0))
+        fresh.append(InboxFile(path, sha, fid, done or 0, has_cr))
     return fresh
 
 
@@ -170,25 +179,30 @@ def ingest_inbox(
                 report=report,
                 late_before=late_before,
             )
-            rebuild_pools(con, catalog, tz=tz)
+            rebuild_pools(con, catalog, tz=tz, file_id=file_id)
             con.execute("update ingested_files set complete = true where file_id = ?", [file_id])
 
         _in_transaction(con, ingest_orders)
         report.files.append(str(f.path))
         say(f"ingested orders {f.path.name}")
     for f in _new_files(con, usage_files, report):
-        file_id = f.file_id or _register_file(con, f.path, "usage", f.sha, run_id)
-        ingest_usage_file(
-            con,
-            f.path,
-            file_id,
-            tz=tz,
-            run_id=run_id,
-            report=report,
-            late_before=late_before,
-            progress=say,
-            skip_lines=f.lines_done,
-        )
+
+        def ingest_usage(f=f):
+            file_id = f.file_id or _register_file(con, f.path, "usage", f.sha, run_id)
+            ingest_usage_file(
+                con,
+                f.path,
+                file_id,
+                tz=tz,
+                run_id=run_id,
+                report=report,
+                late_before=late_before,
+                progress=say,
+                skip_lines=f.lines_done,
+                fast=not f.has_cr,
+            )
+
+        _in_transaction(con, ingest_usage)
         report.files.append(str(f.path))
     return report
 
@@ -331,9 +345,80 @@ def _store_orders(
 
 # ---------------------------------------------------------------- usage
 
+STAGING_TABLES = """
+create or replace temp table staged (
+    line_no bigint, event_id varchar, id_hash ubigint, customer_key integer,
+    account_id varchar, function varchar, quantity decimal(18, 6), status varchar,
+    occurred_at timestamptz, day date, credits bigint
+);
+create or replace temp table file_rejects (line_no bigint, reason varchar, raw varchar);
+"""
+# the columns the row schema checks (tasks/validate.py); the text values stay in DuckDB
+EVENT_CHECKS = ", ".join(EVENT_COLUMNS)
 
-def iter_line_chunks(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[pa.Table]:
-    """The file's lines in chunks of about chunk_bytes: (line_no, raw), never all at once."""
+
+def iter_line_chunks(
+    path: Path, chunk_bytes: int = CHUNK_BYTES, *, fast: bool = True
+) -> Iterator[pa.Table]:
+    """The file's lines in batches of about chunk_bytes: (line_no, raw), never all at once.
+
+    fast: pyarrow's multi-threaded CSV reader splits the lines (one column, no quoting, a
+    delimiter JSON text cannot hold unescaped); it raises `FastReadFailed` on a file it
+    cannot read that way (invalid UTF-8, a control character 0x1f), and it would also end a
+    line at a lone carriage return, so files holding one are read with fast=False: plain
+    splitting at newlines, in Python.
+    """
+    if fast:
+        yield from _arrow_line_chunks(path, chunk_bytes)
+    else:
+        yield from _python_line_chunks(path, chunk_bytes)
+
+
+class FastReadFailed(Exception):
+    """The fast line reader cannot read this file; read it with fast=False."""
+
+
+def _arrow_line_chunks(path: Path, chunk_bytes: int) -> Iterator[pa.Table]:
+    compression = "gzip" if path.name.endswith(".gz") else None
+    next_line = 1
+    with pa.input_stream(str(path), compression=compression) as source:
+        try:
+            reader = pcsv.open_csv(
+                source,
+                read_options=pcsv.ReadOptions(column_names=["raw"], block_size=chunk_bytes),
+                parse_options=pcsv.ParseOptions(
+                    delimiter="\x1f",
+                    quote_char=False,
+                    escape_char=False,
+                    newlines_in_values=False,
+                    ignore_empty_lines=False,
+                ),
+                convert_options=pcsv.ConvertOptions(
+                    column_types={"raw": pa.string()},
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    return
+                n = batch.num_rows
+                yield pa.table(
+                    {
+                        "line_no": pa.array(range(next_line, next_line + n), pa.int64()),
+                        "raw": batch["raw"],
+                    }
+                )
+                next_line += n
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            if "Empty CSV file" in str(exc):
+                return
+            raise FastReadFailed(str(exc)) from exc
+
+
+def _python_line_chunks(path: Path, chunk_bytes: int) -> Iterator[pa.Table]:
     opener = gzip.open if path.name.endswith(".gz") else open
     next_line = 1
     rest = b""
@@ -374,10 +459,83 @@ def ingest_usage_file(
     late_before: date | None,
     progress: Callable[[str], None],
     skip_lines: int = 0,
+    fast: bool = True,
 ) -> None:
-    """Accept, count as duplicate, or reject (with reason and raw line) each usage line."""
+    """Accept, count as duplicate, or reject (with reason and raw line) each usage line.
+
+    The file is one transaction: its lines are read, validated and checked batch by batch
+    into temporary tables (DuckDB spills them to disk beyond its memory limit), then the
+    duplicate check runs once over the whole file and the accepted events, the rejects and
+    the file's record are written together. A run killed midway leaves nothing of the file,
+    and the next run ingests it whole: nothing lost, nothing counted twice. (`skip_lines`
+    resumes a file that an earlier version committed in part.)
+    """
+    try:
+        lines = _stage_file(con, path, tz, report, progress, skip_lines, fast=fast)
+    except FastReadFailed:
+        fast = False  # staged again from the start, every line split the plain way
+        lines = _stage_file(con, path, tz, report, progress, skip_lines, fast=False)
+    with report.timed("rate"):
+        lo, hi = con.execute("select min(day), max(day) from staged").fetchall()[0]
+        first_key = scalar(con, "select coalesce(max(event_key), 0) from events") - skip_lines
+    with report.timed("store"):
+        run_sql(
+            con,
+            "dedupe_events",
+            {
+                "min_day": (lo or date(2000, 1, 1)) - timedelta(days=2),
+                "max_day": (hi or date(2000, 1, 1)) + timedelta(days=2),
+                "late_before": late_before or date(1, 1, 1),
+                "first_key": first_key,
+                "file_id": file_id,
+            },
+        )
+        _store_rejects(con, path, run_id, fast=fast)
+        counts = dict(
+            con.execute(
+                "select reason, count(*) from (select reason from file_rejects "
+                "union all select reason from file_decisions) group by reason"
+            ).fetchall()
+        )
+        dups = counts.pop("duplicate", 0)
+        n_rej = sum(counts.values())
+        n_acc = scalar(con, "select count(*) from staged") - scalar(
+            con, "select count(*) from file_decisions"
+        )
+        first_day = scalar(
+            con, "select min(day) from staged anti join file_decisions using (line_no)"
+        )
+        con.execute(
+            "update ingested_files set lines = ?, lines_done = ?, accepted = accepted + ?, "
+            "rejected = rejected + ?, duplicates = duplicates + ?, "
+            "earliest_day = least(earliest_day, ?), complete = true where file_id = ?",
+            [lines, lines, n_acc, n_rej, dups, first_day, file_id],
+        )
+        for table in ("staged", "file_rejects", "file_decisions", "batch", "batch_checked"):
+            con.execute(f"drop table if exists {table}")
+    report.events_accepted += n_acc
+    report.events_rejected += n_rej
+    report.duplicates += dups
+    for reason, n in counts.items():
+        report.rejected_by_reason[reason] = report.rejected_by_reason.get(reason, 0) + n
+    report.touch(first_day)
+    progress(f"{path.name}: {lines:,} lines, {n_acc:,} accepted, {n_rej:,} rejected")
+
+
+def _stage_file(
+    con,
+    path: Path,
+    tz: str,
+    report: IngestReport,
+    progress: Callable[[str], None],
+    skip_lines: int,
+    *,
+    fast: bool,
+) -> int:
+    """Read, validate and check the file batch by batch into `staged` and `file_rejects`."""
+    execute(con, STAGING_TABLES)
     lines = 0
-    chunks = iter_line_chunks(path)
+    chunks = iter_line_chunks(path, fast=fast)
     while True:
         with report.timed("read"):
             chunk = next(chunks, None)
@@ -388,99 +546,55 @@ def ingest_usage_file(
             chunk = chunk.filter(pc.greater(chunk["line_no"], skip_lines))
             if chunk.num_rows == 0:
                 continue
-        with report.timed("validate"):
-            # the raw lines stay in `chunk`; only rejected ones are looked up again
-            con.register("chunk", chunk)
-            df = frame(con, sql("extract_events"), {"timestamp_pattern": TIMESTAMP_WITH_OFFSET})
-            df = df.with_columns(pl.col("occurred_at_ts").cast(pl.Datetime("us", "UTC")))
-            df = df.with_columns(reject_reasons(df, "usage").alias("reason"))
-        days = df.filter(pl.col("reason").is_null())["occurred_at_ts"]
-        lo = (days.min() or datetime(2000, 1, 1)).date() - timedelta(days=2)
-        hi = (days.max() or datetime(2000, 1, 1)).date() + timedelta(days=2)
-        con.execute("begin transaction")
+        con.register("chunk", chunk)
         try:
-            with report.timed("rate"):
-                con.register("chunk_checked", df.drop("nonblank").to_arrow())
-                decided = frame(
-                    con,
-                    sql("accept_events"),
-                    {
-                        "tz": tz,
-                        "late_before": late_before or date(1, 1, 1),
-                        "min_day": lo,
-                        "max_day": hi,
-                    },
-                )
-                con.unregister("chunk_checked")
-            with report.timed("store"):
-                n_acc, n_rej, n_dup, first_day = _store_events(
-                    con, decided, path, file_id, run_id, report
-                )
+            with report.timed("validate"):
                 con.execute(
-                    "update ingested_files set lines = ?, lines_done = ?, "
-                    "accepted = accepted + ?, rejected = rejected + ?, "
-                    "duplicates = duplicates + ?, earliest_day = least(earliest_day, ?) "
-                    "where file_id = ?",
-                    [lines, lines, n_acc, n_rej, n_dup, first_day, file_id],
+                    "create or replace temp table batch as " + sql("extract_events"),
+                    {"timestamp_pattern": TIMESTAMP_WITH_OFFSET},
                 )
-            con.execute("commit")
-        except BaseException:
-            con.execute("rollback")
-            raise
+                checked = con.sql(f"select line_no, {EVENT_CHECKS} from batch order by line_no")
+                checked = checked.pl()
+                failing = failing_rows(checked, "usage")
+                failures = pl.DataFrame(
+                    {
+                        "line_no": checked["line_no"].gather(failing["index"]),
+                        "reason": failing["reason"],
+                    }
+                )
+                del checked
+            with report.timed("rate"):
+                con.register("batch_failures", failures.to_arrow())
+                run_sql(con, "accept_events", {"tz": tz})
+                con.unregister("batch_failures")
         finally:
             con.unregister("chunk")
-        report.touch(first_day)
         progress(f"{path.name}: {lines:,} lines read")
+    return lines
+
+
+def _store_rejects(con, path: Path, run_id: str, *, fast: bool) -> None:
+    """Every rejected line with its reason and raw text, in line order.
+
+    Lines rejected batch by batch kept their raw text; the few the file-wide checks reject
+    (`too_late`, `duplicate_conflict`) are looked up in the file again.
+    """
+    late = con.execute(
+        "select line_no from file_decisions where reason <> 'duplicate' order by line_no"
+    ).fetchall()
+    if late:
+        wanted = pa.array([n for (n,) in late], pa.int64())
+        for chunk in iter_line_chunks(path, fast=fast):
+            hit = chunk.filter(pc.is_in(chunk["line_no"], value_set=wanted))
+            if hit.num_rows:
+                con.register("hit", hit)
+                con.execute(
+                    "insert into file_rejects select d.line_no, d.reason, h.raw "
+                    "from file_decisions as d join hit as h using (line_no)"
+                )
+                con.unregister("hit")
     con.execute(
-        "update ingested_files set lines = ?, complete = true where file_id = ?", [lines, file_id]
-    )
-
-
-def _store_events(
-    con, decided: pl.DataFrame, path: Path, file_id: int, run_id: str, report: IngestReport
-) -> tuple[int, int, int, date | None]:
-    reason = pl.col("final_reason")
-    rejected = decided.filter(reason.is_not_null() & (reason != "duplicate"))
-    accepted = decided.filter(reason.is_null())
-    dups = decided.filter(reason == "duplicate").height
-    if rejected.height:
-        con.register("rej", rejected.select("line_no", "final_reason").to_arrow())
-        con.execute(
-            "insert into rejected_events select ?, line_no, c.raw, final_reason, now(), ? "
-            "from rej join chunk as c using (line_no) order by line_no",
-            [str(path), run_id],
-        )
-        con.unregister("rej")
-    if accepted.height:
-        # event_key: ingest order (earlier runs, files in path order, lines in order)
-        first_key = scalar(con, "select coalesce(max(event_key), 0) + 1 from events")
-        rows = accepted.sort("line_no").select(
-            (pl.int_range(pl.len(), dtype=pl.Int64) + first_key).alias("event_key"),
-            "event_id",
-            "customer_key",
-            "account_id",
-            "function",
-            "quantity",
-            "status",
-            pl.col("occurred_at_ts").alias("occurred_at"),
-            "day",
-            "credits",
-            pl.lit(file_id, dtype=pl.Int32).alias("file_id"),
-            "line_no",
-        )
-        con.register("acc", rows.to_arrow())
-        con.execute(
-            "insert into events by name "
-            "select *, md5_number_lower(event_id) as id_hash from acc"
-        )
-        con.unregister("acc")
-    report.events_accepted += accepted.height
-    report.events_rejected += rejected.height
-    report.duplicates += dups
-    report.count_rejects(rejected["final_reason"])
-    return (
-        accepted.height,
-        rejected.height,
-        dups,
-        accepted["day"].min() if accepted.height else None,
+        "insert into rejected_events select ?, line_no, raw, reason, now(), ? "
+        "from file_rejects order by line_no",
+        [str(path), run_id],
     )

@@ -43,19 +43,23 @@ def _not_matching(pattern: str) -> pa.Check:
 
 
 def _event_columns() -> dict[str, tuple[pa.Column, list[str]]]:
+    """The facts sql/extract_events.sql reads off each usage line, and the rules they obey.
+
+    A field's `<field>_is_text` (`quantity_is_number`) is NULL when the field is missing or
+    JSON null (`missing_field:<field>`) and false when it has another JSON type
+    (`wrong_type:<field>`); the text values themselves stay in DuckDB.
+    """
     cols: dict[str, tuple[pa.Column, list[str]]] = {
         "json_ok": (pa.Column(pl.Boolean, pa.Check.eq(True)), ["malformed_json"]),
         "nonblank": (pa.Column(pl.Boolean, pa.Check.eq(True)), ["empty_line"]),
     }
     for f in EVENT_TEXT_FIELDS:
-        cols[f] = (pa.Column(pl.String, nullable=False), [])
-        cols[f"{f}_type"] = (
-            pa.Column(pl.String, pa.Check.isin(["VARCHAR", "NULL"]), nullable=True),
+        cols[f"{f}_is_text"] = (
+            pa.Column(pl.Boolean, pa.Check.eq(True), nullable=False),
             [f"wrong_type:{f}"],
         )
-    cols["quantity_text"] = (pa.Column(pl.String, nullable=False), [])
-    cols["quantity_type"] = (
-        pa.Column(pl.String, pa.Check.isin([*NUMBER_TYPES, "NULL"]), nullable=True),
+    cols["quantity_is_number"] = (
+        pa.Column(pl.Boolean, pa.Check.eq(True), nullable=False),
         ["wrong_type:quantity"],
     )
     cols["quantity_micro"] = (
@@ -67,11 +71,11 @@ def _event_columns() -> dict[str, tuple[pa.Column, list[str]]]:
         ["quantity_too_precise"],
     )
     cols["status"] = (
-        pa.Column(pl.String, pa.Check.isin(["succeeded", "failed"]), nullable=False),
+        pa.Column(pl.String, pa.Check.isin(["succeeded", "failed"]), nullable=True),
         ["bad_status"],
     )
-    cols["occurred_at"] = (
-        pa.Column(pl.String, _not_matching(TIMESTAMP_WITHOUT_OFFSET), nullable=False),
+    cols["occurred_at_unparsed"] = (
+        pa.Column(pl.String, _not_matching(TIMESTAMP_WITHOUT_OFFSET), nullable=True),
         ["timestamp_without_offset"],
     )
     cols["occurred_at_ts"] = (pa.Column(pl.Datetime("us", "UTC"), nullable=False), [])
@@ -102,10 +106,11 @@ def _order_columns() -> dict[str, tuple[pa.Column, list[str]]]:
 
 # Nulls in a derived column mean an earlier field was already bad: name that field's reason.
 _NULL_REASONS = {
+    **{f"{f}_is_text": f"missing_field:{f}" for f in EVENT_TEXT_FIELDS},
+    "quantity_is_number": "missing_field:quantity",
     "quantity_micro": "bad_quantity",
     "occurred_at_ts": "bad_timestamp",
     "purchased_at_ts": "bad_timestamp",
-    "quantity_text": "missing_field:quantity",
 }
 
 
@@ -128,15 +133,19 @@ def _reason(columns: dict, column: str, check: str, check_number: int | None) ->
     return reasons[check_number or 0] if reasons else f"invalid:{column}"
 
 
-def reject_reasons(df: pl.DataFrame, kind: str) -> pl.Series:
-    """One reason per row (None where the row passes), from a lazy Pandera validation."""
+def failing_rows(df: pl.DataFrame, kind: str) -> pl.DataFrame:
+    """The rows that break the row schema: (index, reason), the first reason by priority.
+
+    One lazy Pandera validation; `index` is the row's position in `df`. Rows that pass are
+    not listed, so the answer is small when the data is good.
+    """
     columns, schema = (
         (EVENT_COLUMNS, EVENT_SCHEMA) if kind == "usage" else (ORDER_COLUMNS, ORDER_SCHEMA)
     )
-    reasons = pl.Series("reason", [None] * df.height, dtype=pl.String)
+    empty = pl.DataFrame(schema={"index": pl.Int64, "reason": pl.String})
     try:
         schema.validate(df, lazy=True)
-        return reasons
+        return empty
     except SchemaErrors as err:
         failures = err.failure_cases.filter(pl.col("index").is_not_null())
         if failures.height == 0:  # a failure of the whole frame, not of its rows
@@ -153,13 +162,20 @@ def reject_reasons(df: pl.DataFrame, kind: str) -> pl.Series:
     named = failures.join(kinds, on=["column", "check", "check_number"], nulls_equal=True).select(
         pl.col("index").cast(pl.Int64), "reason"
     )
-    first = (
+    return (
         named.with_columns(
             pl.col("reason")
             .replace_strict(rank, default=len(rank), return_dtype=pl.Int64)
             .alias("rank")
         )
         .sort("index", "rank")
-        .unique("index", keep="first")
+        .unique("index", keep="first", maintain_order=True)
+        .select("index", "reason")
     )
-    return reasons.scatter(first["index"], first["reason"])
+
+
+def reject_reasons(df: pl.DataFrame, kind: str) -> pl.Series:
+    """One reason per row (None where the row passes), from a lazy Pandera validation."""
+    first = failing_rows(df, kind)
+    reasons = pl.Series("reason", [None] * df.height, dtype=pl.String)
+    return reasons.scatter(first["index"], first["reason"]) if first.height else reasons
