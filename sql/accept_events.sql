@@ -1,7 +1,8 @@
 -- Business checks of a batch of usage lines (billing-rules §3), in rule order: the first
 -- failing rule names the reason (row-schema failures, from Pandera, come first). Lines
--- that pass every rule are staged with their credits for the file's duplicate check
--- (sql/dedupe_events.sql); the others are rejected with their raw line.
+-- that pass every rule go into `events` with their credits (the file's duplicate check,
+-- sql/dedupe_events.sql, follows in the same transaction); the others are rejected with
+-- their raw line.
 create or replace temp table batch_checked as
 with lines as (
     select
@@ -74,26 +75,4 @@ select
             * p.credits_per_unit
     end as credits
 from priced as p
-left join entitled as e using (line_no);
-
-insert into file_rejects
-select c.line_no, c.reason, r.raw
-from batch_checked as c
-join chunk as r using (line_no)
-where c.reason is not null;
-
-insert into staged
-select
-    line_no,
-    event_id,
-    md5_number_lower(event_id) as id_hash,
-    customer_key,
-    account_id,
-    function,
-    quantity,
-    status,
-    occurred_at,
-    day,
-    credits
-from batch_checked
-where reason is null
+left join entitled as e using (line_no)

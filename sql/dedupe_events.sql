@@ -5,7 +5,11 @@
 -- duplicate check: a re-delivery of a billed event is a duplicate). One row per line not
 -- accepted; integer hashes narrow each comparison before the ids themselves are compared.
 create or replace temp table file_decisions as
-with earlier as (
+with fresh as (
+    select * from events where file_id = $file_id
+),
+
+earlier as (
     select
         ev.event_id,
         ev.id_hash,
@@ -16,11 +20,12 @@ with earlier as (
         ) as content
     from events as ev
     where ev.day between $min_day and $max_day
-        and ev.id_hash in (select id_hash from staged)
+        and ev.file_id <> $file_id
+        and ev.id_hash in (select id_hash from fresh)
 ),
 
 repeated_hashes as (
-    select id_hash from staged group by id_hash having count(*) > 1
+    select id_hash from fresh group by id_hash having count(*) > 1
 ),
 
 suspects as (
@@ -32,7 +37,7 @@ suspects as (
             function := s.function, quantity := s.quantity, status := s.status,
             occurred_at := s.occurred_at
         ) as content
-    from staged as s
+    from fresh as s
     where s.id_hash in (select id_hash from earlier)
         or s.id_hash in (select id_hash from repeated_hashes)
 ),
@@ -62,7 +67,7 @@ duplicates as (
 ),
 
 late as (
-    select line_no from staged where day < $late_before
+    select line_no from fresh where day < $late_before
 )
 
 select
@@ -75,20 +80,5 @@ select
 from duplicates as d
 full join late as l on l.line_no = d.line_no;
 
-insert into events by name
-select
-    $first_key + s.line_no as event_key,
-    s.event_id,
-    s.customer_key,
-    s.account_id,
-    s.function,
-    s.quantity,
-    s.status,
-    s.occurred_at,
-    s.day,
-    s.credits,
-    $file_id::integer as file_id,
-    s.line_no,
-    s.id_hash
-from staged as s
-anti join file_decisions as d using (line_no)
+delete from events
+where file_id = $file_id and line_no in (select line_no from file_decisions)

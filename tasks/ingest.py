@@ -346,11 +346,6 @@ def _store_orders(
 # ---------------------------------------------------------------- usage
 
 STAGING_TABLES = """
-create or replace temp table staged (
-    line_no bigint, event_id varchar, id_hash ubigint, customer_key integer,
-    account_id varchar, function varchar, quantity decimal(18, 6), status varchar,
-    occurred_at timestamptz, day date, credits bigint
-);
 create or replace temp table file_rejects (line_no bigint, reason varchar, raw varchar);
 """
 # the columns the row schema checks (tasks/validate.py); the text values stay in DuckDB
@@ -470,14 +465,18 @@ def ingest_usage_file(
     and the next run ingests it whole: nothing lost, nothing counted twice. (`skip_lines`
     resumes a file that an earlier version committed in part.)
     """
+    # event_key: ingest order (earlier runs, files in path order, lines in order)
+    first_key = scalar(con, "select coalesce(max(event_key), 0) from events")
+    keys = {"file_id": file_id, "first_key": first_key}
     try:
-        lines = _stage_file(con, path, tz, report, progress, skip_lines, fast=fast)
+        lines = _stage_file(con, path, tz, keys, report, progress, skip_lines, fast=fast)
     except FastReadFailed:
-        fast = False  # staged again from the start, every line split the plain way
-        lines = _stage_file(con, path, tz, report, progress, skip_lines, fast=False)
+        fast = False  # read again from the start, every line split the plain way
+        con.execute("delete from events where file_id = ? and line_no > ?", [file_id, skip_lines])
+        lines = _stage_file(con, path, tz, keys, report, progress, skip_lines, fast=False)
+    new = f"file_id = {int(file_id)} and line_no > {int(skip_lines)}"
     with report.timed("rate"):
-        lo, hi = con.execute("select min(day), max(day) from staged").fetchall()[0]
-        first_key = scalar(con, "select coalesce(max(event_key), 0) from events") - skip_lines
+        lo, hi = con.execute(f"select min(day), max(day) from events where {new}").fetchall()[0]
     with report.timed("store"):
         run_sql(
             con,
@@ -486,7 +485,6 @@ def ingest_usage_file(
                 "min_day": (lo or date(2000, 1, 1)) - timedelta(days=2),
                 "max_day": (hi or date(2000, 1, 1)) + timedelta(days=2),
                 "late_before": late_before or date(1, 1, 1),
-                "first_key": first_key,
                 "file_id": file_id,
             },
         )
@@ -499,19 +497,16 @@ def ingest_usage_file(
         )
         dups = counts.pop("duplicate", 0)
         n_rej = sum(counts.values())
-        n_acc = scalar(con, "select count(*) from staged") - scalar(
-            con, "select count(*) from file_decisions"
-        )
-        first_day = scalar(
-            con, "select min(day) from staged anti join file_decisions using (line_no)"
-        )
+        n_acc, first_day = con.execute(
+            f"select count(*), min(day) from events where {new}"
+        ).fetchall()[0]
         con.execute(
             "update ingested_files set lines = ?, lines_done = ?, accepted = accepted + ?, "
             "rejected = rejected + ?, duplicates = duplicates + ?, "
             "earliest_day = least(earliest_day, ?), complete = true where file_id = ?",
             [lines, lines, n_acc, n_rej, dups, first_day, file_id],
         )
-        for table in ("staged", "file_rejects", "file_decisions", "batch", "batch_checked"):
+        for table in ("file_rejects", "file_decisions", "batch", "batch_checked"):
             con.execute(f"drop table if exists {table}")
     report.events_accepted += n_acc
     report.events_rejected += n_rej
@@ -526,13 +521,14 @@ def _stage_file(
     con,
     path: Path,
     tz: str,
+    keys: dict,
     report: IngestReport,
     progress: Callable[[str], None],
     skip_lines: int,
     *,
     fast: bool,
 ) -> int:
-    """Read, validate and check the file batch by batch into `staged` and `file_rejects`."""
+    """Read, validate and check the file batch by batch into `events` and `file_rejects`."""
     execute(con, STAGING_TABLES)
     lines = 0
     chunks = iter_line_chunks(path, fast=fast)
@@ -567,6 +563,8 @@ def _stage_file(
                 con.register("batch_failures", failures.to_arrow())
                 run_sql(con, "accept_events", {"tz": tz})
                 con.unregister("batch_failures")
+            with report.timed("store"):
+                run_sql(con, "store_events", keys)
         finally:
             con.unregister("chunk")
         progress(f"{path.name}: {lines:,} lines read")

@@ -36,12 +36,24 @@ def subscription_starts(orders: pl.DataFrame, period_days: int, tz: str) -> pl.D
     )
 
 
-def rebuild_pools(con: duckdb.DuckDBPyConnection, catalog: Catalog, *, tz: str) -> int:
-    """Recompute the pools table from all accepted orders; keep known remaining credits."""
+def rebuild_pools(
+    con: duckdb.DuckDBPyConnection, catalog: Catalog, *, tz: str, file_id: int | None = None
+) -> int:
+    """Recompute the pools of the customers with orders in file_id (None: every customer).
+
+    A customer's pools depend only on that customer's orders (renewal queues, priorities),
+    so a new orders file rebuilds the pools of its own customers, whatever the history.
+    Known remaining credits are kept.
+    """
+    scope = (
+        "true"
+        if file_id is None
+        else (f"customer_key in (select customer_key from orders where file_id = {int(file_id)})")
+    )
     orders = frame(
         con,
         "select order_key, order_id, customer_key, product, source, term_months, purchased_at "
-        "from orders",
+        f"from orders where {scope}",
     )
     starts = subscription_starts(orders, catalog.period_days, tz)
     con.register("order_starts", starts.to_arrow())
@@ -58,10 +70,10 @@ def rebuild_pools(con: duckdb.DuckDBPyConnection, catalog: Catalog, *, tz: str) 
     con.unregister("order_starts")
     con.register("new_pools", pools.to_arrow())
     con.execute(
-        """
+        f"""
         create or replace temp table kept as
-        select pool_key, remaining from pools;
-        delete from pools;
+        select pool_key, remaining from pools where {scope};
+        delete from pools where {scope};
         insert into pools by name
         select n.* replace (coalesce(k.remaining, n.remaining) as remaining)
         from new_pools as n left join kept as k using (pool_key);
