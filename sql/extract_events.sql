@@ -5,8 +5,8 @@ with parsed as (
     select
         line_no,
         -- valid JSON whose first character is `{` is an object: no second parse to know it
-        coalesce(json_valid(raw) and ltrim(raw)[1] = '{', false) as json_ok,
-        length(trim(raw)) > 0 as nonblank,
+        coalesce(json_valid(raw) and (prefix(raw, '{') or ltrim(raw)[1] = '{'), false)
+            as json_ok,
         raw
     from chunk
 ),
@@ -17,7 +17,7 @@ objects as (
     select
         line_no,
         json_ok,
-        nonblank,
+        json_ok or length(trim(raw)) > 0 as nonblank,
         case
             when json_ok then from_json(
                 raw,

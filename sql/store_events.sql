@@ -22,6 +22,6 @@ select
     credits,
     $file_id::integer as file_id,
     line_no,
-    md5_number_lower(event_id) as id_hash
+    hash(event_id) as id_hash
 from batch_checked
 where reason is null

@@ -77,7 +77,7 @@ create table if not exists events (
     credits bigint,
     file_id integer,
     line_no bigint,
-    id_hash ubigint              -- md5_number_lower(event_id): the duplicate check key (stable)
+    id_hash ubigint              -- hash(event_id): narrows the duplicate check (see tasks/db.py)
 );
 
 create table if not exists rejected_events (
@@ -182,6 +182,6 @@ alter table ingested_files add column if not exists complete boolean;
 alter table billed_days add column if not exists files_seen integer;
 alter table customers add column if not exists shard_hash ubigint;
 alter table events add column if not exists id_hash ubigint;
-update events set id_hash = md5_number_lower(event_id) where id_hash is null;
+create table if not exists adbill_meta (key varchar primary key, value varchar);
 update customers set shard_hash = md5_number_lower(customer_id) where shard_hash is null;
 update ingested_files set complete = true, lines_done = lines where complete is null;
