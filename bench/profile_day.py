@@ -36,9 +36,9 @@ from run import engine_version  # noqa: E402
 from tasks import deduct as D  # noqa: E402
 from tasks import ingest as I  # noqa: E402
 from tasks.catalog import load_catalog  # noqa: E402
-from tasks.db import connect, frame, sql  # noqa: E402
+from tasks.db import connect, run_sql, sql  # noqa: E402
 from tasks.settings import Settings  # noqa: E402
-from tasks.validate import TIMESTAMP_WITH_OFFSET, reject_reasons  # noqa: E402
+from tasks.validate import TIMESTAMP_WITH_OFFSET, failing_rows  # noqa: E402
 
 
 class Clock:
@@ -59,38 +59,56 @@ def profile_ingest(con, usage: Path, tz: str, clock: Clock) -> None:
     con.register("catalog_editions", cat.editions.to_arrow())
     con.register("catalog_functions", cat.functions.to_arrow())
     file_id = 999_999
+    keys = {"file_id": file_id, "first_key": 10**12}
+    con.execute("begin transaction")
     chunks = I.iter_line_chunks(usage)
     while True:
-        chunk = clock("read: lines in chunks (Python, pyarrow)", next, chunks, None)
+        chunk = clock("read: lines in batches (pyarrow CSV reader)", next, chunks, None)
         if chunk is None:
             break
         con.register("chunk", chunk)
-        df = clock(
-            "validate: extract_events.sql (DuckDB JSON)",
-            frame,
-            con,
-            sql("extract_events"),
+        clock(
+            "validate: extract_events.sql into a temp table (DuckDB JSON)",
+            con.execute,
+            "create or replace temp table batch as " + sql("extract_events"),
             {"timestamp_pattern": TIMESTAMP_WITH_OFFSET},
         )
-        df = df.with_columns(pl.col("occurred_at_ts").cast(pl.Datetime("us", "UTC")))
-        reasons = clock("validate: reject_reasons (Pandera)", reject_reasons, df, "usage")
-        df = df.with_columns(reasons.alias("reason"))
-        days = df.filter(pl.col("reason").is_null())["occurred_at_ts"]
-        lo, hi = days.min().date() - timedelta(days=2), days.max().date() + timedelta(days=2)
-        con.execute("begin transaction")
-        con.register("chunk_checked", df.drop("nonblank").to_arrow())
-        decided = clock(
-            "rate: accept_events.sql (checks, dedupe, credits)",
-            frame,
-            con,
-            sql("accept_events"),
-            {"tz": tz, "late_before": date(1, 1, 1), "min_day": lo, "max_day": hi},
+        checked = clock(
+            "validate: the checked facts to Polars",
+            lambda: con.sql(f"select line_no, {I.EVENT_CHECKS} from batch order by line_no").pl(),
         )
-        con.unregister("chunk_checked")
-        report = I.IngestReport()
-        clock("store: insert events", I._store_events, con, decided, usage, file_id, "p", report)
-        clock("store: commit", con.execute, "commit")
+        failing = clock("validate: failing_rows (Pandera)", failing_rows, checked, "usage")
+        failures = pl.DataFrame(
+            {"line_no": checked["line_no"].gather(failing["index"]), "reason": failing["reason"]}
+        )
+        con.register("batch_failures", failures.to_arrow())
+        clock(
+            "rate: accept_events.sql (business checks, credits)",
+            run_sql,
+            con,
+            "accept_events",
+            {"tz": tz},
+        )
+        clock(
+            "store: store_events.sql (insert events, rejects)", run_sql, con, "store_events", keys
+        )
         con.unregister("chunk")
+    lo, hi = con.execute(
+        f"select min(day), max(day) from events where file_id = {file_id}"
+    ).fetchall()[0]
+    clock(
+        "store: dedupe_events.sql (duplicates, too late)",
+        run_sql,
+        con,
+        "dedupe_events",
+        {
+            "min_day": lo - timedelta(days=2),
+            "max_day": hi + timedelta(days=2),
+            "late_before": date(1, 1, 1),
+            "file_id": file_id,
+        },
+    )
+    clock("store: commit", con.execute, "commit")
 
 
 def profile_deduct(con, day: date, tz: str, clock: Clock) -> dict:

@@ -1,12 +1,16 @@
--- The cross-line decisions of a usage file whose lines passed every other check (§3):
--- an event_id seen before — in an earlier file near the event's day, or earlier in this
--- file — is an exact re-delivery (`duplicate`, counted, not billed) or a conflicting one
+-- The cross-line decisions of a batch of usage lines that passed every other check (§3),
+-- after sql/store_events.sql wrote them to `events` (same transaction): an event_id seen
+-- before — in an earlier file or batch near the event's day, or earlier in this batch — is
+-- an exact re-delivery (`duplicate`, counted, not billed) or a conflicting one
 -- (`duplicate_conflict`); a line of a day already closed is `too_late` (decided after the
--- duplicate check: a re-delivery of a billed event is a duplicate). One row per line not
--- accepted; integer hashes narrow each comparison before the ids themselves are compared.
-create or replace temp table file_decisions as
+-- duplicate check: a re-delivery of a billed event is a duplicate). Integer hashes narrow
+-- each comparison before the ids themselves are compared; the lines not accepted are taken
+-- out of `events` again and join the batch's rejects.
+create or replace temp table batch_decisions as
 with fresh as (
-    select * from events where file_id = $file_id
+    select *
+    from events
+    where file_id = $file_id and line_no between $first_line and $last_line
 ),
 
 earlier as (
@@ -20,7 +24,7 @@ earlier as (
         ) as content
     from events as ev
     where ev.day between $min_day and $max_day
-        and ev.file_id <> $file_id
+        and not (ev.file_id = $file_id and ev.line_no between $first_line and $last_line)
         and ev.id_hash in (select id_hash from fresh)
 ),
 
@@ -43,7 +47,7 @@ suspects as (
 ),
 
 repeated as (
-    -- an event_id given more than once in this file (rare): the first valid copy stands
+    -- an event_id given more than once in this batch (rare): the first valid copy stands
     select
         line_no,
         row_number() over (partition by event_id order by line_no) as copy_no,
@@ -81,4 +85,11 @@ from duplicates as d
 full join late as l on l.line_no = d.line_no;
 
 delete from events
-where file_id = $file_id and line_no in (select line_no from file_decisions)
+where file_id = $file_id
+    and line_no between $first_line and $last_line
+    and line_no in (select line_no from batch_decisions);
+
+insert into batch_rejects
+select d.line_no, d.reason, c.raw
+from batch_decisions as d
+join chunk as c using (line_no)

@@ -1,12 +1,12 @@
 -- A checked batch of usage lines (sql/accept_events.sql) written: rejects with their raw
 -- line, accepted events with their credits.
-insert into file_rejects
+create or replace temp table batch_rejects as
 select c.line_no, c.reason, r.raw
 from batch_checked as c
 join chunk as r using (line_no)
 where c.reason is not null;
 
--- accepted so far: written once, where they stay unless the file's duplicate check
+-- accepted so far: written once, where they stay unless the duplicate check
 -- (sql/dedupe_events.sql) takes them out again, in the same transaction
 insert into events by name
 select

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from tasks.catalog import Catalog
-from tasks.db import execute, frame, run_sql, scalar, sql
+from tasks.db import frame, run_sql, scalar, sql
 from tasks.pools import rebuild_pools
 from tasks.validate import EVENT_COLUMNS, TIMESTAMP_WITH_OFFSET, failing_rows, reject_reasons
 
@@ -186,23 +186,19 @@ def ingest_inbox(
         report.files.append(str(f.path))
         say(f"ingested orders {f.path.name}")
     for f in _new_files(con, usage_files, report):
-
-        def ingest_usage(f=f):
-            file_id = f.file_id or _register_file(con, f.path, "usage", f.sha, run_id)
-            ingest_usage_file(
-                con,
-                f.path,
-                file_id,
-                tz=tz,
-                run_id=run_id,
-                report=report,
-                late_before=late_before,
-                progress=say,
-                skip_lines=f.lines_done,
-                fast=not f.has_cr,
-            )
-
-        _in_transaction(con, ingest_usage)
+        file_id = f.file_id or _register_file(con, f.path, "usage", f.sha, run_id)
+        ingest_usage_file(
+            con,
+            f.path,
+            file_id,
+            tz=tz,
+            run_id=run_id,
+            report=report,
+            late_before=late_before,
+            progress=say,
+            skip_lines=f.lines_done,
+            fast=not f.has_cr,
+        )
         report.files.append(str(f.path))
     return report
 
@@ -345,15 +341,12 @@ def _store_orders(
 
 # ---------------------------------------------------------------- usage
 
-STAGING_TABLES = """
-create or replace temp table file_rejects (line_no bigint, reason varchar, raw varchar);
-"""
 # the columns the row schema checks (tasks/validate.py); the text values stay in DuckDB
 EVENT_CHECKS = ", ".join(EVENT_COLUMNS)
 
 
 def iter_line_chunks(
-    path: Path, chunk_bytes: int = CHUNK_BYTES, *, fast: bool = True
+    path: Path, chunk_bytes: int | None = None, *, fast: bool = True
 ) -> Iterator[pa.Table]:
     """The file's lines in batches of about chunk_bytes: (line_no, raw), never all at once.
 
@@ -363,6 +356,7 @@ def iter_line_chunks(
     line at a lone carriage return, so files holding one are read with fast=False: plain
     splitting at newlines, in Python.
     """
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
     if fast:
         yield from _arrow_line_chunks(path, chunk_bytes)
     else:
@@ -458,141 +452,125 @@ def ingest_usage_file(
 ) -> None:
     """Accept, count as duplicate, or reject (with reason and raw line) each usage line.
 
-    The file is one transaction: its lines are read, validated and checked batch by batch
-    into temporary tables (DuckDB spills them to disk beyond its memory limit), then the
-    duplicate check runs once over the whole file and the accepted events, the rejects and
-    the file's record are written together. A run killed midway leaves nothing of the file,
-    and the next run ingests it whole: nothing lost, nothing counted twice. (`skip_lines`
-    resumes a file that an earlier version committed in part.)
+    The file is read in batches (~64 MB); each batch is validated, checked, written and
+    committed with the file's progress (`lines_done`) in one transaction, so memory stays
+    bounded and a run killed midway resumes after the last committed line: nothing lost,
+    nothing counted twice. The data stays in DuckDB; only the facts the row schema checks
+    go to Polars for Pandera.
     """
     # event_key: ingest order (earlier runs, files in path order, lines in order)
-    first_key = scalar(con, "select coalesce(max(event_key), 0) from events")
-    keys = {"file_id": file_id, "first_key": first_key}
+    base = scalar(con, "select coalesce(max(event_key), 0) from events")
+    batches = _Batches(con, path, file_id, base, tz, run_id, report, late_before, progress)
     try:
-        lines = _stage_file(con, path, tz, keys, report, progress, skip_lines, fast=fast)
+        lines = batches.run(iter_line_chunks(path, fast=fast), skip_lines)
     except FastReadFailed:
-        fast = False  # read again from the start, every line split the plain way
-        con.execute("delete from events where file_id = ? and line_no > ?", [file_id, skip_lines])
-        lines = _stage_file(con, path, tz, keys, report, progress, skip_lines, fast=False)
-    new = f"file_id = {int(file_id)} and line_no > {int(skip_lines)}"
-    with report.timed("rate"):
-        lo, hi = con.execute(f"select min(day), max(day) from events where {new}").fetchall()[0]
-    with report.timed("store"):
-        run_sql(
-            con,
-            "dedupe_events",
-            {
-                "min_day": (lo or date(2000, 1, 1)) - timedelta(days=2),
-                "max_day": (hi or date(2000, 1, 1)) + timedelta(days=2),
-                "late_before": late_before or date(1, 1, 1),
-                "file_id": file_id,
-            },
-        )
-        _store_rejects(con, path, run_id, fast=fast)
-        counts = dict(
-            con.execute(
-                "select reason, count(*) from (select reason from file_rejects "
-                "union all select reason from file_decisions) group by reason"
-            ).fetchall()
-        )
-        dups = counts.pop("duplicate", 0)
-        n_rej = sum(counts.values())
-        n_acc, first_day = con.execute(
-            f"select count(*), min(day) from events where {new}"
-        ).fetchall()[0]
-        con.execute(
-            "update ingested_files set lines = ?, lines_done = ?, accepted = accepted + ?, "
-            "rejected = rejected + ?, duplicates = duplicates + ?, "
-            "earliest_day = least(earliest_day, ?), complete = true where file_id = ?",
-            [lines, lines, n_acc, n_rej, dups, first_day, file_id],
-        )
-        for table in ("file_rejects", "file_decisions", "batch", "batch_checked"):
-            con.execute(f"drop table if exists {table}")
-    report.events_accepted += n_acc
-    report.events_rejected += n_rej
-    report.duplicates += dups
-    for reason, n in counts.items():
-        report.rejected_by_reason[reason] = report.rejected_by_reason.get(reason, 0) + n
-    report.touch(first_day)
-    progress(f"{path.name}: {lines:,} lines, {n_acc:,} accepted, {n_rej:,} rejected")
-
-
-def _stage_file(
-    con,
-    path: Path,
-    tz: str,
-    keys: dict,
-    report: IngestReport,
-    progress: Callable[[str], None],
-    skip_lines: int,
-    *,
-    fast: bool,
-) -> int:
-    """Read, validate and check the file batch by batch into `events` and `file_rejects`."""
-    execute(con, STAGING_TABLES)
-    lines = 0
-    chunks = iter_line_chunks(path, fast=fast)
-    while True:
-        with report.timed("read"):
-            chunk = next(chunks, None)
-        if chunk is None:
-            break
-        lines += chunk.num_rows
-        if skip_lines:
-            chunk = chunk.filter(pc.greater(chunk["line_no"], skip_lines))
-            if chunk.num_rows == 0:
-                continue
-        con.register("chunk", chunk)
-        try:
-            with report.timed("validate"):
-                con.execute(
-                    "create or replace temp table batch as " + sql("extract_events"),
-                    {"timestamp_pattern": TIMESTAMP_WITH_OFFSET},
-                )
-                checked = con.sql(f"select line_no, {EVENT_CHECKS} from batch order by line_no")
-                checked = checked.pl()
-                failing = failing_rows(checked, "usage")
-                failures = pl.DataFrame(
-                    {
-                        "line_no": checked["line_no"].gather(failing["index"]),
-                        "reason": failing["reason"],
-                    }
-                )
-                del checked
-            with report.timed("rate"):
-                con.register("batch_failures", failures.to_arrow())
-                run_sql(con, "accept_events", {"tz": tz})
-                con.unregister("batch_failures")
-            with report.timed("store"):
-                run_sql(con, "store_events", keys)
-        finally:
-            con.unregister("chunk")
-        progress(f"{path.name}: {lines:,} lines read")
-    return lines
-
-
-def _store_rejects(con, path: Path, run_id: str, *, fast: bool) -> None:
-    """Every rejected line with its reason and raw text, in line order.
-
-    Lines rejected batch by batch kept their raw text; the few the file-wide checks reject
-    (`too_late`, `duplicate_conflict`) are looked up in the file again.
-    """
-    late = con.execute(
-        "select line_no from file_decisions where reason <> 'duplicate' order by line_no"
-    ).fetchall()
-    if late:
-        wanted = pa.array([n for (n,) in late], pa.int64())
-        for chunk in iter_line_chunks(path, fast=fast):
-            hit = chunk.filter(pc.is_in(chunk["line_no"], value_set=wanted))
-            if hit.num_rows:
-                con.register("hit", hit)
-                con.execute(
-                    "insert into file_rejects select d.line_no, d.reason, h.raw "
-                    "from file_decisions as d join hit as h using (line_no)"
-                )
-                con.unregister("hit")
+        # the plain reader splits the same lines (no carriage return in the file): go on
+        # after the last committed one
+        lines = batches.run(iter_line_chunks(path, fast=False), batches.done or skip_lines)
     con.execute(
-        "insert into rejected_events select ?, line_no, raw, reason, now(), ? "
-        "from file_rejects order by line_no",
-        [str(path), run_id],
+        "update ingested_files set lines = ?, lines_done = ?, complete = true where file_id = ?",
+        [lines, lines, file_id],
     )
+    progress(f"{path.name}: {lines:,} lines ingested")
+
+
+@dataclass
+class _Batches:
+    """The batches of one usage file, each one transaction."""
+
+    con: object
+    path: Path
+    file_id: int
+    base: int  # event_key = base + line_no
+    tz: str
+    run_id: str
+    report: IngestReport
+    late_before: date | None
+    progress: Callable[[str], None]
+    done: int = 0
+
+    def run(self, chunks: Iterator[pa.Table], skip_lines: int) -> int:
+        lines = 0
+        while True:
+            with self.report.timed("read"):
+                chunk = next(chunks, None)
+            if chunk is None:
+                return lines
+            lines += chunk.num_rows
+            if skip_lines:
+                chunk = chunk.filter(pc.greater(chunk["line_no"], skip_lines))
+                if chunk.num_rows == 0:
+                    continue
+            self.con.register("chunk", chunk)
+            try:
+                _in_transaction(self.con, lambda c=chunk, n=lines: self.batch(c, n))
+            finally:
+                self.con.unregister("chunk")
+            self.done = lines
+            self.progress(f"{self.path.name}: {lines:,} lines read")
+
+    def batch(self, chunk: pa.Table, lines: int) -> None:
+        con, report = self.con, self.report
+        first, last = chunk["line_no"][0].as_py(), chunk["line_no"][-1].as_py()
+        with report.timed("validate"):
+            con.execute(
+                "create or replace temp table batch as " + sql("extract_events"),
+                {"timestamp_pattern": TIMESTAMP_WITH_OFFSET},
+            )
+            checked = con.sql(f"select line_no, {EVENT_CHECKS} from batch order by line_no").pl()
+            failing = failing_rows(checked, "usage")
+            failures = pl.DataFrame(
+                {
+                    "line_no": checked["line_no"].gather(failing["index"]),
+                    "reason": failing["reason"],
+                }
+            )
+            del checked
+        with report.timed("rate"):
+            con.register("batch_failures", failures.to_arrow())
+            run_sql(con, "accept_events", {"tz": self.tz})
+            con.unregister("batch_failures")
+            lo, hi = con.execute(
+                "select min(day), max(day) from batch_checked where reason is null"
+            ).fetchall()[0]
+        with report.timed("store"):
+            run_sql(con, "store_events", {"file_id": self.file_id, "first_key": self.base})
+            run_sql(
+                con,
+                "dedupe_events",
+                {
+                    "file_id": self.file_id,
+                    "first_line": first,
+                    "last_line": last,
+                    "min_day": (lo or date(2000, 1, 1)) - timedelta(days=2),
+                    "max_day": (hi or date(2000, 1, 1)) + timedelta(days=2),
+                    "late_before": self.late_before or date(1, 1, 1),
+                },
+            )
+            con.execute(
+                "insert into rejected_events select ?, line_no, raw, reason, now(), ? "
+                "from batch_rejects where reason <> 'duplicate' order by line_no",
+                [str(self.path), self.run_id],
+            )
+            counts = dict(
+                con.execute("select reason, count(*) from batch_rejects group by reason").fetchall()
+            )
+            n_acc, first_day = con.execute(
+                "select count(*), min(day) from events "
+                "where file_id = $file_id and line_no between $first and $last",
+                {"file_id": self.file_id, "first": first, "last": last},
+            ).fetchall()[0]
+            dups = counts.pop("duplicate", 0)
+            n_rej = sum(counts.values())
+            con.execute(
+                "update ingested_files set lines = ?, lines_done = ?, accepted = accepted + ?, "
+                "rejected = rejected + ?, duplicates = duplicates + ?, "
+                "earliest_day = least(earliest_day, ?) where file_id = ?",
+                [lines, lines, n_acc, n_rej, dups, first_day, self.file_id],
+            )
+        report.events_accepted += n_acc
+        report.events_rejected += n_rej
+        report.duplicates += dups
+        for reason, n in counts.items():
+            report.rejected_by_reason[reason] = report.rejected_by_reason.get(reason, 0) + n
+        report.touch(first_day)

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.conftest import event, one, order, rows
+from tests.conftest import Inbox, event, one, order, rows
 
 BASIC = order("o1", "c1", "basic", 1, "30", "2026-11-26T10:00:00+08:00")
 T = "2026-11-26T11:00:00+08:00"
@@ -166,3 +166,129 @@ def test_a_timestamp_in_utc_bills_on_its_local_day(inbox):
     inbox.usage([good("e1", occurred_at="2026-11-26T16:30:00Z")])  # 00:30 on the 27th local
     inbox.bill("2026-11-27")
     assert one(inbox.warehouse(), "select day from rated_events").isoformat() == "2026-11-27"
+
+
+# ---------------------------------------------------------------- batches and line readers
+
+import tasks.ingest as ingest_module  # noqa: E402
+
+MIXED = [
+    good("b1"),
+    good("b2"),
+    "",
+    good("b1"),  # exact re-delivery, in a later batch
+    '{"event_id": "b3", ',
+    good("b2", quantity=5),  # conflicting copy, in a later batch
+    good("b4"),
+    json.dumps(good("b5", occurred_at="2026-11-26T11:00:00")),
+    good("b4"),
+    good("b6"),
+]
+
+
+def ingest_outcome(con) -> tuple:
+    return (
+        rows(con, "select event_id, line_no, quantity from events order by line_no"),
+        rows(con, "select line_no, reason, raw from rejected_events order by line_no"),
+        one(
+            con,
+            "select lines, accepted, rejected, duplicates, complete from ingested_files "
+            "where kind = 'usage'",
+        ),
+    )
+
+
+@pytest.fixture
+def tiny_batches(monkeypatch):
+    """Batches of a few lines, so one small file spans many of them."""
+    monkeypatch.setattr(ingest_module, "CHUNK_BYTES", 300)
+
+
+def test_lines_split_into_many_batches_give_the_same_outcome_as_one_batch(tmp_path, monkeypatch):
+    outcomes = []
+    for chunk_bytes in (64 << 20, 300):
+        monkeypatch.setattr(ingest_module, "CHUNK_BYTES", chunk_bytes)
+        box = Inbox(tmp_path / f"data-{chunk_bytes}")
+        box.orders([BASIC])
+        box.usage(MIXED)
+        box.bill("2026-11-26")
+        outcomes.append(ingest_outcome(box.warehouse()))
+    assert outcomes[0] == outcomes[1]
+    events, rejects, file_row = outcomes[0]
+    assert [e for e, *_ in events] == ["b1", "b2", "b4", "b6"]
+    assert [(n, r) for n, r, _ in rejects] == [
+        (3, "empty_line"),
+        (5, "malformed_json"),
+        (6, "duplicate_conflict"),
+        (8, "timestamp_without_offset"),
+    ]
+    assert file_row == (10, 4, 4, 2, True)
+
+
+def test_the_fast_and_the_plain_line_readers_split_a_file_alike(tmp_path):
+    path = tmp_path / "u.jsonl.gz"
+    import gzip
+
+    text = "\n".join(["{}", "", "  ", '{"a": "x"}', "\t{}", "last without newline"])
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.write(text)
+    for chunk_bytes in (24, 1 << 20):
+        fast = ingest_module.iter_line_chunks(path, chunk_bytes, fast=True)
+        plain = ingest_module.iter_line_chunks(path, chunk_bytes, fast=False)
+        as_rows = [r for t in fast for r in zip(*t.to_pydict().values(), strict=True)]
+        want = [r for t in plain for r in zip(*t.to_pydict().values(), strict=True)]
+        assert as_rows == want == list(enumerate(text.split("\n"), start=1))
+
+
+def test_a_file_with_carriage_returns_or_bad_bytes_keeps_every_line(inbox):
+    inbox.orders([BASIC])
+    path = inbox.root / "inbox" / "usage" / "odd.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [
+        json.dumps(good("c1")).encode(),
+        b'{"event_id": "c2"\r, "x": 1}',
+        json.dumps(good("c3")).encode() + b"\r",
+        b'{"event_id": "\xff\xfe"}',
+        json.dumps(good("c4")).encode(),
+    ]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select event_id, line_no from events order by 2") == [
+        ("c1", 1),
+        ("c3", 3),
+        ("c4", 5),
+    ]
+    assert [n for (n,) in rows(con, "select line_no from rejected_events order by 1")] == [2, 4]
+
+
+def test_a_file_killed_between_batches_resumes_after_the_last_committed_one(
+    tmp_path, tiny_batches, monkeypatch
+):
+    whole = Inbox(tmp_path / "whole")
+    whole.orders([BASIC])
+    whole.usage(MIXED)
+    whole.bill("2026-11-26")
+
+    box = Inbox(tmp_path / "killed")
+    box.orders([BASIC])
+    box.usage(MIXED)
+    real = ingest_module._Batches.batch
+    calls = {"n": 0}
+
+    def dies_on_the_third(self, chunk, lines):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")
+        return real(self, chunk, lines)
+
+    monkeypatch.setattr(ingest_module._Batches, "batch", dies_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        box.bill("2026-11-26")
+    monkeypatch.setattr(ingest_module._Batches, "batch", real)
+    box.bill("2026-11-26")
+    events, rejects, file_row = ingest_outcome(box.warehouse())
+    w_events, w_rejects, w_file = ingest_outcome(whole.warehouse())
+    assert [e[:1] + e[2:] for e in events] == [e[:1] + e[2:] for e in w_events]
+    assert rejects == w_rejects
+    assert file_row == w_file
