@@ -502,14 +502,19 @@ class _Batches:
                 if chunk.num_rows == 0:
                     continue
             self.con.register("chunk", chunk)
+            self.con.execute("begin transaction")
             try:
-                _in_transaction(self.con, lambda c=chunk, n=lines: self.batch(c, n))
+                self.batch(chunk, lines)  # commits
+            except BaseException:
+                self.con.execute("rollback")
+                raise
             finally:
                 self.con.unregister("chunk")
             self.done = lines
             self.progress(f"{self.path.name}: {lines:,} lines read")
 
     def batch(self, chunk: pa.Table, lines: int) -> None:
+        """Validate, check and write one batch, and commit it (the caller began it)."""
         con, report = self.con, self.report
         first, last = chunk["line_no"][0].as_py(), chunk["line_no"][-1].as_py()
         with report.timed("validate"):
@@ -568,6 +573,7 @@ class _Batches:
                 "earliest_day = least(earliest_day, ?) where file_id = ?",
                 [lines, lines, n_acc, n_rej, dups, first_day, self.file_id],
             )
+            con.execute("commit")
         report.events_accepted += n_acc
         report.events_rejected += n_rej
         report.duplicates += dups
