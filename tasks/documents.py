@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
 import re
+from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
+from functools import cache, partial
 from html import escape
 from pathlib import Path
 from string import Template
+from typing import Any
 
-from tasks.db import execute
+import polars as pl
+
+from tasks.db import execute, frame
 from tasks.settings import Settings
 
 SUSPENSION_COLUMNS = (
@@ -37,6 +43,8 @@ LINE_COLUMNS = (
     "credits",
 )
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_CSV_HEADER = ",".join(LINE_COLUMNS) + "\n"
+PER_WORKER_MIN = 500  # statements below which a further process does not pay for itself
 
 
 # ---------------------------------------------------------------- files
@@ -45,14 +53,28 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 def write_atomic(path: Path, text: str) -> Path:
     """Write a file so that a reader sees the old content or the new, never half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    replace_file(str(path.parent), path.name, text.encode("utf-8"))
     return path
+
+
+def replace_file(folder: str, name: str, data: bytes) -> None:
+    """Write data to a temporary file in the folder, then rename it over folder/name (atomic);
+    the folder must exist."""
+    path = os.path.join(folder, name)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def file_stem(customer_id: str) -> str:
@@ -67,6 +89,19 @@ def csv_text(columns: tuple[str, ...], rows: list[tuple]) -> str:
     writer.writerow(columns)
     writer.writerows(["" if v is None else v for v in row] for row in rows)
     return buf.getvalue()
+
+
+def _csv_fields(values: tuple) -> str:
+    """The values as one CSV line (quoted where needed), without its line end."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(["" if v is None else v for v in values])
+    return buf.getvalue()[:-1]
+
+
+def _csv_field(value) -> str:
+    """One value as the csv module writes it among other fields of a line."""
+    # a line of one empty field is written as "" so that it is not a blank line
+    return "" if value is None or value == "" else _csv_fields((value,))
 
 
 def _rows(con, text: str, params: dict) -> list[dict]:
@@ -106,14 +141,25 @@ def write_suspension_list(con, out_dir: Path, day: date) -> Path:
 # ---------------------------------------------------------------- statements: the data
 
 
+def _group(rows: list[dict], by_key: dict[tuple, dict], field: str) -> None:
+    """Append each row to the list `field` of its statement (rows keep their query order)."""
+    for row in rows:
+        by_key[(row["customer_key"], row["month"])][field].append(row)
+
+
 def statement_data(con, months: list[date], tz: str) -> list[dict]:
-    """The latest revision of every statement of the months, with its lines, pools and days."""
+    """The latest revision of every statement of the months, with its usage (see
+    usage_by_statement; None without usage lines), pools and days."""
     params = {"months": months, "tz": tz}
     statements = _rows(
         con,
         """
-        select s.*,
-               p.created_at as replaces_created_at,
+        select s.customer_key, s.customer_id, s.month, s.revision, s.status, s.through_day,
+               s.opening_balance, s.granted, s.used, s.expired, s.rated,
+               s.arrears_opening, s.arrears_opened, s.arrears_settled, s.arrears_outstanding,
+               s.closing_balance, s.seats_entitled, s.seats_used,
+               s.payments_cny, s.revenue_cny, s.breakage_cny, s.deferred_opening_cny,
+               s.deferred_cny,
                strftime(timezone($tz, s.created_at), '%Y-%m-%d %H:%M') as issued,
                strftime(timezone($tz, p.created_at), '%Y-%m-%d') as replaces_issued
         from latest_statements as s
@@ -125,27 +171,39 @@ def statement_data(con, months: list[date], tz: str) -> list[dict]:
         """,
         params,
     )
-    lines = _rows(
+    lines = frame(
         con,
         """
-        select l.* from statement_lines as l
+        select l.customer_key, l.month, l.function, l.events, l.failed_events,
+               l.quantity::varchar as quantity, -- exact text for qty(), cheaper than a Decimal
+               l.credits
+        from statement_lines as l
         join latest_statements as s using (customer_key, month, revision)
         where l.month in (select unnest($months))
         order by l.credits desc, l.function
         """,
         params,
     )
+    # only the pools a page shows (see _sections): granted, expired or active in the month,
+    # or queued and paid for in the month; most pools are later periods paid for earlier
     pools = _rows(
         con,
         """
-        select l.*,
-               strftime(timezone($tz, l.available_from), '%Y-%m-%d %H:%M') as starts,
-               strftime(timezone($tz, l.expires_at) - interval 1 day, '%Y-%m-%d') as last_day,
-               strftime(timezone($tz, l.purchased_at), '%Y-%m-%d') as paid_on
-        from statement_pools as l
-        join latest_statements as s using (customer_key, month, revision)
-        where l.month in (select unnest($months))
-        order by l.available_from, l.pool_id
+        with shown as (
+            select l.*,
+                   strftime(timezone($tz, l.purchased_at), '%Y-%m-%d') as paid_on
+            from statement_pools as l
+            join latest_statements as s using (customer_key, month, revision)
+            where l.month in (select unnest($months))
+        )
+        select customer_key, month, pool_id, order_id, source, product, period_index, state,
+               credits, granted, expired, remaining, amount_cny, breakage_cny, paid_on,
+               strftime(timezone($tz, available_from), '%Y-%m-%d %H:%M') as starts,
+               strftime(timezone($tz, expires_at) - interval 1 day, '%Y-%m-%d') as last_day
+        from shown
+        where granted <> 0 or state in ('expired', 'active')
+            or (state = 'queued' and starts_with(paid_on, strftime(month, '%Y-%m')))
+        order by available_from, pool_id
         """,
         params,
     )
@@ -163,15 +221,55 @@ def statement_data(con, months: list[date], tz: str) -> list[dict]:
     )
     by_key: dict[tuple, dict] = {}
     for s in statements:
-        s.update(lines=[], pools=[], days={})
+        s.update(usage=None, pools=[], days={})
         by_key[(s["customer_key"], s["month"])] = s
-    for row in lines:
-        by_key[(row["customer_key"], row["month"])]["lines"].append(row)
-    for row in pools:
-        by_key[(row["customer_key"], row["month"])]["pools"].append(row)
+    for u in usage_by_statement(lines).iter_rows(named=True):
+        by_key[(u["customer_key"], u["month"])]["usage"] = u
+    _group(pools, by_key, "pools")
     for row in days:
         by_key[(row["customer_key"], row["month"])]["days"][row["day"]] = row
     return statements
+
+
+def _each(values: pl.Series, fmt: Callable[[Any], str]) -> pl.Series:
+    """fmt(value) for every value, called once per distinct value."""
+    distinct = values.unique()
+    texts = [fmt(v) for v in distinct.to_list()]
+    return values.replace_strict(distinct, texts, return_dtype=pl.String)
+
+
+def usage_by_statement(lines: pl.DataFrame) -> pl.DataFrame:
+    """Per statement (customer_key, month): its usage table's rows as HTML (`rows`), the
+    totals of events, failed events and credits, and its CSV lines after the statement's
+    own fields (`csv`); the lines in their given order, each cell formatted as on the page."""
+    cells = lines.select(
+        "customer_key",
+        "month",
+        "events",
+        "failed_events",
+        "credits",
+        rows=pl.format(
+            _row_format(5, "td"),
+            _each(lines["function"], label_html),
+            _each(lines["events"], n),
+            _each(lines["failed_events"], n),
+            _each(lines["quantity"], qty),
+            _each(lines["credits"], n),
+        ),
+        csv=pl.format(
+            "{},{},{},{},{}",
+            _each(lines["function"], _csv_field),
+            _each(lines["events"], _csv_field),
+            _each(lines["failed_events"], _csv_field),
+            _each(lines["quantity"], lambda q: _csv_field(qty(q).replace(",", ""))),
+            _each(lines["credits"], _csv_field),
+        ),
+    )
+    return cells.group_by("customer_key", "month", maintain_order=True).agg(
+        pl.col("rows").str.join(""),
+        pl.col("events", "failed_events", "credits").sum(),
+        pl.col("csv"),
+    )
 
 
 # ---------------------------------------------------------------- statements: the page
@@ -200,44 +298,78 @@ def month_end(month: date) -> date:
     return (month.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
 
 
+@cache
+def month_texts(month: date) -> tuple[str, str]:
+    """The month as 2026-11 and as the page's period: November 2026 (2026-11-01 – 2026-11-30)."""
+    period = f"{month:%B %Y} ({month.isoformat()} – {month_end(month).isoformat()})"
+    return f"{month:%Y-%m}", period
+
+
+_CHART_W, _CHART_H, _CHART_LEFT, _CHART_TOP, _CHART_BOTTOM = 680, 170, 44, 12, 22
+_CHART_BASE = _CHART_H - _CHART_BOTTOM  # y of the axis
+_CHART_HEAD = (
+    f'<svg class="chart" viewBox="0 0 {_CHART_W} {_CHART_H}" width="{_CHART_W}" '
+    f'height="{_CHART_H}" xmlns="http://www.w3.org/2000/svg" role="img" '
+    'aria-label="Daily credits used in the month">'
+    f'<line x1="{_CHART_LEFT}" y1="{_CHART_BASE}" x2="{_CHART_W - 8}" y2="{_CHART_BASE}" '
+    'class="axis"/>'
+)
+_CHART_ZERO = (
+    f'<text x="{_CHART_LEFT - 6}" y="{_CHART_BASE}" class="tick" text-anchor="end">0</text>'
+)
+
+
+@cache
+def _chart_month(first: date) -> tuple[list[str], list[tuple[float, float]]]:
+    """What a month's chart draws for every customer: each day's tick label (or "") and
+    the x and width of each day's bar."""
+    ndays = month_end(first).day
+    plot_w = _CHART_W - _CHART_LEFT - 8
+    step = plot_w / ndays
+    ticks, bars = [], []
+    for i in range(ndays):
+        x = _CHART_LEFT + i * step + step * 0.15
+        w = step * 0.7
+        bars.append((x, w))
+        ticks.append(
+            f'<text x="{x + w / 2:.1f}" y="{_CHART_H - 6}" class="tick" '
+            f'text-anchor="middle">{i + 1}</text>'
+            if i == 0 or (i + 1) % 5 == 0 or i == ndays - 1
+            else ""
+        )
+    return ticks, bars
+
+
 def chart_svg(s: dict) -> str:
     """Daily credits used (and opened as arrears) as an inline SVG bar chart."""
-    first, last = s["month"], month_end(s["month"])
-    ndays = last.day
-    width, height, left, top, bottom = 680, 170, 44, 12, 22
-    plot_w, plot_h = width - left - 8, height - top - bottom
-    step = plot_w / ndays
+    first = s["month"]
+    ticks, bars = _chart_month(first)
+    left, top = _CHART_LEFT, _CHART_TOP
+    plot_h = _CHART_H - top - _CHART_BOTTOM
     peak = max((r["used"] + r["arrears_opened"] for r in s["days"].values()), default=0)
     scale = plot_h / peak if peak else 0
     parts = [
-        f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        'xmlns="http://www.w3.org/2000/svg" role="img" '
-        'aria-label="Daily credits used in the month">',
-        f'<line x1="{left}" y1="{top + plot_h}" x2="{width - 8}" y2="{top + plot_h}" '
-        'class="axis"/>',
+        _CHART_HEAD,
         f'<text x="{left - 6}" y="{top + 4}" class="tick" text-anchor="end">{n(peak)}</text>',
-        f'<text x="{left - 6}" y="{top + plot_h}" class="tick" text-anchor="end">0</text>',
+        _CHART_ZERO,
     ]
-    for i in range(ndays):
-        day = first + timedelta(days=i)
-        x = left + i * step + step * 0.15
-        w = step * 0.7
-        row = s["days"].get(day)
-        if i == 0 or (i + 1) % 5 == 0 or i == ndays - 1:
-            parts.append(
-                f'<text x="{x + w / 2:.1f}" y="{height - 6}" class="tick" '
-                f'text-anchor="middle">{day.day}</text>'
-            )
-        if row is None:
+    # each day's tick label, then its bars: only the days with figures need drawing
+    done = 0
+    for day in sorted(s["days"]):
+        i = (day - first).days
+        if not 0 <= i < len(bars):
             continue
+        parts += ticks[done : i + 1]
+        done = i + 1
+        row = s["days"][day]
+        x, w = bars[i]
         used, owed = row["used"], row["arrears_opened"]
         h_used, h_owed = used * scale, owed * scale
         y = top + plot_h - h_used
-        tip = f"{day.isoformat()}: {n(used)} credits used"
         if used:
             parts.append(
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h_used:.1f}" '
-                f'class="used"><title>{tip}</title></rect>'
+                f'class="used"><title>{day.isoformat()}: {n(used)} credits used</title></rect>'
             )
         if owed:
             parts.append(
@@ -245,25 +377,42 @@ def chart_svg(s: dict) -> str:
                 f'class="owed"><title>{day.isoformat()}: {n(owed)} credits in arrears'
                 "</title></rect>"
             )
+    parts += ticks[done:]
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _table(head: tuple[str, ...], rows: list[tuple], foot: tuple | None = None) -> str:
-    """An HTML table; cells are already escaped; columns after the first are numbers."""
+@cache
+def _row_format(width: int, tag: str) -> str:
+    """A table row of `width` cells for str.format; columns after the first are numbers."""
+    return f"<tr><{tag}>{{}}</{tag}>" + f"<{tag} class=num>{{}}</{tag}>" * (width - 1) + "</tr>"
 
-    def cells(row, tag):
-        return "".join(
-            f"<{tag}{'' if i == 0 else ' class=num'}>{v}</{tag}>" for i, v in enumerate(row)
-        )
 
-    body = "".join(f"<tr>{cells(r, 'td')}</tr>" for r in rows)
-    tfoot = f"<tfoot><tr>{cells(foot, 'th')}</tr></tfoot>" if foot else ""
-    return f"<table><thead><tr>{cells(head, 'th')}</tr></thead><tbody>{body}</tbody>{tfoot}</table>"
+@cache
+def _thead(head: tuple[str, ...]) -> str:
+    return f"<table><thead>{_row_format(len(head), 'th').format(*head)}</thead><tbody>"
+
+
+def _table(head: tuple[str, ...], rows: list[tuple] | str, foot: tuple | None = None) -> str:
+    """An HTML table; cells are already escaped; columns after the first are numbers; rows
+    may be given as their HTML already (made with _row_format)."""
+    if isinstance(rows, str):
+        body = rows
+    else:
+        row = _row_format(len(head), "td").format
+        body = "".join([row(*r) for r in rows])
+    tfoot = f"<tfoot>{_row_format(len(foot), 'th').format(*foot)}</tfoot>" if foot else ""
+    return f"{_thead(head)}{body}</tbody>{tfoot}</table>"
+
+
+@cache
+def label_html(code: str) -> str:
+    """A catalog code (function, product) as escaped page text: image_to_video → Image to video."""
+    return escape(label(code))
 
 
 def _pool_name(p: dict) -> str:
-    name = escape(label(p["product"]))
+    name = label_html(p["product"])
     if p["source"] == "subscription":
         name += f" · month {p['period_index'] + 1}"
     return f"{name}<div class=sub>{escape(p['pool_id'])}</div>"
@@ -272,29 +421,14 @@ def _pool_name(p: dict) -> str:
 def _sections(s: dict) -> dict[str, str]:
     """The page's pieces for one statement, escaped and formatted."""
     empty = '<p class="none">None this month.</p>'
-    lines = s["lines"]
+    u = s["usage"]
     usage = (
         _table(
             ("Function", "Events", "Failed (free)", "Quantity", "Credits"),
-            [
-                (
-                    escape(label(x["function"])),
-                    n(x["events"]),
-                    n(x["failed_events"]),
-                    qty(x["quantity"]),
-                    n(x["credits"]),
-                )
-                for x in lines
-            ],
-            (
-                "Total",
-                n(sum(x["events"] for x in lines)),
-                n(sum(x["failed_events"] for x in lines)),
-                "",
-                n(sum(x["credits"] for x in lines)),
-            ),
+            u["rows"],
+            ("Total", n(u["events"]), n(u["failed_events"]), "", n(u["credits"])),
         )
-        if lines
+        if u
         else empty
     )
     if s["arrears_opened"]:
@@ -302,7 +436,7 @@ def _sections(s: dict) -> dict[str, str]:
             f'<p class="sub">{n(s["rated"])} credits rated: {n(s["used"])} drawn from your '
             f"credits, {n(s['arrears_opened'])} not covered by any credits (arrears).</p>"
         )
-    month = f"{s['month']:%Y-%m}"
+    month = month_texts(s["month"])[0]
     grant_rows = [
         (
             _pool_name(p) + f"<div class=sub>order {escape(p['order_id'])} · paid {p['paid_on']}"
@@ -331,7 +465,7 @@ def _sections(s: dict) -> dict[str, str]:
             periods = "starts later"
         grant_rows.append(
             (
-                f"{escape(label(first['product']))} · {periods}"
+                f"{label_html(first['product'])} · {periods}"
                 f"<div class=sub>order {escape(order_id)} · paid {first['paid_on']}"
                 " · not yet available</div>",
                 first["starts"],
@@ -420,10 +554,12 @@ def statement_html(s: dict) -> str:
         f"{n(s['seats_entitled'])} seat(s) entitled at the close"
         f"{' — more accounts than seats' if over else ''}.</p>"
     )
-    return PAGE.substitute(
-        title=escape(f"Statement {s['customer_id']} {month:%Y-%m}"),
-        customer=escape(s["customer_id"]),
-        period=f"{month:%B %Y} ({month.isoformat()} – {month_end(month).isoformat()})",
+    customer = escape(s["customer_id"])
+    ym, period = month_texts(month)
+    return _fill_page(
+        title=f"Statement {customer} {ym}",  # escape() is per character: nothing else to escape
+        customer=customer,
+        period=period,
         status=escape(status),
         status_class="final" if final else "draft",
         revision=escape(revision),
@@ -444,42 +580,99 @@ def statement_html(s: dict) -> str:
 
 def statement_csv(s: dict) -> str:
     """The statement's usage lines, one per function."""
-    month = f"{s['month']:%Y-%m}"
-    rows = [
-        (
-            s["customer_id"],
-            month,
-            s["revision"],
-            s["status"],
-            x["function"],
-            x["events"],
-            x["failed_events"],
-            qty(x["quantity"]).replace(",", ""),
-            x["credits"],
+    if not s["usage"]:
+        return _CSV_HEADER
+    own = _csv_fields((s["customer_id"], month_texts(s["month"])[0], s["revision"], s["status"]))
+    return _CSV_HEADER + "".join([f"{own},{line}\n" for line in s["usage"]["csv"]])
+
+
+def _render_and_write(statements: list[dict], folders: dict[date, str]) -> None:
+    """Each statement's page and CSV, written into its month's folder."""
+    for s in statements:
+        folder, stem = folders[s["month"]], file_stem(s["customer_id"])
+        replace_file(folder, f"{stem}.html", statement_html(s).encode("utf-8"))
+        replace_file(folder, f"{stem}.csv", statement_csv(s).encode("utf-8"))
+
+
+def _in_parallel(work: Callable[[list[dict]], None], statements: list[dict], workers: int):
+    """work(part) for `workers` consecutive parts of the statements: one part here, each other
+    one in a forked child process that shares the statements as they are (nothing to copy).
+
+    A child only renders, writes files and reports an error through its pipe: it never logs,
+    prints or touches the database, so locks other threads held at the fork cannot stop it."""
+    size = -(-len(statements) // workers)
+    parts = [statements[i : i + size] for i in range(0, len(statements), size)]
+    children = []  # (pid, read end of the pipe that carries its error)
+    try:
+        for part in parts[1:]:
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: its part, then out without any cleanup of the parent's
+                code = 1
+                try:
+                    os.close(r)
+                    work(part)
+                    code = 0
+                except BaseException as e:  # reported to the parent
+                    os.write(w, f"{type(e).__name__}: {e}".encode()[:4000])
+                finally:
+                    os._exit(code)
+            os.close(w)
+            children.append((pid, r))
+        work(parts[0])
+    finally:
+        errors = []
+        for pid, r in children:
+            with os.fdopen(r, "rb") as pipe:
+                message = pipe.read().decode(errors="replace")
+            if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0:
+                errors.append(message or "no message")
+    if errors:
+        raise RuntimeError(
+            f"Writing statement documents failed in a worker process ({errors[0]}); "
+            "fix the cause and run the billing again."
         )
-        for x in s["lines"]
+
+
+def write_statements(
+    con, out_dir: Path, months: list[date], tz: str, workers: int | None = None
+) -> list[Path]:
+    """<out>/statements/YYYY-MM/<customer_id>.html and .csv for every statement of the months,
+    rendered and written by `workers` processes (default: up to 2, one per CPU)."""
+    statements = statement_data(con, months, tz)
+    folders = {m: out_dir / "statements" / f"{m:%Y-%m}" for m in months}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    work = partial(_render_and_write, folders={m: str(f) for m, f in folders.items()})
+    workers = min(workers or default_workers(), len(statements) // PER_WORKER_MIN)
+    if workers > 1:
+        _in_parallel(work, statements, workers)
+    else:
+        work(statements)
+    return [
+        folders[s["month"]] / f"{file_stem(s['customer_id'])}.{ext}"
+        for s in statements
+        for ext in ("html", "csv")
     ]
-    return csv_text(LINE_COLUMNS, rows)
 
 
-def write_statements(con, out_dir: Path, months: list[date], tz: str) -> list[Path]:
-    """<out>/statements/YYYY-MM/<customer_id>.html and .csv for every statement of the months."""
-    written = []
-    for s in statement_data(con, months, tz):
-        folder = out_dir / "statements" / f"{s['month']:%Y-%m}"
-        stem = file_stem(s["customer_id"])
-        written.append(write_atomic(folder / f"{stem}.html", statement_html(s)))
-        written.append(write_atomic(folder / f"{stem}.csv", statement_csv(s)))
-    return written
+def default_workers() -> int:
+    """Processes for the statements: up to 2, one per CPU, where processes can be forked."""
+    if not hasattr(os, "fork"):
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(2, cpus or 1))
 
 
-def write_documents(con, out_dir: Path, days: list[date], *, tz: str | None = None) -> list[Path]:
+def write_documents(
+    con, out_dir: Path, days: list[date], *, tz: str | None = None, workers: int | None = None
+) -> list[Path]:
     """Write the statements of the billed days' months and each billed day's suspension list."""
     tz = tz or Settings().billing_tz
     out_dir = Path(out_dir)
     days = sorted(set(days))
     months = sorted({d.replace(day=1) for d in days})
-    written = write_statements(con, out_dir, months, tz) if months else []
+    written = write_statements(con, out_dir, months, tz, workers) if months else []
     written += [write_suspension_list(con, out_dir, d) for d in days]
     return written
 
@@ -609,3 +802,13 @@ later (late usage data) is reissued with a new revision number.</footer>
 </html>
 """
 )
+
+# PAGE cut once at its $names: literal, name, literal, ..., literal
+_PAGE_PARTS = re.split(r"\$([_a-z][_a-z0-9]*)", PAGE.template)
+
+
+def _fill_page(**fields: str) -> str:
+    """PAGE.substitute(**fields), without scanning the page's text for every statement."""
+    parts = _PAGE_PARTS.copy()
+    parts[1::2] = [fields[name] for name in _PAGE_PARTS[1::2]]
+    return "".join(parts)

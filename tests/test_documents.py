@@ -7,9 +7,11 @@ import re
 from datetime import date
 from decimal import Decimal
 
+import polars as pl
 import pytest
 
 from flows import report as run_report
+from tasks import documents
 from tasks.documents import file_stem, statement_html, write_documents
 from tasks.settings import Settings
 from tests.conftest import Inbox
@@ -117,7 +119,7 @@ def test_customer_text_is_escaped_in_the_page_and_made_safe_as_a_file_name():
         "through_day": date(2026, 2, 10),
         "replaces_issued": "2026-03-01",
         "issued": "2026-03-05 01:00",
-        "lines": [],
+        "usage": None,
         "pools": [],
         "days": {},
     }
@@ -146,6 +148,137 @@ def test_customer_text_is_escaped_in_the_page_and_made_safe_as_a_file_name():
     assert "February 2026" in html and "through 2026-02-10 (not final)" in html
     assert "Revision 2 (replaces revision 1 of 2026-03-01)" in html
     assert file_stem("../x/y") == ".._x_y" and file_stem("c00012") == "c00012"
+
+
+def files_under(root) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_statements_written_by_two_processes_are_the_same_bytes_as_by_one(
+    example_a_documents, tmp_path, monkeypatch
+):
+    from tasks.db import connect
+
+    monkeypatch.setattr(documents, "PER_WORKER_MIN", 1)  # two statements: one per process
+    days = [date(2026, 11, 30), date(2026, 12, 31)]  # c1's November and December
+    con = connect(example_a_documents.settings.state_db)
+    try:
+        one = write_documents(con, tmp_path / "one", days, tz="Asia/Shanghai", workers=1)
+        two = write_documents(con, tmp_path / "two", days, tz="Asia/Shanghai", workers=2)
+    finally:
+        con.close()
+    assert [p.relative_to(tmp_path / "one") for p in one] == [
+        p.relative_to(tmp_path / "two") for p in two
+    ]
+    assert len(one) == 2 * 2 + 2  # a page and a CSV per statement, a list per day
+    assert files_under(tmp_path / "two") == files_under(tmp_path / "one")
+    # and the same pages as the fixture's billing run wrote (one process: two statements)
+    for month in ("2026-11", "2026-12"):
+        for name in ("c1.html", "c1.csv"):
+            got = (tmp_path / "two" / "statements" / month / name).read_bytes()
+            assert got == out_file(example_a_documents, "statements", month, name).read_bytes()
+
+
+def test_a_statement_that_fails_in_the_second_process_fails_the_documents_stage(
+    example_a_documents, tmp_path, monkeypatch
+):
+    from tasks.db import connect
+
+    real = documents.statement_html
+
+    def fails_in_december(s):
+        if s["month"] == date(2026, 12, 1):
+            raise ValueError("cannot render")
+        return real(s)
+
+    monkeypatch.setattr(documents, "PER_WORKER_MIN", 1)
+    monkeypatch.setattr(documents, "statement_html", fails_in_december)
+    con = connect(example_a_documents.settings.state_db)
+    try:
+        with pytest.raises(
+            RuntimeError, match="failed in a worker process \\(ValueError: cannot render\\)"
+        ):
+            days = [date(2026, 11, 30), date(2026, 12, 31)]
+            write_documents(con, tmp_path / "out", days, tz="Asia/Shanghai", workers=2)
+    finally:
+        con.close()
+    # the first process wrote its part (November); nothing half-written anywhere
+    assert (tmp_path / "out" / "statements" / "2026-11" / "c1.html").exists()
+    assert [p for p in (tmp_path / "out").rglob(".*")] == []
+
+
+def reference_usage(s: dict, lines: list[dict]) -> tuple[str, str]:
+    """The usage table's rows and the statement's CSV, formatted one line at a time."""
+    rows = "".join(
+        "<tr><td>{}</td>{}</tr>".format(
+            documents.escape(documents.label(x["function"])),
+            "".join(
+                f"<td class=num>{v}</td>"
+                for v in (
+                    documents.n(x["events"]),
+                    documents.n(x["failed_events"]),
+                    documents.qty(x["quantity"]),
+                    documents.n(x["credits"]),
+                )
+            ),
+        )
+        for x in lines
+    )
+    text = documents.csv_text(
+        documents.LINE_COLUMNS,
+        [
+            (
+                s["customer_id"],
+                f"{s['month']:%Y-%m}",
+                s["revision"],
+                s["status"],
+                x["function"],
+                x["events"],
+                x["failed_events"],
+                documents.qty(x["quantity"]).replace(",", ""),
+                x["credits"],
+            )
+            for x in lines
+        ],
+    )
+    return rows, text
+
+
+def test_usage_rows_and_csv_lines_are_formatted_as_one_line_at_a_time():
+    s = dict(customer_id='c,"1"', month=date(2026, 11, 1), revision=2, status="final")
+    lines = [
+        dict(
+            function="video_translation",
+            events=1234,
+            failed_events=0,
+            quantity="1234.500000",
+            credits=1_234_567,
+        ),
+        dict(
+            function='odd, "quoted" <name>',
+            events=1,
+            failed_events=1,
+            quantity="0.000000",
+            credits=0,
+        ),
+        dict(
+            function="copy_generation", events=3, failed_events=0, quantity="30.000000", credits=3
+        ),
+    ]
+    frame = pl.DataFrame(
+        [dict(customer_key=7, month=s["month"]) | x for x in lines],
+        schema_overrides={"quantity": pl.String},
+    )
+    (s["usage"],) = documents.usage_by_statement(frame).to_dicts()
+    rows, text = reference_usage(s, lines)
+    u = s["usage"]
+    assert u["rows"] == rows and documents.statement_csv(s) == text
+    assert (u["events"], u["failed_events"], u["credits"]) == (1238, 1, 1_234_570)
+    assert "<td class=num>1,234.5</td>" in rows and ",1234.5," in text
+    assert "Odd, &quot;quoted&quot; &lt;name&gt;" in rows
+    assert '"c,""1""",2026-11,2,final,"odd, ""quoted"" <name>",1,1,0,0' in text
 
 
 # ---------------------------------------------------------------- the run report
