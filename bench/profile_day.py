@@ -92,20 +92,22 @@ def profile_ingest(con, usage: Path, tz: str, clock: Clock) -> None:
         clock(
             "store: store_events.sql (insert events, rejects)", run_sql, con, "store_events", keys
         )
+        clock("store: commit", con.execute, "commit")
+        con.execute("begin transaction")
         con.unregister("chunk")
     lo, hi = con.execute(
         f"select min(day), max(day) from events where file_id = {file_id}"
     ).fetchall()[0]
     clock(
-        "store: dedupe_events.sql (duplicates, too late)",
+        "store: dedupe_events.sql (the file's duplicates, too late)",
         run_sql,
         con,
         "dedupe_events",
         {
+            "file_id": file_id,
             "min_day": lo - timedelta(days=2),
             "max_day": hi + timedelta(days=2),
             "late_before": date(1, 1, 1),
-            "file_id": file_id,
         },
     )
     clock("store: commit", con.execute, "commit")

@@ -1,19 +1,12 @@
--- The cross-line decisions of a batch of usage lines that passed every other check (§3),
--- after sql/store_events.sql wrote them to `events` (same transaction): an event_id seen
--- before — in an earlier file or batch near the event's day, or earlier in this batch — is
--- an exact re-delivery (`duplicate`, counted, not billed) or a conflicting one
+-- The cross-line decisions of a usage file, once all its batches are in `events` (§3): an
+-- event_id seen before — in an earlier file near the event's day, or earlier in this file —
+-- is an exact re-delivery (`duplicate`, counted, not billed) or a conflicting one
 -- (`duplicate_conflict`); a line of a day already closed is `too_late` (decided after the
--- duplicate check: a re-delivery of a billed event is a duplicate). Integer hashes narrow
--- each comparison before the ids themselves are compared; the lines not accepted are taken
--- out of `events` again and join the batch's rejects.
-create or replace temp table batch_decisions as
-with fresh as (
-    select *
-    from events
-    where file_id = $file_id and line_no between $first_line and $last_line
-),
-
-earlier as (
+-- duplicate check: a re-delivery of a billed event is a duplicate). Once per file, so the
+-- work is linear in the file. Integer hashes narrow each comparison before the ids
+-- themselves are compared; the lines not accepted are taken out of `events` again.
+create or replace temp table file_decisions as
+with earlier as materialized (
     select
         ev.event_id,
         ev.id_hash,
@@ -24,12 +17,12 @@ earlier as (
         ) as content
     from events as ev
     where ev.day between $min_day and $max_day
-        and not (ev.file_id = $file_id and ev.line_no between $first_line and $last_line)
-        and ev.id_hash in (select id_hash from fresh)
+        and ev.file_id <> $file_id
+        and ev.id_hash in (select id_hash from events where file_id = $file_id)
 ),
 
-repeated_hashes as (
-    select id_hash from fresh group by id_hash having count(*) > 1
+repeated_hashes as materialized (
+    select id_hash from events where file_id = $file_id group by id_hash having count(*) > 1
 ),
 
 suspects as (
@@ -41,13 +34,14 @@ suspects as (
             function := s.function, quantity := s.quantity, status := s.status,
             occurred_at := s.occurred_at
         ) as content
-    from fresh as s
-    where s.id_hash in (select id_hash from earlier)
-        or s.id_hash in (select id_hash from repeated_hashes)
+    from events as s
+    where s.file_id = $file_id
+        and (s.id_hash in (select id_hash from earlier)
+            or s.id_hash in (select id_hash from repeated_hashes))
 ),
 
 repeated as (
-    -- an event_id given more than once in this batch (rare): the first valid copy stands
+    -- an event_id given more than once in this file (rare): the first valid copy stands
     select
         line_no,
         row_number() over (partition by event_id order by line_no) as copy_no,
@@ -71,7 +65,7 @@ duplicates as (
 ),
 
 late as (
-    select line_no from fresh where day < $late_before
+    select line_no from events where file_id = $file_id and day < $late_before
 )
 
 select
@@ -85,11 +79,4 @@ from duplicates as d
 full join late as l on l.line_no = d.line_no;
 
 delete from events
-where file_id = $file_id
-    and line_no between $first_line and $last_line
-    and line_no in (select line_no from batch_decisions);
-
-insert into batch_rejects
-select d.line_no, d.reason, c.raw
-from batch_decisions as d
-join chunk as c using (line_no)
+where file_id = $file_id and line_no in (select line_no from file_decisions)

@@ -456,7 +456,9 @@ def ingest_usage_file(
     committed with the file's progress (`lines_done`) in one transaction, so memory stays
     bounded and a run killed midway resumes after the last committed line: nothing lost,
     nothing counted twice. The data stays in DuckDB; only the facts the row schema checks
-    go to Polars for Pandera.
+    go to Polars for Pandera. Duplicates and too-late lines are decided once the whole file
+    is in (`decide_file`), one pass linear in the file; the file counts as ingested (and its
+    days as billable) only after that.
     """
     # event_key: ingest order (earlier runs, files in path order, lines in order)
     base = scalar(con, "select coalesce(max(event_key), 0) from events")
@@ -466,11 +468,9 @@ def ingest_usage_file(
     except FastReadFailed:
         # the plain reader splits the same lines (no carriage return in the file): go on
         # after the last committed one
+        fast = False
         lines = batches.run(iter_line_chunks(path, fast=False), batches.done or skip_lines)
-    con.execute(
-        "update ingested_files set lines = ?, lines_done = ?, complete = true where file_id = ?",
-        [lines, lines, file_id],
-    )
+    batches.decide_file(lines, fast)
     progress(f"{path.name}: {lines:,} lines ingested")
 
 
@@ -516,7 +516,6 @@ class _Batches:
     def batch(self, chunk: pa.Table, lines: int) -> None:
         """Validate, check and write one batch, and commit it (the caller began it)."""
         con, report = self.con, self.report
-        first, last = chunk["line_no"][0].as_py(), chunk["line_no"][-1].as_py()
         with report.timed("validate"):
             con.execute(
                 "create or replace temp table batch as " + sql("extract_events"),
@@ -535,48 +534,99 @@ class _Batches:
             con.register("batch_failures", failures.to_arrow())
             run_sql(con, "accept_events", {"tz": self.tz})
             con.unregister("batch_failures")
-            lo, hi = con.execute(
-                "select min(day), max(day) from batch_checked where reason is null"
-            ).fetchall()[0]
         with report.timed("store"):
             run_sql(con, "store_events", {"file_id": self.file_id, "first_key": self.base})
-            run_sql(
-                con,
-                "dedupe_events",
-                {
-                    "file_id": self.file_id,
-                    "first_line": first,
-                    "last_line": last,
-                    "min_day": (lo or date(2000, 1, 1)) - timedelta(days=2),
-                    "max_day": (hi or date(2000, 1, 1)) + timedelta(days=2),
-                    "late_before": self.late_before or date(1, 1, 1),
-                },
-            )
             con.execute(
                 "insert into rejected_events select ?, line_no, raw, reason, now(), ? "
-                "from batch_rejects where reason <> 'duplicate' order by line_no",
+                "from batch_rejects order by line_no",
                 [str(self.path), self.run_id],
             )
             counts = dict(
                 con.execute("select reason, count(*) from batch_rejects group by reason").fetchall()
             )
-            n_acc, first_day = con.execute(
-                "select count(*), min(day) from events "
-                "where file_id = $file_id and line_no between $first and $last",
-                {"file_id": self.file_id, "first": first, "last": last},
-            ).fetchall()[0]
-            dups = counts.pop("duplicate", 0)
+            n_acc = scalar(con, "select count(*) from batch_checked where reason is null")
             n_rej = sum(counts.values())
             con.execute(
                 "update ingested_files set lines = ?, lines_done = ?, accepted = accepted + ?, "
-                "rejected = rejected + ?, duplicates = duplicates + ?, "
-                "earliest_day = least(earliest_day, ?) where file_id = ?",
-                [lines, lines, n_acc, n_rej, dups, first_day, self.file_id],
+                "rejected = rejected + ? where file_id = ?",
+                [lines, lines, n_acc, n_rej, self.file_id],
             )
             con.execute("commit")
         report.events_accepted += n_acc
+        report.events_rejected += n_rej
+        for reason, n in counts.items():
+            report.rejected_by_reason[reason] = report.rejected_by_reason.get(reason, 0) + n
+
+    def decide_file(self, lines: int, fast: bool) -> None:
+        """The file-wide decisions (duplicates, too late), once its batches are all in.
+
+        One transaction: the lines not accepted leave `events` for `rejected_events` (raw
+        text looked up in the file again: they are few) or the duplicate count, and the file
+        is marked complete. A run killed before this commit redoes it on resume.
+        """
+        con, report, file_id = self.con, self.report, self.file_id
+        with report.timed("store"):
+            con.execute("begin transaction")
+            try:
+                lo, hi = con.execute(
+                    "select min(day), max(day) from events where file_id = ?", [file_id]
+                ).fetchall()[0]
+                run_sql(
+                    con,
+                    "dedupe_events",
+                    {
+                        "file_id": file_id,
+                        "min_day": (lo or date(2000, 1, 1)) - timedelta(days=2),
+                        "max_day": (hi or date(2000, 1, 1)) + timedelta(days=2),
+                        "late_before": self.late_before or date(1, 1, 1),
+                    },
+                )
+                _store_file_rejects(con, self.path, self.run_id, fast=fast)
+                counts = dict(
+                    con.execute(
+                        "select reason, count(*) from file_decisions group by reason"
+                    ).fetchall()
+                )
+                dups = counts.pop("duplicate", 0)
+                n_rej = sum(counts.values())
+                first_day = scalar(
+                    con, "select min(day) from events where file_id = $f", {"f": file_id}
+                )
+                con.execute(
+                    "update ingested_files set lines = ?, lines_done = ?, "
+                    "accepted = accepted - ?, rejected = rejected + ?, "
+                    "duplicates = duplicates + ?, earliest_day = ?, complete = true "
+                    "where file_id = ?",
+                    [lines, lines, dups + n_rej, n_rej, dups, first_day, file_id],
+                )
+                con.execute("drop table file_decisions")
+                con.execute("commit")
+            except BaseException:
+                con.execute("rollback")
+                raise
+        report.events_accepted -= dups + n_rej
         report.events_rejected += n_rej
         report.duplicates += dups
         for reason, n in counts.items():
             report.rejected_by_reason[reason] = report.rejected_by_reason.get(reason, 0) + n
         report.touch(first_day)
+
+
+def _store_file_rejects(con, path: Path, run_id: str, *, fast: bool) -> None:
+    """The file-wide decisions' rejected lines, with their raw text from the file."""
+    wanted = con.execute(
+        "select line_no from file_decisions where reason <> 'duplicate' order by line_no"
+    ).fetchall()
+    if not wanted:
+        return
+    numbers = pa.array([n for (n,) in wanted], pa.int64())
+    for chunk in iter_line_chunks(path, fast=fast):
+        hit = chunk.filter(pc.is_in(chunk["line_no"], value_set=numbers))
+        if hit.num_rows:
+            con.register("hit", hit)
+            con.execute(
+                "insert into rejected_events select ?, d.line_no, h.raw, d.reason, now(), ? "
+                "from file_decisions as d join hit as h using (line_no) order by d.line_no",
+                [str(path), run_id],
+            )
+            con.unregister("hit")
