@@ -292,3 +292,30 @@ def test_a_file_killed_between_batches_resumes_after_the_last_committed_one(
     assert [e[:1] + e[2:] for e in events] == [e[:1] + e[2:] for e in w_events]
     assert rejects == w_rejects
     assert file_row == w_file
+
+
+@pytest.mark.parametrize(
+    ("odd", "reason"),
+    [
+        (b'{"event_id": "\xff\xfe"}', "missing_field:customer_id"),
+        (b'{"event_id": "a\x1fb"}', "malformed_json"),
+    ],
+    ids=["bad-utf8", "0x1f"],
+)
+def test_bytes_the_fast_reader_refuses_are_read_the_plain_way_after_committed_batches(
+    inbox, tiny_batches, odd, reason
+):
+    inbox.orders([BASIC])
+    path = inbox.root / "inbox" / "usage" / "odd.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    good_lines = [json.dumps(good(f"g{i}")).encode() for i in range(8)]
+    path.write_bytes(b"\n".join([*good_lines[:5], odd, *good_lines[5:]]) + b"\n")
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select line_no from events order by 1") == [
+        (n,) for n in (1, 2, 3, 4, 5, 7, 8, 9)
+    ]
+    assert rows(con, "select line_no, reason from rejected_events") == [(6, reason)]
+    assert one(
+        con, "select lines, accepted, rejected, complete from ingested_files where kind = 'usage'"
+    ) == (9, 8, 1, True)
