@@ -71,10 +71,6 @@ def inbox_files(inbox: Path) -> tuple[list[Path], list[Path]]:
     return orders, usage
 
 
-def file_sha256(path: Path) -> str:
-    return file_digest(path)[0]
-
-
 def file_digest(path: Path) -> tuple[str, bool]:
     """The file's sha256, and whether its bytes hold a carriage return (see iter_line_chunks)."""
     h = hashlib.sha256()
