@@ -6,62 +6,50 @@
 -- work is linear in the file. Integer hashes narrow each comparison before the ids
 -- themselves are compared; the lines not accepted are taken out of `events` again.
 create or replace temp table file_decisions as
-with earlier as materialized (
-    select
-        ev.event_id,
-        ev.id_hash,
-        struct_pack(
-            customer_key := ev.customer_key, account_id := ev.account_id,
-            function := ev.function, quantity := ev.quantity, status := ev.status,
-            occurred_at := ev.occurred_at
-        ) as content
-    from events as ev
-    where ev.day between $min_day and $max_day
-        and ev.file_id <> $file_id
-        and ev.id_hash in (select id_hash from events where file_id = $file_id)
+with nearby as (
+    -- this file's lines, and earlier files' events near its days
+    select * from events where file_id = $file_id
+    union all
+    select * from events where day between $min_day and $max_day and file_id <> $file_id
 ),
 
 repeated_hashes as materialized (
-    select id_hash from events where file_id = $file_id group by id_hash having count(*) > 1
+    -- hashes given more than once: in this file, or in this file and an earlier one (an
+    -- earlier file holds each id once)
+    select id_hash
+    from (
+        select id_hash from events where file_id = $file_id
+        union all
+        select id_hash from events
+        where day between $min_day and $max_day and file_id <> $file_id
+    )
+    group by id_hash
+    having count(*) > 1
 ),
 
-suspects as (
+copies as (
+    -- every copy of those ids (rare): an earlier file's copy first, then this file's in
+    -- line order; the first valid copy stands
     select
-        s.line_no,
-        s.event_id,
-        struct_pack(
-            customer_key := s.customer_key, account_id := s.account_id,
-            function := s.function, quantity := s.quantity, status := s.status,
-            occurred_at := s.occurred_at
-        ) as content
-    from events as s
-    where s.file_id = $file_id
-        and (s.id_hash in (select id_hash from earlier)
-            or s.id_hash in (select id_hash from repeated_hashes))
-),
-
-repeated as (
-    -- an event_id given more than once in this file (rare): the first valid copy stands
-    select
+        file_id,
         line_no,
-        row_number() over (partition by event_id order by line_no) as copy_no,
-        first_value(content) over (partition by event_id order by line_no) as first_copy
-    from suspects
+        struct_pack(
+            customer_key := customer_key, account_id := account_id, function := function,
+            quantity := quantity, status := status, occurred_at := occurred_at
+        ) as content,
+        row_number() over w as copy_no,
+        first_value(content) over w as first_copy
+    from nearby
+    where id_hash in (select id_hash from repeated_hashes)
+    window w as (partition by event_id order by file_id = $file_id, line_no)
 ),
 
 duplicates as (
     select
-        c.line_no,
-        case
-            when e.event_id is not null then
-                case when e.content = c.content then 'duplicate' else 'duplicate_conflict' end
-            when r.copy_no > 1 then
-                case when r.first_copy = c.content then 'duplicate' else 'duplicate_conflict' end
-        end as reason
-    from suspects as c
-    left join earlier as e using (event_id)
-    join repeated as r using (line_no)
-    where e.event_id is not null or r.copy_no > 1
+        line_no,
+        case when first_copy = content then 'duplicate' else 'duplicate_conflict' end as reason
+    from copies
+    where file_id = $file_id and copy_no > 1
 ),
 
 late as (
