@@ -319,3 +319,24 @@ def test_bytes_the_fast_reader_refuses_are_read_the_plain_way_after_committed_ba
     assert one(
         con, "select lines, accepted, rejected, complete from ingested_files where kind = 'usage'"
     ) == (9, 8, 1, True)
+
+
+def test_id_hashes_are_recomputed_when_duckdbs_hash_changes(inbox):
+    from tasks.db import connect
+
+    inbox.orders([BASIC])
+    inbox.usage([good("h1"), good("h2")])
+    inbox.bill("2026-11-26")
+    db = inbox.settings.state_db
+    con = connect(db)
+    # as if an older DuckDB had stored these: another probe, other hashes
+    con.execute("update adbill_meta set value = 'other' where key = 'id_hash_probe'")
+    con.execute("update events set id_hash = 42")
+    con.close()
+    con = connect(db)
+    assert rows(con, "select count(*) from events where id_hash = hash(event_id)") == [(2,)]
+    con.close()
+    # and a re-delivery after that is still recognised as a duplicate
+    inbox.usage([good("h1")])
+    report = inbox.bill("2026-11-26")
+    assert report.ingest.duplicates == 1
