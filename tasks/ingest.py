@@ -537,21 +537,16 @@ class _Batches:
                 "from batch_rejects order by line_no",
                 [str(self.path), self.run_id],
             )
-            counts = dict(
-                con.execute("select reason, count(*) from batch_rejects group by reason").fetchall()
-            )
             n_acc = scalar(con, "select count(*) from batch_checked where reason is null")
-            n_rej = sum(counts.values())
+            n_rej = scalar(con, "select count(*) from batch_rejects")
             con.execute(
                 "update ingested_files set lines = ?, lines_done = ?, accepted = accepted + ?, "
                 "rejected = rejected + ? where file_id = ?",
                 [lines, lines, n_acc, n_rej, self.file_id],
             )
             con.execute("commit")
-        report.events_accepted += n_acc
-        report.events_rejected += n_rej
-        for reason, n in counts.items():
-            report.rejected_by_reason[reason] = report.rejected_by_reason.get(reason, 0) + n
+        # the run report counts a file once, when its last transaction commits
+        # (`decide_file`): a resumed file's batches from a killed run are counted then too
 
     def decide_file(self, lines: int, fast: bool) -> None:
         """The file-wide decisions (duplicates, too late), once its batches are all in.
@@ -600,10 +595,27 @@ class _Batches:
             except BaseException:
                 con.execute("rollback")
                 raise
-        report.events_accepted -= dups + n_rej
-        report.events_rejected += n_rej
+        self.count_file(first_day)
+
+    def count_file(self, first_day: date | None) -> None:
+        """Add the completed file to the run report: its final counts, and its rejects by
+        reason (those of batches a killed run committed included; rejects of an earlier file
+        at the same path are older than this file's registration)."""
+        con, report = self.con, self.report
+        accepted, rejected, dups = con.execute(
+            "select accepted, rejected, duplicates from ingested_files where file_id = ?",
+            [self.file_id],
+        ).fetchall()[0]
+        report.events_accepted += accepted
+        report.events_rejected += rejected
         report.duplicates += dups
-        for reason, n in counts.items():
+        reasons = con.execute(
+            "select reason, count(*) from rejected_events where source_file = ? and "
+            "ingested_at >= (select ingested_at from ingested_files where file_id = ?) "
+            "group by reason",
+            [str(self.path), self.file_id],
+        ).fetchall()
+        for reason, n in reasons:
             report.rejected_by_reason[reason] = report.rejected_by_reason.get(reason, 0) + n
         report.touch(first_day)
 

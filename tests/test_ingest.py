@@ -268,7 +268,7 @@ def test_a_file_killed_between_batches_resumes_after_the_last_committed_one(
     whole = Inbox(tmp_path / "whole")
     whole.orders([BASIC])
     whole.usage(MIXED)
-    whole.bill("2026-11-26")
+    w_counts = counted(whole.bill("2026-11-26"))
 
     box = Inbox(tmp_path / "killed")
     box.orders([BASIC])
@@ -286,12 +286,20 @@ def test_a_file_killed_between_batches_resumes_after_the_last_committed_one(
     with pytest.raises(KeyboardInterrupt):
         box.bill("2026-11-26")
     monkeypatch.setattr(ingest_module._Batches, "batch", real)
-    box.bill("2026-11-26")
+    resumed = counted(box.bill("2026-11-26"))
     events, rejects, file_row = ingest_outcome(box.warehouse())
     w_events, w_rejects, w_file = ingest_outcome(whole.warehouse())
     assert [e[:1] + e[2:] for e in events] == [e[:1] + e[2:] for e in w_events]
     assert rejects == w_rejects
     assert file_row == w_file
+    # the run that completes the file reports all of it, batches of the killed run included
+    assert resumed == w_counts
+    assert w_counts["events_accepted"] == 4 and w_counts["duplicates"] == 2
+
+
+def counted(report) -> dict:
+    keys = ("events_accepted", "events_rejected", "duplicates", "rejected_by_reason")
+    return {k: v for k, v in report.summary().items() if k in keys}
 
 
 @pytest.mark.parametrize(
