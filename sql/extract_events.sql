@@ -17,7 +17,8 @@ objects as (
     select
         line_no,
         json_ok,
-        json_ok or length(trim(raw)) > 0 as nonblank,
+        -- (a CASE: trimming copies the line, so only the few lines that are not JSON objects)
+        case when json_ok then true else length(trim(raw)) > 0 end as nonblank,
         case
             when json_ok then from_json(
                 raw,
