@@ -31,7 +31,7 @@ def stage_rows(results: list[dict]) -> str:
             cells += [f"{v:.2f}", f"{v / f:.2f}"]
         lines.append(f"| {STAGES.get(k, k)} | " + " | ".join(cells) + " |")
     rows = [
-        ("other (plan days, record, checkpoint)", lambda r: r["engine"]["other_seconds"], True),
+        ("other (run records, file listing)", lambda r: r["engine"]["other_seconds"], True),
         ("**total (engine, wall)**", lambda r: r["engine"]["total_seconds"], True),
         ("floor: read_json + group by (best)", lambda r: r["floor"]["seconds"], True),
     ]

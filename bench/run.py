@@ -45,6 +45,7 @@ import inbox  # noqa: E402
 
 # stage key of RunReport.stage_seconds() -> label; keys the engine adds later are appended
 STAGES = {
+    "open": "open the warehouse (schema checks)",
     "read": "ingest (read)",
     "validate": "validate",
     "rate": "rate (business checks, rating)",
@@ -56,7 +57,9 @@ STAGES = {
     "invariants": "invariants",
     "suspensions": "suspension lists",
     "statements": "statements",
+    "plan": "plan the days (late data, rebill)",
     "documents": "documents",
+    "checkpoint": "checkpoint and close",
     "publish": "publish",
 }
 # seconds to wait for a quiet machine before each measurement (--quiet-wait)
@@ -397,7 +400,7 @@ def print_table(res: dict) -> None:
     print(f"{'stage':34} {'seconds':>9} {'x floor':>8}")
     for k, v in t["stages"].items():
         print(f"{STAGES.get(k, k):34} {v:9.3f} {v / floor_s:8.2f}")
-    print(f"{'other (plan, commit, checkpoint)':34} {t['other_seconds']:9.3f}")
+    print(f"{'other (run records, file listing)':34} {t['other_seconds']:9.3f}")
     print(f"{'total':34} {t['total_seconds']:9.3f} {res['ratio']:8.2f}")
     if (days := t["runs"][0]["days_billed"]) != 1:
         print(f"  (the run billed {days} days: {[d['day'] for d in t['runs'][0]['day_seconds']]})")

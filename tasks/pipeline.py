@@ -62,7 +62,7 @@ class RunReport:
         for d in self.days:
             for k, v in d.get("timings", {}).items():
                 out[k] = out.get(k, 0.0) + v
-        for step in ("documents", "publish"):
+        for step in ("open", "plan", "documents", "checkpoint", "publish"):
             if step in self.seconds:
                 out[step] = self.seconds[step]
         return out
@@ -97,7 +97,9 @@ def run_billing(
     tz = settings.billing_tz
     hook = after_stage or (lambda _s: None)
     with run_lock(settings.state_dir):
+        t = time.perf_counter()
         con = connect(settings.state_db)
+        report.seconds["open"] = time.perf_counter() - t
         try:
             con.execute(
                 "update runs set status = 'failed', error = 'interrupted' where status = 'running'"
@@ -124,6 +126,7 @@ def run_billing(
             report.seconds["ingest"] = time.perf_counter() - t
             # days already billed after `through` are billed again too when an earlier day
             # is (late data, rebill): a run never drops a billed day from the warehouse
+            t = time.perf_counter()
             billed_until = max(through, last_billed(con) or through)
             if rebill_from is not None:
                 execute(con, "delete from billed_days where day >= $day", {"day": rebill_from})
@@ -132,6 +135,7 @@ def run_billing(
                 con.execute("begin transaction")
                 unbill_from(con, plans[0].day)
                 con.execute("commit")
+            report.seconds["plan"] = time.perf_counter() - t
             for i, plan in enumerate(plans, 1):
                 t = time.perf_counter()
                 started = time.time()
@@ -176,6 +180,7 @@ def run_billing(
             report.seconds["documents"] = time.perf_counter() - t
             report.status = "succeeded"
             _finish(con, run_id, report)
+            t = time.perf_counter()
             con.execute("checkpoint")
         except BaseException as exc:
             report.status = "failed"
@@ -183,6 +188,7 @@ def run_billing(
             con.close()
             raise
         con.close()
+        report.seconds["checkpoint"] = time.perf_counter() - t
         t = time.perf_counter()
         try:
             report.published = str(stage("publish", publish, settings.state_db, settings.db))
