@@ -10,7 +10,9 @@
 2. Warm-up: bills every day before the bench day once (cached per engine version).
 3. Floor: DuckDB reads the day's usage file with an explicit schema and groups by customer
    (best of --repeat), in this process.
-4. Engine: --repeat times, from the same warmed-up state copied afresh, a run through the bench
+4. Engine: --repeat times, from the same warmed-up state copied afresh (the database and the
+   statements and lists already written, which the run writes over as each later day of a
+   month does; os.sync() before the run), a run through the bench
    day (tasks.pipeline.run_billing, the flow's body: ingest the day's files, bill the day,
    publish) in a fresh process (bench/billrun.py), so its peak RSS is its own.
 5. The naive per-event deduction beside the engine's (bench/naive.py), Prefect's own start-up
@@ -182,14 +184,24 @@ def restore(run_dir: Path, state: Path | None, src: Path, files: list[Path]) -> 
         shutil.rmtree(run_dir)
     (run_dir / "inbox").mkdir(parents=True)
     if state is not None:
-        shutil.copytree(state, run_dir / "state", ignore=shutil.ignore_patterns("run.lock"))
+        shutil.copytree(state, run_dir / "state", ignore=shutil.ignore_patterns("run.lock", "out"))
+        # the statements and lists the state's runs wrote: a run writes over them, as in
+        # production (each later day of a month replaces the month's statement files)
+        if (state / "out").is_dir():
+            shutil.copytree(state / "out", run_dir / "out")
     link_inbox(run_dir, src, files)
+    # the disk work of deleting the last run's files and copying these is done before the
+    # timed run starts, not during it
+    os.sync()
 
 
 def save_state(run_dir: Path, dest: Path) -> None:
+    """The state dir and the out dir (statements, lists) of run_dir, kept as dest."""
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(run_dir / "state", dest, ignore=shutil.ignore_patterns("run.lock"))
+    if (run_dir / "out").is_dir():
+        shutil.copytree(run_dir / "out", dest / "out")
 
 
 def billrun(data_dir: Path, through, *, flow: bool = False) -> dict:
