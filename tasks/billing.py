@@ -132,10 +132,12 @@ def bill_day(
     say = progress or (lambda _m: None)
     hook = after_stage or (lambda _stage: None)
     timings: dict[str, float] = {}
+    t = time.perf_counter()
     con.execute("begin transaction")
     try:
         unbill_from(con, day)
         n = shard_count(con, day, shards)
+        timings["unbill"] = time.perf_counter() - t
         t = time.perf_counter()
         events = 0
         if deduct is not None:
@@ -162,6 +164,7 @@ def bill_day(
         step("invariants", "invariants", check_day)
         step("suspensions", "suspensions", suspensions_day, tz=tz)
         step("statements", "statements", statements_day, tz=tz)
+        t = time.perf_counter()
         execute(
             con,
             "update pools set remaining = d.remaining from pool_days as d "
@@ -175,6 +178,7 @@ def bill_day(
             {"day": day, "run_id": run_id},
         )
         con.execute("commit")
+        timings["commit"] = time.perf_counter() - t
     except BaseException:
         con.execute("rollback")
         raise
