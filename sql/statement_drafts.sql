@@ -2,22 +2,17 @@
 -- lines per function, the pools behind the balances, and each customer's figures summed
 -- from customer_days. tasks/statements.py decides which drafts become revisions.
 create or replace temp table statement_line_drafts as
-with month_events as (
-    select customer_key, function, status, quantity, credits
-    from events
-    where day between $month and $day
-),
-
-lines as (
+with lines as (
+    -- the month's usage, from each billed day's figures (usage_days), not its events
     select
         customer_key,
         function,
-        count(*) filter (where status = 'succeeded') as events,
-        count(*) filter (where status <> 'succeeded') as failed_events,
-        cast(coalesce(sum(quantity) filter (where status = 'succeeded'), 0) as decimal(18, 6))
-            as quantity,
+        sum(events) as events,
+        sum(failed_events) as failed_events,
+        cast(sum(quantity) as decimal(18, 6)) as quantity,
         sum(credits) as credits
-    from month_events
+    from usage_days
+    where day between $month and $day
     group by customer_key, function
 )
 
@@ -142,7 +137,7 @@ entitled as (
 
 accounts as (
     select customer_key, count(distinct account_id) as seats_used
-    from events
+    from account_days
     where day between $month and $day
     group by customer_key
 ),

@@ -20,6 +20,8 @@ DAY_TABLES = (
     "ledger_entries",
     "pool_days",
     "customer_days",
+    "usage_days",
+    "account_days",
     "suspensions",
     "suspension_changes",
     "at_risk",

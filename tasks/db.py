@@ -30,9 +30,31 @@ def connect(path: Path | str = ":memory:", read_only: bool = False) -> duckdb.Du
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create every table and view that does not exist yet."""
+    had_usage_days = has_table(con, "usage_days")
     for f in sorted((SQL_DIR / "schema").glob("*.sql")):
         con.execute(f.read_text(encoding="utf-8"))
     ensure_id_hashes(con)
+    if not had_usage_days:
+        backfill_usage_days(con)
+
+
+def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(
+        scalar(
+            con,
+            "select count(*) from duckdb_tables() "
+            "where database_name = current_database() and table_name = $name",
+            {"name": name},
+        )
+    )
+
+
+def backfill_usage_days(con: duckdb.DuckDBPyConnection) -> None:
+    """A warehouse billed before usage_days and account_days existed: write theirs for every
+    billed day once, from the stored events (statements sum them from then on)."""
+    first, last = con.execute("select min(day), max(day) from billed_days").fetchone()
+    if first is not None:
+        run_sql(con, "usage_days", {"first": first, "last": last})
 
 
 # events.id_hash = DuckDB's hash(event_id): ~60x cheaper than md5 per event, but DuckDB does

@@ -334,3 +334,55 @@ def test_seats_entitled_are_highest_edition_plus_packages_against_accounts_used(
         ("m3", NOV, 1, 2),
         ("m3", DEC, 3, 1),
     ]
+
+
+def test_usage_days_hold_each_billed_days_events_per_customer_and_function(mixed_billed):
+    """Statements sum usage_days and account_days (a few rows a customer and day), not the
+    month's events: both must say exactly what the events say."""
+    con = mixed_billed.warehouse()
+    from_events = rows(
+        con,
+        """
+        select day, customer_key, function,
+               count(*) filter (where status = 'succeeded'),
+               count(*) filter (where status <> 'succeeded'),
+               coalesce(sum(quantity) filter (where status = 'succeeded'), 0), sum(credits)
+        from events where day in (select day from billed_days)
+        group by all order by all
+        """,
+    )
+    assert len(from_events) >= 40  # days x customers x functions with events
+    assert rows(con, "select * from usage_days order by all") == from_events
+    assert rows(con, "select * from account_days order by all") == rows(
+        con,
+        "select distinct day, customer_key, account_id from events "
+        "where day in (select day from billed_days) order by all",
+    )
+
+
+def test_a_warehouse_from_before_usage_days_gets_them_once_from_its_events(tmp_path):
+    from tasks.db import connect
+
+    inbox = Inbox(tmp_path / "data")
+    mixed_inbox(inbox)
+    inbox.bill("2026-11-20")
+    con = connect(inbox.settings.state_db)
+    kept = {t: rows(con, f"select * from {t} order by all") for t in ("usage_days", "account_days")}
+    assert kept["usage_days"] and kept["account_days"]
+    con.execute("drop table usage_days")
+    con.execute("drop table account_days")
+    con.close()
+    con = connect(inbox.settings.state_db)  # opening it again writes them from the events
+    for table, before in kept.items():
+        assert rows(con, f"select * from {table} order by all") == before
+    con.close()
+    # and the month goes on from them: December's statements as in a warehouse billed at once
+    inbox.bill("2026-12-31")
+    fresh = Inbox(tmp_path / "fresh")
+    mixed_inbox(fresh)
+    fresh.bill("2026-12-31")
+    query = (
+        "select customer_id, month, revision, used, events, seats_used, fingerprint "
+        "from statements order by all"
+    )
+    assert rows(inbox.warehouse(), query) == rows(fresh.warehouse(), query)

@@ -144,3 +144,22 @@ union all
 select * from warned
 union all
 select * from reinstated;
+
+-- Per billed day, what a month's statement sums (§8), so that refreshing the month to date
+-- reads a few rows per customer and day, not every event of the month. Written with the
+-- day's other figures (tasks/daily.py); a day billed again is written again.
+create table if not exists usage_days (
+    day date,
+    customer_key integer,
+    function varchar,
+    events bigint,                   -- succeeded (charged) events
+    failed_events bigint,            -- failed events: recorded, 0 credits
+    quantity decimal(38, 6),         -- of the succeeded events, in the function's unit
+    credits bigint
+);
+
+create table if not exists account_days (   -- the accounts with events on the day (seats, §8)
+    day date,
+    customer_key integer,
+    account_id varchar
+);
