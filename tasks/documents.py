@@ -207,7 +207,7 @@ def statement_data(con, months: list[date], tz: str) -> list[dict]:
         """,
         params,
     )
-    days = _rows(
+    days = frame(
         con,
         """
         select d.customer_key, s.month, d.day, d.used, d.arrears_opened
@@ -221,13 +221,14 @@ def statement_data(con, months: list[date], tz: str) -> list[dict]:
     )
     by_key: dict[tuple, dict] = {}
     for s in statements:
-        s.update(usage=None, pools=[], days={})
+        s.update(usage=None, pools=[])
         by_key[(s["customer_key"], s["month"])] = s
     for u in usage_by_statement(lines).iter_rows(named=True):
         by_key[(u["customer_key"], u["month"])]["usage"] = u
     _group(pools, by_key, "pools")
-    for row in days:
-        by_key[(row["customer_key"], row["month"])]["days"][row["day"]] = row
+    keys = [(s["customer_key"], s["month"]) for s in statements]
+    for key, chart in zip(keys, chart_svgs(keys, days), strict=True):
+        by_key[key]["chart"] = chart
     return statements
 
 
@@ -341,45 +342,162 @@ def _chart_month(first: date) -> tuple[list[str], list[tuple[float, float]]]:
 
 
 def chart_svg(s: dict) -> str:
-    """Daily credits used (and opened as arrears) as an inline SVG bar chart."""
-    first = s["month"]
-    ticks, bars = _chart_month(first)
-    left, top = _CHART_LEFT, _CHART_TOP
-    plot_h = _CHART_H - top - _CHART_BOTTOM
-    peak = max((r["used"] + r["arrears_opened"] for r in s["days"].values()), default=0)
-    scale = plot_h / peak if peak else 0
-    parts = [
-        _CHART_HEAD,
-        f'<text x="{left - 6}" y="{top + 4}" class="tick" text-anchor="end">{n(peak)}</text>',
-        _CHART_ZERO,
+    """Daily credits used (and opened as arrears) as an inline SVG bar chart: the one made
+    with the statement's data, or made from its `days` ({day: {used, arrears_opened}})."""
+    if "chart" in s:
+        return s["chart"]
+    days = pl.DataFrame(
+        [
+            {
+                "customer_key": 0,
+                "month": s["month"],
+                "day": d,
+                "used": r["used"],
+                "arrears_opened": r["arrears_opened"],
+            }
+            for d, r in s.get("days", {}).items()
+        ],
+        schema=_DAYS_SCHEMA,
+    )
+    return chart_svgs([(0, s["month"])], days)[0]
+
+
+_DAYS_SCHEMA = {
+    "customer_key": pl.Int64,
+    "month": pl.Date,
+    "day": pl.Date,
+    "used": pl.Int64,
+    "arrears_opened": pl.Int64,
+}
+
+
+def _floats(values: pl.Series) -> pl.Series:
+    """Each number with one decimal, exactly as Python's f"{x:.1f}" writes it.
+
+    Tenths are rounded in Polars; a number within a hair of half a tenth (where x * 10 may
+    round the other way than x's exact value does), 0 or below 0 is written by Python."""
+    v = values.cast(pl.Float64).rename("v")
+    tenths = v * 10
+    whole = (tenths + 0.5).floor()
+    odd = ((tenths - tenths.floor() - 0.5).abs() < 1e-6) | (v <= 0) | ~v.is_finite()
+    q = whole.cast(pl.Int64, strict=False).fill_null(0)
+    out = pl.select(pl.format("{}.{}", q // 10, q % 10)).to_series().rename(values.name)
+    if odd.any():
+        at = odd.arg_true()
+        out = out.scatter(at, [f"{x:.1f}" for x in v.gather(at).to_list()])
+    return out
+
+
+def chart_svgs(keys: list[tuple], days: pl.DataFrame) -> list[str]:
+    """The chart of each statement of `keys` ((customer_key, month)), from `days` (one row per
+    customer, month and day with figures: customer_key, month, day, used, arrears_opened).
+
+    A bar per day with figures, its height against the statement's highest day; the month's
+    tick labels; the bars and labels in day order. Built for all statements at once (a month
+    of 10,000 customers is 310,000 days), not statement by statement."""
+    if not keys:
+        return []
+    plot_h = _CHART_H - _CHART_TOP - _CHART_BOTTOM
+    ks = pl.DataFrame(
+        {"customer_key": [k[0] for k in keys], "month": [k[1] for k in keys]},
+        schema={"customer_key": pl.Int64, "month": pl.Date},
+    ).with_row_index("order")
+    grid = []  # every day of each month: its index, tick label and bar position
+    for month in ks["month"].unique().to_list():
+        ticks, bars = _chart_month(month)
+        grid.append(
+            pl.DataFrame(
+                {
+                    "month": [month] * len(bars),
+                    "i": list(range(len(bars))),
+                    "tick": ticks,
+                    "x": _floats(pl.Series([x for x, _ in bars])),
+                    "w": _floats(pl.Series([w for _, w in bars])),
+                },
+                schema_overrides={"month": pl.Date, "i": pl.Int32},
+            )
+        )
+    d = days.select(
+        pl.col("customer_key").cast(pl.Int64),
+        pl.col("month").cast(pl.Date),
+        i=(pl.col("day").cast(pl.Date) - pl.col("month").cast(pl.Date))
+        .dt.total_days()
+        .cast(pl.Int32),
+        day=pl.col("day").cast(pl.Date).dt.strftime("%Y-%m-%d"),
+        used=pl.col("used").cast(pl.Int64).fill_null(0),
+        owed=pl.col("arrears_opened").cast(pl.Int64).fill_null(0),
+    )
+    peaks = d.group_by("customer_key", "month").agg(peak=(pl.col("used") + pl.col("owed")).max())
+    ks = (
+        ks.join(peaks, on=["customer_key", "month"], how="left")
+        .with_columns(pl.col("peak").fill_null(0))
+        .sort("order")
+    )
+    cells = (
+        ks.join(pl.concat(grid), on="month")
+        .join(d, on=["customer_key", "month", "i"], how="left")
+        .with_columns(pl.col("used", "owed").fill_null(0))
+        .sort("order", "i")
+    )
+    scale = pl.when(pl.col("peak") > 0).then(plot_h / pl.col("peak")).otherwise(0.0)
+    cells = cells.with_columns(h_used=pl.col("used") * scale, h_owed=pl.col("owed") * scale)
+    cells = cells.with_columns(y=(_CHART_TOP + plot_h) - pl.col("h_used"))
+    drawn = (pl.col("used") != 0) | (pl.col("owed") != 0)
+    bars = cells.filter(drawn)
+    bars = bars.with_columns(
+        y_used=_floats(bars["y"]),
+        y_owed=_floats(bars["y"] - bars["h_owed"]),
+        h_used=_floats(bars["h_used"]),
+        h_owed=_floats(bars["h_owed"]),
+        n_used=_each(bars["used"], n),
+        n_owed=_each(bars["owed"], n),
+    )
+    bars = bars.select(
+        "order",
+        "i",
+        bar=pl.when(pl.col("used") != 0)
+        .then(
+            pl.format(
+                '<rect x="{}" y="{}" width="{}" height="{}" class="used"><title>{}: {} credits '
+                "used</title></rect>",
+                "x",
+                "y_used",
+                "w",
+                "h_used",
+                "day",
+                "n_used",
+            )
+        )
+        .otherwise(pl.lit(""))
+        + pl.when(pl.col("owed") != 0)
+        .then(
+            pl.format(
+                '<rect x="{}" y="{}" width="{}" height="{}" class="owed"><title>{}: {} credits '
+                "in arrears</title></rect>",
+                "x",
+                "y_owed",
+                "w",
+                "h_owed",
+                "day",
+                "n_owed",
+            )
+        )
+        .otherwise(pl.lit("")),
+    )
+    body = (
+        cells.select("order", "i", "tick")
+        .join(bars, on=["order", "i"], how="left")
+        .sort("order", "i")
+        .group_by("order", maintain_order=True)
+        .agg(pl.concat_str("tick", pl.col("bar").fill_null("")).str.join(""))
+        .sort("order")
+    )
+    peak_label = _each(ks["peak"], n)
+    head = f'{_CHART_HEAD}<text x="{_CHART_LEFT - 6}" y="{_CHART_TOP + 4}" class="tick" '
+    return [
+        f'{head}text-anchor="end">{label}</text>{_CHART_ZERO}{text}</svg>'
+        for label, text in zip(peak_label.to_list(), body["tick"].to_list(), strict=True)
     ]
-    # each day's tick label, then its bars: only the days with figures need drawing
-    done = 0
-    for day in sorted(s["days"]):
-        i = (day - first).days
-        if not 0 <= i < len(bars):
-            continue
-        parts += ticks[done : i + 1]
-        done = i + 1
-        row = s["days"][day]
-        x, w = bars[i]
-        used, owed = row["used"], row["arrears_opened"]
-        h_used, h_owed = used * scale, owed * scale
-        y = top + plot_h - h_used
-        if used:
-            parts.append(
-                f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h_used:.1f}" '
-                f'class="used"><title>{day.isoformat()}: {n(used)} credits used</title></rect>'
-            )
-        if owed:
-            parts.append(
-                f'<rect x="{x:.1f}" y="{y - h_owed:.1f}" width="{w:.1f}" height="{h_owed:.1f}" '
-                f'class="owed"><title>{day.isoformat()}: {n(owed)} credits in arrears'
-                "</title></rect>"
-            )
-    parts += ticks[done:]
-    parts.append("</svg>")
-    return "".join(parts)
 
 
 @cache

@@ -340,3 +340,50 @@ def test_run_artifacts_are_a_markdown_report_and_a_plain_table_of_the_last_days_
         }
     ]
     assert all(isinstance(v, str | int | float) for row in table for v in row.values())
+
+
+def test_numbers_on_the_chart_are_written_as_python_writes_one_decimal():
+    """The charts of a month are built for all customers at once in Polars; every bar's
+    number must still read exactly as f"{x:.1f}" (ties to even, -0.0, exact halves)."""
+    import random
+
+    rnd = random.Random(7)
+    xs = [rnd.uniform(0, 700) for _ in range(50_000)] + [i / 20 for i in range(2_000)]
+    xs += [0.25, 0.35, 2.45, 12.25, 99.95, 0.04999999999999999, 1e-9, 0.0, -0.0, -3.25]
+    got = documents._floats(pl.Series(xs)).to_list()
+    assert got == [f"{x:.1f}" for x in xs]
+
+
+def test_chart_bars_stand_against_the_highest_day_in_day_order_with_the_month_ticks():
+    nov = date(2026, 11, 1)
+    days = {  # 136 px of plot: the highest day (used 80 + arrears 20) fills it
+        date(2026, 11, 3): {"used": 34, "arrears_opened": 0},
+        date(2026, 11, 2): {"used": 80, "arrears_opened": 20},
+        date(2026, 11, 9): {"used": 0, "arrears_opened": 0},
+    }
+    svg = documents.chart_svg({"month": nov, "days": days})
+    assert svg.count("<rect") == 3  # a day of nothing draws no bar
+    assert 'text-anchor="end">100</text>' in svg  # the scale's top: the highest day
+    used2 = re.search(
+        r'<rect x="[\d.]+" y="([\d.]+)" width="[\d.]+" height="([\d.]+)" '
+        r'class="used"><title>2026-11-02: 80 credits used',
+        svg,
+    )
+    owed2 = re.search(
+        r'y="([\d.]+)" width="[\d.]+" height="([\d.]+)" class="owed">'
+        r"<title>2026-11-02: 20 credits in arrears",
+        svg,
+    )
+    used3 = re.search(
+        r'y="([\d.]+)" width="[\d.]+" height="([\d.]+)" class="used">'
+        r"<title>2026-11-03: 34 credits used",
+        svg,
+    )
+    assert used2.groups() == ("39.2", "108.8")  # 80 * 1.36, from the axis at 148
+    assert owed2.groups() == ("12.0", "27.2")  # stacked on top, up to the plot's top
+    assert used3.groups() == (f"{148 - 34 * 1.36:.1f}", f"{34 * 1.36:.1f}")
+    # ticks and bars in day order: day 1's tick, day 2's bars, day 3's bar, day 5's tick
+    order = [m.group(0) for m in re.finditer(r">(\d+)</text>|2026-11-0\d", svg)]
+    assert order.index(">1</text>") < order.index("2026-11-02") < order.index("2026-11-03")
+    assert order.index("2026-11-03") < order.index(">5</text>")
+    assert svg.endswith(">30</text></svg>")  # the month's last tick closes the chart
