@@ -226,7 +226,7 @@ def statement_data(con, months: list[date], tz: str) -> list[dict]:
     for u in usage_by_statement(lines).iter_rows(named=True):
         by_key[(u["customer_key"], u["month"])]["usage"] = u
     _group(pools, by_key, "pools")
-    keys = [(s["customer_key"], s["month"]) for s in statements]
+    keys = list(by_key)  # the statements' order
     for key, chart in zip(keys, chart_svgs(keys, days), strict=True):
         by_key[key]["chart"] = chart
     return statements
@@ -437,7 +437,6 @@ def chart_svgs(keys: list[tuple], days: pl.DataFrame) -> list[str]:
         ks.join(pl.concat(grid), on="month")
         .join(d, on=["customer_key", "month", "i"], how="left")
         .with_columns(pl.col("used", "owed").fill_null(0))
-        .sort("order", "i")
     )
     scale = pl.when(pl.col("peak") > 0).then(plot_h / pl.col("peak")).otherwise(0.0)
     cells = cells.with_columns(h_used=pl.col("used") * scale, h_owed=pl.col("owed") * scale)
@@ -490,7 +489,6 @@ def chart_svgs(keys: list[tuple], days: pl.DataFrame) -> list[str]:
         .sort("order", "i")
         .group_by("order", maintain_order=True)
         .agg(pl.concat_str("tick", pl.col("bar").fill_null("")).str.join(""))
-        .sort("order")
     )
     peak_label = _each(ks["peak"], n)
     head = f'{_CHART_HEAD}<text x="{_CHART_LEFT - 6}" y="{_CHART_TOP + 4}" class="tick" '
