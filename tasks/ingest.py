@@ -147,6 +147,8 @@ def ingest_inbox(
     tz: str,
     run_id: str,
     late_before: date | None = None,
+    today: date | None = None,
+    duplicate_window_days: int = 37,
     progress: Callable[[str], None] | None = None,
 ) -> IngestReport:
     """Ingest every inbox file not seen before (by content): orders first, then usage.

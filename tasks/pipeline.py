@@ -68,12 +68,11 @@ class RunReport:
         return out
 
 
-def late_cutoff(con, through: date, max_late_days: int) -> date | None:
-    """Lines for billed days before this day are too late (§3, --max-late-days)."""
-    billed = last_billed(con)
-    if billed is None:
-        return None
-    return min(billed + timedelta(days=1), through - timedelta(days=max_late_days))
+def late_cutoff(con, through: date, settings: Settings) -> date:
+    """Lines and orders dated before this day are too late (§3 "Time window"): the late
+    window once the data dir has billed a day, the history window before its first run."""
+    days = settings.max_late_days if last_billed(con) is not None else settings.max_history_days
+    return through - timedelta(days=days)
 
 
 def run_billing(
@@ -110,7 +109,7 @@ def run_billing(
                 [run_id, through, rebill_from, trigger],
             )
             t = time.perf_counter()
-            cutoff = late_cutoff(con, through, settings.max_late_days)
+            cutoff = late_cutoff(con, through, settings)
             report.ingest = stage(
                 "ingest",
                 ingest_inbox,
@@ -120,6 +119,8 @@ def run_billing(
                 tz=tz,
                 run_id=run_id,
                 late_before=cutoff,
+                today=settings.today(),
+                duplicate_window_days=settings.max_late_days + 2,
                 progress=say,
             )
             hook("ingest")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SQL_DIR = PROJECT_ROOT / "sql"
@@ -26,6 +28,8 @@ class Settings:
     catalog_path: Path = field(default_factory=lambda: Path(_env("CATALOG", str(DEFAULT_CATALOG))))
     max_late_days: int = field(default_factory=lambda: int(_env("MAX_LATE_DAYS", "35")))
     shards: int = field(default_factory=lambda: int(_env("SHARDS", "0")))
+    # a data dir that has billed nothing yet accepts nothing older than this (§3)
+    max_history_days: int = field(default_factory=lambda: int(_env("MAX_HISTORY_DAYS", "400")))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).absolute())
@@ -33,6 +37,14 @@ class Settings:
         object.__setattr__(
             self, "db", Path(db).absolute() if db else self.data_dir / "warehouse.duckdb"
         )
+
+    def today(self) -> date:
+        """Today in the billing zone, or ADBILL_TODAY (YYYY-MM-DD) when set (§3)."""
+        return today(self.billing_tz)
+
+    def yesterday(self) -> date:
+        """The billing day that ended at the last local midnight: the latest `--through`."""
+        return self.today() - timedelta(days=1)
 
     @property
     def inbox(self) -> Path:
@@ -60,3 +72,14 @@ class Settings:
             self.out_dir / "suspensions",
         ):
             d.mkdir(parents=True, exist_ok=True)
+
+
+def today(tz: str) -> date:
+    """Today in the billing zone `tz`, or ADBILL_TODAY (YYYY-MM-DD) when set (§3)."""
+    fixed = _env("TODAY")
+    if fixed is not None:
+        try:
+            return date.fromisoformat(fixed)
+        except ValueError:
+            raise ValueError(f"ADBILL_TODAY={fixed!r} is not a date (YYYY-MM-DD)") from None
+    return datetime.now(ZoneInfo(tz)).date()
