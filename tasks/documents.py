@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
 import os
 import re
 from collections.abc import Callable
@@ -19,6 +16,13 @@ from typing import Any
 import polars as pl
 
 from tasks.db import execute, frame
+from tasks.documents_files import (
+    csv_fields,
+    csv_text,
+    replace_file,
+    safe_file_stem,
+    write_atomic,
+)
 from tasks.settings import Settings
 
 SUSPENSION_COLUMNS = (
@@ -42,7 +46,6 @@ LINE_COLUMNS = (
     "quantity",
     "credits",
 )
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _CSV_HEADER = ",".join(LINE_COLUMNS) + "\n"
 PER_WORKER_MIN = 500  # statements below which a further process does not pay for itself
 
@@ -50,58 +53,19 @@ PER_WORKER_MIN = 500  # statements below which a further process does not pay fo
 # ---------------------------------------------------------------- files
 
 
-def write_atomic(path: Path, text: str) -> Path:
-    """Write a file so that a reader sees the old content or the new, never half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    replace_file(str(path.parent), path.name, text.encode("utf-8"))
-    return path
-
-
-def replace_file(folder: str, name: str, data: bytes) -> None:
-    """Write data to a temporary file in the folder, then rename it over folder/name (atomic);
-    the folder must exist."""
-    path = os.path.join(folder, name)
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def file_stem(customer_id: str) -> str:
-    """A customer id made safe as a file name (ids are expected to be safe already)."""
-    stem = _UNSAFE.sub("_", customer_id)
-    return stem if stem.strip("._") else f"_{stem}"
-
-
-def csv_text(columns: tuple[str, ...], rows: list[tuple]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows(["" if v is None else v for v in row] for row in rows)
-    return buf.getvalue()
-
-
-def _csv_fields(values: tuple) -> str:
-    """The values as one CSV line (quoted where needed), without its line end."""
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(["" if v is None else v for v in values])
-    return buf.getvalue()[:-1]
+file_stem = safe_file_stem  # the name bench/documents_bench.py and older callers know
 
 
 def _csv_field(value) -> str:
-    """One value as the csv module writes it among other fields of a line."""
-    # a line of one empty field is written as "" so that it is not a blank line
-    return "" if value is None or value == "" else _csv_fields((value,))
+    """One value as the csv module writes it among other fields of a line (text through
+    csv_cell); an empty value is an empty field."""
+    return "" if value is None or value == "" else csv_fields((value,))
+
+
+def _csv_number(text: str) -> str:
+    """A number already written as text (a quantity: digits, `.`, maybe `-`), as it is: a
+    number is never quoted nor neutralised."""
+    return text
 
 
 def _rows(con, text: str, params: dict) -> list[dict]:
@@ -262,7 +226,7 @@ def usage_by_statement(lines: pl.DataFrame) -> pl.DataFrame:
             _each(lines["function"], _csv_field),
             _each(lines["events"], _csv_field),
             _each(lines["failed_events"], _csv_field),
-            _each(lines["quantity"], lambda q: _csv_field(qty(q).replace(",", ""))),
+            _each(lines["quantity"], lambda q: _csv_number(qty(q).replace(",", ""))),
             _each(lines["credits"], _csv_field),
         ),
     )
@@ -698,14 +662,14 @@ def statement_csv(s: dict) -> str:
     """The statement's usage lines, one per function."""
     if not s["usage"]:
         return _CSV_HEADER
-    own = _csv_fields((s["customer_id"], month_texts(s["month"])[0], s["revision"], s["status"]))
+    own = csv_fields((s["customer_id"], month_texts(s["month"])[0], s["revision"], s["status"]))
     return _CSV_HEADER + "".join([f"{own},{line}\n" for line in s["usage"]["csv"]])
 
 
 def _render_and_write(statements: list[dict], folders: dict[date, str]) -> None:
     """Each statement's page and CSV, written into its month's folder."""
     for s in statements:
-        folder, stem = folders[s["month"]], file_stem(s["customer_id"])
+        folder, stem = folders[s["month"]], safe_file_stem(s["customer_id"])
         replace_file(folder, f"{stem}.html", statement_html(s).encode("utf-8"))
         replace_file(folder, f"{stem}.csv", statement_csv(s).encode("utf-8"))
 
@@ -753,7 +717,8 @@ def _in_parallel(work: Callable[[list[dict]], None], statements: list[dict], wor
 def write_statements(
     con, out_dir: Path, months: list[date], tz: str, workers: int | None = None
 ) -> list[Path]:
-    """<out>/statements/YYYY-MM/<customer_id>.html and .csv for every statement of the months,
+    """<out>/statements/YYYY-MM/<stem>.html and .csv (stem: safe_file_stem of the customer id)
+    for every statement of the months,
     rendered and written by `workers` processes (default: up to 2, one per CPU)."""
     statements = statement_data(con, months, tz)
     folders = {m: out_dir / "statements" / f"{m:%Y-%m}" for m in months}
@@ -766,7 +731,7 @@ def write_statements(
     else:
         work(statements)
     return [
-        folders[s["month"]] / f"{file_stem(s['customer_id'])}.{ext}"
+        folders[s["month"]] / f"{safe_file_stem(s['customer_id'])}.{ext}"
         for s in statements
         for ext in ("html", "csv")
     ]

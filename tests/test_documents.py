@@ -147,7 +147,7 @@ def test_customer_text_is_escaped_in_the_page_and_made_safe_as_a_file_name():
     assert "<b>evil</b>" not in html and "&lt;b&gt;evil&lt;/b&gt;" in html
     assert "February 2026" in html and "through 2026-02-10 (not final)" in html
     assert "Revision 2 (replaces revision 1 of 2026-03-01)" in html
-    assert file_stem("../x/y") == ".._x_y" and file_stem("c00012") == "c00012"
+    assert file_stem("c00012") == "c00012" and file_stem("../x/y").startswith("x_y~")
 
 
 def files_under(root) -> dict[str, bytes]:

@@ -1,0 +1,99 @@
+"""Files under <data-dir>/out: customer ids as safe file names, CSV cells no spreadsheet runs,
+and writes a reader never sees half done."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import os
+import re
+import unicodedata
+from collections.abc import Iterable
+from pathlib import Path
+
+# an id used as its own file name: ASCII letters, digits, - _ . (not first), 1 to 100 of them
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+_NOT_SLUG = re.compile(r"[^A-Za-z0-9._-]+")
+SLUG_MAX = 60  # slug + "~" + 10 hex digits + ".html": 76 bytes, far below NAME_MAX (255)
+HASH_DIGITS = 10
+# a text cell beginning with one of these is a formula (or starts one) in a spreadsheet
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_file_stem(customer_id: str) -> str:
+    """The customer's documents' file name without its extension (interfaces.md, Data dir).
+
+    The id itself when it is 1-100 ASCII letters, digits, `-`, `_` and `.` and does not begin
+    with `.`; otherwise a readable ASCII slug of it, `~` and the first 10 hex digits of the
+    SHA-256 of its UTF-8 bytes. A plain id has no `~`, so it never meets a hashed name, and
+    two hashed names differ by their hash; neither holds a `/` or begins with `.`, so no id
+    names a path outside its month's folder (nor a hidden or temporary file there)."""
+    if _PLAIN_ID.fullmatch(customer_id):
+        return customer_id
+    digest = hashlib.sha256(customer_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{_slug(customer_id)}~{digest[:HASH_DIGITS]}"
+
+
+def _slug(text: str) -> str:
+    """Up to SLUG_MAX readable ASCII characters of the text (accents dropped, every run of
+    other characters one `_`, none of `._-` at either end), or `_` when none is left."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return _NOT_SLUG.sub("_", ascii_text).strip("._-")[:SLUG_MAX] or "_"
+
+
+def csv_cell(value):
+    """A value as a CSV cell a spreadsheet shows and never runs: None is empty; text that
+    begins with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`; numbers,
+    dates and other text as they are."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def csv_text(columns: Iterable[str], rows: Iterable[Iterable]) -> str:
+    """A CSV file (RFC 4180 quoting, `\\n` line ends): the header, then the rows, every cell
+    through csv_cell."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([csv_cell(c) for c in columns])
+    writer.writerows([csv_cell(v) for v in row] for row in rows)
+    return buf.getvalue()
+
+
+def csv_fields(values: Iterable) -> str:
+    """The values as one CSV line (each through csv_cell, quoted where needed), without its
+    line end; a line of one empty field is written as `""`, so that it is not a blank line."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow([csv_cell(v) for v in values])
+    return buf.getvalue()[:-1]
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    """Write a file so that a reader sees the old content or the new, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    replace_file(str(path.parent), path.name, text.encode("utf-8"))
+    return path
+
+
+def replace_file(folder: str, name: str, data: bytes) -> None:
+    """Write data to a temporary file in the folder, then rename it over folder/name (atomic);
+    the folder must exist."""
+    path = os.path.join(folder, name)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
