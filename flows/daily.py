@@ -3,16 +3,15 @@
 # No `from __future__ import annotations` here: the runner pickles the flow by value into each
 # run's process, where string annotations could not be resolved to validate parameters.
 
-from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, timedelta
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.parallel import api_url_for_workers, dask_runner, shard_deduct
 from flows.report import publish_run_artifacts
-from tasks.pipeline import run_billing
-from tasks.settings import Settings
+from tasks.pipeline import check_run, run_billing
+from tasks.settings import Settings, today
 
 IO_STAGES = ("ingest", "documents", "publish")
 
@@ -50,8 +49,8 @@ def prefect_stage(name: str, fn, /, *args, **kwargs):
 
 
 def yesterday(tz: str) -> date:
-    """The billing day that ended at the last local midnight."""
-    return datetime.now(ZoneInfo(tz)).date() - timedelta(days=1)
+    """The billing day that ended at the last local midnight (ADBILL_TODAY when set)."""
+    return today(tz) - timedelta(days=1)
 
 
 def _bill(
@@ -64,15 +63,12 @@ def _bill(
     trigger: str,
     task_runner: str,
 ) -> dict:
-    logger = get_run_logger()
     # a parameter left empty falls back to ADBILL_* and then to the built-in default
-    given = {"shards": shards, "max_late_days": max_late_days}
-    settings = Settings(
-        data_dir=data_dir or Settings().data_dir,
-        db=db,
-        **{k: v for k, v in given.items() if v is not None},
-    )
-    through = through or yesterday(settings.billing_tz)
+    settings = Settings.of(data_dir, db, shards=shards, max_late_days=max_late_days)
+    through = through or settings.yesterday()
+    # the operator's guards hold for every run (CLI, UI, schedule): nothing billed ahead
+    check_run(settings, through, rebill_from)
+    logger = get_run_logger()
     deduct = shard_deduct(settings.state_dir / "shards") if task_runner != "local" else None
     report = run_billing(
         settings,
@@ -82,6 +78,7 @@ def _bill(
         stage=prefect_stage,
         deduct=deduct,
         progress=logger.info,
+        warn=logger.warning,
     )
     summary = report.summary()
     summary["run_report"] = str(publish_run_artifacts(settings, report))

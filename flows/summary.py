@@ -15,6 +15,8 @@ def print_demo_summary(args, result: dict) -> None:
         f", exact duplicates ignored {result['duplicates']:,}"
     )
     print(f"  warehouse (open read-only): {db}")
+    for warning in result.get("warnings", []):
+        print(f"  warning: {warning}")
     months = sorted(p for p in (data / "out" / "statements").glob("*") if p.is_dir())
     statements = sorted(months[-1].glob("*.html")) if months else []
     if statements:

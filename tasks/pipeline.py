@@ -11,13 +11,40 @@ from typing import Any
 
 from tasks.billing import bill_day, call_directly, last_billed, plan_days, unbill_from
 from tasks.catalog import load_catalog
-from tasks.db import connect, execute
+from tasks.db import connect, execute, scalar
 from tasks.documents import write_documents
 from tasks.ingest import IngestReport, ingest_inbox
 from tasks.publish import publish, run_lock
 from tasks.settings import Settings
 
 Stage = Callable[..., Any]
+
+
+class RunRefused(ValueError):
+    """A run the guards turn away before it reads or writes anything (interfaces.md)."""
+
+
+def check_run(settings: Settings, through: date, rebill_from: date | None = None) -> None:
+    """The guards of a run asked for by an operator (CLI, UI, schedule): only ended days are
+    billed (`through` at most yesterday in the billing zone, billing-rules §3), a rebill
+    starts on or before `through`, and the data dir has an inbox."""
+    latest = settings.yesterday()
+    if through > latest:
+        raise RunRefused(
+            f"through {through} is after yesterday ({latest} in {settings.billing_tz}): "
+            "only a day that has ended is billed; nothing billed"
+        )
+    if rebill_from is not None and rebill_from > through:
+        raise RunRefused(f"rebill_from {rebill_from} is after through {through}; nothing billed")
+    check_inbox(settings)
+
+
+def check_inbox(settings: Settings) -> None:
+    if not settings.inbox.is_dir():
+        raise RunRefused(
+            f"no inbox at {settings.inbox} (is the data dir right? deliveries go to "
+            "inbox/orders and inbox/usage); nothing billed"
+        )
 
 
 @dataclass
@@ -31,6 +58,17 @@ class RunReport:
     published: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     status: str = "running"
+    # billed days that no accepted usage event is dated on: a delivery may be missing
+    days_without_usage: list[date] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What an operator should look at although the run succeeded, one sentence each."""
+        return [
+            f"no usage on {span}: billed with zero usage; check that the day's usage "
+            "files were delivered"
+            for span in day_spans(self.days_without_usage)
+        ]
 
     def summary(self) -> dict:
         """Plain numbers of the run (JSON-friendly: no Decimal, dates as text)."""
@@ -51,6 +89,8 @@ class RunReport:
             "events_rejected": ing.events_rejected,
             "duplicates": ing.duplicates,
             "rejected_by_reason": dict(ing.rejected_by_reason),
+            "days_without_usage": [d.isoformat() for d in self.days_without_usage],
+            "warnings": self.warnings,
             "published": self.published,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds().items()},
@@ -66,6 +106,32 @@ class RunReport:
             if step in self.seconds:
                 out[step] = self.seconds[step]
         return out
+
+
+def day_spans(days: list[date]) -> list[str]:
+    """Consecutive days as spans: ["2026-11-03", "2026-11-05 .. 2026-11-07"]."""
+    spans: list[list[date]] = []
+    for d in sorted(set(days)):
+        if spans and d == spans[-1][1] + timedelta(days=1):
+            spans[-1][1] = d
+        else:
+            spans.append([d, d])
+    return [f"{a}" if a == b else f"{a} .. {b}" for a, b in spans]
+
+
+def days_without_usage(con, days: list[date]) -> list[date]:
+    """The billed days that no accepted usage event is dated on; days before the first
+    usage of all are left out (a customer's orders come before their usage begins)."""
+    if not days:
+        return []
+    first = scalar(con, "select min(day) from events")
+    used = {
+        r[0]
+        for r in con.execute(
+            "select distinct day from events where day between ? and ?", [min(days), max(days)]
+        ).fetchall()
+    }
+    return [d for d in sorted(set(days)) if d not in used and (first is None or d >= first)]
 
 
 def late_cutoff(con, through: date, settings: Settings) -> date:
@@ -86,11 +152,17 @@ def run_billing(
     deduct: Callable | None = None,
     progress: Callable[[str], None] | None = None,
     after_stage: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> RunReport:
-    """Ingest new inbox files, bill every due day up to `through`, publish the warehouse."""
+    """Ingest new inbox files, bill every due day up to `through`, publish the warehouse.
+
+    A data dir without an inbox is refused (RunRefused); `warn` hears the run's warnings
+    (days billed without usage), `progress` the rest.
+    """
     say = progress or (lambda _m: None)
     run_id = run_id or uuid.uuid4().hex[:12]
     report = RunReport(run_id=run_id, through=through)
+    check_inbox(settings)
     settings.ensure_dirs()
     catalog = load_catalog(settings.catalog_path)
     tz = settings.billing_tz
@@ -99,6 +171,7 @@ def run_billing(
         t = time.perf_counter()
         con = connect(settings.state_db)
         report.seconds["open"] = time.perf_counter() - t
+        doing = f"starting the run in {settings.state_db}"
         try:
             con.execute(
                 "update runs set status = 'failed', error = 'interrupted' where status = 'running'"
@@ -109,6 +182,7 @@ def run_billing(
                 [run_id, through, rebill_from, trigger],
             )
             t = time.perf_counter()
+            doing = f"ingesting {settings.inbox}"
             cutoff = late_cutoff(con, through, settings)
             report.ingest = stage(
                 "ingest",
@@ -128,6 +202,7 @@ def run_billing(
             # days already billed after `through` are billed again too when an earlier day
             # is (late data, rebill): a run never drops a billed day from the warehouse
             t = time.perf_counter()
+            doing = "planning the days to bill"
             billed_until = max(through, last_billed(con) or through)
             if rebill_from is not None:
                 execute(con, "delete from billed_days where day >= $day", {"day": rebill_from})
@@ -140,6 +215,7 @@ def run_billing(
             for i, plan in enumerate(plans, 1):
                 t = time.perf_counter()
                 started = time.time()
+                doing = f"billing {plan.day}"
                 try:
                     result = bill_day(
                         con,
@@ -167,7 +243,11 @@ def run_billing(
                 report.days.append(result)
                 _record_day(con, run_id, plan.day, plan.reason, started, time.perf_counter() - t)
                 say(f"day {i}/{len(plans)} done")
+            report.days_without_usage = days_without_usage(con, [d["day"] for d in report.days])
+            for warning in report.warnings:
+                (warn or say)(warning)
             t = time.perf_counter()
+            doing = f"writing the documents into {settings.out_dir}"
             # documents of every day billed since the last successful run (this one included)
             days = [
                 r[0]
@@ -185,6 +265,7 @@ def run_billing(
             con.execute("checkpoint")
         except BaseException as exc:
             report.status = "failed"
+            _note(exc, doing)
             _finish(con, run_id, report, error=f"{type(exc).__name__}: {exc}")
             con.close()
             raise
@@ -196,12 +277,22 @@ def run_billing(
             hook("publish")
         except BaseException as exc:
             report.status = "failed"
+            _note(exc, f"publishing {settings.db}")
             con = connect(settings.state_db)
             _finish(con, run_id, report, error=f"publish failed: {exc}")
             con.close()
             raise
         report.seconds["publish"] = time.perf_counter() - t
     return report
+
+
+def _note(exc: BaseException, doing: str) -> None:
+    """Say what the run was doing on the error (a note: its type and message stay as raised),
+    so the one line an operator sees names the day or file at fault."""
+    if isinstance(exc, Exception) and not any(
+        n.startswith("while ") for n in getattr(exc, "__notes__", ())
+    ):
+        exc.add_note(f"while {doing}")
 
 
 def _record_day(

@@ -13,9 +13,31 @@ SQL_DIR = PROJECT_ROOT / "sql"
 DEFAULT_CATALOG = PROJECT_ROOT / "data" / "catalog.toml"
 
 
+class SettingError(ValueError):
+    """A setting (flag, parameter or ADBILL_* variable) that no run can use."""
+
+
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(f"ADBILL_{name}")
     return value if value not in (None, "") else default
+
+
+def _env_count(name: str, default: int) -> int:
+    """A whole number >= 0 from ADBILL_<name>; a bad value names the variable."""
+    text = _env(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise SettingError(f"ADBILL_{name}={text!r} is not a whole number >= 0")
+    return value
+
+
+# the counts a run takes, each a whole number >= 0 (a flag, a flow parameter or ADBILL_*)
+COUNTS = ("shards", "max_late_days", "max_history_days")
 
 
 @dataclass(frozen=True)
@@ -26,12 +48,21 @@ class Settings:
     db: Path | None = None
     billing_tz: str = field(default_factory=lambda: _env("BILLING_TZ", "Asia/Shanghai"))
     catalog_path: Path = field(default_factory=lambda: Path(_env("CATALOG", str(DEFAULT_CATALOG))))
-    max_late_days: int = field(default_factory=lambda: int(_env("MAX_LATE_DAYS", "35")))
-    shards: int = field(default_factory=lambda: int(_env("SHARDS", "0")))
+    max_late_days: int = field(default_factory=lambda: _env_count("MAX_LATE_DAYS", 35))
+    shards: int = field(default_factory=lambda: _env_count("SHARDS", 0))
     # a data dir that has billed nothing yet accepts nothing older than this (§3)
-    max_history_days: int = field(default_factory=lambda: int(_env("MAX_HISTORY_DAYS", "400")))
+    max_history_days: int = field(default_factory=lambda: _env_count("MAX_HISTORY_DAYS", 400))
 
     def __post_init__(self) -> None:
+        for name in COUNTS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise SettingError(f"{name} must be a whole number >= 0, not {value!r}")
+        try:
+            ZoneInfo(self.billing_tz)
+        except (KeyError, ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError
+            tz = self.billing_tz
+            raise SettingError(f"ADBILL_BILLING_TZ={tz!r} is not a time zone") from None
         object.__setattr__(self, "data_dir", Path(self.data_dir).absolute())
         db = self.db or _env("DB")
         object.__setattr__(
@@ -63,10 +94,16 @@ class Settings:
     def out_dir(self) -> Path:
         return self.data_dir / "out"
 
+    @classmethod
+    def of(cls, data_dir=None, db=None, **given) -> Settings:
+        """Settings of a run: what is given (a flag, a flow parameter) over ADBILL_* over the
+        defaults; a value left empty (None) falls back."""
+        kept = {k: v for k, v in given.items() if v is not None}
+        return cls(data_dir=data_dir or _env("DATA_DIR", "adbill-data"), db=db, **kept)
+
     def ensure_dirs(self) -> None:
+        """The run's own dirs; never the inbox, which only a delivery (or the demo) makes."""
         for d in (
-            self.inbox / "orders",
-            self.inbox / "usage",
             self.state_dir,
             self.out_dir / "statements",
             self.out_dir / "suspensions",
@@ -81,5 +118,5 @@ def today(tz: str) -> date:
         try:
             return date.fromisoformat(fixed)
         except ValueError:
-            raise ValueError(f"ADBILL_TODAY={fixed!r} is not a date (YYYY-MM-DD)") from None
+            raise SettingError(f"ADBILL_TODAY={fixed!r} is not a date (YYYY-MM-DD)") from None
     return datetime.now(ZoneInfo(tz)).date()
