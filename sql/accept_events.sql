@@ -63,6 +63,8 @@ select
     p.day,
     case
         when p.reason is not null then p.reason
+        -- §3 "Time window": dated after today + 1 day
+        when p.day > $last_day then 'in_future'
         when not p.known_function then 'unknown_function'
         when not p.quantity_allowed then 'quantity_not_allowed'
         when p.whole_number and p.quantity_micro % 1000000 <> 0 then 'quantity_not_whole'

@@ -27,6 +27,8 @@ checked as (
         p.*,
         case
             when p.reason is not null then p.reason
+            -- §3 "Time window": dated after today + 1 day
+            when p.purchase_day > $last_day then 'in_future'
             when p.source is null then 'unknown_product'
             when p.source = 'subscription'
                 and (p.term is null or not list_contains(p.terms_months, p.term)) then 'bad_term'

@@ -1,11 +1,14 @@
 -- One row per usage line of a batch (`chunk`: line_no, raw): its fields and the facts the
 -- row schema (tasks/validate.py, Pandera) checks (billing-rules §3). Nothing is cast
 -- strictly here: a bad value becomes NULL or false and validation names the reason.
+-- `utf8_ok` is false for a line that is not valid UTF-8 (its raw text then shows the bytes
+-- as \xNN escapes, never repaired): `bad_encoding`.
 with parsed as (
     select
         line_no,
+        utf8_ok,
         -- valid JSON whose first character is `{` is an object: no second parse to know it
-        coalesce(json_valid(raw) and (prefix(raw, '{') or ltrim(raw)[1] = '{'), false)
+        utf8_ok and coalesce(json_valid(raw) and (prefix(raw, '{') or ltrim(raw)[1] = '{'), false)
             as json_ok,
         raw
     from chunk
@@ -16,7 +19,9 @@ objects as (
     -- character (`"` a string; digit or `-` a number), cheaper than json_type per field
     select
         line_no,
+        utf8_ok,
         json_ok,
+        raw,
         -- (a CASE: trimming copies the line, so only the few lines that are not JSON objects)
         case when json_ok then true else length(trim(raw)) > 0 end as nonblank,
         case
@@ -35,6 +40,7 @@ fields as (
     -- false when it has the wrong JSON type
     select
         line_no,
+        utf8_ok,
         json_ok,
         nonblank,
         j.event_id ->> '$' as event_id,
@@ -50,27 +56,76 @@ fields as (
         j.occurred_at ->> '$' as occurred_at,
         left(nullif(j.occurred_at::varchar, 'null'), 1) = '"' as occurred_at_is_text,
         j.quantity ->> '$' as quantity_text,
-        regexp_matches(left(nullif(j.quantity::varchar, 'null'), 1), '^[-0-9]$')
-            as quantity_is_number
+        -- a JSON number (NaN and Infinity too: `bad_quantity`, not `wrong_type`)
+        regexp_matches(left(nullif(j.quantity::varchar, 'null'), 1), '^[-0-9NI]$')
+            as quantity_is_number,
+        -- the number as written: the parsed value of a long fraction is a rounded double, so
+        -- the precision is judged on the line's own text; a line naming "quantity" more than
+        -- once (a nested object, a key inside a string) is read exactly by quantity_literal()
+        case
+            when strpos(raw, '"quantity"') = 0 then null
+            when strpos(substr(raw, strpos(raw, '"quantity"') + 10), '"quantity"') > 0
+                then quantity_literal(raw)
+            else regexp_extract(raw, '"quantity"\s*:\s*([-+.0-9A-Za-z]+)', 1)
+        end as quantity_written
     from objects
+),
+
+written as (
+    select
+        *,
+        -- the number as written, else as parsed (a line read by quantity_literal() whose
+        -- quantity it could not find keeps DuckDB's reading)
+        coalesce(nullif(quantity_written, ''), quantity_text) as q
+    from fields
+),
+
+parts as (
+    select
+        *,
+        try_cast(q as double) as q_double,
+        regexp_extract(q, '^-?0*(\d*?)(0*)(?:\.(\d*?)0*)?(?:[eE]([+-]?\d+))?$',
+            ['int_sig', 'int_zeros', 'frac_sig', 'exp']) as m
+    from written
 ),
 
 typed as (
     select
         *,
-        -- exact, and in micro-units; NULL when not a number or beyond 18 digits
-        try_cast(quantity_text as decimal(18, 6)) as quantity,
-        -- a quantity finer than a micro-unit would be rounded, so it is refused
-        regexp_matches(quantity_text, '\.\d{7,}|[eE]-') as quantity_too_fine,
+        -- §3: a finite JSON number > 0 and < 10^9 with at most 6 decimal places
+        quantity_is_number and coalesce(isfinite(q_double), false) as quantity_finite,
+        q_double > 0 as quantity_positive,
+        q_double >= 1e9 as quantity_too_large,
+        -- decimal places of the exact value: fraction digits (trailing zeros dropped) less
+        -- the exponent; an integer mantissa's trailing zeros count against a negative one
+        greatest(
+            case
+                when length(m.frac_sig) > 0
+                    then length(m.frac_sig) - coalesce(try_cast(nullif(m.exp, '') as bigint), 0)
+                else -coalesce(try_cast(nullif(m.exp, '') as bigint), 0)
+                    - case when length(m.int_sig) > 0 then length(m.int_zeros) else 0 end
+            end,
+            0
+        ) > 6 as quantity_too_fine,
+        strict_timestamptz(occurred_at, $timestamp_pattern) as occurred_at_ts
+    from parts
+),
+
+checked as (
+    select
+        *,
+        -- exact, in micro-units, only for a quantity that passes every rule above
         case
-            when regexp_matches(occurred_at, $timestamp_pattern)
-                then try_cast(occurred_at as timestamptz)
-        end as occurred_at_ts
-    from fields
+            when quantity_finite and quantity_positive and not quantity_too_large
+                and not quantity_too_fine
+                then try_cast(q as decimal(38, 6))
+        end as quantity_exact
+    from typed
 )
 
 select
     line_no,
+    utf8_ok,
     json_ok,
     nonblank,
     event_id,
@@ -79,16 +134,25 @@ select
     customer_id_is_text,
     account_id,
     account_id_is_text,
+    -- §3: 1-200 characters, no control characters (`bad_id`); NULL when not text
+    case when event_id_is_text and customer_id_is_text and account_id_is_text then
+        length(event_id) between 1 and 200 and not regexp_matches(event_id, $control)
+        and length(customer_id) between 1 and 200 and not regexp_matches(customer_id, $control)
+        and length(account_id) between 1 and 200 and not regexp_matches(account_id, $control)
+    end as ids_ok,
     function,
     function_is_text,
     status,
     status_is_text,
     occurred_at_is_text,
     quantity_is_number,
-    quantity,
-    cast(quantity * 1000000 as bigint) as quantity_micro,
-    quantity_too_fine,
+    case when quantity_is_number then quantity_finite end as quantity_finite,
+    case when quantity_finite then quantity_positive end as quantity_positive,
+    case when quantity_finite then quantity_too_large end as quantity_too_large,
+    case when quantity_finite then quantity_too_fine end as quantity_too_fine,
+    cast(quantity_exact as decimal(18, 6)) as quantity,
+    cast(quantity_exact * 1000000 as bigint) as quantity_micro,
     occurred_at_ts,
     -- the text of a timestamp that did not parse (to name why); NULL when it parsed
     case when occurred_at_ts is null then occurred_at end as occurred_at_unparsed
-from typed
+from checked

@@ -15,8 +15,13 @@ TIMESTAMP_WITHOUT_OFFSET = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?
 EVENT_TEXT_FIELDS = ("event_id", "customer_id", "account_id", "function", "status", "occurred_at")
 NUMBER_TYPES = ["UBIGINT", "BIGINT", "DOUBLE"]
 
+# §3: an identifier holds no control character (U+0000-U+001F, U+007F)
+CONTROL_CHARACTER = r"[\x00-\x1F\x7F]"
+ID_MAX_CHARS = 200
+
 # When a line breaks several rules it is rejected for the first of these.
 REASON_PRIORITY = [
+    "bad_encoding",
     "empty_line",
     "malformed_json",
     "malformed_row",
@@ -24,11 +29,13 @@ REASON_PRIORITY = [
     "missing_field:amount_cny",
     "missing_field:purchased_at",
     *[f"wrong_type:{f}" for f in (*EVENT_TEXT_FIELDS, "quantity")],
+    "bad_id",
     "timestamp_without_offset",
     "bad_timestamp",
     "bad_status",
     "bad_quantity",
     "quantity_not_positive",
+    "quantity_too_large",
     "quantity_too_precise",
     "bad_term",
     "bad_amount",
@@ -42,6 +49,16 @@ def _not_matching(pattern: str) -> pa.Check:
     )
 
 
+def _valid_id() -> pa.Check:
+    """§3: 1-200 characters and no control character."""
+    return pa.Check(
+        lambda data: data.lazyframe.select(
+            pl.col(data.key).str.len_chars().is_between(1, ID_MAX_CHARS)
+            & ~pl.col(data.key).str.contains(CONTROL_CHARACTER)
+        )
+    )
+
+
 def _event_columns() -> dict[str, tuple[pa.Column, list[str]]]:
     """The facts sql/extract_events.sql reads off each usage line, and the rules they obey.
 
@@ -50,6 +67,7 @@ def _event_columns() -> dict[str, tuple[pa.Column, list[str]]]:
     (`wrong_type:<field>`); the text values themselves stay in DuckDB.
     """
     cols: dict[str, tuple[pa.Column, list[str]]] = {
+        "utf8_ok": (pa.Column(pl.Boolean, pa.Check.eq(True)), ["bad_encoding"]),
         "json_ok": (pa.Column(pl.Boolean, pa.Check.eq(True)), ["malformed_json"]),
         "nonblank": (pa.Column(pl.Boolean, pa.Check.eq(True)), ["empty_line"]),
     }
@@ -62,14 +80,15 @@ def _event_columns() -> dict[str, tuple[pa.Column, list[str]]]:
         pa.Column(pl.Boolean, pa.Check.eq(True), nullable=False),
         ["wrong_type:quantity"],
     )
-    cols["quantity_micro"] = (
-        pa.Column(pl.Int64, pa.Check.gt(0), nullable=False),
-        ["quantity_not_positive"],
-    )
-    cols["quantity_too_fine"] = (
-        pa.Column(pl.Boolean, pa.Check.eq(False), nullable=True),
-        ["quantity_too_precise"],
-    )
+    cols["ids_ok"] = (pa.Column(pl.Boolean, pa.Check.eq(True), nullable=True), ["bad_id"])
+    # NULL when an earlier fact already failed (the quantity missing, not a number, ...)
+    for col, passes, reason in (
+        ("quantity_finite", True, "bad_quantity"),
+        ("quantity_positive", True, "quantity_not_positive"),
+        ("quantity_too_large", False, "quantity_too_large"),
+        ("quantity_too_fine", False, "quantity_too_precise"),
+    ):
+        cols[col] = (pa.Column(pl.Boolean, pa.Check.eq(passes), nullable=True), [reason])
     cols["status"] = (
         pa.Column(pl.String, pa.Check.isin(["succeeded", "failed"]), nullable=True),
         ["bad_status"],
@@ -84,10 +103,13 @@ def _event_columns() -> dict[str, tuple[pa.Column, list[str]]]:
 
 def _order_columns() -> dict[str, tuple[pa.Column, list[str]]]:
     cols: dict[str, tuple[pa.Column, list[str]]] = {
+        "utf8_ok": (pa.Column(pl.Boolean, pa.Check.eq(True)), ["bad_encoding"]),
         "n_fields": (pa.Column(pl.Int64, pa.Check.eq(6)), ["malformed_row"]),
     }
     for f in ("order_id", "customer_id", "product", "amount_cny", "purchased_at"):
         cols[f] = (pa.Column(pl.String, nullable=False), [])
+    for f in ("order_id", "customer_id"):
+        cols[f] = (pa.Column(pl.String, _valid_id(), nullable=False), ["bad_id"])
     cols["term_months"] = (
         pa.Column(pl.String, pa.Check.str_matches(r"^\d{1,3}$"), nullable=True),
         ["bad_term"],
@@ -108,7 +130,6 @@ def _order_columns() -> dict[str, tuple[pa.Column, list[str]]]:
 _NULL_REASONS = {
     **{f"{f}_is_text": f"missing_field:{f}" for f in EVENT_TEXT_FIELDS},
     "quantity_is_number": "missing_field:quantity",
-    "quantity_micro": "bad_quantity",
     "occurred_at_ts": "bad_timestamp",
     "purchased_at_ts": "bad_timestamp",
 }

@@ -237,7 +237,8 @@ def test_the_fast_and_the_plain_line_readers_split_a_file_alike(tmp_path):
         plain = ingest_module.iter_line_chunks(path, chunk_bytes, fast=False)
         as_rows = [r for t in fast for r in zip(*t.to_pydict().values(), strict=True)]
         want = [r for t in plain for r in zip(*t.to_pydict().values(), strict=True)]
-        assert as_rows == want == list(enumerate(text.split("\n"), start=1))
+        lines = [(n, raw, True) for n, raw in enumerate(text.split("\n"), start=1)]
+        assert as_rows == want == lines
 
 
 def test_a_file_with_carriage_returns_or_bad_bytes_keeps_every_line(inbox):
@@ -305,7 +306,7 @@ def counted(report) -> dict:
 @pytest.mark.parametrize(
     ("odd", "reason"),
     [
-        (b'{"event_id": "\xff\xfe"}', "missing_field:customer_id"),
+        (b'{"event_id": "\xff\xfe"}', "bad_encoding"),  # never repaired (§3)
         (b'{"event_id": "a\x1fb"}', "malformed_json"),
     ],
     ids=["bad-utf8", "0x1f"],

@@ -185,3 +185,15 @@ alter table events add column if not exists id_hash ubigint;
 create table if not exists adbill_meta (key varchar primary key, value varchar);
 update customers set shard_hash = md5_number_lower(customer_id) where shard_hash is null;
 update ingested_files set complete = true, lines_done = lines where complete is null;
+
+-- inbox files turned away whole (§3 "Files"): a link or special file, never opened, or a
+-- file that cannot be read to its end; sha256 is the content's digest (or, for a file
+-- never read, the reason and path), so each is listed once
+create table if not exists rejected_files (
+    source_file varchar,
+    reason varchar,              -- not_a_regular_file, unreadable_file
+    detail varchar,
+    ingested_at timestamptz,
+    run_id varchar,
+    sha256 varchar
+);
