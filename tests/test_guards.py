@@ -1,0 +1,410 @@
+"""Operator guards (interfaces.md "Guards every command keeps"): a typo at 00:30 is refused
+with one line on stderr and changes nothing. Most guards fire before Prefect starts; the
+flow is faked there, and two runs at the end go through the real flow in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from flows import cli
+from tasks.pipeline import RunRefused, check_run, run_billing
+from tasks.settings import SettingError, Settings
+from tests.ops_helpers import deliver, scenario, settings, write_usage
+
+TODAY = date(2026, 11, 10)  # ADBILL_TODAY in every test here
+YESTERDAY = TODAY - timedelta(days=1)
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def fixed_today(monkeypatch):
+    monkeypatch.setenv("ADBILL_TODAY", TODAY.isoformat())
+    for name in list(os.environ):
+        if name.startswith("ADBILL_") and name != "ADBILL_TODAY":
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def flow_calls(monkeypatch):
+    """The flow replaced by a recorder: a guard that lets a run through calls it once."""
+    calls = []
+
+    def fake_run_flow(args, through, rebill_from=None, trigger="cli", **kw):
+        calls.append({"through": through, "rebill_from": rebill_from, "trigger": trigger, **kw})
+        return {
+            "days_billed": 0,
+            "first_day": None,
+            "last_day": None,
+            "through": str(through),
+            "events_accepted": 0,
+            "events_rejected": 0,
+            "duplicates": 0,
+            "published": str(Path(args.data_dir) / "warehouse.duckdb"),
+            "warnings": [],
+        }
+
+    monkeypatch.setattr(cli, "_run_flow", fake_run_flow)
+    return calls
+
+
+@pytest.fixture
+def data(tmp_path) -> Path:
+    """A data dir with a small delivered inbox (nothing billed yet)."""
+    d = tmp_path / "data"
+    deliver(d, scenario(days=4, customers=3, events_per_day=4))
+    return d
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, list[str]]:
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err.splitlines()
+
+
+def assert_refused(code: int, err: list[str], *words: str) -> None:
+    assert code == 2, err
+    assert len(err) == 1, err
+    assert len(err[0]) <= 300 and "Traceback" not in err[0]
+    for w in words:
+        assert w in err[0], err[0]
+
+
+def tree(d: Path) -> list[str]:
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*")) if d.exists() else []
+
+
+# ---------------------------------------------------------------- --through and --rebill-from
+
+
+def test_run_through_yesterday_is_billed_and_through_today_is_refused(data, flow_calls, capsys):
+    before = tree(data)
+    code, out, err = run_cli(capsys, "run", "--data-dir", data, "--through", TODAY)
+    assert_refused(code, err, f"through {TODAY} is after yesterday ({YESTERDAY}", "nothing billed")
+    assert flow_calls == [] and tree(data) == before and out == ""
+    code, out, err = run_cli(capsys, "run", "--data-dir", data, "--through", YESTERDAY)
+    assert code == 0 and err == []
+    assert [c["through"] for c in flow_calls] == [YESTERDAY]
+
+
+def test_run_without_through_bills_through_yesterday_in_the_billing_zone(data, flow_calls, capsys):
+    code, _out, err = run_cli(capsys, "run", "--data-dir", data)
+    assert code == 0 and err == []
+    assert [c["through"] for c in flow_calls] == [YESTERDAY]
+
+
+def test_the_flow_body_refuses_a_future_through_asked_for_from_the_ui(data):
+    from flows.daily import daily_billing
+
+    with pytest.raises(RunRefused, match=f"through {TODAY} is after yesterday"):
+        daily_billing.fn(through=TODAY, data_dir=str(data))
+    with pytest.raises(RunRefused, match="rebill_from"):
+        daily_billing.fn(through=YESTERDAY, rebill_from=TODAY, data_dir=str(data))
+    assert not (data / "state").exists()
+    check_run(Settings(data_dir=data), YESTERDAY)  # the limit itself passes
+
+
+def test_rebill_from_after_through_is_refused(data, flow_calls, capsys):
+    through = YESTERDAY - timedelta(days=1)
+    argv = ["run", "--data-dir", data, "--through", through, "--rebill-from"]
+    code, _out, err = run_cli(capsys, *argv, through + timedelta(days=1))
+    assert_refused(code, err, f"rebill_from {through + timedelta(days=1)} is after through")
+    assert flow_calls == []
+    code, _out, err = run_cli(capsys, *argv, through)
+    assert code == 0 and [c["rebill_from"] for c in flow_calls] == [through]
+
+
+# ---------------------------------------------------------------- the inbox
+
+
+@pytest.mark.parametrize("exists", [True, False])
+def test_a_run_on_a_data_dir_without_inbox_refuses_and_creates_nothing(
+    tmp_path, flow_calls, capsys, exists
+):
+    d = tmp_path / "typo"
+    if exists:
+        (d / "state").mkdir(parents=True)
+    before = tree(d)
+    code, _out, err = run_cli(capsys, "run", "--data-dir", d)
+    assert_refused(code, err, f"no inbox at {d / 'inbox'}", "nothing billed")
+    assert flow_calls == [] and tree(d) == before and d.exists() == exists
+    # the run itself (what the flow calls) refuses too, and makes no inbox
+    with pytest.raises(RunRefused, match="no inbox at"):
+        run_billing(settings(d), YESTERDAY)
+    assert tree(d) == before
+
+
+def test_an_empty_inbox_is_a_data_dir_that_has_no_deliveries_yet(tmp_path):
+    (tmp_path / "inbox").mkdir()
+    report = run_billing(settings(tmp_path), YESTERDAY)
+    assert report.status == "succeeded" and report.days == []
+    assert sorted(p.name for p in (tmp_path / "inbox").iterdir()) == []
+
+
+# ---------------------------------------------------------------- a day without usage
+
+
+def test_a_day_no_usage_file_touches_is_billed_and_named_as_a_warning(tmp_path):
+    sc = scenario(days=8, customers=4, events_per_day=6, bad_lines=False)
+    for n in (4, 6, 7):  # three days whose usage never arrived
+        sc.events[sc.day(n)] = []
+    deliver(tmp_path, sc)
+    heard: list[str] = []
+    report = run_billing(settings(tmp_path), sc.last_day, warn=heard.append)
+    assert [d["day"] for d in report.days] == [sc.day(n) for n in range(1, 9)]
+    assert report.days_without_usage == [sc.day(4), sc.day(6), sc.day(7)]
+    summary = report.summary()
+    assert summary["days_without_usage"] == [str(sc.day(n)) for n in (4, 6, 7)]
+    assert (
+        heard
+        == summary["warnings"]
+        == [
+            f"no usage on {sc.day(4)}: billed with zero usage; "
+            "check that the day's usage files were delivered",
+            f"no usage on {sc.day(6)} .. {sc.day(7)}: billed with zero usage; "
+            "check that the day's usage files were delivered",
+        ]
+    )
+    # the late usage of day 4 arrives: the day is billed again and no longer warned about
+    write_usage(
+        tmp_path,
+        "late/day4.jsonl",
+        scenario(days=8, customers=4, events_per_day=6).events[sc.day(4)],
+    )
+    again = run_billing(settings(tmp_path), sc.last_day, warn=heard.append)
+    assert again.days_without_usage == [sc.day(6), sc.day(7)]
+
+
+def test_days_before_the_first_usage_of_all_are_not_warned_about(tmp_path):
+    sc = scenario(days=6, customers=3, events_per_day=4, bad_lines=False)
+    sc.events[sc.day(1)] = sc.events[sc.day(2)] = []  # orders come first, usage from day 3
+    deliver(tmp_path, sc)
+    report = run_billing(settings(tmp_path), sc.last_day)
+    assert len(report.days) == 6 and report.days_without_usage == []
+
+
+# ---------------------------------------------------------------- adbill demo
+
+
+def demo_args(d: Path, *extra) -> list:
+    return ["demo", "--data-dir", d, "--customers", 3, "--days", 2, "--events-per-day", 5, *extra]
+
+
+def test_demo_refuses_a_directory_it_did_not_make(tmp_path, flow_calls, capsys):
+    d = tmp_path / "real"
+    (d / "inbox" / "orders").mkdir(parents=True)
+    (d / "inbox" / "orders" / "delivered.csv").write_text("precious\n")
+    before = tree(d)
+    code, out, err = run_cli(capsys, *demo_args(d))
+    assert_refused(
+        code, err, f"{d} is not empty and adbill demo did not make it", "nothing deleted"
+    )
+    assert tree(d) == before and flow_calls == [] and out == ""
+    # a file where the data dir should be
+    (tmp_path / "file").write_text("x")
+    code, _out, err = run_cli(capsys, *demo_args(tmp_path / "file"))
+    assert_refused(code, err, "is not a directory")
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_demo_refuses_to_overwrite_a_warehouse_outside_its_dir(tmp_path, flow_calls, capsys):
+    prod = tmp_path / "prod.duckdb"
+    prod.write_bytes(b"the analysts' warehouse")
+    code, _out, err = run_cli(capsys, *demo_args(tmp_path / "demo", "--db", prod))
+    assert_refused(code, err, f"the demo would overwrite {prod}")
+    assert prod.read_bytes() == b"the analysts' warehouse" and not (tmp_path / "demo").exists()
+
+
+def test_demo_replaces_its_own_directory_and_bills_through_yesterday(tmp_path, flow_calls, capsys):
+    d = tmp_path / "demo"
+    d.mkdir()  # an empty directory is fine
+    code, _out, err = run_cli(capsys, *demo_args(d))
+    assert code == 0, err
+    assert (d / cli.DEMO_MARKER).is_file() and (d / "inbox" / "orders").is_dir()
+    assert flow_calls[-1]["through"] == YESTERDAY and flow_calls[-1]["trigger"] == "demo"
+    # its usage: the --days days that end yesterday
+    usage = sorted(p.name for p in (d / "inbox" / "usage").rglob("*.jsonl.gz"))
+    assert usage == [
+        f"usage-{YESTERDAY - timedelta(days=1)}.jsonl.gz",
+        f"usage-{YESTERDAY}.jsonl.gz",
+    ]
+    (d / "left-over.txt").write_text("from the last demo")
+    code, _out, err = run_cli(capsys, *demo_args(d))
+    assert code == 0, err
+    assert not (d / "left-over.txt").exists() and (d / cli.DEMO_MARKER).is_file()
+
+
+def test_demo_window_ending_after_yesterday_is_refused_before_anything_is_deleted(
+    tmp_path, flow_calls, capsys
+):
+    d = tmp_path / "demo"
+    d.mkdir()
+    (d / cli.DEMO_MARKER).write_text("")
+    (d / "keep.txt").write_text("the last demo")
+    start = YESTERDAY - timedelta(days=1)  # 2 days from here end yesterday: fine
+    code, _out, err = run_cli(capsys, *demo_args(d, "--start", start + timedelta(days=1)))
+    assert_refused(code, err, f"ends on {TODAY}, after yesterday ({YESTERDAY}")
+    assert (d / "keep.txt").exists() and flow_calls == []
+    code, _out, err = run_cli(capsys, *demo_args(d, "--start", start))
+    assert code == 0, err
+    assert flow_calls[-1]["through"] == YESTERDAY
+
+
+def test_demo_days_are_held_to_what_a_fresh_data_dir_accepts(
+    tmp_path, flow_calls, capsys, monkeypatch
+):
+    # orders go back 40 days before the first day of usage; the history window is 45 here
+    monkeypatch.setenv("ADBILL_MAX_HISTORY_DAYS", "45")
+    argv = ["demo", "--data-dir", tmp_path / "demo", "--customers", 2, "--events-per-day", 0]
+    code, _out, err = run_cli(capsys, *argv, "--days", 6)
+    assert_refused(code, err, "--days 6 is more than the 5 days")
+    assert not (tmp_path / "demo").exists()
+    code, _out, err = run_cli(capsys, *argv, "--days", 5)
+    assert code == 0, err
+
+
+def test_generate_refuses_a_data_dir_that_has_billed(tmp_path, capsys):
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "adbill.duckdb").write_bytes(b"")
+    code, _out, err = run_cli(capsys, "generate", "--data-dir", tmp_path, "--customers", 2)
+    assert_refused(code, err, "has billed", "nothing written")
+    assert not (tmp_path / "inbox").exists()
+
+
+# ---------------------------------------------------------------- counts
+
+
+@pytest.mark.parametrize(
+    ("command", "flag", "lowest"),
+    [
+        ("run", "--shards", 0),
+        ("run", "--max-late-days", 0),
+        ("demo", "--customers", 1),
+        ("demo", "--days", 1),
+        ("demo", "--events-per-day", 0),
+        ("generate", "--customers", 1),
+        ("generate", "--days", 1),
+        ("generate", "--events-per-day", 0),
+    ],
+)
+def test_counts_below_their_lowest_are_refused(tmp_path, capsys, command, flag, lowest):
+    argv = [command, "--data-dir", str(tmp_path / "d"), flag]
+    parsed = cli.parser().parse_args([*argv, str(lowest)])
+    assert getattr(parsed, flag[2:].replace("-", "_")) == lowest
+    for bad in (str(lowest - 1), "two"):
+        code, out, err = run_cli(capsys, *argv, bad)
+        assert code == 2 and out == "" and len(err) == 1, err
+        assert f"argument {flag}: '{bad}' is not a whole number >= {lowest}" in err[0]
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("name", ["SHARDS", "MAX_LATE_DAYS", "MAX_HISTORY_DAYS"])
+def test_a_bad_count_in_the_environment_is_one_line_naming_the_variable(
+    data, flow_calls, capsys, monkeypatch, name
+):
+    for bad in ("-1", "many"):
+        monkeypatch.setenv(f"ADBILL_{name}", bad)
+        code, _out, err = run_cli(capsys, "run", "--data-dir", data)
+        assert_refused(code, err, f"ADBILL_{name}='{bad}' is not a whole number >= 0")
+    assert flow_calls == []
+    monkeypatch.setenv(f"ADBILL_{name}", "0")
+    code, _out, err = run_cli(capsys, "run", "--data-dir", data)
+    assert code == 0 and len(flow_calls) == 1, err
+
+
+def test_counts_given_as_flow_parameters_are_refused_too(data):
+    from flows.daily import daily_billing
+
+    with pytest.raises(SettingError, match="shards must be a whole number >= 0, not -1"):
+        daily_billing.fn(through=YESTERDAY, data_dir=str(data), shards=-1)
+    with pytest.raises(SettingError, match="max_late_days must be a whole number >= 0, not -1"):
+        Settings(data_dir=data, max_late_days=-1)
+    assert Settings(data_dir=data, max_late_days=0, shards=0).shards == 0
+
+
+def test_a_bad_today_or_time_zone_is_one_line(data, flow_calls, capsys, monkeypatch):
+    monkeypatch.setenv("ADBILL_TODAY", "2026-13-01")
+    code, _out, err = run_cli(capsys, "run", "--data-dir", data)
+    assert_refused(code, err, "ADBILL_TODAY='2026-13-01' is not a date")
+    monkeypatch.setenv("ADBILL_TODAY", TODAY.isoformat())
+    monkeypatch.setenv("ADBILL_BILLING_TZ", "Mars/Olympus")
+    code, _out, err = run_cli(capsys, "run", "--data-dir", data)
+    assert_refused(code, err, "ADBILL_BILLING_TZ='Mars/Olympus' is not a time zone")
+    assert flow_calls == []
+
+
+# ---------------------------------------------------------------- errors and interrupts
+
+
+def test_a_failure_is_one_line_naming_what_the_run_was_doing(data, capsys, monkeypatch):
+    def fails(args, through, *a, **kw):
+        cli.LOGS.start(Path(args.data_dir))
+        exc = OSError(28, "No space left on device " + "x" * 400)
+        exc.add_note(f"while billing {YESTERDAY}")
+        raise exc
+
+    monkeypatch.setattr(cli, "_run_flow", fails)
+    code, out, err = run_cli(capsys, "run", "--data-dir", data)
+    assert code == 1 and out == "" and len(err) == 1, err
+    line = err[0]
+    assert len(line) <= 300 and line.startswith("adbill run: OSError: [Errno 28] No space left")
+    log = data / "state" / "logs" / "adbill.log"
+    assert line.endswith(f"... (while billing {YESTERDAY}); traceback in {log}")
+    assert "Traceback (most recent call last)" in log.read_text()
+
+
+def test_an_interrupt_is_one_line(data, capsys, monkeypatch):
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_run_flow", interrupted)
+    code, out, err = run_cli(capsys, "run", "--data-dir", data)
+    assert code == 130 and out == ""
+    assert err == ["adbill: interrupted; the published warehouse is unchanged"]
+
+
+def test_a_run_through_the_real_flow_shows_progress_warnings_and_one_error_line(tmp_path):
+    """The terminal of `adbill run` (a subprocess: Prefect's own console included): progress
+    and the day without usage as a warning; then a failing run: one line, the traceback in
+    the log. Starts Prefect's temporary server (twice, 20-80 s each on a busy machine)."""
+    sc = scenario(days=5, customers=3, events_per_day=5, bad_lines=False)
+    sc.events[sc.day(3)] = []
+    data = tmp_path / "data"
+    deliver(data, sc)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ADBILL_"))}
+    env |= {"PREFECT_HOME": str(tmp_path / "prefect"), "ADBILL_TODAY": TODAY.isoformat()}
+
+    def adbill(*argv, **more_env):
+        return subprocess.run(
+            [sys.executable, "-m", "flows.cli", *map(str, argv)],
+            cwd=PROJECT_ROOT,
+            env=env | more_env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    ok = adbill("run", "--data-dir", data, "--through", sc.last_day)
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    assert "Traceback" not in ok.stderr
+    warning = f"no usage on {sc.day(3)}: billed with zero usage"
+    assert f"warning: {warning}" in ok.stdout
+    assert any("WARNING" in line and warning in line for line in ok.stderr.splitlines())
+    assert ok.stdout.startswith(f"billed 5 day(s) through {sc.last_day}")
+
+    failed = adbill("run", "--data-dir", data, ADBILL_CATALOG=str(tmp_path / "nope.toml"))
+    assert failed.returncode == 1
+    err = failed.stderr.splitlines()
+    assert "Traceback" not in failed.stderr and not any(" ERROR " in line for line in err)
+    mine = [line for line in err if line.startswith("adbill run:")]
+    log = data / "state" / "logs" / "adbill.log"
+    assert mine == [
+        f"adbill run: CatalogError: catalog file {tmp_path / 'nope.toml'} not found; "
+        f"traceback in {log}"
+    ]
+    assert "Traceback (most recent call last)" in log.read_text()
