@@ -329,7 +329,7 @@ def _record_rejected_file(
     """One rejected_files row per file turned away (by content, or by path for a file
     never read); False when it was listed already."""
     key = sha or f"{reason}:{path}"
-    if scalar(con, "select count(*) from rejected_files where sha256 = ?", [key]):
+    if con.execute("select count(*) from rejected_files where sha256 = ?", [key]).fetchone()[0]:
         return False
     con.execute(
         "insert into rejected_files (source_file, reason, detail, ingested_at, run_id, sha256) "

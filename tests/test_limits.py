@@ -1,0 +1,417 @@
+"""Billing-rules §3 "Limits every input meets": each limit at and just past it, and the
+hostile inputs that used to stop every customer's billing (issue 12)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Inbox, event, one, order, rows
+
+BASIC = order("o1", "c1", "basic", 1, "30", "2026-11-26T10:00:00+08:00")
+T = "2026-11-26T11:00:00+08:00"
+TODAY = "2026-11-27"  # ADBILL_TODAY of these tests: yesterday is the billed day 2026-11-26
+
+
+def line(event_id: str, **changes) -> str:
+    e = event(event_id, "c1", "copy_generation", 1, T)
+    e.update(changes)
+    return json.dumps(e, ensure_ascii=False)
+
+
+def raw_quantity(event_id: str, quantity: str, function: str = "copy_generation") -> str:
+    """A line whose quantity is written exactly as given (JSON number text)."""
+    return line(event_id, function=function, quantity=0).replace(
+        '"quantity": 0', f'"quantity": {quantity}'
+    )
+
+
+# (line, reason or None when accepted, credits when accepted)
+LIMIT_LINES = {
+    # quantity (§3): a JSON number > 0 and < 10^9, at most 6 decimal places as written
+    "q_largest": (
+        raw_quantity("q_largest", "999999999.999999", "digital_human_spokesperson"),
+        None,
+        1_000_000_000,
+    ),
+    "q_million": (raw_quantity("q_million", "1000000"), None, 1_000_000),
+    "q_1e9": (raw_quantity("q_1e9", "1000000000"), "quantity_too_large", None),
+    "q_1e300": (raw_quantity("q_1e300", "1e300"), "quantity_too_large", None),
+    "q_1e400": (raw_quantity("q_1e400", "1e400"), "bad_quantity", None),
+    "q_nan": (raw_quantity("q_nan", "NaN"), "bad_quantity", None),
+    "q_inf": (raw_quantity("q_inf", "-Infinity"), "bad_quantity", None),
+    "q_long_one": (
+        raw_quantity("q_long_one", "1.000000000000000000000000000001"),
+        "quantity_too_precise",
+        None,
+    ),
+    "q_two": (
+        raw_quantity("q_two", "2.0000000000000000001", "video_translation"),
+        "quantity_too_precise",
+        None,
+    ),
+    "q_6_places": (raw_quantity("q_6_places", "0.000001", "video_translation"), None, 1),
+    "q_7_places": (
+        raw_quantity("q_7_places", "0.0000001", "video_translation"),
+        "quantity_too_precise",
+        None,
+    ),
+    "q_exp_ok": (raw_quantity("q_exp_ok", "1e-6", "video_translation"), None, 1),
+    "q_exp_fine": (
+        raw_quantity("q_exp_fine", "1e-7", "video_translation"),
+        "quantity_too_precise",
+        None,
+    ),
+    "q_exp_big": (raw_quantity("q_exp_big", "1.5e1", "digital_human_spokesperson"), None, 15),
+    "q_trailing_zeros": (raw_quantity("q_trailing_zeros", "3.000000000"), None, 3),
+    "q_zero": (raw_quantity("q_zero", "-0"), "quantity_not_positive", None),
+    # identifiers (§3): 1-200 characters, no control characters, any other character
+    "i" * 200: (line("i" * 200), None, 1),
+    "id_201": (line("i" * 201), "bad_id", None),
+    "id_empty": (line(""), "bad_id", None),
+    "id_ctrl": (line("id\u0001x"), "bad_id", None),
+    "id_del": (line("id\u007fx"), "bad_id", None),
+    "acct_newline": (line("acct_newline", account_id="a\nb"), "bad_id", None),
+    "cust_long": (line("cust_long", customer_id="c" * 201), "bad_id", None),
+    "Zoë": (line("Zoë", account_id="team/north"), None, 1),
+    "=1+2": (line("=1+2", account_id="客户"), None, 1),
+    # timestamps (§1, §3): an offset within ±14:00, a year from 2000 to 2099
+    "ts_plus14": (line("ts_plus14", occurred_at="2026-11-26T23:00:00+14:00"), None, 1),
+    "ts_minus14": (line("ts_minus14", occurred_at="2026-11-25T11:00:00-14:00"), None, 1),
+    "ts_plus1401": (
+        line("ts_plus1401", occurred_at="2026-11-26T23:00:00+14:01"),
+        "bad_timestamp",
+        None,
+    ),
+    "ts_99": (line("ts_99", occurred_at="2026-11-26T11:00:00+99:99"), "bad_timestamp", None),
+    "ts_0860": (line("ts_0860", occurred_at="2026-11-26T11:00:00+08:60"), "bad_timestamp", None),
+    "ts_9999": (line("ts_9999", occurred_at="9999-12-31T11:00:00+08:00"), "bad_timestamp", None),
+    "ts_1999": (line("ts_1999", occurred_at="1999-12-31T23:59:59+08:00"), "bad_timestamp", None),
+    # the time window (§3): dated after today + 1 day is in_future
+    "tomorrow": (line("tomorrow", occurred_at="2026-11-28T23:59:59+08:00"), None, 1),
+    "in_future": (line("in_future", occurred_at="2026-11-29T00:00:00+08:00"), "in_future", None),
+    "ts_2099": (line("ts_2099", occurred_at="2099-12-31T11:00:00+08:00"), "in_future", None),
+}
+
+
+@pytest.fixture(scope="module")
+def limits_run(tmp_path_factory):
+    """One inbox holding every limit's line beside good ones, billed once."""
+    old = os.environ.get("ADBILL_TODAY")
+    os.environ["ADBILL_TODAY"] = TODAY
+    try:
+        inbox = Inbox(tmp_path_factory.mktemp("limits") / "data")
+        inbox.orders([BASIC, order("o2", "c2", "enterprise", 1, "10000", T)])
+        lines = [line("good1")] + [raw for raw, _, _ in LIMIT_LINES.values()] + [line("good2")]
+        path = inbox.usage(lines)
+        with path.open("ab") as f:  # a line that is not UTF-8, then a good one
+            f.write(
+                b'{"event_id": "enc", "customer_id": "c1\xff"}\n' + line("good3").encode() + b"\n"
+            )
+        report = inbox.bill("2026-11-26")
+        yield inbox, report, path
+    finally:
+        if old is None:
+            os.environ.pop("ADBILL_TODAY", None)
+        else:
+            os.environ["ADBILL_TODAY"] = old
+
+
+@pytest.mark.parametrize("key", list(LIMIT_LINES), ids=[k[:20] for k in LIMIT_LINES])
+def test_each_limit_of_section_3_accepts_at_it_and_rejects_past_it(limits_run, key):
+    inbox, _, _ = limits_run
+    raw, reason, credits = LIMIT_LINES[key]
+    con = inbox.warehouse()
+    rejected = rows(con, "select reason from rejected_events where raw = ?", [raw])
+    accepted = rows(
+        con, "select credits from events where line_no = ? + 1", [list(LIMIT_LINES).index(key) + 1]
+    )
+    if reason is None:
+        assert rejected == [] and accepted == [(credits,)]
+    else:
+        assert rejected == [(reason,)] and accepted == []
+
+
+def test_a_line_that_is_not_utf8_is_bad_encoding_with_its_bytes_shown_not_repaired(limits_run):
+    inbox, _, _ = limits_run
+    con = inbox.warehouse()
+    raw, reason = one(con, "select raw, reason from rejected_events where raw like '%enc%'")
+    assert reason == "bad_encoding"
+    assert raw == '{"event_id": "enc", "customer_id": "c1\\xff"}' and "\ufffd" not in raw
+
+
+def test_the_good_lines_beside_every_limit_are_billed_and_the_largest_quantity_fits(limits_run):
+    inbox, report, _ = limits_run
+    con = inbox.warehouse()
+    billed = {r[0] for r in rows(con, "select event_id from rated_events where day = '2026-11-26'")}
+    assert {"good1", "good2", "good3", "q_largest", "Zoë", "=1+2", "i" * 200} <= billed
+    # 10^9 credits of arrears and a million-credit event: no DECIMAL overflow anywhere
+    assert one(con, "select arrears_opened from customer_days where customer_id = 'c1'") > 10**9
+    assert one(con, "select quantity from rated_events where event_id = 'q_largest'") == Decimal(
+        "999999999.999999"
+    )
+    want = sum(1 for _, r, _ in LIMIT_LINES.values() if r is not None) + 1  # + bad_encoding
+    assert report.ingest.events_rejected == want
+
+
+# ---------------------------------------------------------------- the time window
+
+
+def test_history_window_on_a_fresh_data_dir_rejects_too_late_just_past_it(inbox, monkeypatch):
+    monkeypatch.setenv("ADBILL_TODAY", TODAY)
+    inbox.settings_overrides = {"max_history_days": 3}  # through 11-26: from 11-23 on
+    inbox.orders([BASIC, order("o0", "c0", "basic", 1, "30", "2026-11-22T23:59:59+08:00")])
+    inbox.usage(
+        [
+            line("at", occurred_at="2026-11-23T00:00:00+08:00"),
+            line("past", occurred_at="2026-11-22T23:59:59+08:00"),
+            line("old", occurred_at="2001-01-01T00:00:00+08:00"),
+        ]
+    )
+    report = inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select event_id from rated_events") == [("at",)]
+    assert rows(con, "select reason from rejected_events order by line_no") == [
+        ("too_late",),
+        ("too_late",),
+    ]
+    assert rows(con, "select reason from rejected_orders") == [("too_late",)]
+    assert [d["day"] for d in report.days][0] == date(2026, 11, 23)
+
+
+def test_an_old_line_on_a_billed_data_dir_is_too_late_and_bills_no_old_day(inbox, monkeypatch):
+    monkeypatch.setenv("ADBILL_TODAY", TODAY)
+    inbox.settings_overrides = {"max_late_days": 3}
+    inbox.orders([BASIC])
+    inbox.usage([line("e1")])
+    inbox.bill("2026-11-26")
+    inbox.usage(
+        [
+            line("edge", occurred_at="2026-11-23T00:00:00+08:00"),  # through - 3: accepted
+            line("late", occurred_at="2026-11-22T23:59:59+08:00"),
+            line("y2000", occurred_at="2000-01-01T10:00:00+08:00"),
+            line("y1970", occurred_at="1970-01-01T10:00:00+08:00"),
+        ]
+    )
+    report = inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select reason from rejected_events order by line_no") == [
+        ("too_late",),
+        ("too_late",),
+        ("bad_timestamp",),
+    ]
+    # only the days from the accepted late line on are billed again, none before 11-23
+    assert [d["day"] for d in report.days] == [date(2026, 11, 23 + i) for i in range(4)]
+
+
+# ---------------------------------------------------------------- duplicates
+
+
+def test_same_event_id_other_content_days_apart_in_another_file_is_a_conflict(inbox, monkeypatch):
+    monkeypatch.setenv("ADBILL_TODAY", "2026-12-10")
+    inbox.orders([BASIC])
+    inbox.usage([line("e1")])
+    inbox.bill("2026-11-26")
+    inbox.usage([line("e1", quantity=5, occurred_at="2026-11-29T11:00:00+08:00")])
+    inbox.bill("2026-11-29")
+    con = inbox.warehouse()
+    assert rows(con, "select sum(credits) from rated_events where event_id = 'e1'") == [(1,)]
+    assert rows(con, "select reason from rejected_events") == [("duplicate_conflict",)]
+
+
+def test_duplicates_are_judged_within_the_late_window_plus_two_days_either_side(inbox, monkeypatch):
+    monkeypatch.setenv("ADBILL_TODAY", "2026-12-10")
+    inbox.settings_overrides = {"max_late_days": 3}  # the window: 5 days either side
+    inbox.orders([order("o1", "c1", "basic", 1, "30", "2026-11-20T10:00:00+08:00")])
+    inbox.usage(
+        [
+            line("near", occurred_at="2026-11-21T11:00:00+08:00"),
+            line("far", occurred_at="2026-11-21T11:00:00+08:00"),
+        ]
+    )
+    inbox.bill("2026-11-21")
+    inbox.usage(
+        [
+            line("near", quantity=2, occurred_at="2026-11-26T11:00:00+08:00"),  # 5 days
+            line("far", quantity=2, occurred_at="2026-11-27T11:00:00+08:00"),  # 6 days
+        ]
+    )
+    inbox.bill("2026-11-27")
+    con = inbox.warehouse()
+    assert rows(con, "select event_id, day, credits from rated_events order by day, 1") == [
+        ("far", date(2026, 11, 21), 1),
+        ("near", date(2026, 11, 21), 1),
+        ("far", date(2026, 11, 27), 2),  # a reused id further apart is a new event
+    ]
+    assert rows(con, "select line_no, reason from rejected_events") == [(1, "duplicate_conflict")]
+
+
+def test_within_a_file_a_copy_within_the_window_of_an_accepted_one_is_a_duplicate(inbox):
+    inbox.orders([BASIC])
+    inbox.usage(
+        [
+            line("d1"),
+            line("d1", occurred_at="2026-11-26T12:00:00+08:00"),  # other content
+            line("d1"),  # exact
+        ]
+    )
+    report = inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select count(*) from rated_events") == [(1,)]
+    assert rows(con, "select line_no, reason from rejected_events") == [(2, "duplicate_conflict")]
+    assert report.ingest.duplicates == 1
+
+
+# ---------------------------------------------------------------- whole files
+
+
+def test_a_link_in_the_inbox_is_turned_away_unopened_and_nothing_of_its_target_is_published(
+    inbox, tmp_path
+):
+    secret = tmp_path / "secret.jsonl"
+    secret.write_text("root:x:0:0:SECRET-LINE\n", encoding="utf-8")
+    inbox.orders([BASIC])
+    inbox.usage([line("e1")])
+    link = inbox.root / "inbox" / "usage" / "x.jsonl"
+    link.symlink_to(secret)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "more.jsonl").write_text(line("e9") + "\n", encoding="utf-8")
+    (inbox.root / "inbox" / "usage" / "linked-dir").symlink_to(outside)
+    os.mkfifo(inbox.root / "inbox" / "usage" / "pipe.jsonl")  # would block if opened
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select event_id from rated_events") == [("e1",)]
+    assert rows(con, "select count(*) from rejected_events") == [(0,)]
+    files = rows(con, "select source_file, reason, detail from rejected_files order by 1")
+    usage = inbox.root / "inbox" / "usage"
+    assert files == [
+        (str(usage / "linked-dir"), "not_a_regular_file", "link"),
+        (str(usage / "pipe.jsonl"), "not_a_regular_file", "special file"),
+        (str(usage / "x.jsonl"), "not_a_regular_file", "link"),
+    ]
+    for table in ("rejected_events", "rejected_files", "rejected_orders"):
+        assert rows(
+            con, f"select count(*) from {table} where {table}::varchar like '%SECRET%'"
+        ) == [(0,)]
+    con.close()  # (one process shares a DuckDB instance per path)
+    inbox.bill("2026-11-26")  # listed once, however often it is seen
+    assert rows(inbox.warehouse(), "select count(*) from rejected_files") == [(3,)]
+
+
+def write_truncated_gzip(path: Path, lines: list[str]) -> None:
+    data = gzip.compress(("\n".join(lines) + "\n").encode())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data[: len(data) * 2 // 3])
+
+
+@pytest.mark.parametrize("chunk_bytes", [64 << 20, 200], ids=["one-batch", "many-batches"])
+def test_a_truncated_gzip_is_turned_away_whole_and_the_rest_of_the_inbox_is_billed(
+    inbox, monkeypatch, chunk_bytes
+):
+    import tasks.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "CHUNK_BYTES", chunk_bytes)
+    inbox.orders([BASIC])
+    inbox.usage([line("ok1")], name="a.jsonl")
+    broken = inbox.root / "inbox" / "usage" / "b.jsonl.gz"
+    write_truncated_gzip(broken, [line(f"t{i}") for i in range(200)])
+    inbox.usage([line("ok2")], name="c.jsonl")
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select event_id from rated_events order by 1") == [("ok1",), ("ok2",)]
+    assert rows(con, "select count(*) from rejected_events") == [(0,)]
+    assert rows(con, "select source_file, reason from rejected_files") == [
+        (str(broken), "unreadable_file")
+    ]
+    con.close()  # (one process shares a DuckDB instance per path)
+    # the corrected file, delivered later, is ingested as new
+    broken.unlink()
+    inbox.usage([line(f"t{i}") for i in range(200)], name="b.jsonl.gz", gz=True)
+    inbox.bill("2026-11-26")
+    assert one(inbox.warehouse(), "select count(*) from rated_events") == 202
+
+
+def test_a_half_ingested_file_replaced_by_other_content_is_taken_out_before_billing(inbox):
+    """What a killed run committed of a file is never billed once the file has changed."""
+    import tasks.ingest as ingest_module
+    from tasks.db import connect
+
+    inbox.orders([BASIC])
+    path = inbox.usage([line("v1a"), line("v1b")])
+    inbox.bill("2026-11-26")
+    # pretend a killed run left the file half done
+    con = connect(inbox.settings.state_db)
+    con.execute("update ingested_files set complete = false where path = ?", [str(path)])
+    con.close()
+    path.write_text(line("v2") + "\n", encoding="utf-8")
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select event_id from rated_events") == [("v2",)]
+    assert ingest_module  # the module under test
+
+
+# ---------------------------------------------------------------- orders
+
+
+def test_an_orders_csv_with_a_byte_order_mark_and_rfc4180_quoting_is_read(inbox):
+    path = inbox.root / "inbox" / "orders" / "bom.csv"
+    path.parent.mkdir(parents=True)
+    text = (
+        "order_id,customer_id,product,term_months,amount_cny,purchased_at\r\n"
+        "o1,c1,basic,1,30,2026-11-26T10:00:00+08:00\r\n"
+        '"o,2","客户 二",package_100,,100,2026-11-26T10:00:00+08:00\r\n'
+        '"o3\nnext line",c3,basic,1,30,2026-11-26T10:00:00+08:00\r\n'
+        "o4,c4,basic,1,30,2026-11-26T10:00:00+08:00\r\n"
+    )
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    inbox.usage([line("e1")])
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select order_id, customer_id from orders order by 1") == [
+        ("o,2", "客户 二"),
+        ("o1", "c1"),
+        ("o4", "c4"),
+    ]
+    # a quoted newline is data (here a control character in an id: bad_id), the row's
+    # number is its first line's, and the rows after it are read as they are
+    assert rows(con, "select line_no, raw, reason from rejected_orders") == [
+        (4, '"o3\nnext line",c3,basic,1,30,2026-11-26T10:00:00+08:00', "bad_id")
+    ]
+
+
+def test_bad_orders_are_rejected_row_by_row_and_the_file_is_billed(inbox, monkeypatch):
+    monkeypatch.setenv("ADBILL_TODAY", TODAY)
+    path = inbox.root / "inbox" / "orders" / "o.csv"
+    path.parent.mkdir(parents=True)
+    head = b"order_id,customer_id,product,term_months,amount_cny,purchased_at\n"
+    body = [
+        b"o1,c1,basic,1,30,2026-11-26T10:00:00+08:00",
+        b"o2,c2,basic,1,30,9999-12-31T10:00:00+08:00",
+        b"o3,c3\xff,basic,1,30,2026-11-26T10:00:00+08:00",
+        b"o4," + b"c" * 201 + b",basic,1,30,2026-11-26T10:00:00+08:00",
+        b"o5," + b"c" * 200 + b",basic,1,30,2026-11-26T10:00:00+08:00",
+        b"o6,c6,basic,1,30,2026-11-29T00:00:00+08:00",
+        b"o7,c7,basic,1,30,2026-11-26T10:00:00+15:00",
+        b'"o8,c8,basic,1,30,2026-11-26T10:00:00+08:00',  # an open quote runs to the end
+    ]
+    path.write_bytes(head + b"\n".join(body) + b"\n")
+    inbox.usage([line("e1")])
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select order_id from orders order by 1") == [("o1",), ("o5",)]
+    assert rows(con, "select line_no, reason from rejected_orders order by 1") == [
+        (3, "bad_timestamp"),
+        (4, "bad_encoding"),
+        (5, "bad_id"),
+        (7, "in_future"),
+        (8, "bad_timestamp"),
+        (9, "malformed_row"),
+    ]
+    assert one(con, "select raw from rejected_orders where line_no = 4").startswith("o3,c3\\xff")
