@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import logging.handlers
 import os
 import shutil
 import sys
@@ -159,7 +160,9 @@ class _Logs:
         self.stop()
         self.path = data_dir / "state" / "logs" / LOG_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = logging.FileHandler(self.path, encoding="utf-8")
+        self._file = logging.handlers.RotatingFileHandler(
+            self.path, maxBytes=20_000_000, backupCount=5, encoding="utf-8"
+        )
         self._file.setFormatter(
             logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s")
         )
@@ -186,7 +189,7 @@ class _Logs:
             lg.removeHandler(self._file)
         if self._file is not None:
             self._file.close()
-        self._file, self._filtered, self._loggers = None, [], []
+        self.path, self._file, self._filtered, self._loggers = None, None, [], []
 
 
 def _is_terminal(handler: logging.Handler) -> bool:
@@ -395,7 +398,6 @@ def main(argv: list[str] | None = None) -> int:
     from tasks.pipeline import RunRefused
     from tasks.settings import SettingError
 
-    LOGS.path = None
     try:
         COMMANDS[args.command](args)
     except KeyboardInterrupt:

@@ -358,6 +358,22 @@ def test_a_failure_is_one_line_naming_what_the_run_was_doing(data, capsys, monke
     assert "Traceback (most recent call last)" in log.read_text()
 
 
+def test_a_failing_day_names_the_day_on_the_error(tmp_path):
+    sc = scenario(days=4, customers=3, events_per_day=4)
+    deliver(tmp_path, sc)
+
+    def disk_full(stage: str) -> None:
+        if stage == "expire":
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError) as failed:
+        run_billing(settings(tmp_path), sc.last_day, after_stage=disk_full)
+    assert failed.value.__notes__ == [f"while billing {sc.day(1)}"]
+    assert cli._error_line("run", failed.value) == (
+        f"adbill run: OSError: [Errno 28] No space left on device (while billing {sc.day(1)})"
+    )
+
+
 def test_an_interrupt_is_one_line(data, capsys, monkeypatch):
     def interrupted(*a, **kw):
         raise KeyboardInterrupt
