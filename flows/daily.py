@@ -113,6 +113,9 @@ def daily_billing(
 ) -> dict:
     """Ingest the inbox and bill every due day through `through` (default: yesterday).
 
+    Refused before anything is read or written (RunRefused): `through` after yesterday in
+    the billing zone, `rebill_from` after `through`, a data dir without `inbox/`.
+
     task_runner: `local` (in this process), `dask` (a temporary LocalCluster) or
     `dask=ADDRESS` (an existing scheduler); with Dask the shard draws run on its workers.
     """

@@ -27,7 +27,8 @@ def serve(data_dir: str, db: str | None = None, cron: str = "30 0 * * *") -> Non
             limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
         ),
         description="Ingest the inbox and bill every due day through `through` "
-        "(default: yesterday in the billing zone); `rebill_from` recomputes billed days.",
+        "(default and latest: yesterday in the billing zone); `rebill_from` (at most "
+        "`through`) recomputes billed days.",
         tags=["adbill", "billing"],
         entrypoint_type=EntrypointType.MODULE_PATH,
     )
