@@ -2,16 +2,7 @@
 
 from __future__ import annotations
 
-import codecs
-import csv
-import gzip
-import hashlib
-import io
-import json
-import os
-import stat
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,21 +13,28 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pcsv
 
 from tasks.catalog import Catalog
-from tasks.db import frame, run_sql, scalar, sql
+from tasks.db import run_sql, scalar, sql
+from tasks.inbox_files import (
+    FastReadFailed,
+    NotARegularFile,
+    UnreadableFile,
+    file_digest,
+    inbox_files,
+    iter_line_chunks,
+)
+from tasks.ingest_orders import ingest_orders_file
 from tasks.pools import rebuild_pools
 from tasks.validate import (
     CONTROL_CHARACTER,
     EVENT_COLUMNS,
     TIMESTAMP_WITH_OFFSET,
     failing_rows,
-    reject_reasons,
+    quantity_literal,
 )
 
-CHUNK_BYTES = 64 << 20
-ORDER_FIELDS = ["order_id", "customer_id", "product", "term_months", "amount_cny", "purchased_at"]
+CHUNK_BYTES = 64 << 20  # a usage batch: about this many bytes of lines, one transaction
 
 
 @dataclass
@@ -70,76 +68,6 @@ class IngestReport:
     def count_rejects(self, reasons: pl.Series) -> None:
         for reason, n in reasons.value_counts().iter_rows():
             self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + n
-
-
-USAGE_SUFFIXES = (".jsonl", ".jsonl.gz")
-
-
-def inbox_files(inbox: Path) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
-    """Order files and usage files of the inbox, each in path order, and the entries turned
-    away unopened: a link or a special file is `not_a_regular_file` (§3 "Files")."""
-    orders: list[Path] = []
-    usage: list[Path] = []
-    refused: list[tuple[Path, str]] = []
-
-    def sort_in(path: Path, into: list[Path]) -> None:
-        mode = path.lstat().st_mode
-        if stat.S_ISREG(mode):
-            into.append(path)
-        else:
-            refused.append((path, "link" if stat.S_ISLNK(mode) else "special file"))
-
-    for folder, into in ((inbox / "orders", orders), (inbox / "usage", usage)):
-        if folder.is_symlink():
-            refused.append((folder, "link"))
-            continue
-        if not folder.is_dir():
-            continue
-        for root, dirs, names in os.walk(folder, followlinks=False):
-            here = Path(root)
-            for d in dirs:
-                if (here / d).is_symlink():  # listed, never followed
-                    refused.append((here / d, "link"))
-            for name in names:
-                is_orders = into is orders and here == folder and name.endswith(".csv")
-                if is_orders or (into is usage and name.endswith(USAGE_SUFFIXES)):
-                    sort_in(here / name, into)
-    return sorted(orders), sorted(usage), sorted(refused)
-
-
-class NotARegularFile(Exception):
-    """The path is a link or a special file: never read (§3 "Files")."""
-
-
-class UnreadableFile(Exception):
-    """The file cannot be read to its end (a truncated or corrupt gzip, an I/O error)."""
-
-
-def _open_regular(path: Path):
-    """The file opened for reading, refusing a link or a special file (checked on the open
-    file itself: a link swapped in after the listing is refused too)."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        if path.is_symlink():
-            raise NotARegularFile("link") from exc
-        raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise NotARegularFile("special file")
-    return os.fdopen(fd, "rb")
-
-
-def file_digest(path: Path) -> tuple[str, bool]:
-    """The file's sha256, and whether its bytes hold a carriage return (see iter_line_chunks)."""
-    h = hashlib.sha256()
-    has_cr = False
-    with _open_regular(path) as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-            has_cr = has_cr or b"\r" in block
-    return h.hexdigest(), has_cr
 
 
 def _register_file(con, path: Path, kind: str, sha: str, run_id: str) -> int:
@@ -339,342 +267,13 @@ def _record_rejected_file(
     return True
 
 
-class _Literal(str):
-    """A JSON number or constant exactly as written."""
-
-
-def _first_value(pairs: list[tuple[str, object]]) -> dict:
-    out: dict = {}
-    for k, v in pairs:
-        out.setdefault(k, v)  # a repeated key: the first stands, as DuckDB reads it
-    return out
-
-
-def quantity_literal(raw: str | None) -> str | None:
-    """The line's top-level "quantity" exactly as written, when it is a JSON number; for the
-    rare line that names "quantity" more than once (sql/extract_events.sql)."""
-    if raw is None:
-        return None
-    try:
-        obj = json.loads(
-            raw,
-            parse_float=_Literal,
-            parse_int=_Literal,
-            parse_constant=_Literal,
-            object_pairs_hook=_first_value,
-        )
-    except (ValueError, RecursionError):
-        return None
-    value = obj.get("quantity") if isinstance(obj, dict) else None
-    return str(value) if isinstance(value, _Literal) else None
-
-
 # ---------------------------------------------------------------- orders
-
-
-def _read_order_rows(path: Path) -> pl.DataFrame:
-    """Every data row of an orders CSV (RFC 4180, a leading UTF-8 byte-order mark allowed):
-    its first line's number, raw text and fields (as text). A row that is not valid UTF-8
-    keeps its bytes as \\xNN escapes in `raw` (never repaired) and is `bad_encoding`."""
-    try:
-        with _open_regular(path) as f:
-            data = f.read()
-    except OSError as exc:
-        raise UnreadableFile(f"{type(exc).__name__}: {exc.strerror or exc}") from exc
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8) :]
-    text = data.decode("utf-8", errors="surrogateescape")
-    physical: list[str] = []
-
-    def lines() -> Iterator[str]:
-        for line in io.StringIO(text, newline=""):
-            physical.append(line)
-            yield line
-
-    reader = csv.reader(lines())
-    header = [h.strip() for h in next(reader, [])]
-    positions = {f: header.index(f) if f in header else None for f in ORDER_FIELDS}
-    rows = []
-    while True:
-        line_no = reader.line_num + 1
-        try:
-            fields = next(reader)
-        except StopIteration:
-            break
-        except csv.Error:  # a field past the csv module's limit, ...: the row is malformed
-            fields = None
-        raw = "".join(physical[line_no - 1 : reader.line_num]).rstrip("\r\n")
-        if fields is not None and not "".join(fields).strip():
-            continue  # a blank line
-        utf8_ok = _is_utf8(raw)
-        row = {"line_no": line_no, "raw": raw, "utf8_ok": utf8_ok}
-        if not utf8_ok:
-            row["raw"] = raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-            fields = None
-        row["n_fields"] = len(fields) if fields is not None else -1
-        for f, i in positions.items():
-            v = (
-                fields[i].strip()
-                if fields is not None and i is not None and i < len(fields)
-                else ""
-            )
-            row[f] = v or None
-        rows.append(row)
-    schema = {"line_no": pl.Int64, "raw": pl.String, "utf8_ok": pl.Boolean, "n_fields": pl.Int64}
-    schema |= {f: pl.String for f in ORDER_FIELDS}
-    df = pl.DataFrame(rows, schema=schema)
-    if header and any(positions[f] is None for f in ORDER_FIELDS):
-        # a header without the expected names: every row is malformed
-        df = df.with_columns(pl.lit(-1, dtype=pl.Int64).alias("n_fields"))
-    elif header:
-        df = df.with_columns(
-            pl.when(pl.col("n_fields") == len(header))
-            .then(6)
-            .otherwise(pl.col("n_fields"))
-            .alias("n_fields")
-        )
-    return df
-
-
-def _is_utf8(text: str) -> bool:
-    """False when the text holds bytes decoded with surrogateescape (not valid UTF-8)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def ingest_orders_file(
-    con,
-    path: Path,
-    file_id: int,
-    *,
-    tz: str,
-    run_id: str,
-    report: IngestReport,
-    late_before: date | None,
-    today: date | None = None,
-) -> None:
-    """Accept or reject each order row of one CSV file."""
-    df = _read_order_rows(path)
-    df = _strict_timestamps(con, df, "purchased_at")
-    df = df.with_columns(reject_reasons(df, "orders").alias("reason"))
-    con.register("order_rows", df.to_arrow())
-    checked = frame(
-        con,
-        sql("accept_orders"),
-        {
-            "tz": tz,
-            "late_before": late_before or date(1, 1, 1),
-            "last_day": (today or date(9999, 12, 30)) + timedelta(days=1),
-        },
-    )
-    con.unregister("order_rows")
-    _store_orders(con, checked, path, file_id, run_id, report)
-
-
-def _strict_timestamps(con, df: pl.DataFrame, col: str) -> pl.DataFrame:
-    """Parse timestamps with DuckDB (offset required by pattern); unparseable become NULL."""
-    con.register("ts_rows", df.select(pl.col(col)).to_arrow())
-    parsed = frame(
-        con,
-        f"select strict_timestamptz({col}, $p) as ts from ts_rows",
-        {"p": TIMESTAMP_WITH_OFFSET},
-    )
-    con.unregister("ts_rows")
-    return df.with_columns(parsed["ts"].cast(pl.Datetime("us", "UTC")).alias(f"{col}_ts"))
-
-
-def _store_orders(
-    con, checked: pl.DataFrame, path: Path, file_id: int, run_id: str, report: IngestReport
-) -> None:
-    rejected = checked.filter(
-        pl.col("final_reason").is_not_null() & (pl.col("final_reason") != "duplicate")
-    )
-    accepted = checked.filter(pl.col("final_reason").is_null())
-    dups = checked.filter(pl.col("final_reason") == "duplicate").height
-    con.register("rej", rejected.select("line_no", "raw", "final_reason").to_arrow())
-    con.execute(
-        "insert into rejected_orders select ?, line_no, raw, final_reason, now(), ? from rej",
-        [str(path), run_id],
-    )
-    con.unregister("rej")
-    con.register("acc", accepted.to_arrow())
-    con.execute(
-        """
-        insert into customers
-        select (select coalesce(max(customer_key), 0) from customers) + row_number() over (
-                   order by min(line_no)),
-               customer_id,
-               md5_number_lower(customer_id)
-        from acc where customer_id not in (select customer_id from customers)
-        group by customer_id
-        """
-    )
-    con.execute(
-        """
-        insert into orders
-        select (select coalesce(max(order_key), 0) from orders)
-                   + row_number() over (order by a.line_no),
-               a.order_id, a.customer_id, c.customer_key, a.product, a.source,
-               a.term, a.amount, a.purchased_at_ts, a.purchase_day, ?, a.line_no, now()
-        from acc as a join customers as c using (customer_id)
-        """,
-        [file_id],
-    )
-    con.unregister("acc")
-    report.orders_accepted += accepted.height
-    report.orders_rejected += rejected.height
-    report.duplicates += dups
-    report.count_rejects(rejected["final_reason"])
-    # an order bought exactly at a local midnight touches the day before too: a pool
-    # starting exactly at a cutoff counts in that day's suspension list (§9)
-    touched = accepted.select(
-        pl.when(pl.col("at_midnight"))
-        .then(pl.col("purchase_day") - timedelta(days=1))
-        .otherwise(pl.col("purchase_day"))
-    ).to_series()
-    earliest = touched.min() if accepted.height else None
-    report.touch(earliest)
-    con.execute(
-        "update ingested_files set lines = ?, accepted = ?, rejected = ?, duplicates = ?, "
-        "earliest_day = ? where file_id = ?",
-        [
-            checked.height,
-            accepted.height,
-            rejected.height,
-            dups,
-            earliest,
-            file_id,
-        ],
-    )
 
 
 # ---------------------------------------------------------------- usage
 
 # the columns the row schema checks (tasks/validate.py); the text values stay in DuckDB
 EVENT_CHECKS = ", ".join(EVENT_COLUMNS)
-
-
-def iter_line_chunks(
-    path: Path, chunk_bytes: int | None = None, *, fast: bool = True
-) -> Iterator[pa.Table]:
-    """The file's lines in batches of about chunk_bytes: (line_no, raw), never all at once.
-
-    fast: pyarrow's multi-threaded CSV reader splits the lines (one column, no quoting, a
-    delimiter JSON text cannot hold unescaped); it raises `FastReadFailed` on a file it
-    cannot read that way (invalid UTF-8, a control character 0x1f), and it would also end a
-    line at a lone carriage return, so files holding one are read with fast=False: plain
-    splitting at newlines, in Python.
-    """
-    chunk_bytes = chunk_bytes or CHUNK_BYTES
-    if fast:
-        yield from _arrow_line_chunks(path, chunk_bytes)
-    else:
-        yield from _python_line_chunks(path, chunk_bytes)
-
-
-class FastReadFailed(Exception):
-    """The fast line reader cannot read this file; read it with fast=False."""
-
-
-def _arrow_line_chunks(path: Path, chunk_bytes: int) -> Iterator[pa.Table]:
-    compression = "gzip" if path.name.endswith(".gz") else None
-    next_line = 1
-    with (
-        _open_regular(path) as raw_file,
-        pa.input_stream(raw_file, compression=compression) as source,
-    ):
-        try:
-            reader = pcsv.open_csv(
-                source,
-                read_options=pcsv.ReadOptions(column_names=["raw"], block_size=chunk_bytes),
-                parse_options=pcsv.ParseOptions(
-                    delimiter="\x1f",
-                    quote_char=False,
-                    escape_char=False,
-                    newlines_in_values=False,
-                    ignore_empty_lines=False,
-                ),
-                convert_options=pcsv.ConvertOptions(
-                    column_types={"raw": pa.string()},
-                    strings_can_be_null=False,
-                    quoted_strings_can_be_null=False,
-                ),
-            )
-            while True:
-                try:
-                    batch = reader.read_next_batch()
-                except StopIteration:
-                    return
-                n = batch.num_rows
-                yield pa.table(
-                    {
-                        "line_no": pa.array(range(next_line, next_line + n), pa.int64()),
-                        "raw": batch["raw"],
-                        "utf8_ok": pa.repeat(True, n),
-                    }
-                )
-                next_line += n
-        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-            if "Empty CSV file" in str(exc):
-                return
-            # invalid UTF-8, a 0x1f byte, a corrupt gzip: the plain reader decides
-            raise FastReadFailed(str(exc)) from exc
-        except OSError as exc:
-            raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
-
-
-def _python_line_chunks(path: Path, chunk_bytes: int) -> Iterator[pa.Table]:
-    next_line = 1
-    rest = b""
-    with _open_regular(path) as raw_file:
-        f = gzip.GzipFile(fileobj=raw_file, mode="rb") if path.name.endswith(".gz") else raw_file
-        while True:
-            try:
-                data = f.read(chunk_bytes)
-            except (OSError, EOFError, zlib.error) as exc:
-                # a truncated or corrupt gzip, an I/O error: the file is turned away whole
-                raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
-            if not data:
-                break
-            data = rest + data
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                rest = data
-                continue
-            block, rest = data[:cut], data[cut + 1 :]
-            table = _lines_table(block, next_line)
-            next_line += table.num_rows
-            yield table
-    if rest:
-        yield _lines_table(rest, next_line)
-
-
-def _lines_table(block: bytes, first_line: int) -> pa.Table:
-    """The block's lines (line_no, raw, utf8_ok). A line that is not valid UTF-8 keeps its
-    bytes as \\xNN escapes in `raw`, never repaired (`bad_encoding`, §3)."""
-    try:
-        text = block.decode("utf-8")
-    except UnicodeDecodeError:
-        raws, oks = [], []
-        for line in block.split(b"\n"):  # a file with bad bytes: line by line (rare)
-            line = line.rstrip(b"\r")
-            try:
-                raws.append(line.decode("utf-8"))
-                oks.append(True)
-            except UnicodeDecodeError:
-                raws.append(line.decode("utf-8", "backslashreplace"))
-                oks.append(False)
-        lines = pa.array(raws, pa.string())
-        utf8_ok = pa.array(oks, pa.bool_())
-    else:
-        lines = pc.split_pattern(pa.array([text], pa.large_string()), "\n").flatten()
-        lines = pc.utf8_rtrim(lines, "\r").cast(pa.string())
-        utf8_ok = pa.repeat(True, len(lines))
-    numbers = pa.array(range(first_line, first_line + len(lines)), pa.int64())
-    return pa.table({"line_no": numbers, "raw": lines, "utf8_ok": utf8_ok})
 
 
 def ingest_usage_file(
@@ -718,12 +317,14 @@ def ingest_usage_file(
         progress,
     )
     try:
-        lines = batches.run(iter_line_chunks(path, fast=fast), skip_lines)
+        lines = batches.run(iter_line_chunks(path, CHUNK_BYTES, fast=fast), skip_lines)
     except FastReadFailed:
         # the plain reader splits the same lines (no carriage return in the file): go on
         # after the last committed one
         fast = False
-        lines = batches.run(iter_line_chunks(path, fast=False), batches.done or skip_lines)
+        lines = batches.run(
+            iter_line_chunks(path, CHUNK_BYTES, fast=False), batches.done or skip_lines
+        )
     batches.decide_file(lines, fast)
     progress(f"{path.name}: {lines:,} lines ingested")
 
@@ -859,11 +460,16 @@ class _Batches:
         lo, hi = con.execute(
             "select min(day), max(day) from events where file_id = ?", [self.file_id]
         ).fetchone()
-        lo = max(lo or self.late_before, self.late_before - w)  # older lines: too_late
+        earliest = self.late_before - w if self.late_before > date(2000, 1, 1) else date.min
+        lo = max(lo or earliest, earliest)  # lines older than the window are too_late
         run_sql(
             con,
             "duplicate_candidates",
-            {"file_id": self.file_id, "min_day": lo - w, "max_day": (hi or lo) + w},
+            {
+                "file_id": self.file_id,
+                "min_day": lo - w if lo > date(2000, 1, 1) else date.min,
+                "max_day": (hi or lo) + w if (hi or lo) < date(9000, 1, 1) else date.max,
+            },
         )
         copies = con.sql("select * from duplicate_candidates order by event_id, event_key").pl()
         decided = judge_copies(copies, self.file_id, self.window, self.late_before)
@@ -931,7 +537,7 @@ def _store_file_rejects(con, path: Path, run_id: str, *, fast: bool) -> None:
     if not wanted:
         return
     numbers = pa.array([n for (n,) in wanted], pa.int64())
-    for chunk in iter_line_chunks(path, fast=fast):
+    for chunk in iter_line_chunks(path, CHUNK_BYTES, fast=fast):
         hit = chunk.filter(pc.is_in(chunk["line_no"], value_set=numbers))
         if hit.num_rows:
             con.register("hit", hit)

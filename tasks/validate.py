@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandera.polars as pa
 import polars as pl
 from pandera.errors import SchemaErrors
@@ -200,3 +202,33 @@ def reject_reasons(df: pl.DataFrame, kind: str) -> pl.Series:
     first = failing_rows(df, kind)
     reasons = pl.Series("reason", [None] * df.height, dtype=pl.String)
     return reasons.scatter(first["index"], first["reason"]) if first.height else reasons
+
+
+class _Literal(str):
+    """A JSON number or constant exactly as written."""
+
+
+def _first_value(pairs: list[tuple[str, object]]) -> dict:
+    out: dict = {}
+    for k, v in pairs:
+        out.setdefault(k, v)  # a repeated key: the first stands, as DuckDB reads it
+    return out
+
+
+def quantity_literal(raw: str | None) -> str | None:
+    """The line's top-level "quantity" exactly as written, when it is a JSON number; for the
+    rare line that names "quantity" more than once (sql/extract_events.sql)."""
+    if raw is None:
+        return None
+    try:
+        obj = json.loads(
+            raw,
+            parse_float=_Literal,
+            parse_int=_Literal,
+            parse_constant=_Literal,
+            object_pairs_hook=_first_value,
+        )
+    except (ValueError, RecursionError):
+        return None
+    value = obj.get("quantity") if isinstance(obj, dict) else None
+    return str(value) if isinstance(value, _Literal) else None

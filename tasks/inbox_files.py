@@ -1,0 +1,207 @@
+"""The inbox's files as the run may read them: regular files only, read to their end, as
+lines (line_no, raw, utf8_ok) in batches (billing-rules §3 "Files", "Encoding")."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import stat
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+CHUNK_BYTES = 64 << 20
+
+USAGE_SUFFIXES = (".jsonl", ".jsonl.gz")
+
+
+def inbox_files(inbox: Path) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
+    """Order files and usage files of the inbox, each in path order, and the entries turned
+    away unopened: a link or a special file is `not_a_regular_file` (§3 "Files")."""
+    orders: list[Path] = []
+    usage: list[Path] = []
+    refused: list[tuple[Path, str]] = []
+
+    def sort_in(path: Path, into: list[Path]) -> None:
+        mode = path.lstat().st_mode
+        if stat.S_ISREG(mode):
+            into.append(path)
+        else:
+            refused.append((path, "link" if stat.S_ISLNK(mode) else "special file"))
+
+    for folder, into in ((inbox / "orders", orders), (inbox / "usage", usage)):
+        if folder.is_symlink():
+            refused.append((folder, "link"))
+            continue
+        if not folder.is_dir():
+            continue
+        for root, dirs, names in os.walk(folder, followlinks=False):
+            here = Path(root)
+            for d in dirs:
+                if (here / d).is_symlink():  # listed, never followed
+                    refused.append((here / d, "link"))
+            for name in names:
+                is_orders = into is orders and here == folder and name.endswith(".csv")
+                if is_orders or (into is usage and name.endswith(USAGE_SUFFIXES)):
+                    sort_in(here / name, into)
+    return sorted(orders), sorted(usage), sorted(refused)
+
+
+class NotARegularFile(Exception):
+    """The path is a link or a special file: never read (§3 "Files")."""
+
+
+class UnreadableFile(Exception):
+    """The file cannot be read to its end (a truncated or corrupt gzip, an I/O error)."""
+
+
+def open_regular(path: Path):
+    """The file opened for reading, refusing a link or a special file (checked on the open
+    file itself: a link swapped in after the listing is refused too)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if path.is_symlink():
+            raise NotARegularFile("link") from exc
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotARegularFile("special file")
+    return os.fdopen(fd, "rb")
+
+
+def file_digest(path: Path) -> tuple[str, bool]:
+    """The file's sha256, and whether its bytes hold a carriage return (see iter_line_chunks)."""
+    h = hashlib.sha256()
+    has_cr = False
+    with open_regular(path) as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+            has_cr = has_cr or b"\r" in block
+    return h.hexdigest(), has_cr
+
+
+def iter_line_chunks(
+    path: Path, chunk_bytes: int | None = None, *, fast: bool = True
+) -> Iterator[pa.Table]:
+    """The file's lines in batches of about chunk_bytes: (line_no, raw), never all at once.
+
+    fast: pyarrow's multi-threaded CSV reader splits the lines (one column, no quoting, a
+    delimiter JSON text cannot hold unescaped); it raises `FastReadFailed` on a file it
+    cannot read that way (invalid UTF-8, a control character 0x1f), and it would also end a
+    line at a lone carriage return, so files holding one are read with fast=False: plain
+    splitting at newlines, in Python.
+    """
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
+    if fast:
+        yield from _arrow_line_chunks(path, chunk_bytes)
+    else:
+        yield from _python_line_chunks(path, chunk_bytes)
+
+
+class FastReadFailed(Exception):
+    """The fast line reader cannot read this file; read it with fast=False."""
+
+
+def _arrow_line_chunks(path: Path, chunk_bytes: int) -> Iterator[pa.Table]:
+    compression = "gzip" if path.name.endswith(".gz") else None
+    next_line = 1
+    with (
+        open_regular(path) as raw_file,
+        pa.input_stream(raw_file, compression=compression) as source,
+    ):
+        try:
+            reader = pcsv.open_csv(
+                source,
+                read_options=pcsv.ReadOptions(column_names=["raw"], block_size=chunk_bytes),
+                parse_options=pcsv.ParseOptions(
+                    delimiter="\x1f",
+                    quote_char=False,
+                    escape_char=False,
+                    newlines_in_values=False,
+                    ignore_empty_lines=False,
+                ),
+                convert_options=pcsv.ConvertOptions(
+                    column_types={"raw": pa.string()},
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    return
+                n = batch.num_rows
+                yield pa.table(
+                    {
+                        "line_no": pa.array(range(next_line, next_line + n), pa.int64()),
+                        "raw": batch["raw"],
+                        "utf8_ok": pa.repeat(True, n),
+                    }
+                )
+                next_line += n
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            if "Empty CSV file" in str(exc):
+                return
+            # invalid UTF-8, a 0x1f byte, a corrupt gzip: the plain reader decides
+            raise FastReadFailed(str(exc)) from exc
+        except OSError as exc:
+            raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _python_line_chunks(path: Path, chunk_bytes: int) -> Iterator[pa.Table]:
+    next_line = 1
+    rest = b""
+    with open_regular(path) as raw_file:
+        f = gzip.GzipFile(fileobj=raw_file, mode="rb") if path.name.endswith(".gz") else raw_file
+        while True:
+            try:
+                data = f.read(chunk_bytes)
+            except (OSError, EOFError, zlib.error) as exc:
+                # a truncated or corrupt gzip, an I/O error: the file is turned away whole
+                raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
+            if not data:
+                break
+            data = rest + data
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                rest = data
+                continue
+            block, rest = data[:cut], data[cut + 1 :]
+            table = _lines_table(block, next_line)
+            next_line += table.num_rows
+            yield table
+    if rest:
+        yield _lines_table(rest, next_line)
+
+
+def _lines_table(block: bytes, first_line: int) -> pa.Table:
+    """The block's lines (line_no, raw, utf8_ok). A line that is not valid UTF-8 keeps its
+    bytes as \\xNN escapes in `raw`, never repaired (`bad_encoding`, §3)."""
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        raws, oks = [], []
+        for line in block.split(b"\n"):  # a file with bad bytes: line by line (rare)
+            line = line.rstrip(b"\r")
+            try:
+                raws.append(line.decode("utf-8"))
+                oks.append(True)
+            except UnicodeDecodeError:
+                raws.append(line.decode("utf-8", "backslashreplace"))
+                oks.append(False)
+        lines = pa.array(raws, pa.string())
+        utf8_ok = pa.array(oks, pa.bool_())
+    else:
+        lines = pc.split_pattern(pa.array([text], pa.large_string()), "\n").flatten()
+        lines = pc.utf8_rtrim(lines, "\r").cast(pa.string())
+        utf8_ok = pa.repeat(True, len(lines))
+    numbers = pa.array(range(first_line, first_line + len(lines)), pa.int64())
+    return pa.table({"line_no": numbers, "raw": lines, "utf8_ok": utf8_ok})

@@ -1,0 +1,201 @@
+"""Order rows of an orders CSV accepted into `orders` or rejected with their reason (§3)."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from tasks.db import frame, sql
+from tasks.inbox_files import UnreadableFile, open_regular
+from tasks.validate import TIMESTAMP_WITH_OFFSET, reject_reasons
+
+if TYPE_CHECKING:
+    from tasks.ingest import IngestReport
+
+ORDER_FIELDS = ["order_id", "customer_id", "product", "term_months", "amount_cny", "purchased_at"]
+
+
+def read_order_rows(path: Path) -> pl.DataFrame:
+    """Every data row of an orders CSV (RFC 4180, a leading UTF-8 byte-order mark allowed):
+    its first line's number, raw text and fields (as text). A row that is not valid UTF-8
+    keeps its bytes as \\xNN escapes in `raw` (never repaired) and is `bad_encoding`."""
+    try:
+        with open_regular(path) as f:
+            data = f.read()
+    except OSError as exc:
+        raise UnreadableFile(f"{type(exc).__name__}: {exc.strerror or exc}") from exc
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    text = data.decode("utf-8", errors="surrogateescape")
+    physical: list[str] = []
+
+    def lines() -> Iterator[str]:
+        for line in io.StringIO(text, newline=""):
+            physical.append(line)
+            yield line
+
+    reader = csv.reader(lines())
+    header = [h.strip() for h in next(reader, [])]
+    positions = {f: header.index(f) if f in header else None for f in ORDER_FIELDS}
+    rows = []
+    while True:
+        line_no = reader.line_num + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error:  # a field past the csv module's limit, ...: the row is malformed
+            fields = None
+        raw = "".join(physical[line_no - 1 : reader.line_num]).rstrip("\r\n")
+        if fields is not None and not "".join(fields).strip():
+            continue  # a blank line
+        utf8_ok = _is_utf8(raw)
+        row = {"line_no": line_no, "raw": raw, "utf8_ok": utf8_ok}
+        if not utf8_ok:
+            row["raw"] = raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            fields = None
+        row["n_fields"] = len(fields) if fields is not None else -1
+        for f, i in positions.items():
+            v = (
+                fields[i].strip()
+                if fields is not None and i is not None and i < len(fields)
+                else ""
+            )
+            row[f] = v or None
+        rows.append(row)
+    schema = {"line_no": pl.Int64, "raw": pl.String, "utf8_ok": pl.Boolean, "n_fields": pl.Int64}
+    schema |= {f: pl.String for f in ORDER_FIELDS}
+    df = pl.DataFrame(rows, schema=schema)
+    if header and any(positions[f] is None for f in ORDER_FIELDS):
+        # a header without the expected names: every row is malformed
+        df = df.with_columns(pl.lit(-1, dtype=pl.Int64).alias("n_fields"))
+    elif header:
+        df = df.with_columns(
+            pl.when(pl.col("n_fields") == len(header))
+            .then(6)
+            .otherwise(pl.col("n_fields"))
+            .alias("n_fields")
+        )
+    return df
+
+
+def _is_utf8(text: str) -> bool:
+    """False when the text holds bytes decoded with surrogateescape (not valid UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def ingest_orders_file(
+    con,
+    path: Path,
+    file_id: int,
+    *,
+    tz: str,
+    run_id: str,
+    report: IngestReport,
+    late_before: date | None,
+    today: date | None = None,
+) -> None:
+    """Accept or reject each order row of one CSV file."""
+    df = read_order_rows(path)
+    df = _strict_timestamps(con, df, "purchased_at")
+    df = df.with_columns(reject_reasons(df, "orders").alias("reason"))
+    con.register("order_rows", df.to_arrow())
+    checked = frame(
+        con,
+        sql("accept_orders"),
+        {
+            "tz": tz,
+            "late_before": late_before or date(1, 1, 1),
+            "last_day": (today or date(9999, 12, 30)) + timedelta(days=1),
+        },
+    )
+    con.unregister("order_rows")
+    _store_orders(con, checked, path, file_id, run_id, report)
+
+
+def _strict_timestamps(con, df: pl.DataFrame, col: str) -> pl.DataFrame:
+    """Parse timestamps with DuckDB (offset required by pattern); unparseable become NULL."""
+    con.register("ts_rows", df.select(pl.col(col)).to_arrow())
+    parsed = frame(
+        con,
+        f"select strict_timestamptz({col}, $p) as ts from ts_rows",
+        {"p": TIMESTAMP_WITH_OFFSET},
+    )
+    con.unregister("ts_rows")
+    return df.with_columns(parsed["ts"].cast(pl.Datetime("us", "UTC")).alias(f"{col}_ts"))
+
+
+def _store_orders(
+    con, checked: pl.DataFrame, path: Path, file_id: int, run_id: str, report: IngestReport
+) -> None:
+    rejected = checked.filter(
+        pl.col("final_reason").is_not_null() & (pl.col("final_reason") != "duplicate")
+    )
+    accepted = checked.filter(pl.col("final_reason").is_null())
+    dups = checked.filter(pl.col("final_reason") == "duplicate").height
+    con.register("rej", rejected.select("line_no", "raw", "final_reason").to_arrow())
+    con.execute(
+        "insert into rejected_orders select ?, line_no, raw, final_reason, now(), ? from rej",
+        [str(path), run_id],
+    )
+    con.unregister("rej")
+    con.register("acc", accepted.to_arrow())
+    con.execute(
+        """
+        insert into customers
+        select (select coalesce(max(customer_key), 0) from customers) + row_number() over (
+                   order by min(line_no)),
+               customer_id,
+               md5_number_lower(customer_id)
+        from acc where customer_id not in (select customer_id from customers)
+        group by customer_id
+        """
+    )
+    con.execute(
+        """
+        insert into orders
+        select (select coalesce(max(order_key), 0) from orders)
+                   + row_number() over (order by a.line_no),
+               a.order_id, a.customer_id, c.customer_key, a.product, a.source,
+               a.term, a.amount, a.purchased_at_ts, a.purchase_day, ?, a.line_no, now()
+        from acc as a join customers as c using (customer_id)
+        """,
+        [file_id],
+    )
+    con.unregister("acc")
+    report.orders_accepted += accepted.height
+    report.orders_rejected += rejected.height
+    report.duplicates += dups
+    report.count_rejects(rejected["final_reason"])
+    # an order bought exactly at a local midnight touches the day before too: a pool
+    # starting exactly at a cutoff counts in that day's suspension list (§9)
+    touched = accepted.select(
+        pl.when(pl.col("at_midnight"))
+        .then(pl.col("purchase_day") - timedelta(days=1))
+        .otherwise(pl.col("purchase_day"))
+    ).to_series()
+    earliest = touched.min() if accepted.height else None
+    report.touch(earliest)
+    con.execute(
+        "update ingested_files set lines = ?, accepted = ?, rejected = ?, duplicates = ?, "
+        "earliest_day = ? where file_id = ?",
+        [
+            checked.height,
+            accepted.height,
+            rejected.height,
+            dups,
+            earliest,
+            file_id,
+        ],
+    )
