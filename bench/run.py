@@ -326,6 +326,7 @@ def prefect_startup(workdir: Path, through) -> dict:
     empty = workdir / "prefect-empty"
     if empty.exists():
         shutil.rmtree(empty)
+    (empty / "inbox").mkdir(parents=True)  # a run refuses a data dir without an inbox
     r = billrun(empty, through, flow=True)
     shutil.rmtree(empty, ignore_errors=True)
     engine = sum(r["summary"]["seconds"].values())

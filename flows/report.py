@@ -159,6 +159,11 @@ def run_report_markdown(report: RunReport, figures: list[dict] | None = None) ->
                 f"| {_n(f['suspended'])} | {_n(f['newly_suspended'])} | {_n(f['reinstated'])} "
                 f"| {_n(f['at_risk'])} |"
             )
+    lines += ["", "## Warnings", ""]
+    lines += [f"- {w}" for w in report.warnings] or ["none"]
+    turned_away = (report.ingest.rejected_files if report.ingest else None) or []
+    lines += ["", "## Files turned away whole (rejected_files)", ""]
+    lines += [f"- `{path}`: {reason}" for path, reason in turned_away] or ["none"]
     lines += ["", "## Rejected lines by reason", ""]
     if s["rejected_by_reason"]:
         lines += ["| reason | lines |", "|---|---:|"]

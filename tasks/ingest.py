@@ -218,6 +218,9 @@ def ingest_inbox(
         except UnreadableFile as exc:
             turn_away(f.path, "unreadable_file", str(exc), f.sha)
             continue
+        except Exception as exc:
+            exc.add_note(f"while ingesting {f.path}")  # the one line names the file
+            raise
         report.files.append(str(f.path))
         say(f"ingested orders {f.path.name}")
     fresh = _new_files(con, usage_files, report, turn_away)
@@ -247,6 +250,9 @@ def ingest_inbox(
                 _forget_file(con, file_id, row[0], row[1])
             turn_away(f.path, "unreadable_file", str(exc), f.sha)
             continue
+        except Exception as exc:
+            exc.add_note(f"while ingesting {f.path}")  # the one line names the file
+            raise
         report.files.append(str(f.path))
     return report
 

@@ -64,10 +64,14 @@ class RunReport:
     @property
     def warnings(self) -> list[str]:
         """What an operator should look at although the run succeeded, one sentence each."""
+        turned_away = self.ingest.rejected_files if self.ingest else []
         return [
             f"no usage on {span}: billed with zero usage; check that the day's usage "
             "files were delivered"
             for span in day_spans(self.days_without_usage)
+        ] + [
+            f"{path} turned away whole ({reason}); see rejected_files"
+            for path, reason in turned_away
         ]
 
     def summary(self) -> dict:
@@ -83,6 +87,7 @@ class RunReport:
             "last_day": max(days).isoformat() if days else None,
             "files_ingested": len(ing.files),
             "files_skipped": len(ing.skipped_files),
+            "files_rejected": len(ing.rejected_files),
             "orders_accepted": ing.orders_accepted,
             "orders_rejected": ing.orders_rejected,
             "events_accepted": ing.events_accepted,
