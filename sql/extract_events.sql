@@ -40,6 +40,7 @@ fields as (
     -- false when it has the wrong JSON type
     select
         line_no,
+        raw,
         utf8_ok,
         json_ok,
         nonblank,
@@ -59,13 +60,15 @@ fields as (
         -- a JSON number (NaN and Infinity too: `bad_quantity`, not `wrong_type`)
         regexp_matches(left(nullif(j.quantity::varchar, 'null'), 1), '^[-0-9NI]$')
             as quantity_is_number,
-        -- the number as written: the parsed value of a long fraction is a rounded double, so
-        -- the precision is judged on the line's own text; a line naming "quantity" more than
-        -- once (a nested object, a key inside a string) is read exactly by quantity_literal()
+        -- the number as written: DuckDB keeps an integer's text, but reads any other number
+        -- as a double (a long fraction comes back rounded), so those are read off the line;
+        -- a line naming "quantity" more than once (a nested object, a key inside a string)
+        -- is read exactly by quantity_literal()
         case
-            when strpos(raw, '"quantity"') = 0 then null
-            when strpos(substr(raw, strpos(raw, '"quantity"') + 10), '"quantity"') > 0
-                then quantity_literal(raw)
+            when not regexp_matches(left(j.quantity::varchar, 1), '[-0-9]') then null
+            when not (contains(j.quantity::varchar, '.') or contains(lower(j.quantity::varchar), 'e'))
+                then null
+            when raw like '%"quantity"%"quantity"%' then quantity_literal(raw)
             else regexp_extract(raw, '"quantity"\s*:\s*([-+.0-9A-Za-z]+)', 1)
         end as quantity_written
     from objects
@@ -74,8 +77,7 @@ fields as (
 written as (
     select
         *,
-        -- the number as written, else as parsed (a line read by quantity_literal() whose
-        -- quantity it could not find keeps DuckDB's reading)
+        -- the number as written, else as parsed
         coalesce(nullif(quantity_written, ''), quantity_text) as q
     from fields
 ),
@@ -84,8 +86,11 @@ parts as (
     select
         *,
         try_cast(q as double) as q_double,
-        regexp_extract(q, '^-?0*(\d*?)(0*)(?:\.(\d*?)0*)?(?:[eE]([+-]?\d+))?$',
-            ['int_sig', 'int_zeros', 'frac_sig', 'exp']) as m
+        -- an integer (most quantities) has no decimal places to count
+        case when regexp_matches(q, '[.eE]') then
+            regexp_extract(q, '^-?0*(\d*?)(0*)(?:\.(\d*?)0*)?(?:[eE]([+-]?\d+))?$',
+                ['int_sig', 'int_zeros', 'frac_sig', 'exp'])
+        end as m
     from written
 ),
 
@@ -134,11 +139,18 @@ select
     customer_id_is_text,
     account_id,
     account_id_is_text,
-    -- §3: 1-200 characters, no control characters (`bad_id`); NULL when not text
+    -- §3: 1-200 characters, no control characters (`bad_id`); NULL when not text. JSON
+    -- text holds a control character only escaped (a backslash) or as a raw DEL, so most
+    -- lines skip the search; bytes bound characters, so most skip the count
     case when event_id_is_text and customer_id_is_text and account_id_is_text then
-        length(event_id) between 1 and 200 and not regexp_matches(event_id, $control)
-        and length(customer_id) between 1 and 200 and not regexp_matches(customer_id, $control)
-        and length(account_id) between 1 and 200 and not regexp_matches(account_id, $control)
+        event_id <> '' and customer_id <> '' and account_id <> ''
+        and (strlen(event_id) <= 200 or length(event_id) <= 200)
+        and (strlen(customer_id) <= 200 or length(customer_id) <= 200)
+        and (strlen(account_id) <= 200 or length(account_id) <= 200)
+        and (
+            not (contains(raw, '\') or contains(raw, chr(127)))
+            or not regexp_matches(event_id || customer_id || account_id, $control)
+        )
     end as ids_ok,
     function,
     function_is_text,
