@@ -1,14 +1,20 @@
-"""Shared test helpers: tiny inboxes written inline and billed without a Prefect server."""
+"""Shared test helpers: tiny inboxes written inline and billed without a Prefect server;
+billed data dirs built once per session and copied per test; the slow tests run first."""
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import gzip
 import json
 import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pytest
@@ -16,8 +22,9 @@ import pytest
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
-from tasks.pipeline import run_billing  # noqa: E402
-from tasks.settings import Settings  # noqa: E402
+# tasks.pipeline (Polars, DuckDB, Pandera) is imported when a test bills, not at collection
+if TYPE_CHECKING:
+    from tasks.settings import Settings
 
 ORDER_HEADER = ["order_id", "customer_id", "product", "term_months", "amount_cny", "purchased_at"]
 
@@ -50,8 +57,15 @@ class Inbox:
     n_files: int = 0
     settings_overrides: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # a data dir billed before (a copy of a shared one): new files get names of their own
+        if not self.n_files and (self.root / "inbox").is_dir():
+            self.n_files = sum(p.is_file() for p in (self.root / "inbox").rglob("*"))
+
     @property
     def settings(self) -> Settings:
+        from tasks.settings import Settings
+
         return Settings(data_dir=self.root, **self.settings_overrides)
 
     def orders(self, rows: list[dict] | list[str], name: str | None = None) -> Path:
@@ -112,13 +126,35 @@ class Inbox:
         )
 
     def bill(self, through: date | str, **kwargs):
+        from tasks.pipeline import run_billing
+
         through = date.fromisoformat(through) if isinstance(through, str) else through
         return run_billing(self.settings, through, **kwargs)
+
+    def copy_to(self, root: Path) -> Inbox:
+        """The same data dir (inbox, state, warehouse, documents) copied to `root`."""
+        shutil.copytree(self.root, root)
+        return Inbox(Path(root), self.n_files, dict(self.settings_overrides))
 
     def warehouse(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(str(self.settings.db), read_only=True)
         con.execute("set TimeZone = 'Asia/Shanghai'")
         return con
+
+
+# a day after every day the worked examples bill (the latest: 2028-02-29, example I)
+AFTER_THE_EXAMPLES = "2029-01-01"
+
+
+@pytest.fixture(scope="module")
+def today_after_the_examples():
+    """ADBILL_TODAY after the module's examples: billed as they would be once their days are
+    past (billing-rules §3: a line dated after today + 1 day is in_future). Use it with
+    `pytestmark = pytest.mark.usefixtures("today_after_the_examples")`, which sets it up
+    before the module's own fixtures."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ADBILL_TODAY", AFTER_THE_EXAMPLES)
+        yield
 
 
 @pytest.fixture
@@ -134,3 +170,70 @@ def one(con, query: str, params: dict | None = None):
     result = rows(con, query, params)
     assert len(result) == 1, result
     return result[0] if len(result[0]) > 1 else result[0][0]
+
+
+# ---------------------------------------------------------------- billed once per session
+
+
+class Billed:
+    """Data dirs billed once per test session and copied per test.
+
+    `path(key, build)` runs `build(data_dir)` (write an inbox, bill it) the first time any test
+    asks for `key` - in any pytest-xdist worker: the dirs live in the session's shared base
+    temp dir, built under a file lock - and returns the dir; tests read it and never write it.
+    `copy(key, build, to)` is a copy of it for a test that bills on. `build` must give the
+    same data dir every time (no clock in what tests assert), and `key` must name it uniquely
+    (module name and what it holds).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, key: str, build: Callable[[Path], object]) -> Path:
+        key += f"@{os.environ.get('ADBILL_TODAY', date.today())}"  # what ingest takes as today
+        data = self.root / key / "d"
+        with (self.root / f"{key}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (self.root / key / "built").exists():
+                shutil.rmtree(self.root / key, ignore_errors=True)
+                data.mkdir(parents=True)
+                build(data)
+                (self.root / key / "built").write_text(key)
+        return data
+
+    def copy(self, key: str, build: Callable[[Path], object], to: Path) -> Path:
+        shutil.copytree(self.path(key, build), to)
+        return to
+
+    def inbox(self, key: str, build: Callable[[Inbox], object], to: Path) -> Inbox:
+        """A copy of an Inbox-built data dir (settings overrides are not carried over)."""
+        return Inbox(self.copy(key, lambda d: build(Inbox(d)), to))
+
+
+@pytest.fixture(scope="session")
+def billed(tmp_path_factory: pytest.TempPathFactory) -> Billed:
+    base = tmp_path_factory.getbasetemp()
+    # under pytest-xdist every worker has base/popen-gwN: share the session's dir above it
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    return Billed(shared / "billed")
+
+
+# ---------------------------------------------------------------- the run
+
+
+OWN_PREFECT_HOME = "_ADBILL_TESTS_PREFECT_HOME"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # a Prefect home of this process's own (each xdist worker too, not the one it inherits):
+    # the ephemeral server's SQLite in ~/.prefect is locked when other processes use it
+    if os.environ.get("PREFECT_HOME") in (None, os.environ.get(OWN_PREFECT_HOME)):
+        home = tempfile.mkdtemp(prefix="adbill-test-prefect-")
+        os.environ["PREFECT_HOME"] = os.environ[OWN_PREFECT_HOME] = home
+        config.add_cleanup(lambda: shutil.rmtree(home, ignore_errors=True))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests (servers, clusters) first: the other workers fill the time they take."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -1,42 +1,34 @@
-"""Shared helpers of the statement / suspension-list tests: bill an inbox, then run the
-stages of issue 3 over the billed days in order (as bill_day will once they are wired in)."""
+"""Shared helpers of the statement / suspension-list tests: example inboxes of billing-rules
+§10, billed like the scheduler bills them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
-from tasks.db import connect
-from tasks.documents import write_documents
-from tasks.pipeline import RunReport
-from tasks.publish import publish
-from tasks.statements import statements_day
-from tasks.suspensions import suspensions_day
-from tests.conftest import Inbox, event, order
-
-ISSUE3_TABLES = ("suspensions", "suspension_changes", "at_risk")
+from tests.conftest import Billed, Inbox, event, order
 
 
-def bill_with_lists(inbox: Inbox, through: date | str, **kwargs) -> RunReport:
-    """Bill like the scheduler, then statements, suspension lists and documents; publish."""
-    report = inbox.bill(through, **kwargs)
-    settings = inbox.settings
-    days = [d["day"] for d in report.days]
-    con = connect(settings.state_db)
-    try:
-        if days:
-            # what the rebill of bill_day will do: forget the lists from the first billed day
-            for table in ISSUE3_TABLES:
-                con.execute(f"delete from {table} where day >= ?", [days[0]])
-        for day in days:
-            suspensions_day(con, day, tz=settings.billing_tz)
-            statements_day(con, day, tz=settings.billing_tz)
-        write_documents(con, settings.out_dir, days, tz=settings.billing_tz)
-        con.execute("checkpoint")
-    finally:
-        con.close()
-    publish(settings.state_db, settings.db)
-    return report
+def bill_with_lists(inbox: Inbox, through: date | str, **kwargs):
+    """Bill like the scheduler: every billed day's suspension lists and statements, then the
+    documents, then publish (bill_day and run_billing run those stages; nothing is redone)."""
+    return inbox.bill(through, **kwargs)
+
+
+def billed_example(
+    billed: Billed, fill: Callable[[Inbox], object], through: str, to: Path | None = None
+) -> Inbox:
+    """The inbox `fill` writes, billed through `through` once per test session: the shared
+    data dir to read (never to bill on), or a copy of it at `to` for a test that bills on."""
+    key = f"{fill.__module__}.{fill.__qualname__}-{through}"
+
+    def build(data: Path) -> None:
+        inbox = Inbox(data)
+        fill(inbox)
+        bill_with_lists(inbox, through)
+
+    return Inbox(billed.copy(key, build, to) if to else billed.path(key, build))
 
 
 def out_file(inbox: Inbox, *parts: str) -> Path:

@@ -6,9 +6,14 @@ from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from tests.conftest import event, one, order, rows
 
 SH = ZoneInfo("Asia/Shanghai")
+
+# December and 2028 days: billed as if they were past (ingest takes later lines as in_future)
+pytestmark = pytest.mark.usefixtures("today_after_the_examples")
 
 
 def at(text: str) -> datetime:
