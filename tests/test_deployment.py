@@ -1,7 +1,8 @@
 """Integration: the daily deployment served against a real Prefect server on loopback.
 
-Slow (a minute or two: a server start, `adbill serve`, four flow runs). Select it with
-`uv run pytest tests/test_deployment.py`, or leave it out with `-k "not integration"`.
+Slow (a minute or two: a server start, `adbill serve`, four flow runs): marked `slow`, run
+first. Select it with `uv run pytest tests/test_deployment.py`, leave it out with
+`-m "not slow"`. Prefect is imported by the tests, not at collection.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import cloudpickle
 import httpx
 import pytest
 
-from flows.daily import yesterday
 from tasks.publish import run_lock
 from tests.ops_helpers import deliver, query, scenario, warehouse
 
@@ -84,7 +84,10 @@ def test_flow_parameters_validate_after_the_runner_pickles_the_flow():
     assert params["through"] == date(2026, 11, 6)
 
 
+@pytest.mark.slow
 def test_integration_served_deployment_bills_runs_triggered_through_the_api(tmp_path):
+    from flows.daily import yesterday
+
     # the scenario ends yesterday (billing zone), so a run with `through` left empty bills it
     sc = scenario(days=6, customers=5, events_per_day=8, start=yesterday(TZ) - timedelta(days=5))
     data = tmp_path / "data"

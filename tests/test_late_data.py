@@ -7,6 +7,7 @@ import json
 import shutil
 from dataclasses import replace
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -26,12 +27,20 @@ from tests.ops_helpers import (
 SC = scenario(days=32, customers=8, events_per_day=10, seed=3)
 
 
+def delivered_and_billed(sc, **kw):
+    """Build a data dir: the whole scenario delivered on time and billed in one run."""
+
+    def build(data: Path) -> None:
+        deliver(data, sc)
+        bill(data, sc.last_day, **kw)
+
+    return build
+
+
 @pytest.fixture(scope="module")
-def one_go(tmp_path_factory):
-    """The whole scenario delivered on time and billed in one run."""
-    data = tmp_path_factory.mktemp("one-go")
-    deliver(data, SC)
-    bill(data, SC.last_day)
+def one_go(billed):
+    """SC billed in one run, once per session: tests read it or copy it."""
+    data = billed.path(f"{__name__}.one-go", delivered_and_billed(SC))
     return data, billing_facts(warehouse(data))
 
 
@@ -126,10 +135,18 @@ def _event(event_id: str, customer: str, when) -> str:
     )
 
 
-def test_lines_older_than_max_late_days_are_rejected_too_late_with_their_raw_text(tmp_path):
-    sc = scenario(days=20, customers=4, events_per_day=6, bad_lines=False)
-    deliver(tmp_path, sc)
-    bill(tmp_path, sc.last_day, max_late_days=5)
+SHORT = scenario(days=20, customers=4, events_per_day=6, bad_lines=False)
+
+
+def short_billed_late_window_5(billed, to: Path) -> Path:
+    """SHORT delivered on time and billed with a late window of 5 days (built once, copied)."""
+    build = delivered_and_billed(SHORT, max_late_days=5)
+    return billed.copy(f"{__name__}.short-late-5", build, to)
+
+
+def test_lines_older_than_max_late_days_are_rejected_too_late_with_their_raw_text(billed, tmp_path):
+    sc = SHORT
+    tmp_path = short_billed_late_window_5(billed, tmp_path / "d")
     before = billing_facts(warehouse(tmp_path))
     rated = "select rated from customer_days where customer_id = 'c01' and day = ?"
     (rated_before,) = query(warehouse(tmp_path), rated, [sc.day(15)])
@@ -164,11 +181,10 @@ def test_lines_older_than_max_late_days_are_rejected_too_late_with_their_raw_tex
 
 
 def test_events_and_orders_redelivered_after_the_late_window_are_duplicates_not_too_late(
-    tmp_path,
+    billed, tmp_path
 ):
-    sc = scenario(days=20, customers=4, events_per_day=6, bad_lines=False)
-    deliver(tmp_path, sc)
-    bill(tmp_path, sc.last_day, max_late_days=5)
+    sc = SHORT
+    tmp_path = short_billed_late_window_5(billed, tmp_path / "d")
     # the same billed events and orders again, in new files (other order, other content)
     write_usage(tmp_path, "resent/day2.jsonl", sc.events[sc.day(2)][::-1])
     write_orders(tmp_path, "resent.csv", sc.orders[::-1])

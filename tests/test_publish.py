@@ -62,14 +62,21 @@ def prepare(data: Path, sc, base_days: int) -> None:
     deliver(data, sc, since=sc.day(base_days + 1))
 
 
+def ready_and_done(billed, name: str, sc, base_days: int) -> tuple[Path, Path]:
+    """A data dir ready for the run under test, and that run done without failure: built
+    once per session; tests copy them."""
+    ready = billed.path(f"{__name__}.{name}-ready", lambda d: prepare(d, sc, base_days))
+
+    def done(data: Path) -> None:
+        shutil.copytree(ready, data, dirs_exist_ok=True)
+        bill(data, sc.last_day)
+
+    return ready, billed.path(f"{__name__}.{name}-done", done)
+
+
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    """A data dir ready for the run under test, and that run done without failure."""
-    ready = tmp_path_factory.mktemp("ready")
-    prepare(ready, SC, BASE_DAYS)
-    done = tmp_path_factory.mktemp("done") / "d"
-    shutil.copytree(ready, done)
-    bill(done, SC.last_day)
+def base(billed):
+    ready, done = ready_and_done(billed, "base", SC, BASE_DAYS)
     return ready, snapshot(done), billing_facts(warehouse(done))
 
 
@@ -185,12 +192,8 @@ RUNNER = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def kill_base(tmp_path_factory):
-    ready = tmp_path_factory.mktemp("kill-ready")
-    prepare(ready, KILL_SC, KILL_BASE_DAYS)
-    done = tmp_path_factory.mktemp("kill-done") / "d"
-    shutil.copytree(ready, done)
-    bill(done, KILL_SC.last_day)
+def kill_base(billed):
+    ready, done = ready_and_done(billed, "kill", KILL_SC, KILL_BASE_DAYS)
     return ready, snapshot(done), billing_facts(warehouse(done))
 
 

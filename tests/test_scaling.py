@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from datetime import date
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -52,11 +53,27 @@ def snapshot(db) -> dict[str, list]:
     return out
 
 
-@pytest.fixture(scope="module")
-def inbox_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("scaling") / "inbox-src"
+THROUGH = date(2026, 11, 4)
+
+
+def generated(root: Path) -> None:
     generate(root, customers=40, days=4, events_per_day=600, seed=11, start=date(2026, 11, 1))
-    return root
+
+
+@pytest.fixture(scope="module")
+def inbox_dir(billed):
+    return billed.path(f"{__name__}.inbox", generated)
+
+
+@pytest.fixture(scope="module")
+def one_shard(billed, inbox_dir):
+    """The inbox billed with one shard in process (once per session): what the others equal."""
+
+    def build(data: Path) -> None:
+        report = run_billing(Settings(data_dir=copy_of(inbox_dir, data), shards=1), THROUGH)
+        assert report.days[-1]["shards"] == 1
+
+    return Settings(data_dir=billed.path(f"{__name__}.one-shard", build)).db  # published
 
 
 def copy_of(inbox_dir, dest):
@@ -64,23 +81,18 @@ def copy_of(inbox_dir, dest):
     return dest
 
 
-def test_one_shard_in_process_equals_four_shards_in_process(inbox_dir, tmp_path):
-    a = run_billing(
-        Settings(data_dir=copy_of(inbox_dir, tmp_path / "a"), shards=1), date(2026, 11, 4)
-    )
-    b = run_billing(
-        Settings(data_dir=copy_of(inbox_dir, tmp_path / "b"), shards=4), date(2026, 11, 4)
-    )
-    assert a.days[-1]["shards"] == 1 and b.days[-1]["shards"] == 4
-    assert snapshot(a.published) == snapshot(b.published)
+def test_one_shard_in_process_equals_four_shards_in_process(inbox_dir, one_shard, tmp_path):
+    b = run_billing(Settings(data_dir=copy_of(inbox_dir, tmp_path / "b"), shards=4), THROUGH)
+    assert b.days[-1]["shards"] == 4
+    assert snapshot(one_shard) == snapshot(b.published)
 
 
-def test_four_shards_on_a_two_worker_dask_cluster_equal_one_shard_in_process(inbox_dir, tmp_path):
+@pytest.mark.slow  # a Prefect server and a Dask cluster of two workers: about two minutes
+def test_four_shards_on_a_two_worker_dask_cluster_equal_one_shard_in_process(
+    inbox_dir, one_shard, tmp_path
+):
     from flows.daily import daily_billing
 
-    a = run_billing(
-        Settings(data_dir=copy_of(inbox_dir, tmp_path / "a"), shards=1), date(2026, 11, 4)
-    )
     summary = daily_billing(
         through=date(2026, 11, 4),
         data_dir=str(copy_of(inbox_dir, tmp_path / "dask")),
@@ -89,7 +101,7 @@ def test_four_shards_on_a_two_worker_dask_cluster_equal_one_shard_in_process(inb
         trigger="test",
     )
     assert summary["status"] == "succeeded"
-    left, right = snapshot(a.published), snapshot(summary["published"])
+    left, right = snapshot(one_shard), snapshot(summary["published"])
     assert left.keys() == right.keys()
     for table in left:
         assert left[table] == right[table], table
