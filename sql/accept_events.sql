@@ -1,8 +1,8 @@
 -- Business checks of a batch of usage lines (billing-rules §3), in rule order: the first
 -- failing rule names the reason (row-schema failures, from Pandera, come first). Lines
--- that pass every rule go into `events` with their credits (the file's duplicate check,
--- sql/dedupe_events.sql, follows in the same transaction); the others are rejected with
--- their raw line.
+-- that pass every rule go into `events` with their credits, rated by the catalog version in
+-- force at occurred_at (the file's duplicate check, sql/dedupe_events.sql, follows in the
+-- same transaction); the others are rejected with their raw line.
 create or replace temp table batch_checked as
 with lines as (
     select
@@ -27,6 +27,8 @@ priced as (
     select
         l.*,
         f.code is not null as known_function,
+        f.version_id as catalog_version,
+        f.editions,
         f.unit_size_micro,
         f.credits_per_unit,
         f.whole_number,
@@ -34,18 +36,21 @@ priced as (
             or list_contains(f.allowed_quantities_micro, l.quantity_micro) as quantity_allowed,
         len(f.editions) > 0 as needs_entitlement
     from lines as l
-    left join catalog_functions as f on f.code = l.function
+    -- the version in force at occurred_at (every code has one at every instant)
+    left join catalog_functions as f
+        on f.code = l.function
+        and l.occurred_at_ts >= coalesce(f.effective_from, '-infinity'::timestamptz)
+        and l.occurred_at_ts < coalesce(f.effective_until, 'infinity'::timestamptz)
 ),
 
 entitled as (
     -- an enterprise-only function needs an active subscription of an entitled edition
     select distinct p.line_no
     from priced as p
-    join catalog_functions as f on f.code = p.function
     join pools as s
         on s.customer_key = p.customer_key
         and s.source = 'subscription'
-        and list_contains(f.editions, s.product)
+        and list_contains(p.editions, s.product)
         and s.available_from <= p.occurred_at_ts
         and p.occurred_at_ts < s.expires_at
     where p.reason is null and p.needs_entitlement
@@ -75,6 +80,7 @@ select
         when p.status = 'failed' then 0
         else ((p.quantity_micro + p.unit_size_micro - 1) // p.unit_size_micro)
             * p.credits_per_unit
-    end as credits
+    end as credits,
+    p.catalog_version
 from priced as p
 left join entitled as e using (line_no)

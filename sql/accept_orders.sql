@@ -16,10 +16,15 @@ priced as (
         r.*,
         p.source,
         p.unit_price_cny,
+        p.version_id,
         e.terms_months
     from rows as r
-    left join catalog_products as p on p.product = r.product
-    left join (select code, terms_months from catalog_editions) as e on e.code = r.product
+    -- the price in force at purchased_at (every product has one at every instant)
+    left join catalog_products as p
+        on p.product = r.product
+        and r.purchased_at_ts >= coalesce(p.effective_from, '-infinity'::timestamptz)
+        and r.purchased_at_ts < coalesce(p.effective_until, 'infinity'::timestamptz)
+    left join catalog_editions as e on e.version_id = p.version_id
 ),
 
 checked as (

@@ -44,10 +44,27 @@ periods as (
     select * from package_periods
 ),
 
+keyed as (
+    -- a pool keeps its key across rebuilds; a new pool takes the next free one, so no term
+    -- length or order count can make two pools share a key
+    select
+        p.*,
+        p.order_id || '#' || p.period_index as pool_id,
+        coalesce(
+            k.pool_key,
+            (select coalesce(max(pool_key), 0) from pools)
+                + row_number() over (
+                    partition by k.pool_key is null order by p.order_key, p.period_index
+                )
+        ) as pool_key
+    from periods as p
+    left join pools as k on k.order_id = p.order_id and k.period_index = p.period_index
+),
+
 pooled as (
     select
-        p.order_key * 16 + p.period_index as pool_key,
-        p.order_id || '#' || p.period_index as pool_id,
+        p.pool_key,
+        p.pool_id,
         p.customer_key,
         p.customer_id,
         p.order_id,
@@ -66,11 +83,11 @@ pooled as (
             order by p.source = 'package', p.expires_at, p.available_from, p.pool_id
         ) as priority,
         c.seats,
-        c.credits as remaining
-    from (
-        select *, order_id || '#' || period_index as pool_id from periods
-    ) as p
-    join catalog_products as c using (product)
+        c.credits as remaining,
+        c.version_id as catalog_version
+    from keyed as p
+    -- the price and credits the order was accepted at (sql/schema/006_catalog_versions.sql)
+    join order_prices as c using (order_key)
 )
 
 select * from pooled

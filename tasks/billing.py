@@ -9,7 +9,7 @@ from datetime import date, timedelta
 
 from tasks.daily import customer_days
 from tasks.db import execute, scalar
-from tasks.deduct import deduct_shard
+from tasks.deduct import check_entry_widths, deduct_shard
 from tasks.expire import expire_day
 from tasks.invariants import check_day
 from tasks.statements import statements_day
@@ -30,7 +30,7 @@ DAY_TABLES = (
 
 @dataclass(frozen=True)
 class DayPlan:
-    """A billing day to bill and why: new, late_data or rebill."""
+    """A billing day to bill and why: new, late_data, rebill or price_change."""
 
     day: date
     reason: str
@@ -53,11 +53,18 @@ def unbill_from(con, day: date) -> None:
         con.execute(f"delete from {table} where day >= $day", {"day": day})
 
 
-def plan_days(con, through: date, *, rebill_from: date | None = None) -> list[DayPlan]:
+def plan_days(
+    con,
+    through: date,
+    *,
+    rebill_from: date | None = None,
+    repriced_from: date | None = None,
+) -> list[DayPlan]:
     """Every day to bill up to `through`, in order, each with its reason.
 
-    Billing day D starts from D-1's close, so the first day not billed (late data and a
-    rebill unbill their days at once) and every day after it up to `through` are billed.
+    Billing day D starts from D-1's close, so the first day not billed (late data, a rebill
+    and a price change unbill their days at once) and every day after it up to `through`
+    are billed.
     """
     start = first_day(con)
     if start is None:
@@ -94,6 +101,8 @@ def plan_days(con, through: date, *, rebill_from: date | None = None) -> list[Da
             reason = "new"
         elif rebill_from is not None and d >= rebill_from:
             reason = "rebill"
+        elif repriced_from is not None and d >= repriced_from:
+            reason = "price_change"
         else:
             reason = "late_data"
         plans.append(DayPlan(d, reason))
@@ -138,6 +147,7 @@ def bill_day(
     con.execute("begin transaction")
     try:
         unbill_from(con, day)
+        check_entry_widths(scalar(con, "select max(customer_key) from customers"), None)
         n = shard_count(con, day, shards)
         timings["unbill"] = time.perf_counter() - t
         t = time.perf_counter()

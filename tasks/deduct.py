@@ -16,8 +16,17 @@ __all__ = ["EPOCH", "KIND", "DayDraws", "draw_day"]
 
 # ---------------------------------------------------------------- the stage on the warehouse
 
-DAY_BITS, CUSTOMER_BITS = 47, 24  # entry_id = day_number << 47 | customer_key << 24 | seq
-GRANT_SEQ, DRAW_SEQ, EXPIRE_SEQ = 0, 1 << 10, (1 << 24) - (1 << 10)
+# entry_id = day_number << 47 | customer_key << 24 | seq, seq numbering the customer's
+# entries of the day: grants (by priority), then draws in posting order, then expiries
+# (sql/expire.sql). seq counts the day's entries only, so no pool count, term or customer
+# age reaches the id; the widths hold 8.4M customers and 16.7M entries a customer a day,
+# and a run that would pass them fails (`check_entry_widths`) instead of reusing an id.
+DAY_BITS, CUSTOMER_BITS = 47, 24
+GRANT_SEQ, DRAW_SEQ, EXPIRE_SEQ = 0, 0, 0  # kept for callers: seq is dense from 0 on
+
+
+class EntryIdOverflow(ValueError):
+    """A ledger entry id would leave its field (too many customers or entries a day)."""
 
 
 def entry_base(day_number: pl.Expr | int, customer_key: pl.Expr) -> pl.Expr:
@@ -25,6 +34,20 @@ def entry_base(day_number: pl.Expr | int, customer_key: pl.Expr) -> pl.Expr:
     return (pl.lit(day_number, dtype=pl.Int64) * (1 << DAY_BITS)) + (
         customer_key.cast(pl.Int64) * (1 << CUSTOMER_BITS)
     )
+
+
+def check_entry_widths(max_customer_key: int | None, max_seq: int | None) -> None:
+    """Fail before writing an entry id that would spill into its neighbour's field."""
+    if max_customer_key is not None and max_customer_key >= 1 << (DAY_BITS - CUSTOMER_BITS):
+        raise EntryIdOverflow(
+            f"customer_key {max_customer_key} does not fit the ledger entry id "
+            f"(at most {(1 << (DAY_BITS - CUSTOMER_BITS)) - 1}); widen the id in tasks/deduct.py"
+        )
+    if max_seq is not None and max_seq >= 1 << CUSTOMER_BITS:
+        raise EntryIdOverflow(
+            f"a customer has {max_seq + 1} ledger entries in one day, more than the entry id "
+            f"holds ({1 << CUSTOMER_BITS}); widen the id in tasks/deduct.py"
+        )
 
 
 @dataclass(frozen=True)
@@ -107,31 +130,41 @@ def draw_shard(inputs: ShardInputs) -> ShardDraws:
     """Draw one shard's day: ledger entries (grants, draws) and pool figures. Pure Polars."""
     pools, day_number = inputs.pools, inputs.day_number
     draws = draw_day(inputs.events, pools, inputs.arrears, inputs.day_start_us)
+    granted = pools.filter(pl.col("granted") > 0)
+    grants = granted.select(
+        pl.col("customer_key").cast(pl.Int32),
+        # the customer's grants of the day numbered 0.. by priority
+        (pl.col("priority").rank("ordinal").over("customer_key") - 1).cast(pl.Int64).alias("seq"),
+        "pool_key",
+        pl.lit(None, dtype=pl.Int64).alias("event_key"),
+        pl.col("available_from_us").alias("posted_at_us"),
+        pl.lit("grant", dtype=KIND).alias("kind"),
+        pl.col("granted").alias("credits"),
+    )
+    n_grants = grants.group_by("customer_key").agg(pl.len().cast(pl.Int64).alias("n_grants"))
     row = pl.int_range(pl.len())
-    entries = draws.pieces.select(
+    entries = draws.pieces.join(
+        n_grants, on="customer_key", how="left", maintain_order="left"
+    ).select(
+        "customer_key",
+        # after the customer's grants: the draws in ledger order
         (
-            entry_base(day_number, pl.col("customer_key"))
-            + DRAW_SEQ
+            pl.col("n_grants").fill_null(0)
             + row
             - pl.when(first_in_run("customer_key")).then(row).fill_null(strategy="forward")
-        ).alias("entry_id"),
-        "customer_key",
+        ).alias("seq"),
         "pool_key",
         "event_key",
         "posted_at_us",
         "kind",
         "credits",
     )
-    grants = pools.filter(pl.col("granted") > 0).select(
-        (entry_base(day_number, pl.col("customer_key")) + GRANT_SEQ + pl.col("priority")).alias(
-            "entry_id"
-        ),
-        pl.col("customer_key").cast(pl.Int32),
-        "pool_key",
-        pl.lit(None, dtype=pl.Int64).alias("event_key"),
-        pl.col("available_from_us").alias("posted_at_us"),
-        pl.lit("grant", dtype=KIND).alias("kind"),
-        pl.col("granted").alias("credits"),
+    ledger = pl.concat([grants, entries], how="vertical_relaxed")
+    if ledger.height:
+        check_entry_widths(int(ledger["customer_key"].max()), int(ledger["seq"].max()))
+    ledger = ledger.select(
+        (entry_base(day_number, pl.col("customer_key")) + pl.col("seq")).alias("entry_id"),
+        pl.exclude("seq"),
     )
     per_pool = (
         draws.pieces.filter(pl.col("pool_key").is_not_null())
@@ -147,7 +180,7 @@ def draw_shard(inputs: ShardInputs) -> ShardDraws:
         .with_columns(pl.col("used", "settled").fill_null(0))
     )
     return ShardDraws(
-        entries=pl.concat([grants, entries], how="vertical_relaxed"),
+        entries=ledger,
         pool_days=pool_days,
         events=inputs.events.height,
     )

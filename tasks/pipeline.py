@@ -15,6 +15,7 @@ from tasks.db import connect, execute, scalar
 from tasks.documents import write_documents
 from tasks.ingest import IngestReport, ingest_inbox
 from tasks.publish import publish, run_lock
+from tasks.rate import rate_events
 from tasks.settings import Settings
 
 Stage = Callable[..., Any]
@@ -60,6 +61,8 @@ class RunReport:
     status: str = "running"
     # billed days that no accepted usage event is dated on: a delivery may be missing
     days_without_usage: list[date] = field(default_factory=list)
+    # the first billed day a catalog change re-rated and billed again (None: no change did)
+    repriced_from: date | None = None
 
     @property
     def warnings(self) -> list[str]:
@@ -95,6 +98,7 @@ class RunReport:
             "duplicates": ing.duplicates,
             "rejected_by_reason": dict(ing.rejected_by_reason),
             "days_without_usage": [d.isoformat() for d in self.days_without_usage],
+            "repriced_from": self.repriced_from.isoformat() if self.repriced_from else None,
             "warnings": self.warnings,
             "published": self.published,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
@@ -107,7 +111,7 @@ class RunReport:
         for d in self.days:
             for k, v in d.get("timings", {}).items():
                 out[k] = out.get(k, 0.0) + v
-        for step in ("open", "plan", "documents", "checkpoint", "publish"):
+        for step in ("open", "rate", "plan", "documents", "checkpoint", "publish"):
             if step in self.seconds:
                 out[step] = self.seconds[step]
         return out
@@ -169,8 +173,9 @@ def run_billing(
     report = RunReport(run_id=run_id, through=through)
     check_inbox(settings)
     settings.ensure_dirs()
-    catalog = load_catalog(settings.catalog_path)
     tz = settings.billing_tz
+    # a catalog no run can apply fails here, before anything is read or billed
+    catalog = load_catalog(settings.catalog_path, tz)
     hook = after_stage or (lambda _s: None)
     with run_lock(settings.state_dir):
         t = time.perf_counter()
@@ -204,6 +209,16 @@ def run_billing(
             )
             hook("ingest")
             report.seconds["ingest"] = time.perf_counter() - t
+            # events rated by the version in force; a catalog change that alters billed days
+            # re-rates their events and makes those days stale, as late data does
+            t = time.perf_counter()
+            doing = f"applying the catalog {settings.catalog_path}"
+            repriced_from = stage(
+                "rate", rate_events, con, catalog, tz=tz, run_id=run_id, rebill_from=rebill_from
+            )
+            hook("rate")
+            report.repriced_from = repriced_from
+            report.seconds["rate"] = time.perf_counter() - t
             # days already billed after `through` are billed again too when an earlier day
             # is (late data, rebill): a run never drops a billed day from the warehouse
             t = time.perf_counter()
@@ -211,7 +226,9 @@ def run_billing(
             billed_until = max(through, last_billed(con) or through)
             if rebill_from is not None:
                 execute(con, "delete from billed_days where day >= $day", {"day": rebill_from})
-            plans = plan_days(con, billed_until, rebill_from=rebill_from)
+            plans = plan_days(
+                con, billed_until, rebill_from=rebill_from, repriced_from=repriced_from
+            )
             if plans:
                 con.execute("begin transaction")
                 unbill_from(con, plans[0].day)

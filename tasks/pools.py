@@ -43,7 +43,8 @@ def rebuild_pools(
 
     A customer's pools depend only on that customer's orders (renewal queues, priorities),
     so a new orders file rebuilds the pools of its own customers, whatever the history.
-    Known remaining credits are kept.
+    Known remaining credits and pool keys are kept; each order's pools carry the price and
+    credits it was accepted at (`order_prices`).
     """
     scope = (
         "true"
@@ -58,6 +59,7 @@ def rebuild_pools(
     starts = subscription_starts(orders, catalog.period_days, tz)
     con.register("order_starts", starts.to_arrow())
     con.register("catalog_products", catalog.products().to_arrow())
+    price_orders(con, scope)
     pools = frame(
         con,
         sql("pools"),
@@ -82,3 +84,21 @@ def rebuild_pools(
     )
     con.unregister("new_pools")
     return pools.height
+
+
+def price_orders(con: duckdb.DuckDBPyConnection, scope: str = "true") -> None:
+    """Fix the price, credits and seats of the orders not priced yet: the catalog version in
+    force at purchased_at (`catalog_products` registered). An order keeps them for good."""
+    con.execute(
+        f"""
+        insert into order_prices
+        select o.order_key, p.version_id, p.unit_price_cny, p.credits, p.seats
+        from orders as o
+        join catalog_products as p
+            on p.product = o.product
+            and o.purchased_at >= coalesce(p.effective_from, '-infinity'::timestamptz)
+            and o.purchased_at < coalesce(p.effective_until, 'infinity'::timestamptz)
+        where ({scope})
+            and o.order_key not in (select order_key from order_prices)
+        """
+    )

@@ -1,5 +1,8 @@
 -- What analysts query: the tables of interfaces.md, with text ids.
 
+-- the catalog version that rated each event (tables of 006_catalog_versions.sql)
+alter table events add column if not exists catalog_version bigint;
+
 create or replace view rated_events as
 select
     e.event_id,
@@ -10,7 +13,8 @@ select
     e.status,
     e.occurred_at,
     e.day,
-    e.credits
+    e.credits,
+    e.catalog_version            -- catalog_versions.version_id of the price that rated it
 from events as e
 join customers as c using (customer_key);
 

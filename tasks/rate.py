@@ -1,0 +1,104 @@
+"""Rated events: each event's credits by the catalog version in force at occurred_at, and
+the catalog versions the working state has applied (to see what a changed catalog alters)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+import duckdb
+import polars as pl
+
+from tasks.catalog import Catalog
+from tasks.db import frame, run_sql, scalar
+
+NOTHING_BEFORE = date(1, 1, 1)  # a version in force from the beginning touches every day
+NOTHING_AFTER = date(9999, 12, 31)
+
+
+def price_change_day(added: pl.DataFrame, retired: pl.DataFrame, tz: str) -> date | None:
+    """The first billing day whose rating a catalog change alters: the earliest start of a
+    function version added to the catalog or taken out of it (edited, or removed)."""
+    starts: list[datetime | None] = [
+        *added.filter(pl.col("kind") == "function")["effective_from"].to_list(),
+        *retired.filter(pl.col("kind") == "function")["effective_from"].to_list(),
+    ]
+    if not starts:
+        return None
+    if any(s is None for s in starts):
+        return NOTHING_BEFORE
+    return min(starts).astimezone(ZoneInfo(tz)).date()
+
+
+def rate_events(
+    con: duckdb.DuckDBPyConnection,
+    catalog: Catalog,
+    *,
+    tz: str,
+    run_id: str,
+    rebill_from: date | None = None,
+) -> date | None:
+    """Apply the catalog to the working state, in one transaction; return the first billed
+    day that a price change makes stale (its days are billed again), or None.
+
+    A function version added to the catalog, edited, or taken out of it changes the credits
+    of events from its start on: those events are rated again (one UPDATE over their days)
+    and the billed days from that day on are forgotten, so the run bills them again, as late
+    data does. `rebill_from` rates every event from that day on again. Events whose version
+    is not recorded yet (rated at ingest) get it. A data dir that has recorded no versions
+    yet takes the catalog as it is. Edition and package versions are recorded for the audit:
+    an accepted order keeps its price and credits (`order_prices`), so they re-bill nothing.
+    """
+    versions = catalog.versions()
+    stored = frame(
+        con,
+        "select version_id, kind, code, effective_from from catalog_versions "
+        "where retired_at is null",
+    )
+    known = scalar(con, "select count(*) from catalog_versions") > 0
+    added = versions.filter(~pl.col("version_id").is_in(stored["version_id"].implode()))
+    retired = stored.filter(~pl.col("version_id").is_in(versions["version_id"].implode()))
+    changed = price_change_day(added, retired, tz) if known else None
+    rerate_from = min((d for d in (changed, rebill_from) if d is not None), default=NOTHING_AFTER)
+    con.execute("begin transaction")
+    try:
+        con.register("catalog_functions", catalog.functions.to_arrow())
+        run_sql(con, "rate_events", {"from": rerate_from})
+        last = scalar(con, "select max(day) from billed_days")
+        stale = changed if changed is not None and last is not None and changed <= last else None
+        if stale is not None:
+            con.execute("delete from billed_days where day >= ?", [stale])
+        _record_versions(con, versions, added, retired, run_id)
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return stale
+
+
+def _record_versions(
+    con, versions: pl.DataFrame, added: pl.DataFrame, retired: pl.DataFrame, run_id: str
+) -> None:
+    """catalog_versions: the added versions in, the ones no longer in the file retired, and
+    every current version's end as the file now has it."""
+    con.register("catalog_now", versions.to_arrow())
+    con.register("catalog_added", added.select("version_id").to_arrow())
+    con.register("catalog_retired", retired.select("version_id").to_arrow())
+    con.execute(
+        "update catalog_versions set retired_at = now(), retired_run = ? where retired_at is "
+        "null and version_id in (select version_id from catalog_retired)",
+        [run_id],
+    )
+    con.execute(
+        "insert into catalog_versions select version_id, kind, code, effective_from, "
+        "effective_until, fingerprint, content, now(), ?, null, null from catalog_now "
+        "where version_id in (select version_id from catalog_added)",
+        [run_id],
+    )
+    con.execute(
+        "update catalog_versions as v set effective_until = n.effective_until "
+        "from catalog_now as n where v.retired_at is null and v.version_id = n.version_id "
+        "and v.effective_until is distinct from n.effective_until"
+    )
+    for name in ("catalog_now", "catalog_added", "catalog_retired"):
+        con.unregister(name)
