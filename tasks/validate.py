@@ -166,6 +166,8 @@ def failing_rows(df: pl.DataFrame, kind: str) -> pl.DataFrame:
         (EVENT_COLUMNS, EVENT_SCHEMA) if kind == "usage" else (ORDER_COLUMNS, ORDER_SCHEMA)
     )
     empty = pl.DataFrame(schema={"index": pl.Int64, "reason": pl.String})
+    if df.height == 0:
+        return empty
     try:
         schema.validate(df, lazy=True)
         return empty
