@@ -2,33 +2,12 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
-
-class DataDirBusy(RuntimeError):
-    """Another run holds the data dir."""
-
-
-@contextmanager
-def run_lock(state_dir: Path):
-    """Hold the data dir for one run at a time (a scheduled run and a rerun never overlap)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / "run.lock"
-    with path.open("a+") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise DataDirBusy(
-                f"another adbill run is using {state_dir.parent}; wait for it to finish"
-            ) from exc
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+# the run lock lived here; tasks.pipeline still imports it from this module
+from tasks.run_lock import DataDirBusy, run_lock  # noqa: F401
 
 
 def publish(state_db: Path, target: Path) -> Path:

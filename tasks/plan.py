@@ -1,0 +1,235 @@
+"""A run's plan: the days it would bill, each with its reason, and the inbox files it would
+ingest; read from the working state without changing it (`adbill run --plan`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+
+from tasks.billing import DayPlan, last_billed, plan_days
+from tasks.catalog import load_catalog
+from tasks.db import connect, frame, scalar
+from tasks.inbox_files import inbox_files
+from tasks.ingest import IngestReport, _new_files
+from tasks.pipeline import late_cutoff
+from tasks.rate import price_change_day
+from tasks.run_lock import DataDirBusy
+from tasks.settings import Settings
+
+# what `--plan` cannot know without ingesting (docs/operating.md "Before a run: --plan")
+LIMIT = (
+    "late-data days come from each new file's earliest line that passes cheap checks (a time "
+    "with its offset, a known function and status, an event_id not billed yet) or its earliest "
+    "order: a run may start later, when ingest rejects that line for another reason, never "
+    "earlier"
+)
+
+# lines the run would surely reject or find duplicate are left out (bad time, function or
+# status; an event_id it holds already); what else it rejects is left to LIMIT above
+USAGE_DAY = """
+with lines as (
+    select event_id, (try_cast(occurred_at as timestamptz) at time zone $tz)::date as day
+    from read_json(
+        $path, format = 'newline_delimited', ignore_errors = true,
+        columns = {event_id: 'varchar', function: 'varchar', status: 'varchar',
+                   occurred_at: 'varchar'}
+    )
+    where regexp_matches(occurred_at, '(Z|z|[+-]\\d\\d:?\\d\\d)$')
+      and status in ('succeeded', 'failed')
+      and function in (select code from temp.plan_functions)
+),
+
+known as (
+    select event_id from events
+    where day between (select min(day) from lines) and (select max(day) from lines)
+)
+
+select min(day) from lines
+where day between $first and $last
+  and event_id not in (select event_id from known where event_id is not null)
+"""
+
+ORDER_DAY = """
+with bought as (
+    select try_cast(purchased_at as timestamptz) at time zone $tz as local
+    from read_csv($path, all_varchar = true, header = true, ignore_errors = true)
+)
+
+select min(case when local::time = '00:00:00' then local::date - 1 else local::date end)
+from bought
+"""
+
+
+@dataclass
+class NewFile:
+    """An inbox file the run would read, and the earliest billing day its lines carry."""
+
+    path: str
+    kind: str  # orders, usage
+    bytes: int
+    earliest_day: date | None
+
+
+@dataclass
+class RunPlan:
+    through: date
+    days: list[DayPlan] = field(default_factory=list)
+    files: list[NewFile] = field(default_factory=list)
+    turned_away: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    last_billed: date | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The plan as the terminal shows it."""
+        out = [f"plan through {self.through} (billed through {self.last_billed or 'nothing'}):"]
+        out.append(f"  {len(self.days)} day(s) to bill" + (":" if self.days else ""))
+        for span, reason in _spans(self.days):
+            out.append(f"    {span}  {reason}")
+        out.append(f"  {len(self.files)} file(s) to ingest" + (":" if self.files else ""))
+        for f in self.files:
+            day = f" (earliest day {f.earliest_day})" if f.earliest_day else ""
+            out.append(f"    {f.kind:6} {f.path}  {f.bytes:,} bytes{day}")
+        for path, reason in self.turned_away:
+            out.append(f"  would turn away {path} ({reason})")
+        out += [f"  note: {n}" for n in self.notes]
+        return out
+
+
+def _spans(days: list[DayPlan]) -> list[tuple[str, str]]:
+    """Consecutive days with the same reason as one line."""
+    spans: list[list] = []
+    for p in days:
+        if spans and spans[-1][2] == p.reason and p.day == spans[-1][1] + timedelta(days=1):
+            spans[-1][1] = p.day
+        else:
+            spans.append([p.day, p.day, p.reason])
+    return [(f"{a}" if a == b else f"{a} .. {b}", r) for a, b, r in spans]
+
+
+def plan_run(settings: Settings, through: date, rebill_from: date | None = None) -> RunPlan:
+    """What `run_billing(settings, through, rebill_from=)` would bill now, without ingesting:
+    the new inbox files' earliest days stand in for what ingest would record."""
+    con = _overlay(settings.state_db)
+    try:
+        plan = RunPlan(through=through, last_billed=last_billed(con))
+        paths = _inbox(settings, plan)
+        report = IngestReport()
+        fresh = _new_files(con, paths, report, lambda p, r, _d: plan.turned_away.append((p, r)))
+        plan.turned_away = [(str(p), r) for p, r in plan.turned_away]
+        cutoff = late_cutoff(con, through, settings)
+        latest = settings.today() + timedelta(days=1)
+        catalog = load_catalog(settings.catalog_path, settings.billing_tz)
+        con.register("plan_functions_now", catalog.functions.select("code").to_arrow())
+        con.execute("create temp table plan_functions as select * from plan_functions_now")
+        orders_dir = settings.inbox / "orders"
+        for f in fresh:
+            kind = "orders" if f.path.parent == orders_dir else "usage"
+            day = _earliest_day(con, f.path, kind, settings.billing_tz, cutoff, latest)
+            plan.files.append(NewFile(str(f.path), kind, f.path.stat().st_size, day))
+        _add_new_files(con, plan.files)
+        repriced = _repriced_from(con, settings, catalog)
+        billed_until = max(through, plan.last_billed or through)
+        keep_before = min((d for d in (rebill_from, repriced) if d), default=None)
+        if keep_before is not None:
+            con.execute("delete from billed_days where day >= ?", [keep_before])
+        plan.days = plan_days(con, billed_until, rebill_from=rebill_from, repriced_from=repriced)
+        if plan.files:
+            plan.notes.append(LIMIT)
+        return plan
+    finally:
+        con.close()
+
+
+def _inbox(settings: Settings, plan: RunPlan) -> list[Path]:
+    if not settings.inbox.is_dir():
+        return []
+    orders, usage, refused = inbox_files(settings.inbox)
+    plan.turned_away += [(str(p), "not_a_regular_file") for p, _why in refused]
+    return orders + usage
+
+
+def _overlay(state_db: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory database whose tables read the working state (attached read-only) and
+    that the plan may change freely: billed_days and ingested_files are copies, and orders
+    and events take the new files' earliest days (temp.plan_orders, temp.plan_events)."""
+    con = connect(":memory:")
+    con.execute("create temp table plan_orders (purchase_day date)")
+    con.execute("create temp table plan_events (day date)")
+    source: dict[str, str] = {}  # a fresh data dir: only the new files' days
+    if state_db.exists():
+        try:
+            con.execute(f"attach '{_quoted(state_db)}' as working (read_only)")
+        except duckdb.IOException as exc:
+            con.close()
+            raise DataDirBusy(
+                f"a run is using {state_db}; ask for the plan when it has finished"
+            ) from exc
+        names = [
+            r[0]
+            for r in con.execute(
+                "select table_name from duckdb_tables() where database_name = 'working'"
+            ).fetchall()
+        ]
+        for name in names:
+            con.execute(f'drop table if exists main."{name}"')
+            if name in ("orders", "events"):
+                continue  # below, with the new files' days
+            copy = name in ("billed_days", "ingested_files")
+            kind = "table" if copy else "view"
+            con.execute(f'create {kind} main."{name}" as select * from working.main."{name}"')
+        source = {t: f"working.main.{t}" for t in ("orders", "events")}
+    for table in ("orders", "events"):
+        con.execute(f"drop table if exists main.{table}")
+        state = f"select * from {source[table]} union all by name " if source else ""
+        con.execute(f"create view main.{table} as {state}select * from temp.plan_{table}")
+    return con
+
+
+def _quoted(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _earliest_day(con, path: Path, kind: str, tz: str, first: date, last: date) -> date | None:
+    """The earliest billing day in first..last a file's lines carry (read cheaply: LIMIT)."""
+    text = ORDER_DAY if kind == "orders" else USAGE_DAY
+    try:
+        day = scalar(con, text, {"path": str(path), "tz": tz, "first": first, "last": last})
+    except duckdb.Error:
+        return None
+    return day if day is None or first <= day <= last else None
+
+
+def _add_new_files(con, files: list[NewFile]) -> None:
+    """The new files as ingest would record them: later file ids, their earliest days (which
+    also give a fresh data dir its first day, tasks.billing.first_day)."""
+    top = scalar(con, "select coalesce(max(file_id), 0) from ingested_files")
+    for i, f in enumerate(files, 1):
+        con.execute(
+            "insert into ingested_files (file_id, path, kind, earliest_day, complete) "
+            "values (?, ?, ?, ?, true)",
+            [top + i, f.path, f.kind, f.earliest_day],
+        )
+        if f.earliest_day is not None:
+            table = "orders" if f.kind == "orders" else "events"
+            con.execute(f"insert into temp.plan_{table} values (?)", [f.earliest_day])
+
+
+def _repriced_from(con, settings: Settings, catalog) -> date | None:
+    """The first billed day a change of the catalog file would re-bill (tasks.rate)."""
+    known = scalar(con, "select count(*) from catalog_versions") or 0
+    if not known:
+        return None
+    versions = catalog.versions()
+    stored = frame(
+        con,
+        "select version_id, kind, code, effective_from from catalog_versions "
+        "where retired_at is null",
+    )
+    added = versions.filter(~versions["version_id"].is_in(stored["version_id"].implode()))
+    retired = stored.filter(~stored["version_id"].is_in(versions["version_id"].implode()))
+    changed = price_change_day(added, retired, settings.billing_tz)
+    last = scalar(con, "select max(day) from billed_days")
+    return changed if changed is not None and last is not None and changed <= last else None

@@ -1,0 +1,271 @@
+"""The billing status an operator checks in the morning: the last runs, days billed through,
+days waiting, recent rejects and warnings (`adbill status`, table billing_status)."""
+
+from __future__ import annotations
+
+import fcntl
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from tasks.billing import DayPlan, last_billed, plan_days
+from tasks.db import connect, scalar
+from tasks.pipeline import day_spans, days_without_usage
+from tasks.settings import Settings
+
+RUNS_SHOWN = 10
+# a daily schedule that has not run for longer than this is named in the warnings
+SCHEDULE_SILENT_HOURS = 26
+
+RUN_COLUMNS = (
+    "run_id",
+    "flow_run_id",
+    "trigger",
+    "status",
+    "started_at",
+    "finished_at",
+    "through",
+    "days_billed",
+    "first_day",
+    "last_day",
+    "error",
+)
+
+
+@dataclass
+class Status:
+    """Facts of one moment; `failed` is what monitoring acts on."""
+
+    as_of: datetime
+    today: date
+    source: str  # the file read
+    billed_through: date | None = None
+    waiting: list[DayPlan] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    last_scheduled: dict[str, Any] | None = None
+    since: datetime | None = None
+    lines_rejected: dict[str, int] = field(default_factory=dict)
+    orders_rejected: int = 0
+    files_rejected: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def stale(self) -> list[DayPlan]:
+        return [p for p in self.waiting if p.reason != "new"]
+
+    @property
+    def failed(self) -> bool:
+        """The last scheduled run failed (or was interrupted)."""
+        return bool(self.last_scheduled and self.last_scheduled["status"] == "failed")
+
+    def row(self, run_id: str | None = None, flow_run_id: str | None = None) -> dict[str, Any]:
+        """The billing_status row (and the artifact's table): plain values only."""
+        last = self.last_scheduled or {}
+        return {
+            "run_id": run_id,
+            "flow_run_id": flow_run_id,
+            "as_of": self.as_of,
+            "today": self.today,
+            "billed_through": self.billed_through,
+            "days_waiting": len(self.waiting),
+            "first_day_waiting": self.waiting[0].day if self.waiting else None,
+            "stale_days": len(self.stale),
+            "last_scheduled_run_id": last.get("run_id"),
+            "last_scheduled_status": last.get("status"),
+            "last_scheduled_error": last.get("error"),
+            "since": self.since,
+            "lines_rejected": sum(self.lines_rejected.values()),
+            "orders_rejected": self.orders_rejected,
+            "files_rejected": len(self.files_rejected),
+            "warnings": list(self.warnings),
+        }
+
+    def lines(self) -> list[str]:
+        """The status as the terminal shows it."""
+        out = [f"adbill status of {self.source} at {self.as_of:%Y-%m-%d %H:%M:%S %Z}"]
+        out.append(f"  billed through: {self.billed_through or 'nothing billed yet'}")
+        if self.waiting:
+            spans = ", ".join(
+                f"{s} {r}" for s, r in _reason_spans(self.waiting)
+            )  # e.g. 2026-11-03 .. 2026-11-05 late_data
+            out.append(f"  days waiting: {len(self.waiting)} ({spans})")
+        else:
+            out.append("  days waiting: none")
+        last = self.last_scheduled
+        out.append(
+            "  last scheduled run: "
+            + (f"{last['run_id']} {last['status']}" if last else "none yet")
+            + (f": {last['error']}" if last and last.get("error") else "")
+        )
+        out.append("  last runs (adbill run id, Prefect flow-run id):")
+        for r in self.runs:
+            flow_run = r.get("flow_run_id") or "-"
+            days = f"{r['first_day']} .. {r['last_day']}" if r.get("first_day") else "no days"
+            out.append(
+                f"    {r['run_id']}  {flow_run:36}  {r['trigger'] or '-':9} {r['status']:9} "
+                f"{r['started_at']:%Y-%m-%d %H:%M}  {days}"
+                + (f"  {r['error']}" if r.get("error") else "")
+            )
+        if not self.runs:
+            out.append("    none")
+        since = f"{self.since:%Y-%m-%d %H:%M %Z}" if self.since else "the start"
+        lines = ", ".join(f"{k} {v:,}" for k, v in sorted(self.lines_rejected.items()))
+        out.append(
+            f"  rejected since {since}: {sum(self.lines_rejected.values()):,} lines"
+            + (f" ({lines})" if lines else "")
+            + f", {self.orders_rejected:,} orders, {len(self.files_rejected)} files"
+        )
+        out += [f"  warning: {w}" for w in self.warnings]
+        return out
+
+
+def _reason_spans(days: list[DayPlan]) -> list[tuple[str, str]]:
+    by_reason: dict[str, list[date]] = {}
+    for p in days:
+        by_reason.setdefault(p.reason, []).append(p.day)
+    return [(s, r) for r, ds in by_reason.items() for s in day_spans(ds)]
+
+
+def billing_status(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    *,
+    since: datetime | None = None,
+    source: str = "",
+    running: str | None = None,
+    current_run: str | None = None,
+) -> Status:
+    """The status from a connection to the working state or the published warehouse.
+
+    `running`: the run that holds the data dir now (its `running` row is not interrupted);
+    `current_run`: the run writing this status just before it publishes (as succeeded).
+    """
+    now = scalar(con, "select now()")
+    since = since or now - timedelta(hours=24)
+    st = Status(as_of=now, today=settings.today(), source=source, since=since)
+    st.billed_through = last_billed(con)
+    through = max(settings.yesterday(), st.billed_through or settings.yesterday())
+    st.waiting = plan_days(con, through)
+    st.runs = [_run(r, running, current_run) for r in _runs(con, f"limit {RUNS_SHOWN}")]
+    scheduled = _runs(con, "limit 1", "where trigger = 'scheduled'")
+    st.last_scheduled = _run(scheduled[0], running, current_run) if scheduled else None
+    st.lines_rejected = dict(
+        con.execute(
+            "select reason, count(*) from rejected_events where ingested_at >= ? group by 1",
+            [since],
+        ).fetchall()
+    )
+    st.orders_rejected = scalar(
+        con, "select count(*) from rejected_orders where ingested_at >= $s", {"s": since}
+    )
+    st.files_rejected = con.execute(
+        "select source_file, reason from rejected_files where ingested_at >= ? order by all",
+        [since],
+    ).fetchall()
+    st.warnings = _warnings(con, st, running)
+    return st
+
+
+def _runs(con, limit: str, where: str = "") -> list[dict[str, Any]]:
+    have = {r[0] for r in con.execute("select column_name from (describe runs)").fetchall()}
+    cols = ", ".join(c if c in have else f"null as {c}" for c in RUN_COLUMNS)
+    cur = con.execute(f"select {cols} from runs {where} order by started_at desc {limit}")
+    return [dict(zip(RUN_COLUMNS, r, strict=True)) for r in cur.fetchall()]
+
+
+def _run(r: dict[str, Any], running: str | None, current: str | None) -> dict[str, Any]:
+    """A runs row as it stands: a `running` row that no run holds was interrupted."""
+    r = dict(r)
+    if r["run_id"] == current:
+        r["status"] = "succeeded"
+    elif r["status"] == "running" and r["run_id"] != running:
+        r["status"], r["error"] = "failed", r["error"] or "interrupted"
+    return r
+
+
+def _warnings(con, st: Status, running: str | None) -> list[str]:
+    out = []
+    if running:
+        out.append(f"a run ({running}) is in progress; figures as of the last publish")
+    recent = [
+        r[0]
+        for r in con.execute(
+            "select day from billed_days where billed_at >= ? order by day", [st.since]
+        ).fetchall()
+    ]
+    out += [
+        f"no usage on {span}: billed with zero usage; check that the day's usage files "
+        "were delivered"
+        for span in day_spans(days_without_usage(con, recent))
+    ]
+    out += [
+        f"{path} turned away whole ({reason}); see rejected_files"
+        for path, reason in st.files_rejected
+    ]
+    if st.stale:
+        out.append(
+            f"{len(st.stale)} billed day(s) from {st.stale[0].day} are stale (files ingested "
+            "after they were billed touch them); the next run bills them again"
+        )
+    last = st.last_scheduled
+    if last is not None and last["started_at"] < st.as_of - timedelta(hours=SCHEDULE_SILENT_HOURS):
+        out.append(
+            f"no scheduled run since {last['started_at']:%Y-%m-%d %H:%M %Z}: is `adbill serve` "
+            "running?"
+        )
+    return out
+
+
+def write_status(con, st: Status, run_id: str, flow_run_id: str | None = None) -> None:
+    """Keep the status as a run leaves it in billing_status (published with the run)."""
+    row = st.row(run_id, flow_run_id)
+    names = ", ".join(row)
+    marks = ", ".join("?" for _ in row)
+    con.execute(f"insert into billing_status ({names}) values ({marks})", list(row.values()))
+
+
+# ---------------------------------------------------------------- reading it from outside a run
+
+
+@contextmanager
+def _no_run_starting(state_dir: Path):
+    """A shared hold of the run lock while status reads the working state (True), or False
+    when a run holds the data dir (the working state is then its own)."""
+    path = state_dir / "run.lock"
+    if not path.exists():
+        yield True
+        return
+    with path.open("a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def read_status(settings: Settings, since: datetime | None = None) -> Status | None:
+    """The status from the working state, or from the published warehouse while a run is
+    going (the working state is the run's then); None when the data dir has billed nothing."""
+    with _no_run_starting(settings.state_dir) as free:
+        path = settings.state_db if free else settings.db
+        if not path.exists():
+            return None
+        con = connect(path, read_only=True)
+        try:
+            running = None
+            if not free:
+                running = (
+                    scalar(con, "select max(run_id) from runs where status = 'running'")
+                    or "unknown"
+                )
+            return billing_status(con, settings, since=since, source=str(path), running=running)
+        finally:
+            con.close()

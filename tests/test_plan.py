@@ -1,0 +1,83 @@
+"""`adbill run --plan`: the days a run would bill, each with its reason, and the files it
+would ingest; it changes nothing, and a later real run bills exactly those days."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+
+import pytest
+
+from flows import cli
+from tasks.plan import plan_run
+from tests.ops_helpers import bill, deliver, query, scenario, settings, warehouse
+
+SC = scenario(days=12, customers=5, events_per_day=8)
+
+
+@pytest.fixture(autouse=True)
+def today(monkeypatch):
+    monkeypatch.setenv("ADBILL_TODAY", "2026-12-15")
+
+
+def billed_days_of(data, run_id: str) -> list[tuple[date, str]]:
+    return query(
+        warehouse(data),
+        "select day, reason from billing_runs where run_id = ? order by day",
+        [run_id],
+    )
+
+
+def planned(data, through: date, rebill_from: date | None = None) -> list[tuple[date, str]]:
+    plan = plan_run(settings(data, max_late_days=60), through, rebill_from)
+    return [(p.day, p.reason) for p in plan.days]
+
+
+def digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_plan_of_a_fresh_data_dir_is_what_the_first_run_bills(tmp_path):
+    data = tmp_path / "d"
+    files = deliver(data, SC, through=SC.day(6))
+    plan = plan_run(settings(data, max_late_days=60), SC.day(6))
+    assert sorted(f.path for f in plan.files) == sorted(str(p) for p in files)
+    assert not (data / "state" / "adbill.duckdb").exists()  # the plan made no working state
+    expected = [(p.day, p.reason) for p in plan.days]
+    assert expected[-1] == (SC.day(6), "new") and {r for _, r in expected} == {"new"}
+    report = bill(data, SC.day(6))
+    assert billed_days_of(data, report.run_id) == expected
+
+
+def test_plan_names_late_data_and_new_days_as_the_next_run_bills_them(tmp_path):
+    data = tmp_path / "d"
+    deliver(data, SC, through=SC.day(8), part="first")
+    bill(data, SC.day(8))
+    state = data / "state" / "adbill.duckdb"
+    before = digest(state), digest(warehouse(data))
+    # late halves of days 4..8 and the new days 9..12 arrive
+    late = deliver(data, SC, since=SC.day(4), through=SC.day(8), part="second", prefix="late-")
+    new = deliver(data, SC, since=SC.day(9), prefix="new-")
+    plan = plan_run(settings(data, max_late_days=60), SC.last_day)
+    assert (digest(state), digest(warehouse(data))) == before  # the plan changed nothing
+    assert sorted(f.path for f in plan.files) == sorted(str(p) for p in late + new[1:])
+    assert min(f.earliest_day for f in plan.files) == SC.day(4)
+    expected = [(p.day, p.reason) for p in plan.days]
+    assert expected[0] == (SC.day(4), "late_data") and expected[-1] == (SC.last_day, "new")
+    report = bill(data, SC.last_day)
+    assert billed_days_of(data, report.run_id) == expected
+    assert plan_run(settings(data, max_late_days=60), SC.last_day).days == []
+
+
+def test_plan_of_a_rebill_and_the_cli_prints_it(tmp_path, capsys):
+    data = tmp_path / "d"
+    deliver(data, SC)
+    bill(data, SC.last_day)
+    expected = planned(data, SC.last_day, SC.day(7))
+    assert expected == [(SC.day(i), "rebill") for i in range(7, 13)]
+    code = cli.main(["run", "--plan", "--data-dir", str(data), "--rebill-from", str(SC.day(7))])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"{SC.day(7)} .. {SC.last_day}  rebill" in out and "0 file(s) to ingest" in out
+    report = bill(data, SC.last_day, rebill_from=SC.day(7))
+    assert billed_days_of(data, report.run_id) == expected
