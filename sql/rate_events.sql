@@ -5,8 +5,9 @@ update events as e
 set
     credits = case
         when e.status = 'failed' then 0
-        else ((cast(e.quantity * 1000000 as bigint) + f.unit_size_micro - 1)
-            // f.unit_size_micro) * f.credits_per_unit
+        -- quantity in micro-units, exact (DECIMAL(18, 6) widened before it is scaled)
+        else ((cast(cast(e.quantity as decimal(38, 6)) * 1000000 as bigint)
+            + f.unit_size_micro - 1) // f.unit_size_micro) * f.credits_per_unit
     end,
     catalog_version = f.version_id
 from catalog_functions as f

@@ -1,0 +1,337 @@
+"""Prices change (issue 14): catalog versions effective from an instant, re-rating and
+re-billing by rule, and keys that no term length or pool count can overflow."""
+
+from __future__ import annotations
+
+import duckdb
+
+from tasks.settings import DEFAULT_CATALOG
+from tests.conftest import event, one, order, rows
+
+SEED = DEFAULT_CATALOG.read_text()
+
+
+def catalog(tmp_path, extra: str = "", name: str = "catalog.toml", seed: str = SEED):
+    """The seed's catalog with more entries (versions) appended, as a file."""
+    path = tmp_path / name
+    path.write_text(seed + "\n" + extra)
+    return path
+
+
+COPY_AT_2_FROM_NOV_15 = """
+[[functions]]
+code = "copy_generation"
+effective_from = 2026-11-15T00:00:00+08:00
+credits_per_unit = 2
+"""
+
+
+def look(inbox, query: str, params: list | None = None) -> list[tuple]:
+    """Rows of a query on the published warehouse (closed again: a later run replaces it)."""
+    con = inbox.warehouse()
+    try:
+        return rows(con, query, params)
+    finally:
+        con.close()
+
+
+def look1(inbox, query: str, params: list | None = None):
+    con = inbox.warehouse()
+    try:
+        return one(con, query, params)
+    finally:
+        con.close()
+
+
+# ---------------------------------------------------------------- rating by version
+
+
+def test_a_mid_month_price_change_rates_events_before_and_after_at_their_own_prices(
+    inbox, tmp_path
+):
+    inbox.settings_overrides = {"catalog_path": catalog(tmp_path, COPY_AT_2_FROM_NOV_15)}
+    inbox.orders([order("o1", "c1", "package_100", None, "100", "2026-11-01T09:00:00+08:00")])
+    inbox.usage(
+        [
+            event("before", "c1", "copy_generation", 3, "2026-11-14T23:59:59+08:00"),
+            # the instant is in force from itself on, whatever the offset it is written with
+            event("at", "c1", "copy_generation", 3, "2026-11-14T16:00:00Z"),
+            event("after", "c1", "copy_generation", 3, "2026-11-20T10:00:00+08:00"),
+            event("other", "c1", "digital_human_spokesperson", 3, "2026-11-20T10:00:00+08:00"),
+        ]
+    )
+    inbox.bill("2026-11-30")
+    rated = look(
+        inbox,
+        "select r.event_id, r.credits, v.effective_from is not null "
+        "from rated_events as r join catalog_versions as v on v.version_id = r.catalog_version "
+        "order by r.event_id",
+    )
+    assert rated == [("after", 6, True), ("at", 6, True), ("before", 3, False), ("other", 3, False)]
+    assert look1(inbox, "select sum(used) from customer_days where day = '2026-11-14'") == 3
+    assert look1(inbox, "select sum(used) from customer_days where day = '2026-11-15'") == 6
+    assert look1(inbox, "select sum(used) from customer_days where day = '2026-11-20'") == 9
+    assert (
+        look1(inbox, "select credits from statement_lines where function = 'copy_generation'") == 15
+    )
+    # the versions are in the warehouse, the first in force until the second starts
+    versions = look(
+        inbox,
+        "select effective_from, effective_until from catalog_versions "
+        "where code = 'copy_generation' order by effective_from nulls first",
+    )
+    assert [(str(a), str(b)) for a, b in versions] == [
+        ("None", "2026-11-15 00:00:00+08:00"),
+        ("2026-11-15 00:00:00+08:00", "None"),
+    ]
+
+
+def test_an_order_is_checked_against_the_price_in_force_at_purchase_and_keeps_it(inbox, tmp_path):
+    dearer = """
+[[packages]]
+code = "package_100"
+effective_from = 2026-11-15
+price_cny = "120"
+credits = 1200
+"""
+    inbox.settings_overrides = {"catalog_path": catalog(tmp_path, dearer)}
+    inbox.orders(
+        [
+            order("old", "c1", "package_100", None, "100", "2026-11-14T23:00:00+08:00"),
+            order("stale", "c2", "package_100", None, "100", "2026-11-15T00:00:00+08:00"),
+            order("new", "c2", "package_100", None, "120", "2026-11-15T00:00:00+08:00"),
+        ]
+    )
+    inbox.bill("2026-11-20")
+    assert look1(inbox, "select reason from rejected_orders") == "wrong_amount"
+    pools = "select order_id, credits, amount_cny from pools order by order_id"
+    assert look(inbox, pools) == [("new", 1200, 120), ("old", 1050, 100)]
+    # the package's first version corrected afterwards: an accepted order keeps its price
+    corrected = SEED.replace("credits = 1050", "credits = 1000")
+    inbox.settings_overrides = {"catalog_path": catalog(tmp_path, dearer, "v2.toml", corrected)}
+    report = inbox.bill("2026-11-20")
+    assert report.days == []  # nothing billed changes
+    inbox.orders([order("later", "c3", "package_100", None, "100", "2026-11-01T10:00:00+08:00")])
+    inbox.bill("2026-11-20")
+    assert look(inbox, pools) == [
+        ("later", 1000, 100),
+        ("new", 1200, 120),
+        ("old", 1050, 100),
+    ]
+
+
+# ---------------------------------------------------------------- changes apply by rule
+
+
+def _october_and_november(inbox):
+    inbox.orders([order("o1", "c1", "package_10000", None, "10000", "2026-10-01T09:00:00+08:00")])
+    inbox.usage(
+        [
+            event("e1", "c1", "copy_generation", 10, "2026-10-05T10:00:00+08:00"),
+            event("e2", "c1", "copy_generation", 10, "2026-10-20T10:00:00+08:00"),
+            event("e3", "c1", "copy_generation", 10, "2026-11-10T10:00:00+08:00"),
+        ]
+    )
+
+
+def test_editing_a_past_version_rebills_from_its_day_with_statement_revisions(inbox, tmp_path):
+    inbox.settings_overrides = {"catalog_path": catalog(tmp_path, COPY_AT_2_FROM_NOV_15)}
+    _october_and_november(inbox)
+    inbox.bill("2026-11-20")
+    october = "select revision, used from statements where month = '2026-10-01' order by 1"
+    assert look(inbox, october) == [(1, 20)]
+    # the November change was meant for October 15th: the version is edited
+    moved = COPY_AT_2_FROM_NOV_15.replace("2026-11-15", "2026-10-15")
+    inbox.settings_overrides = {"catalog_path": catalog(tmp_path, moved, "moved.toml")}
+    report = inbox.bill("2026-11-20")
+    assert report.repriced_from.isoformat() == "2026-10-15"
+    assert {d["reason"] for d in report.days} == {"price_change"}
+    assert min(d["day"] for d in report.days).isoformat() == "2026-10-15"
+    assert look(inbox, "select event_id, credits from rated_events order by 1") == [
+        ("e1", 10),
+        ("e2", 20),
+        ("e3", 20),
+    ]
+    # October was final: it gets a new revision, the first is kept
+    assert look(inbox, october) == [(1, 20), (2, 30)]
+    assert look1(inbox, "select used from statements where month = '2026-11-01'") == 20
+    assert look1(inbox, "select balance from customer_days where day = '2026-11-20'") == 110000 - 50
+    # days before the change were not billed again
+    assert (
+        look1(
+            inbox,
+            "select count(*) from billing_runs "
+            "where reason = 'price_change' and day < '2026-10-15'",
+        )
+        == 0
+    )
+    retired = "select count(*) from catalog_versions where retired_at is not null"
+    assert look1(inbox, retired) == 1
+
+
+def test_rebill_from_rates_again_from_the_current_catalog(inbox, tmp_path):
+    _october_and_november(inbox)
+    inbox.bill("2026-11-20")
+    # credits frozen at some older price (as a working state before catalog versions had)
+    con = duckdb.connect(str(inbox.settings.state_db))
+    con.execute("update events set credits = 1 where event_id = 'e3'")
+    con.close()
+    report = inbox.bill("2026-11-20", rebill_from=inbox_day("2026-11-01"))
+    assert {d["reason"] for d in report.days} == {"rebill"}
+    assert look1(inbox, "select credits from rated_events where event_id = 'e3'") == 10
+    assert look1(inbox, "select used from statements where month = '2026-11-01'") == 10
+
+
+def test_a_changed_price_and_a_rebill_show_the_new_credits(inbox, tmp_path):
+    """The issue's case: credits_per_unit 1 -> 2 in the catalog, then --rebill-from."""
+    _october_and_november(inbox)
+    inbox.bill("2026-11-20")
+    doubled = SEED.replace(
+        'code = "copy_generation"\ncategory = "copywriting"\nunit = "request"\nunit_size = "1"\n'
+        "credits_per_unit = 1",
+        'code = "copy_generation"\ncategory = "copywriting"\nunit = "request"\nunit_size = "1"\n'
+        "credits_per_unit = 2",
+    )
+    assert doubled != SEED
+    inbox.settings_overrides = {"catalog_path": catalog(tmp_path, "", "doubled.toml", doubled)}
+    report = inbox.bill("2026-11-20", rebill_from=inbox_day("2026-11-01"))
+    # the first version changed: every billed day is billed again, not only the rebill's
+    assert min(d["day"] for d in report.days).isoformat() == "2026-10-01"
+    assert look(inbox, "select credits from rated_events order by event_id") == [
+        (20,),
+        (20,),
+        (20,),
+    ]
+    assert look(inbox, "select revision, used from statements order by month, revision") == [
+        (1, 20),
+        (2, 40),
+        (1, 20),
+    ]
+
+
+def test_a_future_dated_version_changes_nothing_billed(inbox, tmp_path):
+    _october_and_november(inbox)
+    inbox.usage([event("e4", "c1", "copy_generation", 10, "2026-11-27T10:00:00+08:00")])
+    inbox.bill("2026-11-20")
+    before = look(inbox, "select * from customer_days order by day")
+    later = COPY_AT_2_FROM_NOV_15.replace("2026-11-15", "2026-11-25")
+    inbox.settings_overrides = {"catalog_path": catalog(tmp_path, later)}
+    report = inbox.bill("2026-11-20")
+    assert report.days == [] and report.repriced_from is None
+    assert look(inbox, "select * from customer_days order by day") == before
+    assert look1(inbox, "select count(*) from statements where revision > 1") == 0
+    assert look1(inbox, "select count(*) from catalog_versions") == 19
+    # the event already ingested for a later day is billed at the price in force then
+    inbox.bill("2026-11-30")
+    assert look1(inbox, "select credits from rated_events where event_id = 'e4'") == 20
+    assert look1(inbox, "select used from customer_days where day = '2026-11-27'") == 20
+
+
+def inbox_day(text: str):
+    from datetime import date
+
+    return date.fromisoformat(text)
+
+
+# ---------------------------------------------------------------- keys
+
+
+def test_24_and_36_month_terms_bill_with_a_pool_each_month(inbox, tmp_path):
+    longer = """
+[[editions]]
+code = "basic"
+effective_from = 2026-10-01
+terms_months = [1, 6, 12, 24, 36]
+
+[[editions]]
+code = "professional"
+effective_from = 2026-10-01
+terms_months = [1, 6, 12, 24, 36]
+"""
+    inbox.settings_overrides = {"catalog_path": catalog(tmp_path, longer)}
+    inbox.orders(
+        [
+            order("early", "c0", "basic", 24, "720", "2026-09-30T23:00:00+08:00"),
+            order("b24", "c1", "basic", 24, "720", "2026-10-01T09:00:00+08:00"),
+            order("b36", "c1", "basic", 36, "1080", "2026-10-02T09:00:00+08:00"),
+            order("p36", "c2", "professional", 36, "4248", "2026-10-03T09:00:00+08:00"),
+        ]
+    )
+    inbox.usage([event("e1", "c1", "copy_generation", 7, "2026-11-05T10:00:00+08:00")])
+    inbox.bill("2026-11-30")
+    # before the version the term was not on offer
+    assert look1(inbox, "select reason from rejected_orders") == "bad_term"
+    terms = look(
+        inbox,
+        "select order_id, count(*), count(distinct pool_id), max(period_index), "
+        "max(expires_at)::date from pools group by order_id order by order_id",
+    )
+    assert [(o, n, d, k) for o, n, d, k, _ in terms] == [
+        ("b24", 24, 24, 23),
+        ("b36", 36, 36, 35),
+        ("p36", 36, 36, 35),
+    ]
+    # the 36 months queue after the 24 (a renewal): 60 periods of 30 days from Oct 1st
+    assert str(terms[1][4]) == "2031-09-05"
+    assert look1(inbox, "select count(*) = count(distinct pool_key) from pools")
+    assert (
+        look1(
+            inbox,
+            "select balance from customer_days where customer_id = 'c1' and day = '2026-11-05'",
+        )
+        == 300 - 7
+    )
+    assert look1(inbox, "select sum(expired) from customer_days where customer_id = 'c2'") == 1250
+
+
+def test_two_thousand_pools_on_one_customer_bill_correctly(inbox, tmp_path):
+    short = SEED.replace("package_validity_months = 12", "package_validity_months = 1")
+    inbox.settings_overrides = {"catalog_path": catalog(tmp_path, "", seed=short)}
+    inbox.orders(
+        [
+            order(f"o{i:04d}", "big", "package_100", None, "100", "2026-10-20T09:00:00+08:00")
+            for i in range(2000)
+        ]
+        + [order("small", "other", "package_100", None, "100", "2026-10-20T09:00:00+08:00")]
+    )
+    # 1,500 pools' worth in one event, then one more event: > 1,024 pools drawn in a day
+    inbox.usage(
+        [
+            event(
+                "big1",
+                "big",
+                "digital_human_spokesperson",
+                1050 * 1500,
+                "2026-10-20T10:00:00+08:00",
+            ),
+            event("big2", "big", "copy_generation", 5, "2026-10-20T11:00:00+08:00"),
+            event("small1", "other", "copy_generation", 5, "2026-10-20T11:00:00+08:00"),
+        ]
+    )
+    inbox.bill("2026-11-20")
+    assert look1(inbox, "select count(*) from pools where customer_id = 'big'") == 2000
+    assert look1(inbox, "select count(*) = count(distinct entry_id) from ledger")
+    kinds = look(
+        inbox,
+        "select kind, count(*), sum(credits) from ledger where customer_id = 'big' "
+        "group by kind order by kind",
+    )
+    assert kinds == [
+        ("expire", 500, 1050 * 500 - 5),
+        ("grant", 2000, 1050 * 2000),
+        ("use", 1501, 1050 * 1500 + 5),
+    ]
+    # within the customer's day: grants, then draws in posting order
+    assert look1(
+        inbox,
+        "select max(entry_id) filter (kind = 'grant') < min(entry_id) filter (kind = 'use') "
+        "from ledger where customer_id = 'big' and day = '2026-10-20'",
+    )
+    big = "select used, expired, balance from customer_days where customer_id = 'big' and day = ?"
+    assert look1(inbox, big, ["2026-10-20"]) == (1050 * 1500 + 5, 0, 1050 * 500 - 5)
+    assert look1(inbox, big, ["2026-11-19"]) == (0, 1050 * 500 - 5, 0)
+    assert look1(
+        inbox,
+        "select used, balance from customer_days where customer_id = 'other' and day = ?",
+        ["2026-10-20"],
+    ) == (5, 1045)
