@@ -1,9 +1,11 @@
-"""The working DuckDB database: connections, schema and the SQL files that fill it."""
+"""The working DuckDB database: connections, schema migrations and the SQL files that fill it."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -14,6 +16,10 @@ from tasks.settings import SQL_DIR
 
 # DuckDB's own buffer pool; it spills to disk beyond this (env ADBILL_DUCKDB_MEMORY)
 MEMORY_LIMIT = os.environ.get("ADBILL_DUCKDB_MEMORY", "1GB")
+
+# sql/schema/NNN_name.sql: the numbered migrations, applied in order (see ensure_schema)
+SCHEMA_DIR = SQL_DIR / "schema"
+_MIGRATION_FILE = re.compile(r"(\d+)_(\w+)\.sql")
 
 
 def connect(path: Path | str = ":memory:", read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -28,50 +34,143 @@ def connect(path: Path | str = ":memory:", read_only: bool = False) -> duckdb.Du
     return con
 
 
-def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create every table and view that does not exist yet."""
-    had_usage_days = has_table(con, "usage_days")
-    for f in sorted((SQL_DIR / "schema").glob("*.sql")):
-        con.execute(f.read_text(encoding="utf-8"))
-    ensure_id_hashes(con)
-    if not had_usage_days:
-        backfill_usage_days(con)
+# ---------------------------------------------------------------------------------------------
+# Schema migrations: each sql/schema/NNN_name.sql is applied once, in order, in a transaction,
+# and recorded in schema_migrations with the sha256 of its text. The files are written to be
+# re-runnable (create ... if not exists, create or replace view, add column if not exists,
+# guarded updates), so a warehouse made before schema_migrations existed is brought forward by
+# applying each of them once, and a file edited after it was applied (a view changed) is
+# applied again once. A change that is not safe to repeat goes in a new number.
 
 
-def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(
-        scalar(
-            con,
-            "select count(*) from duckdb_tables() "
-            "where database_name = current_database() and table_name = $name",
-            {"name": name},
+@dataclass(frozen=True)
+class Migration:
+    """One numbered file of sql/schema: its version, name, text and that text's digest."""
+
+    version: int
+    name: str
+    path: Path
+    text: str
+    checksum: str
+
+
+def migrations(schema_dir: Path | None = None) -> list[Migration]:
+    """The numbered files of sql/schema, in order (read again only when a file changes)."""
+    found = []
+    for path in sorted((schema_dir or SCHEMA_DIR).glob("*.sql")):
+        st = path.stat()
+        found.append(_migration(path, st.st_mtime_ns, st.st_size))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        twice = sorted({v for v in versions if versions.count(v) > 1})
+        raise ValueError(
+            f"Two schema files in {schema_dir or SCHEMA_DIR} share number {twice[0]:03d}; "
+            "give one of them the next free number."
         )
-    )
+    return sorted(found, key=lambda m: m.version)
 
 
-def backfill_usage_days(con: duckdb.DuckDBPyConnection) -> None:
-    """A warehouse billed before usage_days and account_days existed: write theirs for every
-    billed day once, from the stored events (statements sum them from then on)."""
-    first, last = con.execute("select min(day), max(day) from billed_days").fetchone()
-    if first is not None:
-        run_sql(con, "usage_days", {"first": first, "last": last})
+@cache
+def _migration(path: Path, mtime_ns: int, size: int) -> Migration:
+    match = _MIGRATION_FILE.fullmatch(path.name)
+    if match is None:
+        raise ValueError(f"Schema file {path} is not named NNN_name.sql; number it.")
+    text = path.read_text(encoding="utf-8")
+    checksum = hashlib.sha256(text.encode()).hexdigest()
+    return Migration(int(match[1]), match[2], path, text, checksum)
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection, schema_dir: Path | None = None) -> None:
+    """Apply the schema migrations this database lacks; keep id_hash in step with DuckDB."""
+    applied = applied_migrations(con)
+    pending = [m for m in migrations(schema_dir) if applied.get(m.version) != m.checksum]
+    if pending:
+        con.execute(
+            "create table if not exists schema_migrations ("
+            "version integer primary key, name varchar, applied_at timestamptz, checksum varchar)"
+        )
+        for m in pending:
+            apply_migration(con, m, again=m.version in applied)
+    ensure_id_hashes(con)
+
+
+def applied_migrations(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
+    """Version -> checksum of every migration recorded (none before schema_migrations exists)."""
+    try:
+        return dict(con.execute("select version, checksum from schema_migrations").fetchall())
+    except duckdb.CatalogException:
+        return {}
+
+
+def apply_migration(con: duckdb.DuckDBPyConnection, m: Migration, again: bool = False) -> None:
+    """Run one migration file and record it (again: its text changed), in one transaction."""
+    con.execute("begin transaction")
+    try:
+        for statement in parse(con, m.text):
+            con.execute(statement)
+        record = (
+            "update schema_migrations set name = $name, applied_at = now(), checksum = $checksum "
+            "where version = $version"
+            if again
+            else "insert into schema_migrations values ($version, $name, now(), $checksum)"
+        )
+        con.execute(record, {"version": m.version, "name": m.name, "checksum": m.checksum})
+        con.execute("commit")
+    except duckdb.Error as e:
+        con.execute("rollback")
+        if applied_migrations(con).get(m.version) == m.checksum:
+            return  # another connection to this database applied it meanwhile
+        raise RuntimeError(
+            f"Schema migration {m.path} failed and was rolled back ({e}); fix the file and rerun."
+        ) from e
 
 
 # events.id_hash = DuckDB's hash(event_id): ~60x cheaper than md5 per event, but DuckDB does
 # not promise the same hash across versions. The hash of this probe is kept beside the data;
 # when a DuckDB upgrade changes it, every stored id_hash is recomputed once, so duplicate
-# checks never compare hashes of two different functions.
+# checks never compare hashes of two different functions. Checked on every connect: it depends
+# on the DuckDB that opens the file, not on the schema.
 ID_HASH_PROBE = "adbill:event_id"
 
 
 def ensure_id_hashes(con: duckdb.DuckDBPyConnection) -> None:
     """Keep events.id_hash computed by this DuckDB's hash()."""
-    now = str(scalar(con, "select hash($p)", {"p": ID_HASH_PROBE}))
-    kept = scalar(con, "select value from adbill_meta where key = 'id_hash_probe'")
+    now, kept = con.execute(
+        "select hash($p)::varchar, (select value from adbill_meta where key = 'id_hash_probe')",
+        {"p": ID_HASH_PROBE},
+    ).fetchone()
     if kept == now:
         return
     con.execute("update events set id_hash = hash(event_id)")
     con.execute("insert or replace into adbill_meta values ('id_hash_probe', ?)", [now])
+
+
+# ---------------------------------------------------------------------------------------------
+# SQL text: DuckDB's own parser splits it into statements and names each one's $parameters
+# (a `;`, `--` or `$x` inside a literal or a comment is not mistaken for one). Parsed once per
+# text: sql/*.sql files run per batch of the hot path.
+
+_PARSED: dict[str, list[duckdb.Statement]] = {}
+_PARSED_MAX = 1024  # texts built at run time must not grow the cache without bound
+
+
+def parse(con: duckdb.DuckDBPyConnection, text: str) -> list[duckdb.Statement]:
+    """The statements of a text, parsed by DuckDB (cached per text)."""
+    parsed = _PARSED.get(text)
+    if parsed is None:
+        parsed = con.extract_statements(text)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[text] = parsed
+    return parsed
+
+
+def _params(statement: duckdb.Statement, params: dict | None) -> dict | None:
+    """The parameters the statement names (DuckDB refuses any extra one)."""
+    names = statement.named_parameters
+    if not names or not params:
+        return None
+    return {k: v for k, v in params.items() if k in names}
 
 
 @cache
@@ -82,32 +181,29 @@ def sql(name: str) -> str:
 
 def run_sql(con: duckdb.DuckDBPyConnection, name: str, params: dict | None = None) -> None:
     """Run sql/<name>.sql with named parameters ($day, $tz, ...)."""
-    for statement in sql(name).split(";\n"):
-        if statement.strip():
-            execute(con, statement, params)
-
-
-_PARAM = re.compile(r"\$([A-Za-z_]\w*)")
-
-
-def bind(text: str, params: dict | None) -> dict:
-    """The parameters the statement names (DuckDB refuses any extra one)."""
-    code = "\n".join(line.split("--", 1)[0] for line in text.splitlines())  # not comments
-    names = set(_PARAM.findall(code))
-    return {k: v for k, v in (params or {}).items() if k in names}
-
-
-def frame(con: duckdb.DuckDBPyConnection, text: str, params: dict | None = None) -> pl.DataFrame:
-    """A query's result as a Polars frame."""
-    return con.sql(text, params=bind(text, params)).pl()
+    for statement in parse(con, sql(name)):
+        con.execute(statement, _params(statement, params))
 
 
 def execute(con: duckdb.DuckDBPyConnection, text: str, params: dict | None = None):
-    """Run a statement (or several) with only the parameters it names."""
-    return con.execute(text, bind(text, params))
+    """Run a statement (or several) with only the parameters each names; the last one's result."""
+    result = None
+    for statement in parse(con, text):
+        result = con.execute(statement, _params(statement, params))
+    return result
+
+
+def frame(con: duckdb.DuckDBPyConnection, text: str, params: dict | None = None) -> pl.DataFrame:
+    """A query's result as a Polars frame (statements before the last one run first)."""
+    *before, last = parse(con, text)
+    for statement in before:
+        con.execute(statement, _params(statement, params))
+    if before:
+        con.complete()
+    return con.sql(last, params=_params(last, params)).pl()
 
 
 def scalar(con: duckdb.DuckDBPyConnection, text: str, params: dict | None = None):
     """The single value a query returns (its result fully read, so the connection is free)."""
-    rows = con.execute(text, bind(text, params)).fetchall()
+    rows = execute(con, text, params).fetchall()
     return rows[0][0] if rows else None
