@@ -1,4 +1,5 @@
-"""The `adbill` command line: demo, run, generate, serve — each a call of the Prefect flow."""
+"""The `adbill` command line: demo, run, generate, serve, status — runs are calls of the
+Prefect flow `daily-billing`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -23,6 +24,12 @@ DEMO_MARKER = ".adbill-demo"
 DEMO_ORDERS_BEFORE = 40
 LOG_NAME = "adbill.log"
 MAX_LINE = 300
+# `adbill status` exits with this when the last scheduled run failed (for monitoring)
+EXIT_SCHEDULED_RUN_FAILED = 3
+YESTERDAY = (
+    "yesterday in the billing zone (ADBILL_BILLING_TZ, default Asia/Shanghai; "
+    "ADBILL_TODAY=YYYY-MM-DD sets today)"
+)
 
 
 class Refused(ValueError):
@@ -74,14 +81,16 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _synthetic(p: argparse.ArgumentParser) -> None:
     """The options of generated data (demo and generate)."""
-    p.add_argument("--customers", type=_count(1), default=300)
-    p.add_argument("--days", type=_count(1), default=30)
-    p.add_argument("--events-per-day", type=_count(0), default=3000)
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--customers", type=_count(1), default=300, help="customers (default 300)")
+    p.add_argument("--days", type=_count(1), default=30, help="days of usage (default 30)")
+    p.add_argument(
+        "--events-per-day", type=_count(0), default=3000, help="usage lines a day (default 3000)"
+    )
+    p.add_argument("--seed", type=int, default=7, help="random seed: same seed, same data")
     p.add_argument(
         "--start",
         type=_date,
-        help="first day of usage (default: the --days days that end yesterday)",
+        help=f"first day of usage, YYYY-MM-DD (default: the --days days that end {YESTERDAY})",
     )
 
 
@@ -99,34 +108,101 @@ def parser() -> argparse.ArgumentParser:
     demo.set_defaults(data_dir=os.environ.get("ADBILL_DATA_DIR", "demo-data"))
     _synthetic(demo)
 
-    run = sub.add_parser("run", help="ingest new inbox files and bill every due day")
+    run = sub.add_parser(
+        "run",
+        help="ingest new inbox files and bill every due day",
+        description="Ingest new inbox files, then bill, in order, every day not billed yet up "
+        "to --through and every billed day that newly ingested late data touches (from the "
+        "earliest such day on). The published warehouse is replaced only when the run "
+        "succeeds. A data dir busy with another run is waited for up to "
+        "ADBILL_BUSY_WAIT_SECONDS (default 1800).",
+    )
     _common(run)
     run.add_argument(
-        "--through", type=_date, help="last billing day (default and latest: yesterday)"
+        "--through",
+        type=_date,
+        help=f"last billing day, YYYY-MM-DD (default, and the latest allowed: {YESTERDAY})",
     )
-    run.add_argument("--rebill-from", type=_date, help="also recompute billed days from this day")
+    run.add_argument(
+        "--rebill-from",
+        type=_date,
+        help="also recompute every billed day from this day on (at most --through)",
+    )
+    run.add_argument(
+        "--plan",
+        action="store_true",
+        help="print the days the run would bill, each with its reason, and the files it "
+        "would ingest; change nothing",
+    )
     run.add_argument(
         "--shards",
         type=_count(0),
-        help="shards of customers (env ADBILL_SHARDS; 0 = automatic)",
+        help="shards of customers per day (env ADBILL_SHARDS; default 0 = automatic)",
     )
-    run.add_argument("--max-late-days", type=_count(0), help="env ADBILL_MAX_LATE_DAYS; default 35")
     run.add_argument(
-        "--task-runner",
-        default="local",
-        help="local (default), dask (a temporary LocalCluster) or dask=ADDRESS",
+        "--max-late-days",
+        type=_count(0),
+        help="how many days late a line or order may arrive (env ADBILL_MAX_LATE_DAYS; default 35)",
     )
+    _task_runner(run)
+
+    status = sub.add_parser(
+        "status",
+        help="the last runs, days billed and waiting, recent rejects and warnings",
+        description="The last runs (adbill run id beside the Prefect flow-run id), the days "
+        "billed through, the days a run would bill now, the lines, orders and files rejected "
+        "since --since, and warnings. Exit status "
+        f"{EXIT_SCHEDULED_RUN_FAILED} when the last scheduled run failed, 0 otherwise.",
+    )
+    _common(status)
+    status.add_argument(
+        "--since",
+        type=_instant,
+        help="count rejects from this day or instant on (YYYY-MM-DD[THH:MM], UTC; "
+        "default: the last 24 hours)",
+    )
+    status.add_argument("--json", action="store_true", help="print the facts as one JSON object")
 
     gen = sub.add_parser("generate", help="write synthetic orders and usage into the inbox")
     _common(gen)
     _synthetic(gen)
-    gen.add_argument("--no-bad-lines", action="store_true")
+    gen.add_argument(
+        "--no-bad-lines", action="store_true", help="write no bad lines or orders on purpose"
+    )
     gen.add_argument("--plain", action="store_true", help="write .jsonl instead of .jsonl.gz")
 
-    serve = sub.add_parser("serve", help="serve the daily deployment (cron 00:30 billing time)")
+    serve = sub.add_parser(
+        "serve",
+        help="serve the daily deployment (cron 00:30 billing time)",
+        description="Register the deployment daily-billing/daily with the Prefect server "
+        "(PREFECT_API_URL) and run its flow runs until stopped; a scheduled run bills "
+        f"{YESTERDAY}.",
+    )
     _common(serve)
-    serve.add_argument("--cron", default="30 0 * * *")
+    serve.add_argument(
+        "--cron",
+        default="30 0 * * *",
+        help="the schedule, in the billing zone (default '30 0 * * *': 00:30 every night)",
+    )
+    _task_runner(serve)
     return top
+
+
+def _task_runner(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--task-runner",
+        default=os.environ.get("ADBILL_TASK_RUNNER", "local"),
+        help="where shard draws run: local (default), dask (a temporary LocalCluster) or "
+        "dask=ADDRESS (env ADBILL_TASK_RUNNER)",
+    )
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date or instant") from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 # ---------------------------------------------------------------- the terminal and the log
@@ -262,6 +338,26 @@ def _generate(args, start: date, bad_lines: bool = True, gzip_usage: bool = True
     return summary
 
 
+SERVER = None  # the command's temporary Prefect server (flows.tempserver), when it has one
+
+
+def _start_server(args) -> None:
+    """Start the temporary Prefect server now (unless PREFECT_API_URL names one), so that
+    it boots while the command imports and checks; the flow call waits for it."""
+    global SERVER
+    from flows.tempserver import TemporaryServer
+
+    SERVER = TemporaryServer()
+    SERVER.start(Path(args.data_dir).absolute() / "state" / "logs" / "prefect-server.log")
+
+
+def _stop_server() -> None:
+    global SERVER
+    if SERVER is not None:
+        SERVER.stop()
+        SERVER = None
+
+
 def _run_flow(
     args,
     through: date | None,
@@ -271,6 +367,10 @@ def _run_flow(
     max_late_days: int | None = None,
     task_runner: str = "local",
 ) -> dict:
+    LOGS.start(Path(args.data_dir).absolute())
+    if SERVER is not None:
+        timeout = float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])
+        SERVER.wait(timeout)
     from flows.daily import daily_billing  # imports Prefect, which sets up its logging
 
     LOGS.start(Path(args.data_dir).absolute())
@@ -329,6 +429,7 @@ def cmd_demo(args) -> None:
             f"ADBILL_MAX_HISTORY_DAYS={settings.max_history_days})"
         )
     fresh_demo_dir(settings.data_dir, settings.db)
+    _start_server(args)
     summary = _generate(args, start)
     result = _run_flow(args, summary.last_day, trigger="demo")
     from flows.summary import print_demo_summary
@@ -336,16 +437,26 @@ def cmd_demo(args) -> None:
     print_demo_summary(args, result)
 
 
+def _check_task_runner(runner: str) -> None:
+    if runner not in ("local", "dask") and not runner.startswith("dask="):
+        raise Refused(f"--task-runner must be local, dask or dask=ADDRESS, not {runner!r}")
+
+
 def cmd_run(args) -> None:
+    _check_task_runner(args.task_runner)
+    if not args.plan:
+        _start_server(args)  # boots while the guards below import the pipeline
     from tasks.pipeline import check_run
 
     # the guards before Prefect starts (the flow checks them again for runs from the UI)
-    runner = args.task_runner
-    if runner not in ("local", "dask") and not runner.startswith("dask="):
-        raise Refused(f"--task-runner must be local, dask or dask=ADDRESS, not {runner!r}")
     settings = _settings(args, shards=args.shards, max_late_days=args.max_late_days)
     through = args.through or settings.yesterday()
     check_run(settings, through, args.rebill_from)
+    if args.plan:
+        from tasks.plan import plan_run
+
+        print("\n".join(plan_run(settings, through, args.rebill_from).lines()))
+        return
     result = _run_flow(
         args,
         through,
@@ -363,6 +474,35 @@ def cmd_run(args) -> None:
         print(f"warning: {warning}")
 
 
+def cmd_status(args) -> int:
+    import json
+
+    from tasks.status import read_status
+
+    settings = _settings(args)
+    st = read_status(settings, since=args.since)
+    if st is None:
+        raise Refused(
+            f"{settings.data_dir} has billed nothing yet (no working state, no warehouse)"
+        )
+    if args.json:
+        row = st.row() | {"runs": st.runs, "waiting": [[str(p.day), p.reason] for p in st.waiting]}
+        print(json.dumps(row, default=str, indent=1))
+    else:
+        print("\n".join(st.lines()))
+    if st.failed:
+        last = st.last_scheduled or {}
+        print(
+            _error_line(
+                "status",
+                Refused(f"the last scheduled run {last['run_id']} failed: {last['error']}"),
+            ),
+            file=sys.stderr,
+        )
+        return EXIT_SCHEDULED_RUN_FAILED
+    return 0
+
+
 def cmd_generate(args) -> None:
     settings = _settings(args)
     if settings.state_db.exists() and not (settings.data_dir / DEMO_MARKER).is_file():
@@ -377,15 +517,23 @@ def cmd_generate(args) -> None:
 def cmd_serve(args) -> None:
     from flows.serve import serve
 
+    _check_task_runner(args.task_runner)
     _settings(args)  # a bad ADBILL_* is refused here, not in every scheduled run
     serve(
         data_dir=str(Path(args.data_dir).absolute()),
         db=str(Path(args.db).absolute()) if args.db else None,
         cron=args.cron,
+        task_runner=args.task_runner,
     )
 
 
-COMMANDS = {"demo": cmd_demo, "run": cmd_run, "generate": cmd_generate, "serve": cmd_serve}
+COMMANDS = {
+    "demo": cmd_demo,
+    "run": cmd_run,
+    "generate": cmd_generate,
+    "serve": cmd_serve,
+    "status": cmd_status,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -399,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     from tasks.settings import SettingError
 
     try:
-        COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("adbill: interrupted; the published warehouse is unchanged", file=sys.stderr)
         return 130
@@ -412,7 +560,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         LOGS.stop()
-    return 0
+        _stop_server()
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -14,9 +14,14 @@ from tasks.deduct import shard_inputs
 from tasks.shards import clear, draw_shard_files, load_shard_files, write_shard_inputs
 
 
-@task(name="draw-shard", cache_policy=NO_CACHE, persist_result=False)
-def draw_shard_task(in_dir: str, out_dir: str) -> dict:
-    """Draw one shard from its Parquet inputs; runs on a Dask worker."""
+@task(
+    name="draw-shard",
+    task_run_name="draw-{day}-shard-{shard}",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def draw_shard_task(in_dir: str, out_dir: str, day: str, shard: int) -> dict:
+    """Draw one shard of a day from its Parquet inputs; runs on a Dask worker."""
     return draw_shard_files(in_dir, out_dir)
 
 
@@ -51,9 +56,10 @@ def api_url_for_workers():
             os.environ["PREFECT_API_URL"] = before
 
 
-def shard_deduct(work_dir: Path):
+def shard_deduct(work_dir: Path, runner):
     """A `deduct` for bill_day: shard inputs to Parquet, draws on the task runner, loads here.
 
+    `runner` is a started DaskTaskRunner (the flow's task runner stays the default one).
     Workers only read and write files under work_dir (it must be on storage every worker
     sees); the one process that holds the working database loads their results, in shard
     order, so the outcome is the same whatever the number of shards or workers.
@@ -65,10 +71,9 @@ def shard_deduct(work_dir: Path):
         for s in range(shards):
             d = base / f"shard-{s}"
             write_shard_inputs(shard_inputs(con, day, tz=tz, shard=s, shards=shards), d / "in")
+            parameters = {"in_dir": str(d / "in"), "out_dir": str(d / "out")}
             futures.append(
-                draw_shard_task.with_options(task_run_name=f"draw-{day}-shard-{s}").submit(
-                    str(d / "in"), str(d / "out")
-                )
+                runner.submit(draw_shard_task, parameters | {"day": str(day), "shard": s})
             )
         events, peak = 0, 0.0
         for f in futures:

@@ -13,6 +13,7 @@ from tasks.pipeline import RunReport
 from tasks.settings import Settings
 
 REPORT_KEY = "billing-run-report"
+STATUS_KEY = "billing-status"
 LIST_KEY = "suspension-list"
 MAX_DAY_ROWS = 62  # the per-day table shows the run's last two months of days at most
 MAX_LIST_ROWS = 2000
@@ -191,6 +192,31 @@ def _read_published(report: RunReport) -> tuple[list[dict], date | None, list[di
         con.close()
 
 
+def published_status(report: RunReport) -> dict | None:
+    """The billing_status row the run published (`adbill status` as the run left it), as plain
+    values for a table artifact (no Decimal, no dates)."""
+    if not report.published or not Path(report.published).exists():
+        return None
+    con = connect(report.published, read_only=True)
+    try:
+        cur = execute(
+            con, "select * from billing_status where run_id = $run_id", {"run_id": report.run_id}
+        )
+        names = [d[0] for d in cur.description]
+        row = cur.fetchone()
+    except duckdb.CatalogException:  # a warehouse from before billing_status existed
+        return None
+    finally:
+        con.close()
+    if row is None:
+        return None
+    plain = {k: _plain(v) for k, v in zip(names, row, strict=True)}
+    plain["warnings"] = "; ".join(plain["warnings"] or []) or "none"
+    plain["as_of"] = str(plain["as_of"])
+    plain["since"] = str(plain["since"])
+    return plain
+
+
 def publish_run_artifacts(settings: Settings, report: RunReport) -> Path:
     """Attach the run report and the last billed day's suspension list to the flow run;
     keep the report as <out>/reports/run-<run_id>.md too. Returns that file."""
@@ -209,6 +235,13 @@ def publish_run_artifacts(settings: Settings, report: RunReport) -> Path:
         key=REPORT_KEY,
         description=f"adbill run {report.run_id} through {report.through}",
     )
+    status = published_status(report)
+    if status is not None:
+        create_table_artifact(
+            table=[{"fact": k, "value": v} for k, v in status.items()],
+            key=STATUS_KEY,
+            description="the billing status this run published (as `adbill status` shows it)",
+        )
     if last is not None:
         create_table_artifact(
             table=table

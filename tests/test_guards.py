@@ -25,6 +25,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)
 def fixed_today(monkeypatch):
     monkeypatch.setenv("ADBILL_TODAY", TODAY.isoformat())
+    # the flow is faked here: no temporary Prefect server either
+    monkeypatch.setattr(cli, "_start_server", lambda args: None)
     for name in list(os.environ):
         if name.startswith("ADBILL_") and name != "ADBILL_TODAY":
             monkeypatch.delenv(name)
