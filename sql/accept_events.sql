@@ -7,6 +7,8 @@ create or replace temp table batch_checked as
 with lines as (
     select
         b.line_no,
+        b.file_id,
+        b.file_line,
         f.reason,
         b.event_id,
         b.customer_id,
@@ -58,6 +60,8 @@ entitled as (
 
 select
     p.line_no,
+    p.file_id,
+    p.file_line,
     p.event_id,
     p.customer_key,
     p.account_id,

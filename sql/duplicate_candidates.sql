@@ -1,32 +1,33 @@
--- The copies a usage file's duplicate check compares (billing-rules §3 "Duplicates"): this
--- file's lines whose event_id is given more than once in the file, or by an earlier file's
--- accepted event dated within the window of the file's days ($min_day..$max_day), and those
--- earlier events. Integer hashes narrow the search (a semi-join on the file's hashes, so
--- the earlier days are probed, never grouped); the ids themselves decide. Few rows: the
--- per-copy decision is made in tasks/ingest.py judge_copies().
+-- The copies a usage batch's duplicate check compares (billing-rules §3 "Duplicates"): the
+-- new files' lines (`decide_files`) whose event_id is given more than once among them, or by
+-- an earlier file's accepted event dated within the window of their days
+-- ($min_day..$max_day), and those earlier events. Integer hashes narrow the search (a
+-- semi-join on the new lines' hashes, so the earlier days are probed, never grouped); the ids
+-- themselves decide. Few rows: the per-copy decision is made in tasks/ingest_usage.py
+-- judge_copies().
 create or replace temp table duplicate_candidates as
 with mine as (
-    select * from events where file_id = $file_id
+    select * from events where file_id in (select file_id from decide_files)
 ),
 
 earlier as (
     select *
     from events
     where day between $min_day and $max_day
-        and file_id <> $file_id
+        and file_id not in (select file_id from decide_files)
         and id_hash in (select id_hash from mine)
 ),
 
-repeated_in_file as (
+repeated_in_files as (
     select id_hash from mine group by id_hash having count(*) > 1
 ),
 
 copies as (
-    select * from mine
-    where id_hash in (select id_hash from repeated_in_file)
+    select *, true as is_new from mine
+    where id_hash in (select id_hash from repeated_in_files)
         or id_hash in (select id_hash from earlier)
     union all
-    select * from earlier
+    select *, false as is_new from earlier
 ),
 
 repeated_ids as (
@@ -34,7 +35,7 @@ repeated_ids as (
 )
 
 select
-    event_key, file_id, line_no, event_id, day,
+    event_key, file_id, line_no, event_id, day, is_new,
     customer_key, account_id, function, quantity, status, occurred_at
 from copies
 where event_id in (select event_id from repeated_ids)

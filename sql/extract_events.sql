@@ -1,4 +1,5 @@
--- One row per usage line of a batch (`chunk`: line_no, raw): its fields and the facts the
+-- One row per usage line of a batch (`chunk`: line_no — the batch's row key —, file_id,
+-- file_line, raw, utf8_ok): its fields and the facts the
 -- row schema (tasks/validate.py, Pandera) checks (billing-rules §3). Nothing is cast
 -- strictly here: a bad value becomes NULL or false and validation names the reason.
 -- `utf8_ok` is false for a line that is not valid UTF-8 (its raw text then shows the bytes
@@ -6,6 +7,8 @@
 with parsed as (
     select
         line_no,
+        file_id,
+        file_line,
         utf8_ok,
         -- valid JSON whose first character is `{` is an object: no second parse to know it
         utf8_ok and coalesce(json_valid(raw) and (prefix(raw, '{') or ltrim(raw)[1] = '{'), false)
@@ -19,6 +22,8 @@ objects as (
     -- character (`"` a string; digit or `-` a number), cheaper than json_type per field
     select
         line_no,
+        file_id,
+        file_line,
         utf8_ok,
         json_ok,
         raw,
@@ -40,6 +45,8 @@ fields as (
     -- false when it has the wrong JSON type
     select
         line_no,
+        file_id,
+        file_line,
         raw,
         utf8_ok,
         json_ok,
@@ -131,6 +138,8 @@ checked as (
 facts as (
     select
         line_no,
+        file_id,
+        file_line,
         utf8_ok,
         json_ok,
         nonblank,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -12,29 +12,27 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tasks.catalog import Catalog
-from tasks.db import run_sql, scalar, sql
+from tasks.db import run_sql, scalar
 from tasks.inbox_files import (
-    FastReadFailed,
     NotARegularFile,
     UnreadableFile,
     file_digest,
     inbox_files,
-    iter_line_chunks,
 )
 from tasks.ingest_orders import ingest_orders_file
+from tasks.ingest_usage import UsageFile, UsageIngest, read_lines
 from tasks.pools import rebuild_pools
 from tasks.validate import (
-    CONTROL_CHARACTER,
-    EVENT_COLUMNS,
-    TIMESTAMP_WITH_OFFSET,
-    failing_rows,
     quantity_literal,
 )
 
 CHUNK_BYTES = 64 << 20  # a usage batch: about this many bytes of lines, one transaction
+# files up to SMALL_FILE_BYTES are ingested together, GROUP_BYTES or GROUP_FILES at a time
+SMALL_FILE_BYTES = 4 << 20
+GROUP_BYTES = 16 << 20
+GROUP_FILES = 1000
 
 
 @dataclass
@@ -91,6 +89,7 @@ class InboxFile:
     file_id: int | None = None
     lines_done: int = 0
     has_cr: bool = False  # a carriage return in its bytes: lines split the plain way
+    size: int = 0  # bytes on disk
 
 
 def _new_files(
@@ -124,7 +123,7 @@ def _new_files(
             continue
         complete.add(sha)
         fid, done = partial.get(sha, (None, 0))
-        fresh.append(InboxFile(path, sha, fid, done or 0, has_cr))
+        fresh.append(InboxFile(path, sha, fid, done or 0, has_cr, st.st_size))
     return fresh
 
 
@@ -225,36 +224,77 @@ def ingest_inbox(
         say(f"ingested orders {f.path.name}")
     fresh = _new_files(con, usage_files, report, turn_away)
     _purge_partial_files(con, {f.sha for f in fresh})
+    usage = UsageIngest(
+        con,
+        tz,
+        run_id,
+        report,
+        late_before or date(1, 1, 1),
+        (today or date(9999, 12, 30)) + timedelta(days=1),
+        duplicate_window_days,
+        say,
+    )
+    small: list[InboxFile] = []
     for f in fresh:
-        file_id = f.file_id or _register_file(con, f.path, "usage", f.sha, run_id)
+        if f.file_id is None and f.size <= SMALL_FILE_BYTES:
+            small.append(f)
+            if sum(s.size for s in small) >= GROUP_BYTES or len(small) >= GROUP_FILES:
+                _small_files(con, usage, small, run_id, turn_away)
+                small = []
+            continue
+        _small_files(con, usage, small, run_id, turn_away)  # files in path order
+        small = []
+        _large_file(con, usage, f, run_id, turn_away)
+    _small_files(con, usage, small, run_id, turn_away)
+    return report
+
+
+def _large_file(con, usage: UsageIngest, f: InboxFile, run_id: str, turn_away) -> None:
+    """A large usage file (or one a killed run left half done), batch by batch."""
+    file_id = f.file_id or _register_file(con, f.path, "usage", f.sha, run_id)
+    try:
+        usage.large_file(UsageFile(file_id, f.path, not f.has_cr), CHUNK_BYTES, f.lines_done)
+    except UnreadableFile as exc:
+        # none of its lines billed: what its batches committed is taken out again
+        row = con.execute(
+            "select path, ingested_at from ingested_files where file_id = ?", [file_id]
+        ).fetchone()
+        if row is not None:
+            _forget_file(con, file_id, row[0], row[1])
+        turn_away(f.path, "unreadable_file", str(exc), f.sha)
+    except Exception as exc:
+        exc.add_note(f"while ingesting {f.path}")  # the one line names the file
+        raise
+
+
+def _small_files(con, usage: UsageIngest, files: list[InboxFile], run_id: str, turn_away):
+    """Small usage files together: read (a file that cannot be read to its end is turned
+    away), then registered, checked, written and decided in one transaction."""
+    read: list[tuple[InboxFile, pa.Table, bool]] = []
+    for f in files:
         try:
-            ingest_usage_file(
-                con,
-                f.path,
-                file_id,
-                tz=tz,
-                run_id=run_id,
-                report=report,
-                progress=say,
-                skip_lines=f.lines_done,
-                fast=not f.has_cr,
-                duplicate_window_days=duplicate_window_days,
-                **limits,
-            )
+            with usage.report.timed("read"):
+                table, fast = read_lines(f.path, not f.has_cr, CHUNK_BYTES)
         except UnreadableFile as exc:
-            # none of its lines billed: what its batches committed is taken out again
-            row = con.execute(
-                "select path, ingested_at from ingested_files where file_id = ?", [file_id]
-            ).fetchone()
-            if row is not None:
-                _forget_file(con, file_id, row[0], row[1])
             turn_away(f.path, "unreadable_file", str(exc), f.sha)
             continue
-        except Exception as exc:
-            exc.add_note(f"while ingesting {f.path}")  # the one line names the file
-            raise
-        report.files.append(str(f.path))
-    return report
+        read.append((f, table, fast))
+    if not read:
+        return
+
+    def ingest() -> None:
+        registered = [
+            UsageFile(_register_file(con, f.path, "usage", f.sha, run_id), f.path, fast)
+            for f, _, fast in read
+        ]
+        usage.small_files(registered, [t for _, t, _ in read])
+
+    try:
+        _in_transaction(con, ingest)
+    except Exception as exc:
+        more = f" and {len(read) - 1} more file(s)" if len(read) > 1 else ""
+        exc.add_note(f"while ingesting {read[0][0].path}{more}")
+        raise
 
 
 def _record_rejected_file(
@@ -274,283 +314,3 @@ def _record_rejected_file(
 
 
 # ---------------------------------------------------------------- orders
-
-
-# ---------------------------------------------------------------- usage
-
-# the columns the row schema checks (tasks/validate.py); the text values stay in DuckDB
-EVENT_CHECKS = ", ".join(EVENT_COLUMNS)
-
-
-def ingest_usage_file(
-    con,
-    path: Path,
-    file_id: int,
-    *,
-    tz: str,
-    run_id: str,
-    report: IngestReport,
-    late_before: date | None,
-    progress: Callable[[str], None],
-    skip_lines: int = 0,
-    fast: bool = True,
-    today: date | None = None,
-    duplicate_window_days: int = 37,
-) -> None:
-    """Accept, count as duplicate, or reject (with reason and raw line) each usage line.
-
-    The file is read in batches (~64 MB); each batch is validated, checked, written and
-    committed with the file's progress (`lines_done`) in one transaction, so memory stays
-    bounded and a run killed midway resumes after the last committed line: nothing lost,
-    nothing counted twice. The data stays in DuckDB; only the facts the row schema checks
-    go to Polars for Pandera. Duplicates and too-late lines are decided once the whole file
-    is in (`decide_file`), one pass linear in the file; the file counts as ingested (and its
-    days as billable) only after that.
-    """
-    # event_key: ingest order (earlier runs, files in path order, lines in order)
-    base = scalar(con, "select coalesce(max(event_key), 0) from events")
-    batches = _Batches(
-        con,
-        path,
-        file_id,
-        base,
-        tz,
-        run_id,
-        report,
-        late_before or date(1, 1, 1),
-        (today or date(9999, 12, 30)) + timedelta(days=1),
-        duplicate_window_days,
-        progress,
-    )
-    try:
-        lines = batches.run(iter_line_chunks(path, CHUNK_BYTES, fast=fast), skip_lines)
-    except FastReadFailed:
-        # the plain reader splits the same lines (no carriage return in the file): go on
-        # after the last committed one
-        fast = False
-        lines = batches.run(
-            iter_line_chunks(path, CHUNK_BYTES, fast=False), batches.done or skip_lines
-        )
-    batches.decide_file(lines, fast)
-    progress(f"{path.name}: {lines:,} lines ingested")
-
-
-@dataclass
-class _Batches:
-    """The batches of one usage file, each one transaction."""
-
-    con: object
-    path: Path
-    file_id: int
-    base: int  # event_key = base + line_no
-    tz: str
-    run_id: str
-    report: IngestReport
-    late_before: date  # lines dated before it are too_late
-    last_day: date  # lines dated after it are in_future
-    window: int  # days either side within which a repeated event_id is a duplicate
-    progress: Callable[[str], None]
-    done: int = 0
-
-    def run(self, chunks: Iterator[pa.Table], skip_lines: int) -> int:
-        lines = 0
-        while True:
-            with self.report.timed("read"):
-                chunk = next(chunks, None)
-            if chunk is None:
-                return lines
-            lines += chunk.num_rows
-            if skip_lines:
-                chunk = chunk.filter(pc.greater(chunk["line_no"], skip_lines))
-                if chunk.num_rows == 0:
-                    continue
-            self.con.register("chunk", chunk)
-            self.con.execute("begin transaction")
-            try:
-                self.batch(chunk, lines)  # commits
-            except BaseException:
-                self.con.execute("rollback")
-                raise
-            finally:
-                self.con.unregister("chunk")
-            self.done = lines
-            self.progress(f"{self.path.name}: {lines:,} lines read")
-
-    def batch(self, chunk: pa.Table, lines: int) -> None:
-        """Validate, check and write one batch, and commit it (the caller began it)."""
-        con, report = self.con, self.report
-        with report.timed("validate"):
-            con.execute(
-                "create or replace temp table batch as " + sql("extract_events"),
-                {"timestamp_pattern": TIMESTAMP_WITH_OFFSET, "control": CONTROL_CHARACTER},
-            )
-            # only lines that fail a check go to Pandera for their reason (most pass); no
-            # order needed: a failure's index is mapped back to its line_no below
-            checked = con.sql(f"select line_no, {EVENT_CHECKS} from batch where not clean").pl()
-            failing = failing_rows(checked, "usage")
-            failures = pl.DataFrame(
-                {
-                    "line_no": checked["line_no"].gather(failing["index"]),
-                    "reason": failing["reason"],
-                }
-            )
-            del checked
-        with report.timed("rate"):
-            con.register("batch_failures", failures.to_arrow())
-            run_sql(con, "accept_events", {"tz": self.tz, "last_day": self.last_day})
-            con.unregister("batch_failures")
-        with report.timed("store"):
-            run_sql(con, "store_events", {"file_id": self.file_id, "first_key": self.base})
-            con.execute(
-                "insert into rejected_events select ?, line_no, raw, reason, now(), ? "
-                "from batch_rejects order by line_no",
-                [str(self.path), self.run_id],
-            )
-            n_acc = scalar(con, "select count(*) from batch_checked where reason is null")
-            n_rej = scalar(con, "select count(*) from batch_rejects")
-            con.execute(
-                "update ingested_files set lines = ?, lines_done = ?, accepted = accepted + ?, "
-                "rejected = rejected + ? where file_id = ?",
-                [lines, lines, n_acc, n_rej, self.file_id],
-            )
-            con.execute("commit")
-        # the run report counts a file once, when its last transaction commits
-        # (`decide_file`): a resumed file's batches from a killed run are counted then too
-
-    def decide_file(self, lines: int, fast: bool) -> None:
-        """The file-wide decisions (duplicates, too late), once its batches are all in.
-
-        One transaction: the lines not accepted leave `events` for `rejected_events` (raw
-        text looked up in the file again: they are few) or the duplicate count, and the file
-        is marked complete. A run killed before this commit redoes it on resume.
-        """
-        con, report, file_id = self.con, self.report, self.file_id
-        with report.timed("store"):
-            con.execute("begin transaction")
-            try:
-                self.decide_duplicates()
-                _store_file_rejects(con, self.path, self.run_id, fast=fast)
-                counts = dict(
-                    con.execute(
-                        "select reason, count(*) from file_decisions group by reason"
-                    ).fetchall()
-                )
-                dups = counts.pop("duplicate", 0)
-                n_rej = sum(counts.values())
-                first_day = scalar(
-                    con, "select min(day) from events where file_id = $f", {"f": file_id}
-                )
-                con.execute(
-                    "update ingested_files set lines = ?, lines_done = ?, "
-                    "accepted = accepted - ?, rejected = rejected + ?, "
-                    "duplicates = duplicates + ?, earliest_day = ?, complete = true "
-                    "where file_id = ?",
-                    [lines, lines, dups + n_rej, n_rej, dups, first_day, file_id],
-                )
-                con.execute("drop table file_decisions")
-                con.execute("commit")
-            except BaseException:
-                con.execute("rollback")
-                raise
-        self.count_file(first_day)
-
-    def decide_duplicates(self) -> None:
-        """`file_decisions` (line_no, reason): this file's lines that are re-deliveries
-        (`duplicate`), conflicting copies (`duplicate_conflict`) or `too_late` (§3).
-
-        A copy is compared with every accepted event of the same id whose day lies within
-        the window of its own day, earlier files' and this file's earlier lines alike; the
-        first ingested copy stands. Only the ids given more than once reach Python; the
-        earlier events searched lie within the window of the file's days, so the work does
-        not grow with the history."""
-        con, w = self.con, timedelta(days=self.window)
-        lo, hi = con.execute(
-            "select min(day), max(day) from events where file_id = ?", [self.file_id]
-        ).fetchone()
-        earliest = self.late_before - w if self.late_before > date(2000, 1, 1) else date.min
-        lo = max(lo or earliest, earliest)  # lines older than the window are too_late
-        run_sql(
-            con,
-            "duplicate_candidates",
-            {
-                "file_id": self.file_id,
-                "min_day": lo - w if lo > date(2000, 1, 1) else date.min,
-                "max_day": (hi or lo) + w if (hi or lo) < date(9000, 1, 1) else date.max,
-            },
-        )
-        copies = con.sql("select * from duplicate_candidates order by event_id, event_key").pl()
-        decided = judge_copies(copies, self.file_id, self.window, self.late_before)
-        con.register("duplicate_decisions", decided.to_arrow())
-        run_sql(con, "dedupe_events", {"file_id": self.file_id, "late_before": self.late_before})
-        con.unregister("duplicate_decisions")
-
-    def count_file(self, first_day: date | None) -> None:
-        """Add the completed file to the run report: its final counts, and its rejects by
-        reason (those of batches a killed run committed included; rejects of an earlier file
-        at the same path are older than this file's registration)."""
-        con, report = self.con, self.report
-        accepted, rejected, dups = con.execute(
-            "select accepted, rejected, duplicates from ingested_files where file_id = ?",
-            [self.file_id],
-        ).fetchall()[0]
-        report.events_accepted += accepted
-        report.events_rejected += rejected
-        report.duplicates += dups
-        reasons = con.execute(
-            "select reason, count(*) from rejected_events where source_file = ? and "
-            "ingested_at >= (select ingested_at from ingested_files where file_id = ?) "
-            "group by reason",
-            [str(self.path), self.file_id],
-        ).fetchall()
-        for reason, n in reasons:
-            report.rejected_by_reason[reason] = report.rejected_by_reason.get(reason, 0) + n
-        report.touch(first_day)
-
-
-CONTENT = ["customer_key", "account_id", "function", "quantity", "status", "occurred_at"]
-
-
-def judge_copies(copies: pl.DataFrame, file_id: int, window: int, late_before: date):
-    """(line_no, reason) of this file's copies of repeated ids, taken in ingest order
-    (`event_key`): a copy within `window` days of an accepted event of its id is a
-    `duplicate` of the first such event when its content is the same, else a
-    `duplicate_conflict`; a copy with none is accepted (unless too late) and is compared
-    with the later ones. `copies` holds only ids given more than once: a few rows."""
-    decided: list[tuple[int, str]] = []
-    accepted: list[tuple[date, tuple]] = []
-    current = None
-    for row in copies.iter_rows(named=True):
-        if row["event_id"] != current:
-            current, accepted = row["event_id"], []
-        content = tuple(row[c] for c in CONTENT)
-        if row["file_id"] != file_id:  # an earlier file's accepted event
-            accepted.append((row["day"], content))
-            continue
-        first = next((c for d, c in accepted if abs((d - row["day"]).days) <= window), None)
-        if first is not None:
-            decided.append(
-                (row["line_no"], "duplicate" if first == content else "duplicate_conflict")
-            )
-        elif row["day"] >= late_before:
-            accepted.append((row["day"], content))
-    return pl.DataFrame(decided, schema={"line_no": pl.Int64, "reason": pl.String}, orient="row")
-
-
-def _store_file_rejects(con, path: Path, run_id: str, *, fast: bool) -> None:
-    """The file-wide decisions' rejected lines, with their raw text from the file."""
-    wanted = con.execute(
-        "select line_no from file_decisions where reason <> 'duplicate' order by line_no"
-    ).fetchall()
-    if not wanted:
-        return
-    numbers = pa.array([n for (n,) in wanted], pa.int64())
-    for chunk in iter_line_chunks(path, CHUNK_BYTES, fast=fast):
-        hit = chunk.filter(pc.is_in(chunk["line_no"], value_set=numbers))
-        if hit.num_rows:
-            con.register("hit", hit)
-            con.execute(
-                "insert into rejected_events select ?, d.line_no, h.raw, d.reason, now(), ? "
-                "from file_decisions as d join hit as h using (line_no) order by d.line_no",
-                [str(path), run_id],
-            )
-            con.unregister("hit")

@@ -171,6 +171,8 @@ def test_a_timestamp_in_utc_bills_on_its_local_day(inbox):
 # ---------------------------------------------------------------- batches and line readers
 
 import tasks.ingest as ingest_module  # noqa: E402
+from tasks.inbox_files import iter_line_chunks  # noqa: E402
+from tasks.ingest_usage import UsageIngest  # noqa: E402
 
 MIXED = [
     good("b1"),
@@ -202,12 +204,14 @@ def ingest_outcome(con) -> tuple:
 def tiny_batches(monkeypatch):
     """Batches of a few lines, so one small file spans many of them."""
     monkeypatch.setattr(ingest_module, "CHUNK_BYTES", 300)
+    monkeypatch.setattr(ingest_module, "SMALL_FILE_BYTES", 0)  # every file batch by batch
 
 
 def test_lines_split_into_many_batches_give_the_same_outcome_as_one_batch(tmp_path, monkeypatch):
     outcomes = []
     for chunk_bytes in (64 << 20, 300):
         monkeypatch.setattr(ingest_module, "CHUNK_BYTES", chunk_bytes)
+        monkeypatch.setattr(ingest_module, "SMALL_FILE_BYTES", 0)
         box = Inbox(tmp_path / f"data-{chunk_bytes}")
         box.orders([BASIC])
         box.usage(MIXED)
@@ -233,8 +237,8 @@ def test_the_fast_and_the_plain_line_readers_split_a_file_alike(tmp_path):
     with gzip.open(path, "wt", encoding="utf-8") as f:
         f.write(text)
     for chunk_bytes in (24, 1 << 20):
-        fast = ingest_module.iter_line_chunks(path, chunk_bytes, fast=True)
-        plain = ingest_module.iter_line_chunks(path, chunk_bytes, fast=False)
+        fast = iter_line_chunks(path, chunk_bytes, fast=True)
+        plain = iter_line_chunks(path, chunk_bytes, fast=False)
         as_rows = [r for t in fast for r in zip(*t.to_pydict().values(), strict=True)]
         want = [r for t in plain for r in zip(*t.to_pydict().values(), strict=True)]
         lines = [(n, raw, True) for n, raw in enumerate(text.split("\n"), start=1)]
@@ -274,19 +278,19 @@ def test_a_file_killed_between_batches_resumes_after_the_last_committed_one(
     box = Inbox(tmp_path / "killed")
     box.orders([BASIC])
     box.usage(MIXED)
-    real = ingest_module._Batches.batch
+    real = UsageIngest.batch
     calls = {"n": 0}
 
-    def dies_on_the_third(self, chunk, lines):
+    def dies_on_the_third(self, rows, files, base):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt("killed")
-        return real(self, chunk, lines)
+        return real(self, rows, files, base)
 
-    monkeypatch.setattr(ingest_module._Batches, "batch", dies_on_the_third)
+    monkeypatch.setattr(UsageIngest, "batch", dies_on_the_third)
     with pytest.raises(KeyboardInterrupt):
         box.bill("2026-11-26")
-    monkeypatch.setattr(ingest_module._Batches, "batch", real)
+    monkeypatch.setattr(UsageIngest, "batch", real)
     resumed = counted(box.bill("2026-11-26"))
     events, rejects, file_row = ingest_outcome(box.warehouse())
     w_events, w_rejects, w_file = ingest_outcome(whole.warehouse())
@@ -349,3 +353,83 @@ def test_id_hashes_are_recomputed_when_duckdbs_hash_changes(inbox):
     inbox.usage([good("h1")])
     report = inbox.bill("2026-11-26")
     assert report.ingest.duplicates == 1
+
+
+# ---------------------------------------------------------------- many small files
+
+
+def spread(box: Inbox, lines: list, per_file: int) -> None:
+    for i in range(0, len(lines), per_file):
+        box.usage(lines[i : i + per_file], name=f"part-{i // per_file:04d}.jsonl")
+
+
+MANY = [good(f"m{i}") for i in range(60)] + MIXED + [good("m3", quantity=2), good("m5")]
+
+
+def test_small_files_taken_together_bill_as_one_file_holding_their_lines(tmp_path):
+    single = Inbox(tmp_path / "one")
+    single.orders([BASIC])
+    single.usage(MANY, name="part-0000.jsonl")
+    single_counts = counted(single.bill("2026-11-26"))
+    many = Inbox(tmp_path / "many")
+    many.orders([BASIC])
+    spread(many, MANY, 5)
+    many_counts = counted(many.bill("2026-11-26"))
+    q = "select event_id, quantity, credits from rated_events order by event_id"
+    assert rows(many.warehouse(), q) == rows(single.warehouse(), q)
+    assert many_counts == single_counts
+    # each file keeps its own lines, counts and rejects, with its own line numbers
+    con = many.warehouse()
+    assert one(
+        con,
+        "select count(*), sum(lines), sum(accepted) + sum(rejected) + sum(duplicates) "
+        "from ingested_files where kind = 'usage'",
+    ) == (15, 72, 72)
+    assert rows(
+        con,
+        "select source_file like '%part-0012.jsonl', line_no, reason "
+        "from rejected_events order by source_file, line_no",
+    )[:2] == [
+        (True, 3, "empty_line"),
+        (True, 5, "malformed_json"),
+    ]
+
+
+def test_a_group_of_small_files_killed_midway_leaves_nothing_and_is_ingested_again(
+    tmp_path, monkeypatch
+):
+    whole = Inbox(tmp_path / "whole")
+    whole.orders([BASIC])
+    spread(whole, MANY, 5)
+    w_counts = counted(whole.bill("2026-11-26"))
+    box = Inbox(tmp_path / "killed")
+    box.orders([BASIC])
+    spread(box, MANY, 5)
+    real = UsageIngest.decide
+
+    def dies(self, files, lines):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(UsageIngest, "decide", dies)
+    with pytest.raises(KeyboardInterrupt):
+        box.bill("2026-11-26")
+    monkeypatch.setattr(UsageIngest, "decide", real)
+    assert counted(box.bill("2026-11-26")) == w_counts
+    assert ingest_outcome_many(box.warehouse()) == ingest_outcome_many(whole.warehouse())
+
+
+def ingest_outcome_many(con) -> tuple:
+    return (
+        rows(con, "select event_id, quantity from events order by event_key"),
+        rows(
+            con,
+            "select regexp_extract(source_file, '[^/]+$'), line_no, reason "
+            "from rejected_events order by all",
+        ),
+        rows(
+            con,
+            "select regexp_extract(path, '[^/]+$'), lines, accepted, rejected, duplicates, "
+            "complete "
+            "from ingested_files where kind = 'usage' order by path",
+        ),
+    )

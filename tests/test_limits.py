@@ -318,6 +318,8 @@ def test_a_truncated_gzip_is_turned_away_whole_and_the_rest_of_the_inbox_is_bill
     import tasks.ingest as ingest_module
 
     monkeypatch.setattr(ingest_module, "CHUNK_BYTES", chunk_bytes)
+    if chunk_bytes < 1000:  # batch by batch, each committed: all of them taken out again
+        monkeypatch.setattr(ingest_module, "SMALL_FILE_BYTES", 0)
     inbox.orders([BASIC])
     inbox.usage([line("ok1")], name="a.jsonl")
     broken = inbox.root / "inbox" / "usage" / "b.jsonl.gz"

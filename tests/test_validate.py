@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from tasks.db import frame, run_sql, sql
 from tasks.inbox_files import _lines_table
+from tasks.ingest_usage import keyed
 from tasks.validate import (
     CONTROL_CHARACTER,
     EVENT_COLUMNS,
@@ -25,7 +26,7 @@ def extracted(lines: list[bytes]):
     con.execute("set TimeZone = 'UTC'")
     run_sql(con, "ingest_macros")
     con.create_function("quantity_literal", quantity_literal, ["VARCHAR"], "VARCHAR")
-    con.register("chunk", _lines_table(b"\n".join(lines), 1))
+    con.register("chunk", keyed(_lines_table(b"\n".join(lines), 1), 1, 1))
     params = {"timestamp_pattern": TIMESTAMP_WITH_OFFSET, "control": CONTROL_CHARACTER}
     return frame(con, sql("extract_events"), params)
 

@@ -1,0 +1,328 @@
+"""Usage lines of the inbox accepted into `events`, counted as duplicates, or rejected with
+their reason and raw line (billing-rules §3).
+
+Two ways through, with the same results row for row:
+- a large file (or one a killed run left half done) is read in batches of about
+  CHUNK_BYTES, each one transaction committed with the file's progress, so memory stays
+  bounded and a killed run resumes after the last committed line;
+- small files are taken together: their lines form one batch, and registering them,
+  checking, writing and the file-wide decisions are one transaction, so a file of 50 lines
+  costs what its lines cost, not a transaction, a duplicate pass and log lines of its own.
+Either way the file-wide decisions (duplicates across the late window, too late) come once
+the files' lines are all in, and a file counts as ingested only after them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tasks.db import run_sql, scalar, sql
+from tasks.inbox_files import FastReadFailed, iter_line_chunks
+from tasks.validate import CONTROL_CHARACTER, EVENT_COLUMNS, TIMESTAMP_WITH_OFFSET, failing_rows
+
+if TYPE_CHECKING:
+    from tasks.ingest import IngestReport
+
+# the columns the row schema checks (tasks/validate.py); the text values stay in DuckDB
+EVENT_CHECKS = ", ".join(EVENT_COLUMNS)
+# event content compared between two copies of an event_id
+CONTENT = ["customer_key", "account_id", "function", "quantity", "status", "occurred_at"]
+
+
+@dataclass(frozen=True)
+class UsageFile:
+    """A usage file being ingested: its registration and how to read its lines again."""
+
+    file_id: int
+    path: Path
+    fast: bool = True  # pyarrow's line reader (False: the plain one, see inbox_files)
+
+
+def read_lines(path: Path, fast: bool, chunk_bytes: int) -> tuple[pa.Table, bool]:
+    """All of a small file's lines in one table, and whether the fast reader read them."""
+    try:
+        tables = list(iter_line_chunks(path, chunk_bytes, fast=fast))
+    except FastReadFailed:
+        fast = False
+        tables = list(iter_line_chunks(path, chunk_bytes, fast=False))
+    if not tables:
+        empty = {"line_no": pa.int64(), "raw": pa.string(), "utf8_ok": pa.bool_()}
+        return pa.table({k: pa.array([], t) for k, t in empty.items()}), fast
+    return pa.concat_tables(tables), fast
+
+
+def keyed(lines: pa.Table, file_id: int, first_row: int) -> pa.Table:
+    """A file's lines as batch rows: `line_no` numbers the batch's rows (first_row on), and
+    `file_id`, `file_line` say where each came from."""
+    n = lines.num_rows
+    return pa.table(
+        {
+            "line_no": pa.array(range(first_row, first_row + n), pa.int64()),
+            "file_id": pa.repeat(file_id, n).cast(pa.int32()),
+            "file_line": lines["line_no"],
+            "raw": lines["raw"],
+            "utf8_ok": lines["utf8_ok"],
+        }
+    )
+
+
+@dataclass
+class UsageIngest:
+    """What every usage batch of one ingest pass shares: the connection and the limits."""
+
+    con: object
+    tz: str
+    run_id: str
+    report: IngestReport
+    late_before: date  # lines dated before it are too_late
+    last_day: date  # lines dated after it are in_future
+    window: int  # days either side within which a repeated event_id is a duplicate
+    progress: Callable[[str], None]
+    done: dict[int, int] = field(default_factory=dict)  # file_id -> lines committed
+
+    # ------------------------------------------------------------ a large file
+
+    def large_file(self, f: UsageFile, chunk_bytes: int, skip_lines: int = 0) -> None:
+        """Batch by batch, each committed with the file's progress; then its decisions."""
+        base = scalar(self.con, "select coalesce(max(event_key), 0) from events")
+        try:
+            lines = self._batches(
+                f, iter_line_chunks(f.path, chunk_bytes, fast=f.fast), base, skip_lines
+            )
+        except FastReadFailed:
+            # the plain reader splits the same lines (no carriage return in the file): go
+            # on after the last committed one
+            f = UsageFile(f.file_id, f.path, fast=False)
+            chunks = iter_line_chunks(f.path, chunk_bytes, fast=False)
+            lines = self._batches(f, chunks, base, self.done.get(f.file_id) or skip_lines)
+        self._in_transaction(lambda: self.decide([f], {f.file_id: lines}))
+        self.progress(f"{f.path.name}: {lines:,} lines ingested")
+
+    def _batches(self, f: UsageFile, chunks: Iterator[pa.Table], base: int, skip: int) -> int:
+        lines = 0
+        while True:
+            with self.report.timed("read"):
+                chunk = next(chunks, None)
+            if chunk is None:
+                return lines
+            lines += chunk.num_rows
+            if skip:
+                chunk = chunk.filter(pc.greater(chunk["line_no"], skip))
+                if chunk.num_rows == 0:
+                    continue
+            # a large file's batch rows are numbered by their line: event_key = base + line
+            rows = keyed(chunk, f.file_id, 0).set_column(0, "line_no", chunk["line_no"])
+            self._in_transaction(lambda rows=rows, n=lines: self._file_batch(f, rows, base, n))
+            self.done[f.file_id] = lines
+            self.progress(f"{f.path.name}: {lines:,} lines read")
+
+    def _file_batch(self, f: UsageFile, rows: pa.Table, base: int, lines: int) -> None:
+        self.batch(rows, [f], base)
+        self.con.execute(
+            "update ingested_files set lines = ?, lines_done = ? where file_id = ?",
+            [lines, lines, f.file_id],
+        )
+
+    # ------------------------------------------------------------ small files
+
+    def small_files(self, files: list[UsageFile], tables: list[pa.Table]) -> None:
+        """Small files' lines as one batch, and their decisions: one transaction (the
+        caller registered the files in it and commits it)."""
+        base = scalar(self.con, "select coalesce(max(event_key), 0) from events")
+        rows, first = [], 1
+        for f, t in zip(files, tables, strict=True):
+            rows.append(keyed(t, f.file_id, first))
+            first += t.num_rows
+        self.batch(pa.concat_tables(rows), files, base)
+        self.decide(files, {f.file_id: t.num_rows for f, t in zip(files, tables, strict=True)})
+        self.progress(f"{len(files):,} small usage files: {first - 1:,} lines ingested")
+
+    # ------------------------------------------------------------ one batch
+
+    def batch(self, rows: pa.Table, files: list[UsageFile], base: int) -> None:
+        """Validate, check and write one batch of rows (no commit: the caller's
+        transaction). `rows`: line_no (the batch's row key), file_id, file_line, raw."""
+        con, report = self.con, self.report
+        con.register("chunk", rows)
+        con.register("batch_files", _files_table(files))
+        try:
+            with report.timed("validate"):
+                con.execute(
+                    "create or replace temp table batch as " + sql("extract_events"),
+                    {"timestamp_pattern": TIMESTAMP_WITH_OFFSET, "control": CONTROL_CHARACTER},
+                )
+                # only lines that fail a check go to Pandera for their reason (most pass);
+                # a failure's index is mapped back to its row
+                checked = con.sql(f"select line_no, {EVENT_CHECKS} from batch where not clean").pl()
+                failing = failing_rows(checked, "usage")
+                failures = pl.DataFrame(
+                    {
+                        "line_no": checked["line_no"].gather(failing["index"]),
+                        "reason": failing["reason"],
+                    }
+                )
+            with report.timed("rate"):
+                con.register("batch_failures", failures.to_arrow())
+                run_sql(con, "accept_events", {"tz": self.tz, "last_day": self.last_day})
+                con.unregister("batch_failures")
+            with report.timed("store"):
+                run_sql(con, "store_events", {"first_key": base, "run_id": self.run_id})
+        finally:
+            con.unregister("chunk")
+            con.unregister("batch_files")
+
+    # ------------------------------------------------------------ file-wide decisions
+
+    def decide(self, files: list[UsageFile], lines: dict[int, int]) -> None:
+        """The file-wide decisions once the files' lines are all in (no commit): duplicates
+        and too-late lines leave `events` (for `rejected_events`, raw text looked up in the
+        file again: they are few, or the duplicate count), and each file is complete."""
+        con, report = self.con, self.report
+        with report.timed("store"):
+            con.register("decide_files", _files_table(files, lines))
+            try:
+                self._decide_duplicates()
+                for f in files:
+                    _store_file_rejects(con, f, self.run_id)
+                run_sql(con, "complete_files")
+            finally:
+                con.unregister("decide_files")
+        self._count(files)
+
+    def _decide_duplicates(self) -> None:
+        """`file_decisions` (file_id, line_no, reason): the files' lines that are
+        re-deliveries (`duplicate`), conflicting copies (`duplicate_conflict`) or
+        `too_late` (§3).
+
+        A copy is compared with every accepted event of the same id whose day lies within
+        the window of its own day, earlier files' and these files' earlier lines alike; the
+        first ingested copy stands. Only the ids given more than once reach Python; the
+        earlier events searched lie within the window of the files' days, so the work does
+        not grow with the history."""
+        con, w = self.con, timedelta(days=self.window)
+        lo, hi = con.execute(
+            "select min(day), max(day) from events "
+            "where file_id in (select file_id from decide_files)"
+        ).fetchone()
+        earliest = self.late_before - w if self.late_before > date(2000, 1, 1) else date.min
+        lo = max(lo or earliest, earliest)  # lines older than the window are too_late
+        hi = hi or lo
+        run_sql(
+            con,
+            "duplicate_candidates",
+            {
+                "min_day": lo - w if lo > date(2000, 1, 1) else date.min,
+                "max_day": hi + w if hi < date(9000, 1, 1) else date.max,
+            },
+        )
+        copies = con.sql(
+            "select * from duplicate_candidates order by event_id, is_new, event_key"
+        ).pl()
+        con.register(
+            "duplicate_decisions", judge_copies(copies, self.window, self.late_before).to_arrow()
+        )
+        run_sql(con, "dedupe_events", {"late_before": self.late_before})
+        con.unregister("duplicate_decisions")
+
+    def _count(self, files: list[UsageFile]) -> None:
+        """Add the completed files to the run report: their final counts, and their rejects
+        by reason (those of batches a killed run committed included)."""
+        con, report = self.con, self.report
+        ids = [f.file_id for f in files]
+        accepted, rejected, dups, first_day = con.execute(
+            "select sum(accepted), sum(rejected), sum(duplicates), min(earliest_day) "
+            "from ingested_files where list_contains(?, file_id)",
+            [ids],
+        ).fetchone()
+        report.events_accepted += accepted or 0
+        report.events_rejected += rejected or 0
+        report.duplicates += dups or 0
+        reasons = con.execute(
+            "select r.reason, count(*) from rejected_events as r "
+            "join ingested_files as f on r.source_file = f.path "
+            "and r.ingested_at >= f.ingested_at "
+            "where list_contains(?, f.file_id) group by r.reason",
+            [ids],
+        ).fetchall()
+        for reason, n in reasons:
+            report.rejected_by_reason[reason] = report.rejected_by_reason.get(reason, 0) + n
+        report.touch(first_day)
+        report.files.extend(str(f.path) for f in files)
+
+    def _in_transaction(self, fn: Callable[[], None]) -> None:
+        self.con.execute("begin transaction")
+        try:
+            fn()
+            self.con.execute("commit")
+        except BaseException:
+            self.con.execute("rollback")
+            raise
+
+
+def _files_table(files: list[UsageFile], lines: dict[int, int] | None = None) -> pa.Table:
+    """The files of a batch: file_id, path (and, once read to the end, their lines)."""
+    table = {
+        "file_id": pa.array([f.file_id for f in files], pa.int32()),
+        "path": pa.array([str(f.path) for f in files], pa.string()),
+    }
+    if lines is not None:
+        table["lines"] = pa.array([lines[f.file_id] for f in files], pa.int64())
+    return pa.table(table)
+
+
+def judge_copies(copies: pl.DataFrame, window: int, late_before: date) -> pl.DataFrame:
+    """(file_id, line_no, reason) of the new files' copies of repeated ids, taken in ingest
+    order (earlier files' accepted events first, then `event_key`): a copy within `window`
+    days of an accepted event of its id is a `duplicate` of the first such event when its
+    content is the same, else a `duplicate_conflict`; a copy with none is accepted (unless
+    too late) and is compared with the later ones. `copies` holds only ids given more than
+    once: a few rows."""
+    decided: list[tuple[int, int, str]] = []
+    accepted: list[tuple[date, tuple]] = []
+    current = None
+    for row in copies.iter_rows(named=True):
+        if row["event_id"] != current:
+            current, accepted = row["event_id"], []
+        content = tuple(row[c] for c in CONTENT)
+        if not row["is_new"]:  # an earlier file's accepted event
+            accepted.append((row["day"], content))
+            continue
+        first = next((c for d, c in accepted if abs((d - row["day"]).days) <= window), None)
+        if first is not None:
+            reason = "duplicate" if first == content else "duplicate_conflict"
+            decided.append((row["file_id"], row["line_no"], reason))
+        elif row["day"] >= late_before:
+            accepted.append((row["day"], content))
+    schema = {"file_id": pl.Int32, "line_no": pl.Int64, "reason": pl.String}
+    return pl.DataFrame(decided, schema=schema, orient="row")
+
+
+def _store_file_rejects(con, f: UsageFile, run_id: str) -> None:
+    """A file's lines the file-wide decisions rejected, with their raw text from the file."""
+    wanted = con.execute(
+        "select line_no from file_decisions where file_id = ? and reason <> 'duplicate' "
+        "order by line_no",
+        [f.file_id],
+    ).fetchall()
+    if not wanted:
+        return
+    numbers = pa.array([n for (n,) in wanted], pa.int64())
+    for chunk in iter_line_chunks(f.path, None, fast=f.fast):
+        hit = chunk.filter(pc.is_in(chunk["line_no"], value_set=numbers))
+        if hit.num_rows:
+            con.register("hit", hit)
+            con.execute(
+                "insert into rejected_events select ?, d.line_no, h.raw, d.reason, now(), ? "
+                "from file_decisions as d join hit as h using (line_no) "
+                "where d.file_id = ? order by d.line_no",
+                [str(f.path), run_id, f.file_id],
+            )
+            con.unregister("hit")
