@@ -69,15 +69,32 @@ class IngestReport:
 
 
 def _register_file(con, path: Path, kind: str, sha: str, run_id: str) -> int:
-    st = path.stat()
-    file_id = scalar(con, "select coalesce(max(file_id), 0) + 1 from ingested_files")
+    return _register_files(con, [(path, sha)], kind, run_id)[0]
+
+
+def _register_files(con, files: list[tuple[Path, str]], kind: str, run_id: str) -> list[int]:
+    """ingested_files rows for new files (not complete yet), in one statement; their ids."""
+    first = scalar(con, "select coalesce(max(file_id), 0) + 1 from ingested_files")
+    stats = [path.stat() for path, _ in files]
+    rows = pa.table(
+        {
+            "file_id": pa.array(range(first, first + len(files)), pa.int32()),
+            "path": [str(path) for path, _ in files],
+            "sha256": [sha for _, sha in files],
+            "bytes": pa.array([st.st_size for st in stats], pa.int64()),
+            "mtime_ns": pa.array([st.st_mtime_ns for st in stats], pa.int64()),
+        }
+    )
+    con.register("new_files", rows)
     con.execute(
         "insert into ingested_files (file_id, path, kind, sha256, bytes, mtime_ns, lines, "
         "accepted, rejected, duplicates, lines_done, complete, ingested_at, run_id) "
-        "values (?, ?, ?, ?, ?, ?, 0, 0, 0, 0, 0, false, now(), ?)",
-        [file_id, str(path), kind, sha, st.st_size, st.st_mtime_ns, run_id],
+        "select file_id, path, ?, sha256, bytes, mtime_ns, 0, 0, 0, 0, 0, false, now(), ? "
+        "from new_files",
+        [kind, run_id],
     )
-    return file_id
+    con.unregister("new_files")
+    return list(range(first, first + len(files)))
 
 
 @dataclass(frozen=True)
@@ -235,15 +252,17 @@ def ingest_inbox(
         say,
     )
     small: list[InboxFile] = []
+    small_bytes = 0
     for f in fresh:
         if f.file_id is None and f.size <= SMALL_FILE_BYTES:
             small.append(f)
-            if sum(s.size for s in small) >= GROUP_BYTES or len(small) >= GROUP_FILES:
+            small_bytes += f.size
+            if small_bytes >= GROUP_BYTES or len(small) >= GROUP_FILES:
                 _small_files(con, usage, small, run_id, turn_away)
-                small = []
+                small, small_bytes = [], 0
             continue
         _small_files(con, usage, small, run_id, turn_away)  # files in path order
-        small = []
+        small, small_bytes = [], 0
         _large_file(con, usage, f, run_id, turn_away)
     _small_files(con, usage, small, run_id, turn_away)
     return report
@@ -270,24 +289,20 @@ def _large_file(con, usage: UsageIngest, f: InboxFile, run_id: str, turn_away) -
 def _small_files(con, usage: UsageIngest, files: list[InboxFile], run_id: str, turn_away):
     """Small usage files together: read (a file that cannot be read to its end is turned
     away), then registered, checked, written and decided in one transaction."""
-    read: list[tuple[InboxFile, pa.Table, bool]] = []
+    read: list[tuple[InboxFile, pa.Table]] = []
     for f in files:
         try:
             with usage.report.timed("read"):
-                table, fast = read_lines(f.path, not f.has_cr, CHUNK_BYTES)
+                read.append((f, read_lines(f.path, CHUNK_BYTES)))
         except UnreadableFile as exc:
             turn_away(f.path, "unreadable_file", str(exc), f.sha)
-            continue
-        read.append((f, table, fast))
     if not read:
         return
 
     def ingest() -> None:
-        registered = [
-            UsageFile(_register_file(con, f.path, "usage", f.sha, run_id), f.path, fast)
-            for f, _, fast in read
-        ]
-        usage.small_files(registered, [t for _, t, _ in read])
+        ids = _register_files(con, [(f.path, f.sha) for f, _ in read], "usage", run_id)
+        registered = [UsageFile(i, f.path, fast=False) for i, (f, _) in zip(ids, read, strict=True)]
+        usage.small_files(registered, [t for _, t in read])
 
     try:
         _in_transaction(con, ingest)

@@ -46,17 +46,14 @@ class UsageFile:
     fast: bool = True  # pyarrow's line reader (False: the plain one, see inbox_files)
 
 
-def read_lines(path: Path, fast: bool, chunk_bytes: int) -> tuple[pa.Table, bool]:
-    """All of a small file's lines in one table, and whether the fast reader read them."""
-    try:
-        tables = list(iter_line_chunks(path, chunk_bytes, fast=fast))
-    except FastReadFailed:
-        fast = False
-        tables = list(iter_line_chunks(path, chunk_bytes, fast=False))
+def read_lines(path: Path, chunk_bytes: int) -> pa.Table:
+    """All of a small file's lines in one table, read the plain way (one read: the fast
+    reader's set-up costs more than a small file's lines)."""
+    tables = list(iter_line_chunks(path, chunk_bytes, fast=False))
     if not tables:
         empty = {"line_no": pa.int64(), "raw": pa.string(), "utf8_ok": pa.bool_()}
-        return pa.table({k: pa.array([], t) for k, t in empty.items()}), fast
-    return pa.concat_tables(tables), fast
+        return pa.table({k: pa.array([], t) for k, t in empty.items()})
+    return pa.concat_tables(tables)
 
 
 def keyed(lines: pa.Table, file_id: int, first_row: int) -> pa.Table:
@@ -141,7 +138,8 @@ class UsageIngest:
         for f, t in zip(files, tables, strict=True):
             rows.append(keyed(t, f.file_id, first))
             first += t.num_rows
-        self.batch(pa.concat_tables(rows), files, base)
+        # one contiguous table: DuckDB scans it as one piece, not a file at a time
+        self.batch(pa.concat_tables(rows).combine_chunks(), files, base)
         self.decide(files, {f.file_id: t.num_rows for f, t in zip(files, tables, strict=True)})
         self.progress(f"{len(files):,} small usage files: {first - 1:,} lines ingested")
 
@@ -190,8 +188,7 @@ class UsageIngest:
             con.register("decide_files", _files_table(files, lines))
             try:
                 self._decide_duplicates()
-                for f in files:
-                    _store_file_rejects(con, f, self.run_id)
+                _store_file_rejects(con, files, self.run_id)
                 run_sql(con, "complete_files")
             finally:
                 con.unregister("decide_files")
@@ -305,24 +302,25 @@ def judge_copies(copies: pl.DataFrame, window: int, late_before: date) -> pl.Dat
     return pl.DataFrame(decided, schema=schema, orient="row")
 
 
-def _store_file_rejects(con, f: UsageFile, run_id: str) -> None:
-    """A file's lines the file-wide decisions rejected, with their raw text from the file."""
+def _store_file_rejects(con, files: list[UsageFile], run_id: str) -> None:
+    """The lines the file-wide decisions rejected, with their raw text read again from their
+    files (only the files that have such lines)."""
     wanted = con.execute(
-        "select line_no from file_decisions where file_id = ? and reason <> 'duplicate' "
-        "order by line_no",
-        [f.file_id],
+        "select file_id, list(line_no order by line_no) from file_decisions "
+        "where reason <> 'duplicate' group by file_id"
     ).fetchall()
-    if not wanted:
-        return
-    numbers = pa.array([n for (n,) in wanted], pa.int64())
-    for chunk in iter_line_chunks(f.path, None, fast=f.fast):
-        hit = chunk.filter(pc.is_in(chunk["line_no"], value_set=numbers))
-        if hit.num_rows:
-            con.register("hit", hit)
-            con.execute(
-                "insert into rejected_events select ?, d.line_no, h.raw, d.reason, now(), ? "
-                "from file_decisions as d join hit as h using (line_no) "
-                "where d.file_id = ? order by d.line_no",
-                [str(f.path), run_id, f.file_id],
-            )
-            con.unregister("hit")
+    by_id = {f.file_id: f for f in files}
+    for file_id, numbers in wanted:
+        f = by_id[file_id]
+        value_set = pa.array(numbers, pa.int64())
+        for chunk in iter_line_chunks(f.path, None, fast=f.fast):
+            hit = chunk.filter(pc.is_in(chunk["line_no"], value_set=value_set))
+            if hit.num_rows:
+                con.register("hit", hit)
+                con.execute(
+                    "insert into rejected_events select ?, d.line_no, h.raw, d.reason, now(), "
+                    "? from file_decisions as d join hit as h using (line_no) "
+                    "where d.file_id = ? order by d.line_no",
+                    [str(f.path), run_id, file_id],
+                )
+                con.unregister("hit")
