@@ -135,10 +135,10 @@ ID_HASH_PROBE = "adbill:event_id"
 
 def ensure_id_hashes(con: duckdb.DuckDBPyConnection) -> None:
     """Keep events.id_hash computed by this DuckDB's hash()."""
-    now, kept = con.execute(
+    [(now, kept)] = con.execute(  # fetchall: the connection is left with no open result
         "select hash($p)::varchar, (select value from adbill_meta where key = 'id_hash_probe')",
         {"p": ID_HASH_PROBE},
-    ).fetchone()
+    ).fetchall()
     if kept == now:
         return
     con.execute("update events set id_hash = hash(event_id)")

@@ -183,3 +183,8 @@ def test_id_hashes_follow_the_duckdb_that_opens_the_file_on_every_connect(tmp_pa
         "select count(*) from events where id_hash <> hash(event_id)"
     ).fetchone() == (0,)
     con.close()
+
+
+def test_a_new_connection_is_free_for_a_query_at_once(tmp_path):
+    con = connect(tmp_path / "w.duckdb")
+    assert frame(con, "select 1 as x").rows() == [(1,)]
