@@ -354,6 +354,10 @@ def _start_server(args) -> None:
 def _stop_server() -> None:
     global SERVER
     if SERVER is not None:
+        if "prefect" in sys.modules:  # logs and events still queued go out first
+            from prefect._internal.concurrency.services import QueueService
+
+            QueueService.drain_all(timeout=10)
         SERVER.stop()
         SERVER = None
 
@@ -367,13 +371,11 @@ def _run_flow(
     max_late_days: int | None = None,
     task_runner: str = "local",
 ) -> dict:
-    LOGS.start(Path(args.data_dir).absolute())
-    if SERVER is not None:
-        timeout = float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])
-        SERVER.wait(timeout)
     from flows.daily import daily_billing  # imports Prefect, which sets up its logging
 
     LOGS.start(Path(args.data_dir).absolute())
+    if SERVER is not None:  # started before the imports; booting meanwhile
+        SERVER.wait(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]))
     return daily_billing(
         through=through,
         rebill_from=rebill_from,

@@ -6,8 +6,11 @@ import csv
 import json
 import random
 import shutil
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import duckdb
@@ -333,3 +336,31 @@ def assert_same(left: dict, right: dict) -> None:
             raise AssertionError(
                 f"{name}: {len(a)} vs {len(b)} rows; only left {only_a}; only right {only_b}"
             )
+
+
+# ---------------------------------------------------------------- a webhook on loopback
+
+
+@contextmanager
+def webhook_endpoint():
+    """An HTTP endpoint on 127.0.0.1 that records every POSTed JSON body: (url, bodies)."""
+    received: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(json.loads(body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/hook", received
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,8 +1,8 @@
 """Integration: the daily deployment served against a real Prefect server on loopback.
 
-Slow (a minute or two: a server start, `adbill serve`, four flow runs): marked `slow`, run
-first. Select it with `uv run pytest tests/test_deployment.py`, leave it out with
-`-m "not slow"`. Prefect is imported by the tests, not at collection.
+Slow (a minute or two: a server start, `adbill serve`, four flow runs): marked `slow`, so a
+bare `uv run pytest` leaves it out and CI (`-m "slow or not slow"`) runs it first. Run it with
+`uv run pytest tests/test_deployment.py`. Prefect is imported by the tests, not at collection.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tasks.publish import run_lock
-from tests.ops_helpers import deliver, query, scenario, warehouse
+from tests.ops_helpers import deliver, query, scenario, warehouse, webhook_endpoint
 
 BIN = Path(sys.executable).parent
 DEPLOYMENT = "daily-billing/daily"
@@ -86,7 +86,13 @@ def test_flow_parameters_validate_after_the_runner_pickles_the_flow():
 
 @pytest.mark.slow
 def test_integration_served_deployment_bills_runs_triggered_through_the_api(tmp_path):
+    """Also: the run form (descriptions, no internal parameters), a busy data dir waited for
+    (ADBILL_BUSY_WAIT_SECONDS) then failed, its notification posted to a webhook on loopback,
+    Prefect flow-run ids beside adbill's run ids, and the published billing status."""
     from flows.daily import yesterday
+
+    hook = webhook_endpoint()
+    hook_url, notices = hook.__enter__()
 
     # the scenario ends yesterday (billing zone), so a run with `through` left empty bills it
     sc = scenario(days=6, customers=5, events_per_day=8, start=yesterday(TZ) - timedelta(days=5))
@@ -102,6 +108,10 @@ def test_integration_served_deployment_bills_runs_triggered_through_the_api(tmp_
         # test speed only: poll for runs every 2 s, re-offer a queued run after 3 s (not 30)
         "PREFECT_RUNNER_POLL_FREQUENCY": "2",
         "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "3",
+        # configured once in the serve process: a busy data dir is waited for 2 s (not 30
+        # min), a failed run is posted to the webhook
+        "ADBILL_BUSY_WAIT_SECONDS": "2",
+        "ADBILL_NOTIFY_URL": hook_url,
     }
     server_log, serve_log = tmp_path / "server.log", tmp_path / "serve.log"
     logs = [server_log, serve_log]
@@ -131,6 +141,11 @@ def test_integration_served_deployment_bills_runs_triggered_through_the_api(tmp_
         assert schedule["parameters"] == {"trigger": "scheduled"}
         assert deployment["parameters"]["data_dir"] == str(data)
         assert deployment["global_concurrency_limit"]["limit"] == 1
+        # the run form: every parameter described, the internal ones not offered
+        form = deployment["parameter_openapi_schema"]["properties"]
+        assert "trigger" not in form and "task_runner" not in form
+        assert all(p.get("description") for p in form.values()), form
+        assert "yesterday in the billing zone" in form["through"]["description"]
 
         def trigger(parameters: dict) -> str:
             # the server's SQLite is busy at times (503): retry, the idempotency key makes it safe
@@ -148,13 +163,17 @@ def test_integration_served_deployment_bills_runs_triggered_through_the_api(tmp_
             run = http.get(f"/flow_runs/{run_id}").json()
             return run if run["state_type"] in TERMINAL else None
 
-        # a run that finds the data dir busy fails fast; the operator retries it
+        # a run that finds the data dir busy waits (2 s here), fails; the operator retries it
         with run_lock(data / "state"):
             failed = trigger({"through": str(sc.day(4))})
             run = wait_for("the run to fail", lambda: finished(failed), 120, logs)
         assert run["state_type"] == "FAILED", run
         assert "another adbill run is using" in run["state"]["message"]
         assert not warehouse(data).exists()
+        # the failure's one line reached the webhook
+        notice = wait_for("the failure notice", lambda: notices, 30, logs)[0]["text"]
+        assert notice.startswith(f"adbill: billing run {run['name']} failed (flow run {failed}")
+        assert "DataDirBusy: another adbill run is using" in notice and "waited 2 s" in notice
         retry = {"state": {"type": "SCHEDULED", "message": "Retried by the test"}, "force": True}
         wait_for(
             "the retry",
@@ -166,19 +185,32 @@ def test_integration_served_deployment_bills_runs_triggered_through_the_api(tmp_
         assert run["state_type"] == "COMPLETED", run
         assert query(warehouse(data), "select max(day) from customer_days") == [(sc.day(4),)]
         # a rebill and a scheduled-style run asked for at once: queued, never written at once
-        runs = [
+        ids = [
             trigger({"through": str(sc.last_day), "rebill_from": str(sc.day(2))}),
             trigger({}),  # through left empty: yesterday in the billing zone
         ]
-        runs = [wait_for(f"flow run {i}", lambda i=i: finished(i), 120, logs) for i in runs]
+        runs = [wait_for(f"flow run {i}", lambda i=i: finished(i), 120, logs) for i in ids]
         assert [r["state_type"] for r in runs] == ["COMPLETED", "COMPLETED"], runs
         a, b = sorted(runs, key=lambda r: r["start_time"])
         assert a["end_time"] <= b["start_time"], "two runs of the deployment overlapped"
         elapsed = time.monotonic() - t0
+        flow_runs = {r: http.get(f"/flow_runs/{r}").json()["name"] for r in [failed, *ids]}
+        status = http.post(
+            "/artifacts/latest/filter", json={"artifacts": {"key": {"any_": ["billing-status"]}}}
+        ).json()
+        assert status and status[0]["flow_run_id"] in flow_runs
     finally:
         stop(serve)
         stop(server)
+        hook.__exit__(None, None, None)
     db = warehouse(data)
+    # adbill's runs beside the Prefect flow runs that made them (a retry: the same flow run)
+    recorded = query(db, "select flow_run_id, flow_run_name from runs order by started_at")
+    assert {(str(i), n) for i, n in recorded} <= set(flow_runs.items())
+    assert len({i for i, _ in recorded}) == 3
+    assert query(db, "select count(*), max(billed_through) from billing_status") == [
+        (3, sc.last_day)
+    ]
     assert query(db, "select max(day) from customer_days") == [(sc.last_day,)]
     got = query(db, "select day, reason from billing_runs order by all")
     assert got == sorted(

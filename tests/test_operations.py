@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
+import subprocess
+import sys
+import threading
+import time
 
 import pytest
 
@@ -190,12 +195,63 @@ def test_a_run_through_an_earlier_day_keeps_the_later_billed_days(billed_once, t
         assert_same(without_runs(snapshot(d)), without_runs(expected))
 
 
-def test_a_second_run_on_a_busy_data_dir_fails_fast_and_changes_nothing(billed_once, tmp_path):
+def test_a_run_on_a_busy_data_dir_waits_then_fails_in_one_line_and_changes_nothing(
+    billed_once, tmp_path, monkeypatch, caplog
+):
     data, expected = billed_once
     shutil.copytree(data, tmp_path / "d")
     before = (tmp_path / "d" / "warehouse.duckdb").read_bytes()
-    with run_lock(tmp_path / "d" / "state"):
-        with pytest.raises(DataDirBusy, match="another adbill run is using .*; wait for it"):
+    monkeypatch.setenv("ADBILL_BUSY_WAIT_SECONDS", "2")
+    with run_lock(tmp_path / "d" / "state"), caplog.at_level(logging.WARNING, "adbill"):
+        with pytest.raises(DataDirBusy, match="another adbill run is using .*; waited 2 s;"):
             bill(tmp_path / "d", SC.last_day, rebill_from=SC.day(1))
+    assert "waiting up to 2 s for it to finish (ADBILL_BUSY_WAIT_SECONDS)" in caplog.text
     assert (tmp_path / "d" / "warehouse.duckdb").read_bytes() == before
     assert billing_facts(warehouse(tmp_path / "d")) == billing_facts(warehouse(data))
+
+
+def test_a_run_that_finds_the_data_dir_busy_goes_on_when_the_other_run_ends(
+    billed_once, tmp_path, monkeypatch
+):
+    data, _expected = billed_once
+    d = copy_of(data, tmp_path)
+    monkeypatch.setenv("ADBILL_BUSY_WAIT_SECONDS", "60")
+    held = threading.Event()
+
+    def other_run():
+        with run_lock(d / "state"):
+            held.set()
+            time.sleep(1.5)
+
+    other = threading.Thread(target=other_run)
+    other.start()
+    held.wait(10)
+    report = bill(d, SC.last_day, rebill_from=SC.day(30))
+    other.join()
+    assert report.status == "succeeded" and len(report.days) == 3
+
+
+def test_a_working_state_held_open_by_another_process_is_waited_for_and_named(
+    billed_once, tmp_path, monkeypatch
+):
+    """An analyst who opened state/adbill.duckdb by mistake: the run waits, then one line
+    naming the file and the process."""
+    data, _expected = billed_once
+    d = copy_of(data, tmp_path)
+    state = d / "state" / "adbill.duckdb"
+    monkeypatch.setenv("ADBILL_BUSY_WAIT_SECONDS", "1")
+    code = (
+        "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); "
+        "print('open', flush=True); time.sleep(60)"
+    )
+    analyst = subprocess.Popen([sys.executable, "-c", code, str(state)], stdout=subprocess.PIPE)
+    try:
+        assert analyst.stdout.readline().strip() == b"open"
+        with pytest.raises(DataDirBusy) as err:
+            bill(d, SC.last_day)
+    finally:
+        analyst.kill()
+        analyst.wait()
+    assert str(err.value).startswith(
+        f"the working state {state} is open in another process (PID {analyst.pid}); waited 1 s"
+    )

@@ -1,0 +1,124 @@
+"""`adbill status`: the morning's facts (last runs, days billed through, days waiting,
+rejects, warnings) and a non-zero exit when the last scheduled run failed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import timedelta
+
+import pytest
+
+from flows import cli
+from tasks.db import connect
+from tasks.status import billing_status, read_status, write_status
+from tests.ops_helpers import bill, deliver, scenario, settings, write_usage
+
+SC = scenario(days=8, customers=4, events_per_day=6)
+TODAY = SC.last_day + timedelta(days=3)  # two days after the last delivered day are due
+
+
+@pytest.fixture(autouse=True)
+def today(monkeypatch):
+    monkeypatch.setenv("ADBILL_TODAY", TODAY.isoformat())
+    monkeypatch.delenv("ADBILL_DB", raising=False)
+
+
+@pytest.fixture(scope="module")
+def billed(tmp_path_factory):
+    """The scenario billed by a scheduled run through its last day."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ADBILL_TODAY", TODAY.isoformat())
+        data = tmp_path_factory.mktemp("status") / "d"
+        deliver(data, SC)
+        report = bill(data, SC.last_day, trigger="scheduled")
+    return data, report.run_id
+
+
+def status_cli(capsys, data, *more):
+    code = cli.main(["status", "--data-dir", str(data), *more])
+    out, err = capsys.readouterr()
+    return code, out, err.splitlines()
+
+
+def test_status_after_a_good_night_names_the_run_the_days_and_exits_0(billed, capsys):
+    data, run_id = billed
+    st = read_status(settings(data))
+    assert st.billed_through == SC.last_day
+    assert [(p.day, p.reason) for p in st.waiting] == [
+        (SC.last_day + timedelta(days=1), "new"),
+        (SC.last_day + timedelta(days=2), "new"),
+    ]
+    assert st.runs[0]["run_id"] == run_id and st.last_scheduled["status"] == "succeeded"
+    assert sum(st.lines_rejected.values()) == 3  # the scenario's bad lines
+    code, out, err = status_cli(capsys, data)
+    assert code == 0 and err == []
+    assert f"billed through: {SC.last_day}" in out
+    assert f"last scheduled run: {run_id} succeeded" in out
+    code, out, _ = status_cli(capsys, data, "--json")
+    facts = json.loads(out)
+    assert facts["days_waiting"] == 2 and facts["last_scheduled_status"] == "succeeded"
+
+
+def test_a_failed_scheduled_run_exits_3_and_its_late_data_shows_as_stale_days(
+    billed, tmp_path, capsys
+):
+    data, _ = billed
+    d = tmp_path / "d"
+    shutil.copytree(data, d)
+    # late lines for day 3 arrive; the night's run ingests them, then fails
+    write_usage(d, "2026/11/late.jsonl", SC.events[SC.day(3)][:2][::-1] + [_late_line()])
+    write_usage(d, "link-target.jsonl", [])
+
+    def boom(stage):
+        if stage == "ingest":
+            raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        bill(d, SC.last_day, trigger="scheduled", after_stage=boom)
+    code, out, err = status_cli(capsys, d)
+    assert code == cli.EXIT_SCHEDULED_RUN_FAILED
+    assert len(err) == 1 and err[0].startswith("adbill status: the last scheduled run ")
+    assert "failed: OSError: disk full" in err[0]
+    st = read_status(settings(d))
+    assert st.waiting[0].day == SC.day(3) and st.stale[0].reason == "late_data"
+    assert any("stale" in w for w in st.warnings)
+
+
+def _late_line() -> str:
+    return json.dumps(
+        {
+            "event_id": "late-1",
+            "customer_id": "c01",
+            "account_id": "c01-a0",
+            "function": "copy_generation",
+            "quantity": 1,
+            "status": "succeeded",
+            "occurred_at": f"{SC.day(3)}T12:00:00+08:00",
+        }
+    )
+
+
+def test_an_interrupted_run_counts_as_failed_and_the_status_row_is_kept(billed, tmp_path):
+    data, run_id = billed
+    d = tmp_path / "d"
+    shutil.copytree(data, d)
+    con = connect(d / "state" / "adbill.duckdb")
+    try:
+        con.execute(
+            "insert into runs (run_id, started_at, status, trigger) "
+            "values ('killed', now(), 'running', 'scheduled')"
+        )
+        st = billing_status(con, settings(d))
+        assert st.failed and st.last_scheduled["error"] == "interrupted"
+        # the row a run writes just before it publishes: its own run counts as succeeded
+        mine = billing_status(con, settings(d), current_run="killed")
+        assert not mine.failed
+        write_status(con, mine, "killed", "1c3b-flow-run")
+        row = con.execute(
+            "select billed_through, days_waiting, last_scheduled_status, flow_run_id, "
+            "lines_rejected from billing_status where run_id = 'killed'"
+        ).fetchall()
+    finally:
+        con.close()
+    assert row == [(SC.last_day, 2, "succeeded", "1c3b-flow-run", 3)]
