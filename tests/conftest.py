@@ -234,6 +234,24 @@ def pytest_configure(config: pytest.Config) -> None:
         config.add_cleanup(lambda: shutil.rmtree(home, ignore_errors=True))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow tests (servers, clusters) first: the other workers fill the time they take."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A bare `pytest` (no test named, no -m) leaves the slow tests out; CI runs them with
+    `-m "slow or not slow"`. They run first, and on different workers: --dist worksteal
+    hands worker k the k-th contiguous share of the collection (then moves tests to whoever
+    is idle), so each share starts with its slow tests, dealt round-robin."""
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    rest = [item for item in items if not item.get_closest_marker("slow")]
+    if slow and not config.option.markexpr and config.args_source == config.ArgsSource.TESTPATHS:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = rest
+        return
+    workers = getattr(config, "workerinput", {}).get("workercount", 1)
+    shares: list[list[pytest.Item]] = [slow[k::workers] for k in range(workers)]
+    left = len(items)
+    for k, share in enumerate(shares):  # the sizes worksteal gives: left // workers left
+        size = left // (workers - k)
+        left -= size
+        take = max(0, size - len(share))
+        share += rest[:take]
+        del rest[:take]
+    items[:] = [item for share in shares for item in share] + rest
