@@ -13,6 +13,11 @@ import pytest
 from flows import report as run_report
 from tasks import documents
 from tasks.documents import file_stem, statement_html, write_documents
+from tasks.documents_charts import _floats, chart_svg
+from tasks.documents_data import usage_by_statement
+from tasks.documents_files import csv_text
+from tasks.documents_format import label, n, qty
+from tasks.documents_page import LINE_COLUMNS, statement_csv
 from tasks.settings import Settings
 from tests.conftest import Inbox
 from tests.helpers_issue3 import bill_with_lists, example_a, example_d, out_file
@@ -143,6 +148,7 @@ def test_customer_text_is_escaped_in_the_page_and_made_safe_as_a_file_name():
         ("payments_cny", "revenue_cny", "breakage_cny", "deferred_opening_cny", "deferred_cny"),
         Decimal("0"),
     )
+    s["chart"] = chart_svg(s)
     html = statement_html(s)
     assert "<b>evil</b>" not in html and "&lt;b&gt;evil&lt;/b&gt;" in html
     assert "February 2026" in html and "through 2026-02-10 (not final)" in html
@@ -186,19 +192,21 @@ def test_a_statement_that_fails_in_the_second_process_fails_the_documents_stage(
 ):
     from tasks.db import connect
 
-    real = documents.statement_html
+    real = documents.statement_data
 
-    def fails_in_december(s):
-        if s["month"] == date(2026, 12, 1):
-            raise ValueError("cannot render")
-        return real(s)
+    def december_cannot_render(*args):  # the worker gets data its page cannot show
+        statements = real(*args)
+        for s in statements:
+            if s["month"] == date(2026, 12, 1):
+                s["closing_balance"] = "not a number"
+        return statements
 
     monkeypatch.setattr(documents, "PER_WORKER_MIN", 1)
-    monkeypatch.setattr(documents, "statement_html", fails_in_december)
+    monkeypatch.setattr(documents, "statement_data", december_cannot_render)
     con = connect(example_a_documents.settings.state_db)
     try:
         with pytest.raises(
-            RuntimeError, match="failed in a worker process \\(ValueError: cannot render\\)"
+            RuntimeError, match="failed in a worker process \\(ValueError: invalid literal"
         ):
             days = [date(2026, 11, 30), date(2026, 12, 31)]
             write_documents(con, tmp_path / "out", days, tz="Asia/Shanghai", workers=2)
@@ -206,28 +214,19 @@ def test_a_statement_that_fails_in_the_second_process_fails_the_documents_stage(
         con.close()
     # the first process wrote its part (November); nothing half-written anywhere
     assert (tmp_path / "out" / "statements" / "2026-11" / "c1.html").exists()
+    assert not (tmp_path / "out" / "statements" / "2026-12" / "c1.html").exists()
     assert [p for p in (tmp_path / "out").rglob(".*")] == []
 
 
-def reference_usage(s: dict, lines: list[dict]) -> tuple[str, str]:
-    """The usage table's rows and the statement's CSV, formatted one line at a time."""
-    rows = "".join(
-        "<tr><td>{}</td>{}</tr>".format(
-            documents.escape(documents.label(x["function"])),
-            "".join(
-                f"<td class=num>{v}</td>"
-                for v in (
-                    documents.n(x["events"]),
-                    documents.n(x["failed_events"]),
-                    documents.qty(x["quantity"]),
-                    documents.n(x["credits"]),
-                )
-            ),
-        )
+def reference_usage(s: dict, lines: list[dict]) -> tuple[list[list[str]], str]:
+    """The usage table's cells and the statement's CSV, formatted one line at a time."""
+    rows = [
+        [label(x["function"]), n(x["events"]), n(x["failed_events"]), qty(x["quantity"])]
+        + [n(x["credits"])]
         for x in lines
-    )
-    text = documents.csv_text(
-        documents.LINE_COLUMNS,
+    ]
+    text = csv_text(
+        LINE_COLUMNS,
         [
             (
                 s["customer_id"],
@@ -237,7 +236,7 @@ def reference_usage(s: dict, lines: list[dict]) -> tuple[str, str]:
                 x["function"],
                 x["events"],
                 x["failed_events"],
-                documents.qty(x["quantity"]).replace(",", ""),
+                Decimal(qty(x["quantity"]).replace(",", "")),
                 x["credits"],
             )
             for x in lines
@@ -271,13 +270,13 @@ def test_usage_rows_and_csv_lines_are_formatted_as_one_line_at_a_time():
         [dict(customer_key=7, month=s["month"]) | x for x in lines],
         schema_overrides={"quantity": pl.String},
     )
-    (s["usage"],) = documents.usage_by_statement(frame).to_dicts()
+    (s["usage"],) = usage_by_statement(frame).to_dicts()
     rows, text = reference_usage(s, lines)
     u = s["usage"]
-    assert u["rows"] == rows and documents.statement_csv(s) == text
+    assert u["rows"] == rows and statement_csv(s) == text
     assert (u["events"], u["failed_events"], u["credits"]) == (1238, 1, 1_234_570)
-    assert "<td class=num>1,234.5</td>" in rows and ",1234.5," in text
-    assert "Odd, &quot;quoted&quot; &lt;name&gt;" in rows
+    assert rows[0][3] == "1,234.5" and ",1234.5," in text
+    assert rows[1][0] == 'Odd, "quoted" <name>'  # escaped once, by the page's template
     assert '"c,""1""",2026-11,2,final,"odd, ""quoted"" <name>",1,1,0,0' in text
 
 
@@ -350,7 +349,7 @@ def test_numbers_on_the_chart_are_written_as_python_writes_one_decimal():
     rnd = random.Random(7)
     xs = [rnd.uniform(0, 700) for _ in range(50_000)] + [i / 20 for i in range(2_000)]
     xs += [0.25, 0.35, 2.45, 12.25, 99.95, 0.04999999999999999, 1e-9, 0.0, -0.0, -3.25]
-    got = documents._floats(pl.Series(xs)).to_list()
+    got = _floats(pl.Series(xs)).to_list()
     assert got == [f"{x:.1f}" for x in xs]
 
 
@@ -361,7 +360,7 @@ def test_chart_bars_stand_against_the_highest_day_in_day_order_with_the_month_ti
         date(2026, 11, 2): {"used": 80, "arrears_opened": 20},
         date(2026, 11, 9): {"used": 0, "arrears_opened": 0},
     }
-    svg = documents.chart_svg({"month": nov, "days": days})
+    svg = chart_svg({"month": nov, "days": days})
     assert svg.count("<rect") == 3  # a day of nothing draws no bar
     assert 'text-anchor="end">100</text>' in svg  # the scale's top: the highest day
     used2 = re.search(
