@@ -3,6 +3,8 @@ re-billing by rule, and keys that no term length or pool count can overflow."""
 
 from __future__ import annotations
 
+from datetime import date
+
 import duckdb
 
 from tasks.settings import DEFAULT_CATALOG
@@ -176,7 +178,7 @@ def test_rebill_from_rates_again_from_the_current_catalog(inbox, tmp_path):
     con = duckdb.connect(str(inbox.settings.state_db))
     con.execute("update events set credits = 1 where event_id = 'e3'")
     con.close()
-    report = inbox.bill("2026-11-20", rebill_from=inbox_day("2026-11-01"))
+    report = inbox.bill("2026-11-20", rebill_from=date(2026, 11, 1))
     assert {d["reason"] for d in report.days} == {"rebill"}
     assert look1(inbox, "select credits from rated_events where event_id = 'e3'") == 10
     assert look1(inbox, "select used from statements where month = '2026-11-01'") == 10
@@ -194,7 +196,7 @@ def test_a_changed_price_and_a_rebill_show_the_new_credits(inbox, tmp_path):
     )
     assert doubled != SEED
     inbox.settings_overrides = {"catalog_path": catalog(tmp_path, "", "doubled.toml", doubled)}
-    report = inbox.bill("2026-11-20", rebill_from=inbox_day("2026-11-01"))
+    report = inbox.bill("2026-11-20", rebill_from=date(2026, 11, 1))
     # the first version changed: every billed day is billed again, not only the rebill's
     assert min(d["day"] for d in report.days).isoformat() == "2026-10-01"
     assert look(inbox, "select credits from rated_events order by event_id") == [
@@ -225,12 +227,6 @@ def test_a_future_dated_version_changes_nothing_billed(inbox, tmp_path):
     inbox.bill("2026-11-30")
     assert look1(inbox, "select credits from rated_events where event_id = 'e4'") == 20
     assert look1(inbox, "select used from customer_days where day = '2026-11-27'") == 20
-
-
-def inbox_day(text: str):
-    from datetime import date
-
-    return date.fromisoformat(text)
 
 
 # ---------------------------------------------------------------- keys
