@@ -1,20 +1,22 @@
 """How long the documents stage takes on a warehouse that already holds statements.
 
     uv run python bench/documents_bench.py [--db PATH] [--day 2026-11-02] [--repeat 3]
-                                           [--compare DIR] [--profile] [--quiet-wait 60]
+                                           [--workers 2 8] [--compare DIR] [--profile]
+                                           [--quiet-wait 60] [--keep DIR]
 
 Copies the warehouse (default: the benchmark's state after a 1M-event day,
 /work/benchdata/run/state/adbill.duckdb) into a scratch folder and never opens the original,
 then times, for the month of --day: `write_documents` as the pipeline calls it (with its
-default workers, then in one process; over the files of the run before, as every later day of
-a month does), and its pieces in one process: the queries of `statement_data`, rendering every
-page and CSV, and writing them (into an empty folder, then over the same files again). Each
-timing starts after os.sync(), so that it does not pay for the disk work the one before left.
-Prints wall and CPU seconds (best and median of --repeat) and the CPU the rest of the machine
-used meanwhile; each repeat first waits (up to --quiet-wait s) for the machine to go quiet, as
-bench/run.py does. --compare DIR checks that every written file is byte-identical
-to the same file under DIR (e.g. the output of an earlier engine); --profile prints a cProfile
-of one `write_documents`.
+default writer threads, then with each --workers count of threads, then in one thread; over
+the files of the run before, as every later day of a month does), and its pieces in one
+thread: the queries and charts of `statement_data`, rendering every page and CSV, and writing
+them (into an empty folder, then over the same files again). Each timing starts after
+os.sync(), so that it does not pay for the disk work the one before left. Prints wall and
+CPU seconds (best and median of --repeat) and the CPU the rest of the machine used meanwhile;
+each repeat first waits (up to --quiet-wait s) for the machine to go quiet, as bench/run.py
+does. --compare DIR checks that every written file is byte-identical to the same file under
+DIR (e.g. the output of an earlier engine, kept with --keep); --profile prints a cProfile of
+one `write_documents`.
 """
 
 from __future__ import annotations
@@ -88,6 +90,13 @@ def main() -> None:
     ap.add_argument("--compare", type=Path, default=None)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--keep", type=Path, default=None, help="copy the output here at the end")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        nargs="*",
+        default=[2, 8],
+        help="further writer thread counts to time write_documents with",
+    )
     args = ap.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="documents_bench."))
@@ -115,17 +124,20 @@ def main() -> None:
         # write_documents first: the pieces below churn the disk (20,000 files made, deleted)
         wait_quiet(args.quiet_wait)
         written = measure(
-            f"write_documents, {workers} processes (default)",
+            f"write_documents, {workers} threads (default)",
             lambda: D.write_documents(con, out, [args.day], tz=args.tz),
         )
-        wait_quiet(args.quiet_wait)
-        measure(
-            "write_documents, 1 process",
-            lambda: D.write_documents(con, out, [args.day], tz=args.tz, workers=1),
+        for k in [*args.workers, 1]:
+            wait_quiet(args.quiet_wait)
+            measure(
+                f"write_documents, {k} thread{'s' if k > 1 else ''}",
+                lambda k=k: D.write_documents(con, out, [args.day], tz=args.tz, workers=k),
+            )
+        data = measure(
+            "queries and charts (statement_data)", lambda: D.statement_data(con, [month], args.tz)
         )
-        data = measure("queries (statement_data)", lambda: D.statement_data(con, [month], args.tz))
         pages = measure(
-            "render (html + csv), 1 process",
+            "render (html + csv), 1 thread",
             lambda data=data: [
                 (D.file_stem(s["customer_id"]), D.statement_html(s), D.statement_csv(s))
                 for s in data

@@ -8,9 +8,7 @@ atomic writes), documents_format (the texts of numbers, months and codes)."""
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -31,7 +29,8 @@ __all__ = [  # the names callers of this module use (the pipeline, bench, flows/
     "write_suspension_list",
 ]
 
-PER_WORKER_MIN = 500  # statements below which a further process does not pay for itself
+WRITERS = 4  # threads that write statements: 4 overlap the file system's waits (8 gain nothing)
+PER_WORKER_MIN = 500  # statements below which a further thread does not pay for itself
 file_stem = safe_file_stem  # the name bench/documents_bench.py and older callers know
 
 
@@ -60,8 +59,8 @@ def write_statements(
     con, out_dir: Path, months: list[date], tz: str, workers: int | None = None
 ) -> list[Path]:
     """<out>/statements/YYYY-MM/<stem>.html and .csv (stem: safe_file_stem of the customer id)
-    for every statement of the months, rendered and written by `workers` processes (default:
-    up to 2, one per CPU; one per PER_WORKER_MIN statements at most)."""
+    for every statement of the months, rendered and written by `workers` threads (default
+    WRITERS; one per PER_WORKER_MIN statements at most)."""
     statements = statement_data(con, months, tz)
     folders = {m: out_dir / "statements" / f"{m:%Y-%m}" for m in months}
     for folder in folders.values():
@@ -69,7 +68,7 @@ def write_statements(
     plain = {m: str(f) for m, f in folders.items()}
     workers = min(workers or default_workers(), len(statements) // PER_WORKER_MIN)
     if workers > 1:
-        _in_processes(statements, plain, workers)
+        _in_threads(statements, plain, workers)
     else:
         write_pages(statements, plain)
     return [
@@ -79,28 +78,21 @@ def write_statements(
     ]
 
 
-def _in_processes(statements: list[dict], folders: dict[date, str], workers: int) -> None:
-    """write_pages for `workers` consecutive parts of the statements: the first here, each
-    other one in a worker process.
+def _in_threads(statements: list[dict], folders: dict[date, str], workers: int) -> None:
+    """write_pages for `workers` consecutive parts of the statements, each in a thread.
 
-    The workers are started by a fork server, not forked from this process (which holds
-    DuckDB's and Prefect's threads and locks); they get their part as plain data and load
-    only the page's modules (no DuckDB, Polars or Prefect)."""
+    Threads, not processes: the stage waits on the file system (a file written and renamed
+    over the day before's takes far longer than its page takes to render, and a thread waiting
+    on it lets the others run), and a thread needs its part neither copied nor pickled
+    (docs/decisions.md, Documents). Every part is written, then the first error is raised."""
     size = -(-len(statements) // workers)
     parts = [statements[i : i + size] for i in range(0, len(statements), size)]
-    context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(len(parts) - 1, mp_context=context) as pool:
-        started = [pool.submit(write_pages, part, folders) for part in parts[1:]]
-        write_pages(parts[0], folders)
-        errors = [f.exception() for f in started]
-    if error := next((e for e in errors if e is not None), None):
-        raise RuntimeError(
-            f"Writing statement documents failed in a worker process "
-            f"({type(error).__name__}: {error}); fix the cause and run the billing again."
-        ) from error
+    with ThreadPoolExecutor(len(parts), thread_name_prefix="documents") as pool:
+        started = [pool.submit(write_pages, part, folders) for part in parts]
+    for future in started:
+        future.result()
 
 
 def default_workers() -> int:
-    """Processes for the statements: up to 2, one per CPU this process may use."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(2, cpus or 1))
+    """Threads that write the statements."""
+    return WRITERS

@@ -6,10 +6,9 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import polars as pl
+import polars as pl
 
 
 def n(value) -> str:
@@ -55,8 +54,6 @@ def month_texts(month: date) -> tuple[str, str]:
 
 def each(values: pl.Series, fmt: Callable[[Any], str]) -> pl.Series:
     """fmt(value) for every value, called once per distinct value."""
-    import polars as pl  # here, so that the processes that only render pages never load it
-
     distinct = values.unique()
     texts = [fmt(v) for v in distinct.to_list()]
     return values.replace_strict(distinct, texts, return_dtype=pl.String)

@@ -116,10 +116,21 @@ def statement_csv(s: dict) -> str:
     )
 
 
+class DocumentError(RuntimeError):
+    """A statement whose documents could not be made from its data."""
+
+
 def write_pages(statements: list[dict], folders: dict[date, str]) -> None:
-    """Each statement's page and CSV, written into its month's folder (a worker's part of the
-    documents stage: plain data in, files out)."""
+    """Each statement's page and CSV, written into its month's folder."""
     for s in statements:
+        try:
+            html, text = statement_html(s), statement_csv(s)
+        except Exception as e:
+            raise DocumentError(
+                f"The statement of customer {s['customer_id']!r} for {s['month']:%Y-%m} could "
+                f"not be written ({type(e).__name__}: {e}); fix the cause and run the billing "
+                "again."
+            ) from e
         folder, stem = folders[s["month"]], safe_file_stem(s["customer_id"])
-        replace_file(folder, f"{stem}.html", statement_html(s).encode("utf-8"))
-        replace_file(folder, f"{stem}.csv", statement_csv(s).encode("utf-8"))
+        replace_file(folder, f"{stem}.html", html.encode("utf-8"))
+        replace_file(folder, f"{stem}.csv", text.encode("utf-8"))

@@ -17,7 +17,7 @@ from tasks.documents_charts import _floats, chart_svg
 from tasks.documents_data import usage_by_statement
 from tasks.documents_files import csv_text
 from tasks.documents_format import label, n, qty
-from tasks.documents_page import LINE_COLUMNS, statement_csv
+from tasks.documents_page import LINE_COLUMNS, DocumentError, statement_csv
 from tasks.settings import Settings
 from tests.conftest import Inbox
 from tests.helpers_issue3 import bill_with_lists, example_a, example_d, out_file
@@ -162,12 +162,12 @@ def files_under(root) -> dict[str, bytes]:
     }
 
 
-def test_statements_written_by_two_processes_are_the_same_bytes_as_by_one(
+def test_statements_written_by_two_threads_are_the_same_bytes_as_by_one(
     example_a_documents, tmp_path, monkeypatch
 ):
     from tasks.db import connect
 
-    monkeypatch.setattr(documents, "PER_WORKER_MIN", 1)  # two statements: one per process
+    monkeypatch.setattr(documents, "PER_WORKER_MIN", 1)  # two statements: one per thread
     days = [date(2026, 11, 30), date(2026, 12, 31)]  # c1's November and December
     con = connect(example_a_documents.settings.state_db)
     try:
@@ -180,21 +180,21 @@ def test_statements_written_by_two_processes_are_the_same_bytes_as_by_one(
     ]
     assert len(one) == 2 * 2 + 2  # a page and a CSV per statement, a list per day
     assert files_under(tmp_path / "two") == files_under(tmp_path / "one")
-    # and the same pages as the fixture's billing run wrote (one process: two statements)
+    # and the same pages as the fixture's billing run wrote (one thread: two statements)
     for month in ("2026-11", "2026-12"):
         for name in ("c1.html", "c1.csv"):
             got = (tmp_path / "two" / "statements" / month / name).read_bytes()
             assert got == out_file(example_a_documents, "statements", month, name).read_bytes()
 
 
-def test_a_statement_that_fails_in_the_second_process_fails_the_documents_stage(
+def test_a_statement_that_cannot_be_shown_fails_the_stage_naming_it_after_the_others_are_written(
     example_a_documents, tmp_path, monkeypatch
 ):
     from tasks.db import connect
 
     real = documents.statement_data
 
-    def december_cannot_render(*args):  # the worker gets data its page cannot show
+    def december_cannot_render(*args):  # data December's page cannot show
         statements = real(*args)
         for s in statements:
             if s["month"] == date(2026, 12, 1):
@@ -206,13 +206,13 @@ def test_a_statement_that_fails_in_the_second_process_fails_the_documents_stage(
     con = connect(example_a_documents.settings.state_db)
     try:
         with pytest.raises(
-            RuntimeError, match="failed in a worker process \\(ValueError: invalid literal"
+            DocumentError, match="customer 'c1' for 2026-12 .*\\(ValueError: invalid literal"
         ):
             days = [date(2026, 11, 30), date(2026, 12, 31)]
             write_documents(con, tmp_path / "out", days, tz="Asia/Shanghai", workers=2)
     finally:
         con.close()
-    # the first process wrote its part (November); nothing half-written anywhere
+    # the other thread wrote its part (November); nothing half-written anywhere
     assert (tmp_path / "out" / "statements" / "2026-11" / "c1.html").exists()
     assert not (tmp_path / "out" / "statements" / "2026-12" / "c1.html").exists()
     assert [p for p in (tmp_path / "out").rglob(".*")] == []
