@@ -239,7 +239,9 @@ def run_billing(
                 started = time.time()
                 doing = f"billing {plan.day}"
                 try:
-                    result = bill_day(
+                    result = stage(  # one task run per billed day in the Prefect UI
+                        f"bill-{plan.day}",
+                        bill_day,
                         con,
                         plan.day,
                         tz=tz,
