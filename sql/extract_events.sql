@@ -68,24 +68,36 @@ fields as (
         regexp_matches(left(nullif(j.quantity::varchar, 'null'), 1), '^[-0-9NI]$')
             as quantity_is_number,
         -- the number as written: DuckDB keeps an integer's text, but reads any other number
-        -- as a double (a long fraction comes back rounded), so those are read off the line;
-        -- a line naming "quantity" more than once (a nested object, a key inside a string)
-        -- is read exactly by quantity_literal()
+        -- as a double (a long fraction comes back rounded), so those are read off the line
         case
-            when not regexp_matches(left(j.quantity::varchar, 1), '[-0-9]') then null
+            when not coalesce(regexp_matches(left(j.quantity::varchar, 1), '[-0-9]'), false)
+                then null
             when not (contains(j.quantity::varchar, '.') or contains(lower(j.quantity::varchar), 'e'))
                 then null
-            when raw like '%"quantity"%"quantity"%' then quantity_literal(raw)
-            else regexp_extract(raw, '"quantity"\s*:\s*([-+.0-9A-Za-z]+)', 1)
-        end as quantity_written
+            else coalesce(regexp_extract(raw, '"quantity"\s*:\s*([-+.0-9A-Za-z]+)', 1), '')
+        end as quantity_seen
     from objects
 ),
 
 written as (
     select
         *,
-        -- the number as written, else as parsed
-        coalesce(nullif(quantity_written, ''), quantity_text) as q
+        -- The number as written, else as parsed. Without a backslash in the line no string
+        -- can hold `"quantity":`, so a single such text is the key itself; a line with an
+        -- escape, naming "quantity" twice (a nested object), or whose text disagrees with the
+        -- parsed value is read exactly by quantity_literal() (few lines).
+        coalesce(
+            case
+                when quantity_seen is null then null
+                when quantity_seen <> ''
+                    and not contains(raw, '\')
+                    and raw not like '%"quantity"%"quantity"%'
+                    and try_cast(quantity_seen as double) = try_cast(quantity_text as double)
+                    then quantity_seen
+                else quantity_literal(raw)
+            end,
+            quantity_text
+        ) as q
     from fields
 ),
 

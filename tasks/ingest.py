@@ -204,8 +204,13 @@ def ingest_inbox(
     say = progress or (lambda _msg: None)
     order_files, usage_files, refused = inbox_files(inbox)
     run_sql(con, "ingest_macros")
-    con.create_function(
-        "quantity_literal", quantity_literal, ["VARCHAR"], "VARCHAR", side_effects=False
+    con.create_function(  # NULL in, NULL out; a line it cannot read gives NULL
+        "quantity_literal",
+        quantity_literal,
+        ["VARCHAR"],
+        "VARCHAR",
+        null_handling="special",
+        side_effects=False,
     )
     con.register("catalog_products", catalog.products().to_arrow())
     con.register("catalog_editions", catalog.editions.to_arrow())

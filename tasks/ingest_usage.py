@@ -14,12 +14,14 @@ the files' lines are all in, and a file counts as ingested only after them.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -173,9 +175,8 @@ class UsageIngest:
                 con.unregister("batch_failures")
             with report.timed("store"):
                 run_sql(con, "store_events", {"first_key": base, "run_id": self.run_id})
-        finally:
-            con.unregister("chunk")
-            con.unregister("batch_files")
+        finally:  # (after a failed statement the connection refuses even this: keep the error)
+            _unregister(con, "chunk", "batch_files")
 
     # ------------------------------------------------------------ file-wide decisions
 
@@ -191,7 +192,7 @@ class UsageIngest:
                 _store_file_rejects(con, files, self.run_id)
                 run_sql(con, "complete_files")
             finally:
-                con.unregister("decide_files")
+                _unregister(con, "decide_files")
         self._count(files)
 
     def _decide_duplicates(self) -> None:
@@ -262,6 +263,12 @@ class UsageIngest:
         except BaseException:
             self.con.execute("rollback")
             raise
+
+
+def _unregister(con, *names: str) -> None:
+    for name in names:
+        with contextlib.suppress(duckdb.Error):
+            con.unregister(name)
 
 
 def _files_table(files: list[UsageFile], lines: dict[int, int] | None = None) -> pa.Table:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandera.polars as pa
 import polars as pl
@@ -206,31 +207,48 @@ def reject_reasons(df: pl.DataFrame, kind: str) -> pl.Series:
     return reasons.scatter(first["index"], first["reason"]) if first.height else reasons
 
 
-class _Literal(str):
-    """A JSON number or constant exactly as written."""
-
-
-def _first_value(pairs: list[tuple[str, object]]) -> dict:
-    out: dict = {}
-    for k, v in pairs:
-        out.setdefault(k, v)  # a repeated key: the first stands, as DuckDB reads it
-    return out
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_COLON = re.compile(r"[ \t\r\n]*:[ \t\r\n]*")
+_NUMBER = re.compile(r"-?(?:\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|-?Infinity|NaN")
+_STRUCTURE = re.compile(r'["{}\[\],]')
 
 
 def quantity_literal(raw: str | None) -> str | None:
-    """The line's top-level "quantity" exactly as written, when it is a JSON number; for the
-    rare line that names "quantity" more than once (sql/extract_events.sql)."""
+    """The line's top-level "quantity" exactly as written, when it is a JSON number (the
+    first of repeated keys, as DuckDB reads them); None when there is none or the line is not
+    a JSON object. For the few lines sql/extract_events.sql cannot read it off by text: keys
+    are decoded (`"quantit\\u0079"` is "quantity"), strings and nested values skipped, and
+    no recursion, so no nesting depth or decoy key changes the answer."""
     if raw is None:
         return None
-    try:
-        obj = json.loads(
-            raw,
-            parse_float=_Literal,
-            parse_int=_Literal,
-            parse_constant=_Literal,
-            object_pairs_hook=_first_value,
-        )
-    except (ValueError, RecursionError):
-        return None
-    value = obj.get("quantity") if isinstance(obj, dict) else None
-    return str(value) if isinstance(value, _Literal) else None
+    depth, top_is_object, expect_key, i = 0, False, False, 0
+    while (m := _STRUCTURE.search(raw, i)) is not None:
+        c, i = m.group(), m.end()
+        if c == '"':
+            token = _STRING.match(raw, m.start())
+            if token is None:
+                return None
+            i = token.end()
+            if depth == 1 and expect_key:
+                expect_key = False
+                colon = _COLON.match(raw, i)
+                if colon is None:
+                    return None
+                i = colon.end()
+                try:
+                    key = json.loads(token.group())
+                except ValueError:
+                    return None
+                if key == "quantity":
+                    number = _NUMBER.match(raw, i)
+                    return number.group() if number else None
+        elif c in "{[":
+            depth += 1
+            if depth == 1:
+                top_is_object = c == "{"
+            expect_key = top_is_object and depth == 1
+        elif c in "}]":
+            depth -= 1
+        elif depth == 1:  # a comma between the top object's members
+            expect_key = top_is_object
+    return None

@@ -93,6 +93,24 @@ LIMIT_LINES = {
     "ts_0860": (line("ts_0860", occurred_at="2026-11-26T11:00:00+08:60"), "bad_timestamp", None),
     "ts_9999": (line("ts_9999", occurred_at="9999-12-31T11:00:00+08:00"), "bad_timestamp", None),
     "ts_1999": (line("ts_1999", occurred_at="1999-12-31T23:59:59+08:00"), "bad_timestamp", None),
+    # hostile lines (issue 12 review): two events run together, a decoy key before an
+    # escaped one, an escaped key hiding a too precise quantity
+    "run_together": (line("rt1") + line("rt2"), "malformed_json", None),
+    "two_names": ('x "quantity" "quantity"', "malformed_json", None),
+    "decoy": (
+        line("decoy", function="digital_human_spokesperson", quantity=0).replace(
+            '"quantity": 0', '"\\"quantity": 0.5, "quantit\\u0079": 1000.5'
+        ),
+        None,
+        1001,
+    ),
+    "escaped_key": (
+        line("escaped_key", function="video_translation", quantity=0).replace(
+            '"quantity": 0', '"quantit\\u0079": 2.0000000000000000001'
+        ),
+        "quantity_too_precise",
+        None,
+    ),
     # the time window (§3): dated after today + 1 day is in_future
     "tomorrow": (line("tomorrow", occurred_at="2026-11-28T23:59:59+08:00"), None, 1),
     "in_future": (line("in_future", occurred_at="2026-11-29T00:00:00+08:00"), "in_future", None),

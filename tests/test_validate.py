@@ -25,7 +25,9 @@ def extracted(lines: list[bytes]):
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
     run_sql(con, "ingest_macros")
-    con.create_function("quantity_literal", quantity_literal, ["VARCHAR"], "VARCHAR")
+    con.create_function(
+        "quantity_literal", quantity_literal, ["VARCHAR"], "VARCHAR", null_handling="special"
+    )
     con.register("chunk", keyed(_lines_table(b"\n".join(lines), 1), 1, 1))
     params = {"timestamp_pattern": TIMESTAMP_WITH_OFFSET, "control": CONTROL_CHARACTER}
     return frame(con, sql("extract_events"), params)
