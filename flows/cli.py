@@ -446,8 +446,10 @@ def _check_task_runner(runner: str) -> None:
 
 def cmd_run(args) -> None:
     _check_task_runner(args.task_runner)
-    if not args.plan:
-        _start_server(args)  # boots while the guards below import the pipeline
+    if not args.plan and (Path(args.data_dir) / "inbox").is_dir():
+        # boots while the guards below import the pipeline (a data dir without an inbox is
+        # refused by them: nothing is written into a mistyped one)
+        _start_server(args)
     from tasks.pipeline import check_run
 
     # the guards before Prefect starts (the flow checks them again for runs from the UI)

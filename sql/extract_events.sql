@@ -11,7 +11,11 @@ with parsed as (
         file_line,
         utf8_ok,
         -- valid JSON whose first character is `{` is an object: no second parse to know it
-        utf8_ok and coalesce(json_valid(raw) and (prefix(raw, '{') or ltrim(raw)[1] = '{'), false)
+        -- (JSON allows spaces, tabs and line ends before the object)
+        utf8_ok and coalesce(
+            json_valid(raw) and (prefix(raw, '{') or ltrim(raw, ' ' || chr(9) || chr(13))[1] = '{'),
+            false
+        )
             as json_ok,
         raw
     from chunk

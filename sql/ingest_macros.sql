@@ -14,5 +14,6 @@ create or replace temp macro strict_timestamptz(t, pattern) as
                     < 60,
                 true
             )
-            then try_cast(t as timestamptz)
+            -- (RFC 3339 allows a lowercase z for UTC)
+            then try_cast(regexp_replace(t, 'z$', 'Z') as timestamptz)
     end

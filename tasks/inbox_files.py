@@ -9,6 +9,7 @@ import os
 import stat
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,23 +21,53 @@ CHUNK_BYTES = 64 << 20
 USAGE_SUFFIXES = (".jsonl", ".jsonl.gz")
 
 
-def inbox_files(inbox: Path) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
-    """Order files and usage files of the inbox, each in path order, and the entries turned
-    away unopened: a link or a special file is `not_a_regular_file` (§3 "Files")."""
-    orders: list[Path] = []
-    usage: list[Path] = []
-    refused: list[tuple[Path, str]] = []
+@dataclass
+class InboxListing:
+    """The inbox as listed: order and usage files in path order, the entries turned away
+    unopened (path, reason, detail), and the files that are neither (a warning)."""
+
+    orders: list[Path] = field(default_factory=list)
+    usage: list[Path] = field(default_factory=list)
+    refused: list[tuple[Path, str, str]] = field(default_factory=list)
+    ignored: list[Path] = field(default_factory=list)
+
+
+def path_text(path: Path | str) -> str:
+    """A path as text that any table or log line can hold (bytes that are not UTF-8 in a
+    file name shown as \\xNN)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _utf8_name(path: Path) -> bool:
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def list_inbox(inbox: Path) -> InboxListing:
+    """What the inbox holds (§3 "Files"): only regular files are read; a link (symbolic or
+    hard: another name of a file elsewhere) or a special file is `not_a_regular_file`, and a
+    file whose name is not UTF-8 `unreadable_file`, each without being opened."""
+    found = InboxListing()
 
     def sort_in(path: Path, into: list[Path]) -> None:
-        mode = path.lstat().st_mode
-        if stat.S_ISREG(mode):
-            into.append(path)
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            found.refused.append((path, "not_a_regular_file", "link"))
+        elif not stat.S_ISREG(st.st_mode):
+            found.refused.append((path, "not_a_regular_file", "special file"))
+        elif st.st_nlink > 1:
+            found.refused.append((path, "not_a_regular_file", "hard link"))
+        elif not _utf8_name(path):
+            found.refused.append((path, "unreadable_file", "its name is not UTF-8: rename it"))
         else:
-            refused.append((path, "link" if stat.S_ISLNK(mode) else "special file"))
+            into.append(path)
 
-    for folder, into in ((inbox / "orders", orders), (inbox / "usage", usage)):
+    for folder, into in ((inbox / "orders", found.orders), (inbox / "usage", found.usage)):
         if folder.is_symlink():
-            refused.append((folder, "link"))
+            found.refused.append((folder, "not_a_regular_file", "link"))
             continue
         if not folder.is_dir():
             continue
@@ -44,12 +75,23 @@ def inbox_files(inbox: Path) -> tuple[list[Path], list[Path], list[tuple[Path, s
             here = Path(root)
             for d in dirs:
                 if (here / d).is_symlink():  # listed, never followed
-                    refused.append((here / d, "link"))
+                    found.refused.append((here / d, "not_a_regular_file", "link"))
             for name in names:
-                is_orders = into is orders and here == folder and name.endswith(".csv")
-                if is_orders or (into is usage and name.endswith(USAGE_SUFFIXES)):
+                is_orders = into is found.orders and here == folder and name.endswith(".csv")
+                if is_orders or (into is found.usage and name.endswith(USAGE_SUFFIXES)):
                     sort_in(here / name, into)
-    return sorted(orders), sorted(usage), sorted(refused)
+                else:
+                    found.ignored.append(here / name)
+    for items in (found.orders, found.usage, found.ignored):
+        items.sort()
+    found.refused.sort()
+    return found
+
+
+def inbox_files(inbox: Path) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
+    """Order files, usage files and the entries turned away (path, detail): list_inbox()."""
+    found = list_inbox(inbox)
+    return found.orders, found.usage, [(p, detail) for p, _, detail in found.refused]
 
 
 class NotARegularFile(Exception):
@@ -70,10 +112,22 @@ def open_regular(path: Path):
         if path.is_symlink():
             raise NotARegularFile("link") from exc
         raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
         os.close(fd)
-        raise NotARegularFile("special file")
+        raise NotARegularFile("special file" if not stat.S_ISREG(st.st_mode) else "hard link")
     return os.fdopen(fd, "rb")
+
+
+def _open_for_lines(path: Path):
+    """open_regular() for the line readers: a file gone or unreadable since it was listed is
+    an UnreadableFile (turned away whole, the rest of the inbox billed)."""
+    try:
+        return open_regular(path)
+    except NotARegularFile as exc:
+        raise UnreadableFile(f"no longer a regular file ({exc})") from exc
+    except OSError as exc:
+        raise UnreadableFile(f"{type(exc).__name__}: {exc.strerror or exc}") from exc
 
 
 def file_digest(path: Path) -> tuple[str, bool]:
@@ -113,7 +167,7 @@ def _arrow_line_chunks(path: Path, chunk_bytes: int) -> Iterator[pa.Table]:
     compression = "gzip" if path.name.endswith(".gz") else None
     next_line = 1
     with (
-        open_regular(path) as raw_file,
+        _open_for_lines(path) as raw_file,
         pa.input_stream(raw_file, compression=compression) as source,
     ):
         try:
@@ -159,7 +213,7 @@ def _arrow_line_chunks(path: Path, chunk_bytes: int) -> Iterator[pa.Table]:
 def _python_line_chunks(path: Path, chunk_bytes: int) -> Iterator[pa.Table]:
     next_line = 1
     rest = b""
-    with open_regular(path) as raw_file:
+    with _open_for_lines(path) as raw_file:
         f = gzip.GzipFile(fileobj=raw_file, mode="rb") if path.name.endswith(".gz") else raw_file
         while True:
             try:

@@ -15,14 +15,9 @@ import pyarrow as pa
 
 from tasks.catalog import Catalog
 from tasks.db import run_sql, scalar
-from tasks.inbox_files import (
-    NotARegularFile,
-    UnreadableFile,
-    file_digest,
-    inbox_files,
-)
+from tasks.inbox_files import NotARegularFile, UnreadableFile, file_digest, list_inbox, path_text
 from tasks.ingest_orders import ingest_orders_file
-from tasks.ingest_usage import UsageFile, UsageIngest, read_lines
+from tasks.ingest_usage import LargerThanItLooked, UsageFile, UsageIngest, read_lines
 from tasks.pools import rebuild_pools
 from tasks.validate import (
     quantity_literal,
@@ -42,6 +37,7 @@ class IngestReport:
     files: list[str] = field(default_factory=list)
     skipped_files: list[str] = field(default_factory=list)
     rejected_files: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    ignored_files: list[str] = field(default_factory=list)  # neither orders nor usage
     orders_accepted: int = 0
     orders_rejected: int = 0
     events_accepted: int = 0
@@ -202,7 +198,9 @@ def ingest_inbox(
     """
     report = IngestReport()
     say = progress or (lambda _msg: None)
-    order_files, usage_files, refused = inbox_files(inbox)
+    listing = list_inbox(inbox)
+    order_files, usage_files = listing.orders, listing.usage
+    report.ignored_files = [path_text(p) for p in listing.ignored]
     run_sql(con, "ingest_macros")
     con.create_function(  # NULL in, NULL out; a line it cannot read gives NULL
         "quantity_literal",
@@ -219,11 +217,11 @@ def ingest_inbox(
     def turn_away(path: Path, reason: str, detail: str, sha: str | None = None) -> None:
         """A whole file rejected (§3 "Files"): listed once in rejected_files, never read."""
         if _record_rejected_file(con, path, reason, detail, sha, run_id):
-            say(f"turned away {path}: {reason} ({detail})")
-        report.rejected_files.append((str(path), reason))
+            say(f"turned away {path_text(path)}: {reason} ({detail})")
+        report.rejected_files.append((path_text(path), reason))
 
-    for path, kind in refused:
-        turn_away(path, "not_a_regular_file", kind)
+    for path, reason, detail in listing.refused:
+        turn_away(path, reason, detail)
     limits = {"late_before": late_before, "today": today}
     for f in _new_files(con, order_files, report, turn_away):
 
@@ -293,14 +291,23 @@ def _large_file(con, usage: UsageIngest, f: InboxFile, run_id: str, turn_away) -
 
 def _small_files(con, usage: UsageIngest, files: list[InboxFile], run_id: str, turn_away):
     """Small usage files together: read (a file that cannot be read to its end is turned
-    away), then registered, checked, written and decided in one transaction."""
+    away), then registered, checked, written and decided in one transaction. A file whose
+    lines turn out larger than it looked (a gzip) goes batch by batch, in its place."""
     read: list[tuple[InboxFile, pa.Table]] = []
     for f in files:
         try:
             with usage.report.timed("read"):
-                read.append((f, read_lines(f.path, CHUNK_BYTES)))
+                read.append((f, read_lines(f.path, CHUNK_BYTES, GROUP_BYTES)))
         except UnreadableFile as exc:
             turn_away(f.path, "unreadable_file", str(exc), f.sha)
+        except LargerThanItLooked:
+            _ingest_group(con, usage, read, run_id)  # files stay in path order
+            read = []
+            _large_file(con, usage, f, run_id, turn_away)
+    _ingest_group(con, usage, read, run_id)
+
+
+def _ingest_group(con, usage: UsageIngest, read: list[tuple[InboxFile, pa.Table]], run_id: str):
     if not read:
         return
 
@@ -322,13 +329,13 @@ def _record_rejected_file(
 ) -> bool:
     """One rejected_files row per file turned away (by content, or by path for a file
     never read); False when it was listed already."""
-    key = sha or f"{reason}:{path}"
+    key = sha or f"{reason}:{path_text(path)}"
     if con.execute("select count(*) from rejected_files where sha256 = ?", [key]).fetchone()[0]:
         return False
     con.execute(
         "insert into rejected_files (source_file, reason, detail, ingested_at, run_id, sha256) "
         "values (?, ?, ?, now(), ?, ?)",
-        [str(path), reason, detail[:300], run_id, key],
+        [path_text(path), reason, detail[:300], run_id, key],
     )
     return True
 

@@ -45,6 +45,12 @@ def read_order_rows(path: Path) -> pl.DataFrame:
     header = [h.strip() for h in next(reader, [])]
     positions = {f: header.index(f) if f in header else None for f in ORDER_FIELDS}
     rows = []
+    header_ok = all(header.count(f) == 1 for f in ORDER_FIELDS)
+    if header and not header_ok:
+        # no header (or one naming a field twice or not at all): its first line is a row of
+        # its own, rejected with the rest as malformed, never lost
+        first = physical[0].rstrip("\r\n") if physical else ""
+        rows.append({"line_no": 1, "raw": _shown(first), "utf8_ok": _is_utf8(first)})
     while True:
         line_no = reader.line_num + 1
         try:
@@ -59,21 +65,18 @@ def read_order_rows(path: Path) -> pl.DataFrame:
         utf8_ok = _is_utf8(raw)
         row = {"line_no": line_no, "raw": raw, "utf8_ok": utf8_ok}
         if not utf8_ok:
-            row["raw"] = raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            row["raw"] = _shown(raw)
             fields = None
         row["n_fields"] = len(fields) if fields is not None else -1
         for f, i in positions.items():
-            v = (
-                fields[i].strip()
-                if fields is not None and i is not None and i < len(fields)
-                else ""
-            )
-            row[f] = v or None
+            v = fields[i] if fields is not None and i is not None and i < len(fields) else ""
+            # ids are data, kept as sent (§3); padding around the other fields is dropped
+            row[f] = (v if f in ("order_id", "customer_id") else v.strip()) or None
         rows.append(row)
     schema = {"line_no": pl.Int64, "raw": pl.String, "utf8_ok": pl.Boolean, "n_fields": pl.Int64}
     schema |= {f: pl.String for f in ORDER_FIELDS}
     df = pl.DataFrame(rows, schema=schema)
-    if header and any(positions[f] is None for f in ORDER_FIELDS):
+    if header and not header_ok:
         # a header without the expected names: every row is malformed
         df = df.with_columns(pl.lit(-1, dtype=pl.Int64).alias("n_fields"))
     elif header:
@@ -84,6 +87,11 @@ def read_order_rows(path: Path) -> pl.DataFrame:
             .alias("n_fields")
         )
     return df
+
+
+def _shown(raw: str) -> str:
+    """A row's text as a table can hold it: bytes that are not UTF-8 as \\xNN escapes."""
+    return raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _is_utf8(text: str) -> bool:

@@ -48,10 +48,20 @@ class UsageFile:
     fast: bool = True  # pyarrow's line reader (False: the plain one, see inbox_files)
 
 
-def read_lines(path: Path, chunk_bytes: int) -> pa.Table:
+class LargerThanItLooked(Exception):
+    """A small file whose lines hold more than a group takes (a highly compressed gzip)."""
+
+
+def read_lines(path: Path, chunk_bytes: int, limit: int) -> pa.Table:
     """All of a small file's lines in one table, read the plain way (one read: the fast
-    reader's set-up costs more than a small file's lines)."""
-    tables = list(iter_line_chunks(path, chunk_bytes, fast=False))
+    reader's set-up costs more than a small file's lines). Past `limit` bytes of lines it
+    stops (LargerThanItLooked): such a file goes batch by batch, so memory stays bounded."""
+    tables, size = [], 0
+    for table in iter_line_chunks(path, min(chunk_bytes, limit + 1), fast=False):
+        size += table["raw"].nbytes
+        if size > limit:
+            raise LargerThanItLooked(path)
+        tables.append(table)
     if not tables:
         empty = {"line_no": pa.int64(), "raw": pa.string(), "utf8_ok": pa.bool_()}
         return pa.table({k: pa.array([], t) for k, t in empty.items()})

@@ -25,6 +25,9 @@ class RunRefused(ValueError):
     """A run the guards turn away before it reads or writes anything (interfaces.md)."""
 
 
+EARLIEST_DAY = date(2000, 1, 1)  # §3: no timestamp before the year 2000 is accepted
+
+
 def check_run(settings: Settings, through: date, rebill_from: date | None = None) -> None:
     """The guards of a run asked for by an operator (CLI, UI, schedule): only ended days are
     billed (`through` at most yesterday in the billing zone, billing-rules §3), a rebill
@@ -34,6 +37,11 @@ def check_run(settings: Settings, through: date, rebill_from: date | None = None
         raise RunRefused(
             f"through {through} is after yesterday ({latest} in {settings.billing_tz}): "
             "only a day that has ended is billed; nothing billed"
+        )
+    if through < EARLIEST_DAY:
+        raise RunRefused(
+            f"through {through} is before {EARLIEST_DAY}: no input can be dated then "
+            "(billing-rules §3); nothing billed"
         )
     if rebill_from is not None and rebill_from > through:
         raise RunRefused(f"rebill_from {rebill_from} is after through {through}; nothing billed")
@@ -68,14 +76,23 @@ class RunReport:
     def warnings(self) -> list[str]:
         """What an operator should look at although the run succeeded, one sentence each."""
         turned_away = self.ingest.rejected_files if self.ingest else []
-        return [
-            f"no usage on {span}: billed with zero usage; check that the day's usage "
-            "files were delivered"
-            for span in day_spans(self.days_without_usage)
-        ] + [
-            f"{path} turned away whole ({reason}); see rejected_files"
-            for path, reason in turned_away
-        ]
+        ignored = self.ingest.ignored_files if self.ingest else []
+        return (
+            [
+                f"no usage on {span}: billed with zero usage; check that the day's usage "
+                "files were delivered"
+                for span in day_spans(self.days_without_usage)
+            ]
+            + [
+                f"{path} turned away whole ({reason}); see rejected_files"
+                for path, reason in turned_away
+            ]
+            + [
+                f"{path} ignored: not an orders file (inbox/orders/*.csv) nor a usage file "
+                "(inbox/usage/**/*.jsonl[.gz]); rename it to have it read"
+                for path in ignored
+            ]
+        )
 
     def summary(self) -> dict:
         """Plain numbers of the run (JSON-friendly: no Decimal, dates as text)."""
@@ -145,9 +162,12 @@ def days_without_usage(con, days: list[date]) -> list[date]:
 
 def late_cutoff(con, through: date, settings: Settings) -> date:
     """Lines and orders dated before this day are too late (§3 "Time window"): the late
-    window once the data dir has billed a day, the history window before its first run."""
-    days = settings.max_late_days if last_billed(con) is not None else settings.max_history_days
-    return through - timedelta(days=days)
+    window once the data dir has billed a day, the history window before its first run. A
+    run bills through the last billed day at least (it never drops one), so an earlier
+    `through` (a typo of the year) does not widen the window."""
+    billed = last_billed(con)
+    days = settings.max_late_days if billed is not None else settings.max_history_days
+    return max(through, billed or through) - timedelta(days=days)
 
 
 def run_billing(

@@ -12,7 +12,7 @@ import duckdb
 from tasks.billing import DayPlan, last_billed, plan_days
 from tasks.catalog import load_catalog
 from tasks.db import connect, frame, scalar
-from tasks.inbox_files import inbox_files
+from tasks.inbox_files import list_inbox, path_text
 from tasks.ingest import IngestReport, _new_files
 from tasks.pipeline import late_cutoff
 from tasks.rate import price_change_day
@@ -146,9 +146,9 @@ def plan_run(settings: Settings, through: date, rebill_from: date | None = None)
 def _inbox(settings: Settings, plan: RunPlan) -> list[Path]:
     if not settings.inbox.is_dir():
         return []
-    orders, usage, refused = inbox_files(settings.inbox)
-    plan.turned_away += [(str(p), "not_a_regular_file") for p, _why in refused]
-    return orders + usage
+    found = list_inbox(settings.inbox)
+    plan.turned_away += [(path_text(p), reason) for p, reason, _detail in found.refused]
+    return found.orders + found.usage
 
 
 def _overlay(state_db: Path) -> duckdb.DuckDBPyConnection:

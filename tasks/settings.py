@@ -22,8 +22,13 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
+# the counts a run takes, each a whole number from 0 to its limit (a flag, a flow parameter
+# or ADBILL_*): past the limit a typo (an extra digit) would make a run take days
+COUNTS = {"shards": 1024, "max_late_days": 3650, "max_history_days": 3650}
+
+
 def _env_count(name: str, default: int) -> int:
-    """A whole number >= 0 from ADBILL_<name>; a bad value names the variable."""
+    """A whole number from 0 to its limit from ADBILL_<name>; a bad value names the variable."""
     text = _env(name)
     if text is None:
         return default
@@ -31,13 +36,10 @@ def _env_count(name: str, default: int) -> int:
         value = int(text)
     except ValueError:
         value = -1
-    if value < 0:
-        raise SettingError(f"ADBILL_{name}={text!r} is not a whole number >= 0")
+    limit = COUNTS[name.lower()]
+    if not 0 <= value <= limit:
+        raise SettingError(f"ADBILL_{name}={text!r} is not a whole number from 0 to {limit}")
     return value
-
-
-# the counts a run takes, each a whole number >= 0 (a flag, a flow parameter or ADBILL_*)
-COUNTS = ("shards", "max_late_days", "max_history_days")
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,12 @@ class Settings:
     max_history_days: int = field(default_factory=lambda: _env_count("MAX_HISTORY_DAYS", 400))
 
     def __post_init__(self) -> None:
-        for name in COUNTS:
+        for name, limit in COUNTS.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise SettingError(f"{name} must be a whole number >= 0, not {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+                raise SettingError(
+                    f"{name} must be a whole number from 0 to {limit}, not {value!r}"
+                )
         try:
             ZoneInfo(self.billing_tz)
         except (KeyError, ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError
@@ -68,6 +72,15 @@ class Settings:
         object.__setattr__(
             self, "db", Path(db).absolute() if db else self.data_dir / "warehouse.duckdb"
         )
+        published = Path(os.path.realpath(self.db))
+        for place in (self.inbox, self.state_dir):
+            if published.is_relative_to(os.path.realpath(place)):
+                # inside the inbox it would be ingested; as the working state an analyst's
+                # reader would hold up the runs
+                raise SettingError(
+                    f"ADBILL_DB / --db {self.db} lies in {place}: put the published warehouse "
+                    "elsewhere (default <data-dir>/warehouse.duckdb)"
+                )
 
     def today(self) -> date:
         """Today in the billing zone, or ADBILL_TODAY (YYYY-MM-DD) when set (§3)."""

@@ -11,9 +11,12 @@ from pandera.errors import SchemaErrors
 
 # An ISO-8601 instant with an offset; the same without one is `timestamp_without_offset` (§1).
 TIMESTAMP_WITH_OFFSET = (
-    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}(:?\d{2})?)$"
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
+    r"([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)$"
 )
-TIMESTAMP_WITHOUT_OFFSET = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$"
+TIMESTAMP_WITHOUT_OFFSET = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)?$"
+)
 
 EVENT_TEXT_FIELDS = ("event_id", "customer_id", "account_id", "function", "status", "occurred_at")
 NUMBER_TYPES = ["UBIGINT", "BIGINT", "DOUBLE"]
@@ -114,11 +117,11 @@ def _order_columns() -> dict[str, tuple[pa.Column, list[str]]]:
     for f in ("order_id", "customer_id"):
         cols[f] = (pa.Column(pl.String, _valid_id(), nullable=False), ["bad_id"])
     cols["term_months"] = (
-        pa.Column(pl.String, pa.Check.str_matches(r"^\d{1,3}$"), nullable=True),
+        pa.Column(pl.String, pa.Check.str_matches(r"^[0-9]{1,3}$"), nullable=True),
         ["bad_term"],
     )
     cols["amount_cny"] = (
-        pa.Column(pl.String, pa.Check.str_matches(r"^\d{1,15}(\.\d{1,2})?$"), nullable=False),
+        pa.Column(pl.String, pa.Check.str_matches(r"^[0-9]{1,15}(\.[0-9]{1,2})?$"), nullable=False),
         ["bad_amount"],
     )
     cols["purchased_at"] = (

@@ -312,7 +312,8 @@ def test_a_bad_count_in_the_environment_is_one_line_naming_the_variable(
     for bad in ("-1", "many"):
         monkeypatch.setenv(f"ADBILL_{name}", bad)
         code, _out, err = run_cli(capsys, "run", "--data-dir", data)
-        assert_refused(code, err, f"ADBILL_{name}='{bad}' is not a whole number >= 0")
+        limit = 1024 if name == "SHARDS" else 3650
+        assert_refused(code, err, f"ADBILL_{name}='{bad}' is not a whole number from 0 to {limit}")
     assert flow_calls == []
     monkeypatch.setenv(f"ADBILL_{name}", "0")
     code, _out, err = run_cli(capsys, "run", "--data-dir", data)
@@ -322,9 +323,11 @@ def test_a_bad_count_in_the_environment_is_one_line_naming_the_variable(
 def test_counts_given_as_flow_parameters_are_refused_too(data):
     from flows.daily import daily_billing
 
-    with pytest.raises(SettingError, match="shards must be a whole number >= 0, not -1"):
+    with pytest.raises(SettingError, match="shards must be a whole number from 0 to 1024, not -1"):
         daily_billing.fn(through=YESTERDAY, data_dir=str(data), shards=-1)
-    with pytest.raises(SettingError, match="max_late_days must be a whole number >= 0, not -1"):
+    with pytest.raises(
+        SettingError, match="max_late_days must be a whole number from 0 to 3650, not -1"
+    ):
         Settings(data_dir=data, max_late_days=-1)
     assert Settings(data_dir=data, max_late_days=0, shards=0).shards == 0
 

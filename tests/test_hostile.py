@@ -1,0 +1,251 @@
+"""Hostile inputs and operator typos found by a review of issue 12, each a regression test:
+what a sender or an operator does never stops the night's billing, repairs data, leaks
+bytes from outside the inbox or makes a run take days (billing-rules §3, interfaces.md)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+import tasks.ingest as ingest_module
+from tasks.pipeline import RunRefused, check_run
+from tasks.settings import SettingError, Settings
+from tests.conftest import Inbox, event, one, order, rows
+
+BASIC = order("o1", "c1", "basic", 1, "30", "2026-11-26T10:00:00+08:00")
+T = "2026-11-26T11:00:00+08:00"
+
+
+@pytest.fixture(autouse=True)
+def today(monkeypatch):
+    monkeypatch.setenv("ADBILL_TODAY", "2026-11-27")
+
+
+def line(event_id: str, **changes) -> str:
+    e = event(event_id, "c1", "copy_generation", 1, T)
+    e.update(changes)
+    return json.dumps(e)
+
+
+def usage_dir(inbox: Inbox) -> Path:
+    path = inbox.root / "inbox" / "usage"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# ---------------------------------------------------------------- files
+
+
+def test_a_file_whose_name_is_not_utf8_is_turned_away_and_the_rest_billed(inbox):
+    inbox.orders([BASIC])
+    inbox.usage([line("e1")])
+    bad = os.fsencode(str(usage_dir(inbox))) + b"/bad\xff.jsonl"
+    with open(bad, "wb") as f:
+        f.write(line("e2").encode() + b"\n")
+    report = inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select event_id from rated_events") == [("e1",)]
+    name, reason = one(con, "select source_file, reason from rejected_files")
+    assert name.endswith("/bad\\xff.jsonl") and reason == "unreadable_file"
+    assert any("bad\\xff.jsonl" in w for w in report.warnings)
+
+
+def test_a_hard_link_to_a_file_outside_the_inbox_is_turned_away_unread(inbox, tmp_path):
+    secret = tmp_path / "secret.jsonl"
+    secret.write_text('{"password": "SECRET-LINE"}\n', encoding="utf-8")
+    inbox.orders([BASIC])
+    inbox.usage([line("e1")])
+    os.link(secret, usage_dir(inbox) / "h.jsonl")
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select reason, detail from rejected_files") == [
+        ("not_a_regular_file", "hard link")
+    ]
+    assert one(con, "select count(*) from rejected_events where raw like '%SECRET%'") == 0
+
+
+def test_a_file_that_vanishes_after_it_was_listed_is_unreadable_and_the_rest_billed(
+    inbox, monkeypatch
+):
+    inbox.orders([BASIC])
+    inbox.usage([line("e1")], name="a.jsonl")
+    gone = inbox.usage([line("e2")], name="b.jsonl")
+    real = ingest_module.file_digest
+
+    def digest_then_vanish(path):
+        result = real(path)
+        if path == gone:
+            path.unlink()  # a sender's clean-up racing the run
+        return result
+
+    monkeypatch.setattr(ingest_module, "file_digest", digest_then_vanish)
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select event_id from rated_events") == [("e1",)]
+    assert rows(con, "select source_file, reason from rejected_files") == [
+        (str(gone), "unreadable_file")
+    ]
+
+
+def test_a_small_gzip_holding_many_lines_goes_batch_by_batch(inbox, monkeypatch):
+    """A file counts as small by its size on disk; one that unpacks past a group's bytes is
+    read in bounded batches instead (a gzip bomb cannot take the run's memory)."""
+    monkeypatch.setattr(ingest_module, "GROUP_BYTES", 2_000)
+    monkeypatch.setattr(ingest_module, "CHUNK_BYTES", 1_000)
+    inbox.orders([BASIC])
+    inbox.usage([line("a1")], name="a.jsonl")
+    packed = usage_dir(inbox) / "b.jsonl.gz"
+    packed.write_bytes(gzip.compress(b"".join(line(f"b{i}").encode() + b"\n" for i in range(80))))
+    inbox.usage([line("c1")], name="c.jsonl")
+    assert packed.stat().st_size < 2_000  # small on disk, ~12 KB of lines
+    batches = []
+    real = ingest_module.UsageIngest.large_file
+
+    def spy(self, f, *args, **kwargs):
+        batches.append(f.path.name)
+        return real(self, f, *args, **kwargs)
+
+    monkeypatch.setattr(ingest_module.UsageIngest, "large_file", spy)
+    inbox.bill("2026-11-26")
+    assert batches == ["b.jsonl.gz"]
+    con = inbox.warehouse()
+    assert one(con, "select count(*) from rated_events") == 82
+    # files in path order: the group before the large file, then it, then the rest
+    keys = dict(rows(con, "select event_id, event_key from events"))
+    assert keys["a1"] < keys["b0"] < keys["b79"] < keys["c1"]
+
+
+def test_a_file_that_is_neither_orders_nor_usage_is_named_in_the_warnings(inbox):
+    inbox.orders([BASIC])
+    inbox.usage([line("e1")])
+    (usage_dir(inbox) / "2026-11-26.json").write_text(line("e2") + "\n", encoding="utf-8")
+    report = inbox.bill("2026-11-26")
+    assert [w for w in report.warnings if "ignored" in w] == [
+        f"{usage_dir(inbox) / '2026-11-26.json'} ignored: not an orders file "
+        "(inbox/orders/*.csv) nor a usage file (inbox/usage/**/*.jsonl[.gz]); "
+        "rename it to have it read"
+    ]
+
+
+# ---------------------------------------------------------------- lines and rows
+
+
+def test_json_may_start_with_a_tab_and_utc_may_be_a_lowercase_z(inbox):
+    inbox.orders([BASIC])
+    inbox.usage(["\t" + line("tab"), line("z", occurred_at="2026-11-26T03:00:00z")])
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select event_id from rated_events order by 1") == [("tab",), ("z",)]
+
+
+def write_orders(inbox: Inbox, text: bytes) -> None:
+    path = inbox.root / "inbox" / "orders" / "o.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text)
+
+
+HEADER = b"order_id,customer_id,product,term_months,amount_cny,purchased_at\n"
+
+
+def test_order_ids_are_kept_as_sent_never_trimmed(inbox):
+    write_orders(
+        inbox,
+        HEADER
+        + b"o1, c11 ,basic,1,30,2026-11-26T10:00:00+08:00\n"
+        + b"o2,c12\x1f,basic,1,30,2026-11-26T10:00:00+08:00\n"
+        + b"o3,c13, basic ,1, 30 ,2026-11-26T10:00:00+08:00\n",
+    )
+    inbox.usage([line("e1", customer_id=" c11 ")])
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select customer_id from orders order by 1") == [(" c11 ",), ("c13",)]
+    assert rows(con, "select line_no, reason from rejected_orders") == [(3, "bad_id")]
+    assert rows(con, "select customer_id from rated_events") == [(" c11 ",)]
+
+
+def test_an_orders_file_without_a_header_loses_no_row(inbox):
+    write_orders(
+        inbox,
+        b"o1,c1,basic,1,30,2026-11-26T10:00:00+08:00\no2,c2,basic,1,30,2026-11-26T10:00:00+08:00\n",
+    )
+    inbox.usage([line("e1")])
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select line_no, reason from rejected_orders order by 1") == [
+        (1, "malformed_row"),
+        (2, "malformed_row"),
+    ]
+
+
+def test_a_header_naming_a_field_twice_makes_every_row_malformed(inbox):
+    write_orders(
+        inbox,
+        b"order_id,customer_id,product,term_months,amount_cny,purchased_at,customer_id\n"
+        + b"o1,c1,basic,1,30,2026-11-26T10:00:00+08:00,c9\n",
+    )
+    inbox.usage([line("e1")])
+    inbox.bill("2026-11-26")
+    assert rows(inbox.warehouse(), "select line_no, reason from rejected_orders order by 1") == [
+        (1, "malformed_row"),
+        (2, "malformed_row"),
+    ]
+
+
+def test_an_amount_in_fullwidth_digits_is_a_bad_amount(inbox):
+    write_orders(inbox, HEADER + "o1,c1,basic,1,３０,2026-11-26T10:00:00+08:00\n".encode())
+    inbox.usage([line("e1")])
+    inbox.bill("2026-11-26")
+    assert rows(inbox.warehouse(), "select reason from rejected_orders") == [("bad_amount",)]
+
+
+# ---------------------------------------------------------------- operator typos
+
+
+def test_a_through_in_a_past_year_does_not_widen_the_late_window(inbox):
+    inbox.settings_overrides = {"max_late_days": 3}
+    inbox.orders([BASIC])
+    inbox.usage([line("e1")])
+    inbox.bill("2026-11-26")
+    inbox.usage([line("old", occurred_at="2025-06-01T10:00:00+08:00")])
+    report = inbox.bill("2025-05-20")  # the year mistyped
+    assert [d["day"] for d in report.days] == []  # the old line is too late: nothing re-billed
+    assert rows(inbox.warehouse(), "select reason from rejected_events") == [("too_late",)]
+
+
+@pytest.mark.parametrize(
+    ("name", "ok", "past"),
+    [("shards", 1024, 1025), ("max_late_days", 3650, 3651), ("max_history_days", 3650, 3651)],
+)
+def test_counts_are_refused_past_their_limit_at_once(tmp_path, name, ok, past):
+    assert getattr(Settings(data_dir=tmp_path, **{name: ok}), name) == ok
+    with pytest.raises(SettingError, match=f"{name} must be a whole number from 0 to {ok}"):
+        Settings(data_dir=tmp_path, **{name: past})
+
+
+def test_a_count_past_its_limit_in_the_environment_names_the_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADBILL_SHARDS", "10000000")
+    with pytest.raises(SettingError, match="ADBILL_SHARDS='10000000'"):
+        Settings(data_dir=tmp_path)
+
+
+def test_a_through_before_2000_is_refused(tmp_path):
+    (tmp_path / "inbox").mkdir()
+    check_run(Settings(data_dir=tmp_path), date(2000, 1, 1))
+    with pytest.raises(RunRefused, match="before 2000-01-01"):
+        check_run(Settings(data_dir=tmp_path), date(1999, 12, 31))
+
+
+@pytest.mark.parametrize(
+    "where", ["inbox/usage/wh.jsonl", "inbox/orders/wh.csv", "state/adbill.duckdb"]
+)
+def test_the_published_warehouse_may_not_lie_in_the_inbox_or_the_working_state(tmp_path, where):
+    with pytest.raises(SettingError, match="put the published warehouse elsewhere"):
+        Settings(data_dir=tmp_path, db=tmp_path / where)
+    assert (
+        Settings(data_dir=tmp_path, db=tmp_path / "published" / "wh.duckdb").db.name == "wh.duckdb"
+    )
