@@ -4,13 +4,14 @@ with the columns its first line documents."""
 from __future__ import annotations
 
 import re
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
 from tasks.generate import generate
 from tasks.settings import PROJECT_ROOT
-from tests.conftest import Inbox
+from tests.conftest import Inbox, event, order
 from tests.helpers_issue3 import bill_with_lists
 
 DOC = PROJECT_ROOT / "docs" / "warehouse.md"
@@ -49,7 +50,33 @@ def block_id(block: str) -> str:
 
 def generated_and_billed(data: Path) -> None:
     summary = generate(data, customers=60, days=20, events_per_day=400, seed=3)
+    analyst_example(Inbox(data), summary.first_day, summary.last_day)
     bill_with_lists(Inbox(data), summary.last_day)
+
+
+def analyst_example(inbox: Inbox, first: date, last: date) -> None:
+    """A customer the examples must find on the last billed day: a basic subscription (one
+    seat) used by two accounts, 14 credits a day, so that 20 credits are left at the end:
+    at risk (7 x 20 < 3 x 98), a seat over, credits expiring within 30 days."""
+    inbox.orders(
+        [order("ax-1", "analyst-example", "basic", 1, "30", f"{first}T09:00:00+08:00")],
+        name="zz-analyst-example.csv",
+    )
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)][-20:]
+    inbox.usage(
+        [
+            event(
+                f"ax-{d}",
+                "analyst-example",
+                "copy_generation",
+                14,
+                f"{d}T12:00:00+08:00",
+                account_id=f"analyst-a{i % 2}",
+            )
+            for i, d in enumerate(days)
+        ],
+        name="zz-analyst-example.jsonl",
+    )
 
 
 @pytest.fixture(scope="module")
