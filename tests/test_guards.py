@@ -389,6 +389,7 @@ def test_an_interrupt_is_one_line(data, capsys, monkeypatch):
     assert err == ["adbill: interrupted; the published warehouse is unchanged"]
 
 
+@pytest.mark.slow  # starts a temporary Prefect server: a minute or more
 def test_a_run_through_the_real_flow_shows_progress_warnings_and_one_error_line(tmp_path):
     """The terminal of `adbill run` (a subprocess: Prefect's own console included): progress
     and the day without usage as a warning; then a failing run: one line, the traceback in
