@@ -13,7 +13,7 @@ from datetime import date
 from pathlib import Path
 
 from tasks.documents_data import SUSPENSION_COLUMNS, statement_data, suspension_list_rows
-from tasks.documents_files import csv_text, safe_file_stem, write_atomic
+from tasks.documents_files import csv_text, safe_file_stem, safe_file_stems, write_atomic
 from tasks.documents_page import statement_csv, statement_html, write_pages
 from tasks.settings import Settings
 
@@ -62,6 +62,17 @@ def write_statements(
     for every statement of the months, rendered and written by `workers` threads (default
     WRITERS; one per PER_WORKER_MIN statements at most)."""
     statements = statement_data(con, months, tz)
+    # names unique among every customer of the month, not only those written now
+    stems = {
+        m: safe_file_stems(ids)
+        for m, ids in con.execute(
+            "select month, list(distinct customer_id) from statements "
+            "where list_contains(?, month) group by month",
+            [months],
+        ).fetchall()
+    }
+    for s in statements:
+        s["file_stem"] = stems[s["month"]][s["customer_id"]]
     folders = {m: out_dir / "statements" / f"{m:%Y-%m}" for m in months}
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
@@ -72,7 +83,7 @@ def write_statements(
     else:
         write_pages(statements, plain)
     return [
-        folders[s["month"]] / f"{safe_file_stem(s['customer_id'])}.{ext}"
+        folders[s["month"]] / f"{s['file_stem']}.{ext}"
         for s in statements
         for ext in ("html", "csv")
     ]

@@ -27,13 +27,32 @@ def safe_file_stem(customer_id: str) -> str:
 
     The id itself when it is 1-100 ASCII letters, digits, `-`, `_` and `.` and does not begin
     with `.`; otherwise a readable ASCII slug of it, `~` and the first 10 hex digits of the
-    SHA-256 of its UTF-8 bytes. A plain id has no `~`, so it never meets a hashed name, and
-    two hashed names differ by their hash; neither holds a `/` or begins with `.`, so no id
-    names a path outside its month's folder (nor a hidden or temporary file there)."""
+    SHA-256 of its UTF-8 bytes (safe_file_stems gives ids whose 10 digits would meet a
+    longer hash). A plain id has no `~`, so it never meets a hashed name; neither holds a
+    `/` or begins with `.`, so no id names a path outside its month's folder (nor a hidden
+    or temporary file there)."""
     if _PLAIN_ID.fullmatch(customer_id):
         return customer_id
     digest = hashlib.sha256(customer_id.encode("utf-8", "surrogatepass")).hexdigest()
     return f"{_slug(customer_id)}~{digest[:HASH_DIGITS]}"
+
+
+HASH_DIGITS_WHEN_SHARED = 32
+
+
+def safe_file_stems(customer_ids) -> dict[str, str]:
+    """safe_file_stem of each id, unique among them: 10 hex digits of a hash can be shared by
+    two ids (one pair in a million is likely), so ids whose names would meet get 32 digits
+    instead (a name of another length, never met by a 10-digit one)."""
+    stems = {c: safe_file_stem(c) for c in set(customer_ids)}
+    seen: dict[str, int] = {}
+    for stem in stems.values():
+        seen[stem] = seen.get(stem, 0) + 1
+    for c, stem in stems.items():
+        if seen[stem] > 1:
+            digest = hashlib.sha256(c.encode("utf-8", "surrogatepass")).hexdigest()
+            stems[c] = f"{_slug(c)}~{digest[:HASH_DIGITS_WHEN_SHARED]}"
+    return stems
 
 
 def _slug(text: str) -> str:

@@ -131,6 +131,7 @@ def write_pages(statements: list[dict], folders: dict[date, str]) -> None:
                 f"not be written ({type(e).__name__}: {e}); fix the cause and run the billing "
                 "again."
             ) from e
-        folder, stem = folders[s["month"]], safe_file_stem(s["customer_id"])
+        folder = folders[s["month"]]
+        stem = s.get("file_stem") or safe_file_stem(s["customer_id"])
         replace_file(folder, f"{stem}.html", html.encode("utf-8"))
         replace_file(folder, f"{stem}.csv", text.encode("utf-8"))

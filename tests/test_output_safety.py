@@ -221,3 +221,43 @@ def test_the_suspension_list_quotes_formula_ids_and_keeps_a_negative_balance_a_n
     )
     assert not any(k.startswith(("=", "+", "-", "@", "\t", "\r")) for k in got)
     assert os.path.getsize(path) > 0
+
+
+def test_two_ids_whose_ten_digit_hashes_meet_still_get_files_of_their_own():
+    """`傿人客户` and `兜原客户` share the first 10 hex digits of their SHA-256 (found by a
+    search of 2.25M ids): within a month they get 32 digits each."""
+    from tasks.documents_files import safe_file_stem, safe_file_stems
+
+    a, b = "傿人客户", "兜原客户"
+    assert safe_file_stem(a) == safe_file_stem(b)  # the 10-digit names meet
+    stems = safe_file_stems([a, b, "a/b", "plain"])
+    assert stems[a] != stems[b] and len({*stems.values()}) == 4
+    assert stems["a/b"] == safe_file_stem("a/b") and stems["plain"] == "plain"
+    assert all(len(stems[c].split("~")[1]) == 32 for c in (a, b))
+
+
+def test_customers_whose_short_hashes_meet_are_billed_into_two_files(tmp_path):
+    a, b = "傿人客户", "兜原客户"
+    inbox = Inbox(tmp_path / "data")
+    inbox.orders(
+        [
+            order(f"o-{i}", c, "basic", 1, "30", "2026-11-29T10:00:00+08:00")
+            for i, c in enumerate((a, b))
+        ]
+    )
+    inbox.usage(
+        [
+            event(f"e-{i}", c, "copy_generation", n, "2026-11-29T11:00:00+08:00", account_id="a1")
+            for i, (c, n) in enumerate(((a, 2), (b, 5)))
+        ]
+    )
+    inbox.bill("2026-11-30")  # the month's last day: its final statements are written
+    folder = month_folder(inbox)
+    pages = sorted(folder.glob("_~*.csv"))
+    assert len(pages) == 2
+    credits = set()
+    for page in pages:
+        with page.open(newline="", encoding="utf-8") as f:
+            (row,) = list(csv.DictReader(f))
+        credits.add((row["customer_id"], row["credits"]))
+    assert credits == {(a, "2"), (b, "5")}
