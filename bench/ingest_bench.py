@@ -56,8 +56,8 @@ def main() -> None:
         for f in files:
             dest = data / "inbox" / f.parent.name / f.name
             dest.parent.mkdir(parents=True, exist_ok=True)
-            if not dest.exists():
-                dest.hardlink_to(f)
+            if not dest.exists():  # a copy: a hard link is turned away (billing-rules §3)
+                shutil.copy2(f, dest)
         con = connect(data / "state" / "adbill.duckdb")
         con.execute("select 1").fetchall()  # (an older engine left the schema's result open)
         extra = {"duplicate_window_days": 37} if "duplicate_window_days" in accepts else {}

@@ -164,15 +164,12 @@ def wait_quiet(max_wait: float, cores: float = 0.3, window: float = 3.0) -> floa
 
 
 def link_inbox(data_dir: Path, src: Path, files: list[Path]) -> None:
-    """Deliver files into the data dir's inbox (hard links: same bytes, same stat)."""
+    """Deliver files into the data dir's inbox: copies with the same bytes and stat (a hard
+    link is turned away as not a regular file, billing-rules §3)."""
     for f in files:
         dest = data_dir / "inbox" / f.relative_to(src)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if dest.exists():
-            continue
-        try:
-            os.link(f, dest)
-        except OSError:
+        if not dest.exists():
             shutil.copy2(f, dest)
 
 
