@@ -1,5 +1,5 @@
-"""The `adbill` command line: demo, run, generate, serve, status — runs are calls of the
-Prefect flow `daily-billing`."""
+"""The `adbill` command line: demo, run, generate, serve, status, statement — runs are calls
+of the Prefect flow `daily-billing`."""
 
 from __future__ import annotations
 
@@ -48,6 +48,17 @@ def _date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from exc
+
+
+def _month(text: str) -> date:
+    """A month as YYYY-MM: its first day."""
+    year, dash, month = text.partition("-")
+    if dash and len(year) == 4 and len(month) == 2 and (year + month).isdigit():
+        try:
+            return date(int(year), int(month), 1)
+        except ValueError:
+            pass
+    raise argparse.ArgumentTypeError(f"{text!r} is not a month (YYYY-MM)")
 
 
 def _count(minimum: int) -> Callable[[str], int]:
@@ -144,7 +155,31 @@ def parser() -> argparse.ArgumentParser:
         type=_count(0),
         help="how many days late a line or order may arrive (env ADBILL_MAX_LATE_DAYS; default 35)",
     )
+    run.add_argument(
+        "--month-to-date-documents",
+        action="store_true",
+        default=None,
+        help="also write every customer's month-to-date statement documents (env "
+        "ADBILL_MONTH_TO_DATE_DOCUMENTS=1; default: only final ones, and `adbill statement` "
+        "on demand)",
+    )
     _task_runner(run)
+
+    statement = sub.add_parser(
+        "statement",
+        help="write one customer's statement for a month, from the warehouse",
+        description="Write the customer's statement for the month (month-to-date for a month "
+        "not yet closed) from the published warehouse, as <data-dir>/out/statements/YYYY-MM/"
+        "<name>.html and .csv, and print the page's path. Reads only the published warehouse: "
+        "a run going on neither blocks it nor is blocked by it.",
+    )
+    _common(statement)
+    statement.add_argument("customer", help="the customer id, as in the orders")
+    statement.add_argument(
+        "--month",
+        type=_month,
+        help="YYYY-MM (default: the current month in the billing zone; ADBILL_TODAY sets today)",
+    )
 
     status = sub.add_parser(
         "status",
@@ -461,14 +496,26 @@ def cmd_run(args) -> None:
 
         print("\n".join(plan_run(settings, through, args.rebill_from).lines()))
         return
-    result = _run_flow(
-        args,
-        through,
-        args.rebill_from,
-        shards=args.shards,
-        max_late_days=args.max_late_days,
-        task_runner=args.task_runner,
-    )
+    # the flow reads the setting from ADBILL_* as it reads the others; the flag sets it for
+    # this run only
+    flag = "ADBILL_MONTH_TO_DATE_DOCUMENTS"
+    before = os.environ.get(flag)
+    if args.month_to_date_documents:
+        os.environ[flag] = "1"
+    try:
+        result = _run_flow(
+            args,
+            through,
+            args.rebill_from,
+            shards=args.shards,
+            max_late_days=args.max_late_days,
+            task_runner=args.task_runner,
+        )
+    finally:
+        if before is None:
+            os.environ.pop(flag, None)
+        else:
+            os.environ[flag] = before
     print(
         f"billed {result['days_billed']} day(s) through {result['through']}; "
         f"{result['events_accepted']:,} events accepted, {result['events_rejected']:,} rejected; "
@@ -507,6 +554,20 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_statement(args) -> None:
+    """One customer's statement for a month, written from the published warehouse (no flow,
+    no Prefect server: it must take well under a second)."""
+    from tasks.documents_on_demand import NoStatement, write_statement
+
+    settings = _settings(args)
+    month = args.month or settings.today().replace(day=1)
+    try:
+        page = write_statement(settings, args.customer, month)
+    except NoStatement as exc:
+        raise Refused(str(exc)) from None
+    print(page)
+
+
 def cmd_generate(args) -> None:
     settings = _settings(args)
     if settings.state_db.exists() and not (settings.data_dir / DEMO_MARKER).is_file():
@@ -537,6 +598,7 @@ COMMANDS = {
     "generate": cmd_generate,
     "serve": cmd_serve,
     "status": cmd_status,
+    "statement": cmd_statement,
 }
 
 

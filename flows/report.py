@@ -123,6 +123,17 @@ def run_report_markdown(report: RunReport, figures: list[dict] | None = None) ->
         f"exact duplicates ignored {s['duplicates']:,}",
         f"- published warehouse: `{report.published}`",
     ]
+    if report.documents:
+        took = report.document_seconds()
+        d = report.documents
+        lines.append(
+            f"- documents: {d.get('final', 0):,} final statements "
+            f"({took.get('final documents', 0.0):.2f} s), "
+            f"{d.get('month_to_date', 0):,} month-to-date "
+            f"({took.get('month-to-date documents', 0.0):.2f} s), "
+            f"{d.get('lists', 0):,} suspension lists "
+            f"({took.get('suspension lists', 0.0):.2f} s)"
+        )
     if figures:
         total = {k: sum((f[k] or 0) for f in figures) for k in figures[0] if k != "day"}
         last = figures[-1]

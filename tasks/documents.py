@@ -8,9 +8,13 @@ atomic writes), documents_format (the texts of numbers, months and codes)."""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+
+import polars as pl
 
 from tasks.documents_data import SUSPENSION_COLUMNS, statement_data, suspension_list_rows
 from tasks.documents_files import csv_text, safe_file_stem, safe_file_stems, write_atomic
@@ -18,6 +22,8 @@ from tasks.documents_page import statement_csv, statement_html, write_pages
 from tasks.settings import Settings
 
 __all__ = [  # the names callers of this module use (the pipeline, bench, flows/report.py)
+    "DOCUMENT_STEPS",
+    "DocumentsWritten",
     "default_workers",
     "file_stem",
     "statement_csv",
@@ -32,19 +38,101 @@ __all__ = [  # the names callers of this module use (the pipeline, bench, flows/
 WRITERS = 4  # threads that write statements: 4 overlap the file system's waits (8 gain nothing)
 PER_WORKER_MIN = 500  # statements below which a further thread does not pay for itself
 file_stem = safe_file_stem  # the name bench/documents_bench.py and older callers know
+# the documents stage's steps, timed apart in the run report (RunReport.seconds)
+DOCUMENT_STEPS = ("final documents", "month-to-date documents", "suspension lists")
+
+
+@dataclass
+class DocumentsWritten:
+    """What a documents stage wrote: the files, how many statements of each kind, seconds
+    per step (DOCUMENT_STEPS)."""
+
+    paths: list[Path] = field(default_factory=list)
+    finals: int = 0
+    month_to_date: int = 0
+    lists: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def write_documents(
-    con, out_dir: Path, days: list[date], *, tz: str | None = None, workers: int | None = None
-) -> list[Path]:
-    """Write the statements of the billed days' months and each billed day's suspension list."""
+    con,
+    out_dir: Path,
+    days: list[date],
+    *,
+    tz: str | None = None,
+    workers: int | None = None,
+    month_to_date: bool = False,
+) -> DocumentsWritten:
+    """The documents of the billed days (interfaces.md, Data dir): the final statements of
+    their months not written yet or revised since (recorded in written_documents), every
+    month-to-date statement of those months when `month_to_date` asks for them, and each
+    billed day's suspension list."""
     tz = tz or Settings().billing_tz
     out_dir = Path(out_dir)
     days = sorted(set(days))
     months = sorted({d.replace(day=1) for d in days})
-    written = write_statements(con, out_dir, months, tz, workers) if months else []
-    written += [write_suspension_list(con, out_dir, d) for d in days]
-    return written
+    done = DocumentsWritten()
+    for step, chosen, wanted in (
+        ("final documents", "unwritten_final", True),
+        ("month-to-date documents", "month_to_date", month_to_date),
+    ):
+        t = time.perf_counter()
+        if months and wanted:
+            statements = statement_data(con, months, tz, chosen)
+            paths = write_statements(con, out_dir, months, tz, workers, statements=statements)
+            record_written(con, statements, paths)
+            done.paths += paths
+            if chosen == "month_to_date":
+                done.month_to_date = len(statements)
+            else:
+                done.finals = len(statements)
+        done.seconds[step] = time.perf_counter() - t
+    t = time.perf_counter()
+    done.paths += [write_suspension_list(con, out_dir, d) for d in days]
+    done.lists = len(days)
+    done.seconds["suspension lists"] = time.perf_counter() - t
+    return done
+
+
+def record_written(con, statements: list[dict], paths: list[Path]) -> None:
+    """written_documents: each statement's customer and month, now showing its revision."""
+    if not statements:
+        return
+    pages = [str(p) for p in paths if p.suffix == ".html"]
+    rows = pl.DataFrame(
+        {
+            "customer_key": [s["customer_key"] for s in statements],
+            "customer_id": [s["customer_id"] for s in statements],
+            "month": [s["month"] for s in statements],
+            "revision": [s["revision"] for s in statements],
+            "status": [s["status"] for s in statements],
+            "fingerprint": [s["fingerprint"] for s in statements],
+            "path": pages,
+        },
+        schema={
+            "customer_key": pl.Int32,
+            "customer_id": pl.String,
+            "month": pl.Date,
+            "revision": pl.Int32,
+            "status": pl.String,
+            "fingerprint": pl.String,
+            "path": pl.String,
+        },
+    )
+    con.register("documents_now", rows)
+    try:
+        con.execute("begin transaction")
+        con.execute(
+            "delete from written_documents as w using documents_now as n "
+            "where w.customer_key = n.customer_key and w.month = n.month"
+        )
+        con.execute("insert into written_documents select *, now() from documents_now")
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    finally:
+        con.unregister("documents_now")
 
 
 def write_suspension_list(con, out_dir: Path, day: date) -> Path:
@@ -56,21 +144,25 @@ def write_suspension_list(con, out_dir: Path, day: date) -> Path:
 
 
 def write_statements(
-    con, out_dir: Path, months: list[date], tz: str, workers: int | None = None
+    con,
+    out_dir: Path,
+    months: list[date],
+    tz: str,
+    workers: int | None = None,
+    *,
+    statements: list[dict] | None = None,
 ) -> list[Path]:
-    """<out>/statements/YYYY-MM/<stem>.html and .csv (stem: safe_file_stem of the customer id)
-    for every statement of the months, rendered and written by `workers` threads (default
-    WRITERS; one per PER_WORKER_MIN statements at most)."""
-    statements = statement_data(con, months, tz)
+    """<out>/statements/YYYY-MM/<stem>.html and .csv (stem: safe_file_stems of the month's
+    customer ids) for the `statements` given (default: every statement of the months),
+    rendered and written by `workers` threads (default WRITERS; one per PER_WORKER_MIN
+    statements at most). Returns each statement's page and CSV, in the statements' order."""
+    if statements is None:
+        statements = statement_data(con, months, tz)
+    if not statements:
+        return []
+    months = sorted({s["month"] for s in statements})
     # names unique among every customer of the month, not only those written now
-    stems = {
-        m: safe_file_stems(ids)
-        for m, ids in con.execute(
-            "select month, list(distinct customer_id) from statements "
-            "where list_contains(?, month) group by month",
-            [months],
-        ).fetchall()
-    }
+    stems = month_stems(con, months)
     for s in statements:
         s["file_stem"] = stems[s["month"]][s["customer_id"]]
     folders = {m: out_dir / "statements" / f"{m:%Y-%m}" for m in months}
@@ -87,6 +179,18 @@ def write_statements(
         for s in statements
         for ext in ("html", "csv")
     ]
+
+
+def month_stems(con, months: list[date]) -> dict[date, dict[str, str]]:
+    """Per month, each of its customers' file stem (safe_file_stems of the month's ids)."""
+    return {
+        m: safe_file_stems(ids)
+        for m, ids in con.execute(
+            "select month, list(distinct customer_id) from statements "
+            "where list_contains(?, month) group by month",
+            [months],
+        ).fetchall()
+    }
 
 
 def _in_threads(statements: list[dict], folders: dict[date, str], workers: int) -> None:

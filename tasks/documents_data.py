@@ -22,20 +22,47 @@ SUSPENSION_COLUMNS = (
     "projected_exhaustion_date",
 )
 
+# the statements a document is made of: the latest revision of each statement of $months,
+# narrowed by one of CHOSEN (never by text from the data: values only as parameters)
+LATEST = """
+with chosen as (
+    select s.*
+    from latest_statements as s
+    where s.month in (select unnest($months)){chosen}
+)
+"""
+
+CHOSEN = {
+    "all": "",
+    "final": " and s.status = 'final'",
+    "month_to_date": " and s.status = 'month_to_date'",
+    # final statements whose documents were not written yet, or show another revision
+    "unwritten_final": """
+        and s.status = 'final'
+        and not exists (
+            select 1 from written_documents as w
+            where w.customer_key = s.customer_key and w.month = s.month
+                and w.revision = s.revision and w.status = s.status
+                and w.fingerprint is not distinct from s.fingerprint
+        )""",
+    "customer": " and s.customer_key = $customer_key",
+}
+
 STATEMENTS = """
 select s.customer_key, s.customer_id, s.month, s.revision, s.status, s.through_day,
        s.opening_balance, s.granted, s.used, s.expired, s.rated,
        s.arrears_opening, s.arrears_opened, s.arrears_settled, s.arrears_outstanding,
        s.closing_balance, s.seats_entitled, s.seats_used,
        s.payments_cny, s.revenue_cny, s.breakage_cny, s.deferred_opening_cny,
-       s.deferred_cny,
+       s.deferred_cny, s.fingerprint,
        strftime(timezone($tz, s.created_at), '%Y-%m-%d %H:%M') as issued,
+       -- a month-to-date revision is refreshed by every billed day: when its figures were
+       strftime(timezone($tz, s.updated_at), '%Y-%m-%d %H:%M') as refreshed,
        strftime(timezone($tz, p.created_at), '%Y-%m-%d') as replaces_issued
-from latest_statements as s
+from chosen as s
 left join statements as p
     on p.customer_key = s.customer_key and p.month = s.month
     and p.revision = s.revision - 1
-where s.month in (select unnest($months))
 order by s.month, s.customer_id
 """
 
@@ -44,19 +71,19 @@ select l.customer_key, l.month, l.function, l.events, l.failed_events,
        l.quantity::varchar as quantity, -- exact text for qty(), cheaper than a Decimal
        l.credits
 from statement_lines as l
-join latest_statements as s using (customer_key, month, revision)
+join chosen as s using (customer_key, month, revision)
 where l.month in (select unnest($months))
 order by l.credits desc, l.function
 """
 
 # only the pools a page shows: granted, expired or active in the month, or queued and paid
 # for in the month; most pools are later periods paid for earlier
-POOLS = """
-with shown as (
+POOLS = """,
+shown as (
     select l.*,
            strftime(timezone($tz, l.purchased_at), '%Y-%m-%d') as paid_on
     from statement_pools as l
-    join latest_statements as s using (customer_key, month, revision)
+    join chosen as s using (customer_key, month, revision)
     where l.month in (select unnest($months))
 )
 select customer_key, month, pool_id, order_id, source, product, period_index, state,
@@ -72,11 +99,15 @@ order by available_from, pool_id
 DAYS = """
 select d.customer_key, s.month, d.day, d.used, d.arrears_opened
 from customer_days as d
-join latest_statements as s
+join chosen as s
     on s.customer_key = d.customer_key
     and d.day between s.month and s.through_day
-where s.month in (select unnest($months))
 """
+
+
+def _with_chosen(query: str, chosen: str) -> str:
+    """The query over the statements CHOSEN[chosen] picks (`chosen` as a CTE before it)."""
+    return LATEST.replace("{chosen}", CHOSEN[chosen]).rstrip() + query
 
 
 def suspension_list_rows(con, day: date) -> list[tuple]:
@@ -95,22 +126,29 @@ def suspension_list_rows(con, day: date) -> list[tuple]:
     return cur.fetchall()
 
 
-def statement_data(con, months: list[date], tz: str) -> list[dict]:
-    """The latest revision of every statement of the months, in month and customer order,
-    with its `usage` (see usage_by_statement; None without usage lines), `pools` (the ones
-    its page shows) and `chart`."""
-    params = {"months": months, "tz": tz}
-    statements = _rows(con, STATEMENTS, params)
+def statement_data(
+    con, months: list[date], tz: str, chosen: str = "all", customer_key: int | None = None
+) -> list[dict]:
+    """The latest revision of the statements of the months that CHOSEN[chosen] picks (all,
+    final, month_to_date, unwritten_final, or the one customer's), in month and customer
+    order, with its `usage` (see usage_by_statement; None without usage lines), `pools` (the
+    ones its page shows) and `chart`."""
+    params = {"months": months, "tz": tz, "customer_key": customer_key}
+    statements = _rows(con, _with_chosen(STATEMENTS, chosen), params)
+    if not statements:
+        return []
     by_key: dict[tuple, dict] = {}
     for s in statements:
         s.update(usage=None, pools=[])
         by_key[(s["customer_key"], s["month"])] = s
-    for u in usage_by_statement(frame(con, LINES, params)).iter_rows(named=True):
+    lines = frame(con, _with_chosen(LINES, chosen), params)
+    for u in usage_by_statement(lines).iter_rows(named=True):
         by_key[(u["customer_key"], u["month"])]["usage"] = u
-    for pool in _rows(con, POOLS, params):  # each pool to its statement, in query order
+    for pool in _rows(con, _with_chosen(POOLS, chosen), params):  # in query order
         by_key[(pool["customer_key"], pool["month"])]["pools"].append(pool)
     keys = list(by_key)  # the statements' order
-    for key, chart in zip(keys, chart_svgs(keys, frame(con, DAYS, params)), strict=True):
+    days = frame(con, _with_chosen(DAYS, chosen), params)
+    for key, chart in zip(keys, chart_svgs(keys, days), strict=True):
         by_key[key]["chart"] = chart
     return statements
 

@@ -12,7 +12,7 @@ from typing import Any
 from tasks.billing import bill_day, call_directly, last_billed, plan_days, unbill_from
 from tasks.catalog import load_catalog
 from tasks.db import connect, execute, scalar
-from tasks.documents import write_documents
+from tasks.documents import DOCUMENT_STEPS, DocumentsWritten, write_documents
 from tasks.ingest import IngestReport, ingest_inbox
 from tasks.publish import publish, run_lock
 from tasks.rate import rate_events
@@ -71,6 +71,8 @@ class RunReport:
     days_without_usage: list[date] = field(default_factory=list)
     # the first billed day a catalog change re-rated and billed again (None: no change did)
     repriced_from: date | None = None
+    # statements whose documents the run wrote: {"final": n, "month_to_date": n, "lists": n}
+    documents: dict[str, int] = field(default_factory=dict)
 
     @property
     def warnings(self) -> list[str]:
@@ -118,7 +120,9 @@ class RunReport:
             "repriced_from": self.repriced_from.isoformat() if self.repriced_from else None,
             "warnings": self.warnings,
             "published": self.published,
+            "documents": dict(self.documents),
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "document_seconds": {k: round(v, 3) for k, v in self.document_seconds().items()},
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds().items()},
         }
 
@@ -132,6 +136,11 @@ class RunReport:
             if step in self.seconds:
                 out[step] = self.seconds[step]
         return out
+
+    def document_seconds(self) -> dict[str, float]:
+        """Seconds of each step of the documents stage (final documents, month-to-date
+        documents, suspension lists), which stage_seconds counts together as `documents`."""
+        return {k: self.seconds[k] for k in DOCUMENT_STEPS if k in self.seconds}
 
 
 def day_spans(days: list[date]) -> list[str]:
@@ -300,9 +309,25 @@ def run_billing(
                     "(select run_id from runs where status = 'succeeded') order by day"
                 ).fetchall()
             ]
-            stage("documents", write_documents, con, settings.out_dir, days, tz=tz)
+            # final statements new or revised since their documents were written; every
+            # month-to-date one only when the setting asks (interfaces.md, Data dir)
+            written: DocumentsWritten = stage(
+                "documents",
+                write_documents,
+                con,
+                settings.out_dir,
+                days,
+                tz=tz,
+                month_to_date=settings.write_month_to_date_documents,
+            )
             hook("documents")
             report.seconds["documents"] = time.perf_counter() - t
+            report.seconds.update(written.seconds)
+            report.documents = {
+                "final": written.finals,
+                "month_to_date": written.month_to_date,
+                "lists": written.lists,
+            }
             report.status = "succeeded"
             _finish(con, run_id, report)
             t = time.perf_counter()

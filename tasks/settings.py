@@ -27,6 +27,20 @@ def _env(name: str, default: str | None = None) -> str | None:
 COUNTS = {"shards": 1024, "max_late_days": 3650, "max_history_days": 3650}
 
 
+def _env_flag(name: str) -> bool:
+    """A yes/no setting from ADBILL_<name> (1/true/yes/on or 0/false/no/off); a bad value names
+    the variable."""
+    text = _env(name)
+    if text is None:
+        return False
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingError(f"ADBILL_{name}={text!r} is not 1 or 0 (yes or no)")
+
+
 def _env_count(name: str, default: int) -> int:
     """A whole number from 0 to its limit from ADBILL_<name>; a bad value names the variable."""
     text = _env(name)
@@ -54,6 +68,11 @@ class Settings:
     shards: int = field(default_factory=lambda: _env_count("SHARDS", 0))
     # a data dir that has billed nothing yet accepts nothing older than this (§3)
     max_history_days: int = field(default_factory=lambda: _env_count("MAX_HISTORY_DAYS", 400))
+    # every month-to-date statement document on every run (interfaces.md, Data dir); off:
+    # only final ones, and month-to-date ones on demand (`adbill statement`)
+    write_month_to_date_documents: bool = field(
+        default_factory=lambda: _env_flag("MONTH_TO_DATE_DOCUMENTS")
+    )
 
     def __post_init__(self) -> None:
         for name, limit in COUNTS.items():

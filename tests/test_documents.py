@@ -12,7 +12,7 @@ import pytest
 
 from flows import report as run_report
 from tasks import documents
-from tasks.documents import file_stem, statement_html, write_documents
+from tasks.documents import file_stem, statement_html, write_documents, write_statements
 from tasks.documents_charts import _floats, chart_svg
 from tasks.documents_data import usage_by_statement
 from tasks.documents_files import csv_text
@@ -101,7 +101,9 @@ def test_a_suspension_csv_is_written_for_every_billed_day_and_no_temp_file_is_le
     )
 
 
-def test_rewriting_the_documents_of_a_billed_day_gives_the_same_files(example_a_documents):
+def test_documents_of_a_billed_day_again_write_no_final_twice_and_rewriting_gives_the_same_files(
+    example_a_documents,
+):
     settings = example_a_documents.settings
     page = out_file(example_a_documents, "statements", "2026-11", "c1.html")
     before = page.read_text()
@@ -109,7 +111,11 @@ def test_rewriting_the_documents_of_a_billed_day_gives_the_same_files(example_a_
 
     con = connect(settings.state_db)
     try:
-        written = write_documents(con, settings.out_dir, [date(2026, 11, 30)], tz="Asia/Shanghai")
+        again = write_documents(con, settings.out_dir, [date(2026, 11, 30)], tz="Asia/Shanghai")
+        # the final statement's documents were written by the run: only the day's list now
+        assert (again.finals, again.month_to_date, again.lists) == (0, 0, 1)
+        assert again.paths == [settings.out_dir / "suspensions" / "2026-11-30.csv"]
+        written = write_statements(con, settings.out_dir, [date(2026, 11, 1)], "Asia/Shanghai")
     finally:
         con.close()
     assert page in written and page.read_text() == before
@@ -124,6 +130,7 @@ def test_customer_text_is_escaped_in_the_page_and_made_safe_as_a_file_name():
         "through_day": date(2026, 2, 10),
         "replaces_issued": "2026-03-01",
         "issued": "2026-03-05 01:00",
+        "refreshed": "2026-03-07 02:30",
         "usage": None,
         "pools": [],
         "days": {},
@@ -152,6 +159,8 @@ def test_customer_text_is_escaped_in_the_page_and_made_safe_as_a_file_name():
     html = statement_html(s)
     assert "<b>evil</b>" not in html and "&lt;b&gt;evil&lt;/b&gt;" in html
     assert "February 2026" in html and "through 2026-02-10 (not final)" in html
+    # a month-to-date page says when its figures were refreshed, not when first issued
+    assert "Refreshed at 2026-03-07 02:30 (billing time)" in html and "Issued" not in html
     assert "Revision 2 (replaces revision 1 of 2026-03-01)" in html
     assert file_stem("c00012") == "c00012" and file_stem("../x/y").startswith("x_y~")
 
@@ -162,17 +171,28 @@ def files_under(root) -> dict[str, bytes]:
     }
 
 
+def unwritten_copy(inbox: Inbox, tmp_path):
+    """A connection to a copy of the billed working state whose documents count as not
+    written yet (as before the run's documents stage)."""
+    from tasks.db import connect
+
+    copy = tmp_path / "state-copy.duckdb"
+    copy.write_bytes(inbox.settings.state_db.read_bytes())
+    con = connect(copy)
+    con.execute("delete from written_documents")
+    return con
+
+
 def test_statements_written_by_two_threads_are_the_same_bytes_as_by_one(
     example_a_documents, tmp_path, monkeypatch
 ):
-    from tasks.db import connect
-
     monkeypatch.setattr(documents, "PER_WORKER_MIN", 1)  # two statements: one per thread
     days = [date(2026, 11, 30), date(2026, 12, 31)]  # c1's November and December
-    con = connect(example_a_documents.settings.state_db)
+    con = unwritten_copy(example_a_documents, tmp_path)
     try:
-        one = write_documents(con, tmp_path / "one", days, tz="Asia/Shanghai", workers=1)
-        two = write_documents(con, tmp_path / "two", days, tz="Asia/Shanghai", workers=2)
+        one = write_documents(con, tmp_path / "one", days, tz="Asia/Shanghai", workers=1).paths
+        con.execute("delete from written_documents")
+        two = write_documents(con, tmp_path / "two", days, tz="Asia/Shanghai", workers=2).paths
     finally:
         con.close()
     assert [p.relative_to(tmp_path / "one") for p in one] == [
@@ -190,8 +210,6 @@ def test_statements_written_by_two_threads_are_the_same_bytes_as_by_one(
 def test_a_statement_that_cannot_be_shown_fails_the_stage_naming_it_after_the_others_are_written(
     example_a_documents, tmp_path, monkeypatch
 ):
-    from tasks.db import connect
-
     real = documents.statement_data
 
     def december_cannot_render(*args):  # data December's page cannot show
@@ -203,13 +221,15 @@ def test_a_statement_that_cannot_be_shown_fails_the_stage_naming_it_after_the_ot
 
     monkeypatch.setattr(documents, "PER_WORKER_MIN", 1)
     monkeypatch.setattr(documents, "statement_data", december_cannot_render)
-    con = connect(example_a_documents.settings.state_db)
+    con = unwritten_copy(example_a_documents, tmp_path)
     try:
         with pytest.raises(
             DocumentError, match="customer 'c1' for 2026-12 .*\\(ValueError: invalid literal"
         ):
             days = [date(2026, 11, 30), date(2026, 12, 31)]
             write_documents(con, tmp_path / "out", days, tz="Asia/Shanghai", workers=2)
+        # nothing is recorded as written: the next run writes both again
+        assert con.execute("select count(*) from written_documents").fetchall() == [(0,)]
     finally:
         con.close()
     # the other thread wrote its part (November); nothing half-written anywhere
