@@ -80,7 +80,7 @@ def write_documents(
         if months and wanted:
             statements = statement_data(con, months, tz, chosen)
             paths = write_statements(con, out_dir, months, tz, workers, statements=statements)
-            record_written(con, statements, paths)
+            record_written(con, statements, [p.relative_to(out_dir) for p in paths])
             done.paths += paths
             if chosen == "month_to_date":
                 done.month_to_date = len(statements)
@@ -95,10 +95,11 @@ def write_documents(
 
 
 def record_written(con, statements: list[dict], paths: list[Path]) -> None:
-    """written_documents: each statement's customer and month, now showing its revision."""
+    """written_documents: each statement's customer and month, now showing its revision in
+    the files `paths` (the page and CSV of each statement, relative to <data-dir>/out)."""
     if not statements:
         return
-    pages = [str(p) for p in paths if p.suffix == ".html"]
+    pages = [p.as_posix() for p in paths if p.suffix == ".html"]
     rows = pl.DataFrame(
         {
             "customer_key": [s["customer_key"] for s in statements],

@@ -10,7 +10,8 @@ create table if not exists written_documents (
     revision integer,                -- the statement revision the documents show
     status varchar,                  -- month_to_date, final
     fingerprint varchar,             -- statements.fingerprint of that revision
-    path varchar,                    -- the page (.html); the CSV beside it (.csv)
+    path varchar,                    -- the page under <data-dir>/out (statements/YYYY-MM/x.html);
+                                     -- the CSV beside it (.csv)
     written_at timestamptz
 );
 

@@ -1,0 +1,236 @@
+"""Statement documents when final, and on demand (interfaces.md, Data dir; issue 13): a run
+writes the final statements new or revised since their documents were written, month-to-date
+ones only when the setting asks, and `adbill statement` writes one from the published
+warehouse."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from flows.cli import main
+from tasks.settings import SettingError, Settings
+from tests.conftest import Inbox, event, order
+from tests.test_documents import text_of
+
+NOV = "2026-11"
+
+
+def two_customers(inbox: Inbox) -> None:
+    """c1 and c2 buy basic (300 credits) on 11-10 and use some of it on 11-10 and 11-12."""
+    inbox.orders(
+        [
+            order(f"o{i}", c, "basic", 1, "30", "2026-11-10T10:00:00+08:00")
+            for i, c in enumerate(("c1", "c2"))
+        ]
+    )
+    inbox.usage(
+        [
+            event("e1", "c1", "copy_generation", 3, "2026-11-10T11:00:00+08:00"),
+            event("e2", "c2", "image_to_video", 5, "2026-11-10T12:00:00+08:00"),
+            event("e3", "c1", "copy_generation", 4, "2026-11-12T11:00:00+08:00"),
+        ]
+    )
+
+
+def month_files(inbox: Inbox, month: str = NOV) -> dict[str, int]:
+    """The month's statement documents: name -> inode (a rewritten file gets a new one)."""
+    folder = inbox.settings.out_dir / "statements" / month
+    return {p.name: p.stat().st_ino for p in sorted(folder.glob("*"))} if folder.is_dir() else {}
+
+
+def page(inbox: Inbox, name: str, month: str = NOV) -> str:
+    return text_of((inbox.settings.out_dir / "statements" / month / name).read_text())
+
+
+def test_a_mid_month_run_writes_no_month_to_date_documents_only_the_days_lists(tmp_path):
+    inbox = Inbox(tmp_path / "data")
+    two_customers(inbox)
+    report = inbox.bill("2026-11-12")
+    assert month_files(inbox) == {}
+    assert report.documents == {"final": 0, "month_to_date": 0, "lists": 3}
+    lists = sorted(p.name for p in (inbox.settings.out_dir / "suspensions").glob("*.csv"))
+    assert lists == ["2026-11-10.csv", "2026-11-11.csv", "2026-11-12.csv"]
+    # timed apart in the run report
+    assert {"final documents", "month-to-date documents", "suspension lists"} <= set(
+        report.summary()["seconds"]
+    )
+    assert set(report.summary()["document_seconds"]) == {
+        "final documents",
+        "month-to-date documents",
+        "suspension lists",
+    }
+
+
+def test_with_the_setting_every_run_writes_each_month_to_date_document_showing_its_refresh(
+    tmp_path,
+):
+    inbox = Inbox(tmp_path / "data", settings_overrides={"write_month_to_date_documents": True})
+    two_customers(inbox)
+    report = inbox.bill("2026-11-12")
+    assert report.documents == {"final": 0, "month_to_date": 2, "lists": 3}
+    first = month_files(inbox)
+    assert set(first) == {"c1.html", "c1.csv", "c2.html", "c2.csv"}
+    text = page(inbox, "c1.html")
+    assert "Month to date, through 2026-11-12 (not final)" in text
+    assert "Refreshed at 2026-1" in text and "Issued" not in text
+    report = inbox.bill("2026-11-13")  # every run, again
+    assert report.documents["month_to_date"] == 2
+    assert all(month_files(inbox)[name] != ino for name, ino in first.items())
+
+
+def test_the_setting_is_read_from_its_environment_variable(monkeypatch):
+    monkeypatch.setenv("ADBILL_MONTH_TO_DATE_DOCUMENTS", "1")
+    assert Settings().write_month_to_date_documents is True
+    monkeypatch.setenv("ADBILL_MONTH_TO_DATE_DOCUMENTS", "0")
+    assert Settings().write_month_to_date_documents is False
+    monkeypatch.setenv("ADBILL_MONTH_TO_DATE_DOCUMENTS", "sometimes")
+    with pytest.raises(SettingError, match="ADBILL_MONTH_TO_DATE_DOCUMENTS='sometimes'"):
+        Settings()
+
+
+@pytest.fixture(scope="module")
+def closed_november(tmp_path_factory) -> Inbox:
+    """Billed through 11-20, then a run through 11-30 (the month's last day), then one
+    through 12-02; the reports of the last two runs in `reports`."""
+    inbox = Inbox(tmp_path_factory.mktemp("closed") / "data")
+    two_customers(inbox)
+    inbox.bill("2026-11-20")
+    inbox.reports = [inbox.bill("2026-11-30")]
+    inbox.files_at_close = month_files(inbox)
+    inbox.reports.append(inbox.bill("2026-12-02"))
+    return inbox
+
+
+def test_the_run_that_bills_the_months_last_day_writes_its_final_documents_and_only_those(
+    closed_november,
+):
+    at_close, after = closed_november.reports
+    assert at_close.documents == {"final": 2, "month_to_date": 0, "lists": 10}
+    assert set(closed_november.files_at_close) == {"c1.html", "c1.csv", "c2.html", "c2.csv"}
+    text = page(closed_november, "c1.html")
+    assert "Final" in text and "Revision 1" in text and "Issued 2026-" in text
+    assert "Refreshed" not in text
+    # the next run (December's first days) writes no final again, and no December document
+    assert after.documents == {"final": 0, "month_to_date": 0, "lists": 2}
+    assert month_files(closed_november) == closed_november.files_at_close
+    assert month_files(closed_november, "2026-12") == {}
+
+
+def test_a_revision_after_late_data_rewrites_that_customers_documents_only(
+    closed_november, tmp_path
+):
+    inbox = closed_november.copy_to(tmp_path / "data")
+    before = month_files(inbox)
+    inbox.usage([event("late-1", "c1", "copy_generation", 6, "2026-11-25T11:00:00+08:00")])
+    report = inbox.bill("2026-12-03")
+    assert report.documents["final"] == 1 and report.documents["month_to_date"] == 0
+    after = month_files(inbox)
+    assert after["c2.html"] == before["c2.html"] and after["c2.csv"] == before["c2.csv"]
+    assert after["c1.html"] != before["c1.html"] and after["c1.csv"] != before["c1.csv"]
+    text = page(inbox, "c1.html")
+    assert "Revision 2 (replaces revision 1 of 2026-" in text and "− Used by events 13" in text
+    con = inbox.warehouse()
+    try:
+        rows = con.execute(
+            "select customer_id, revision, status, path from written_documents "
+            "where month = '2026-11-01' order by customer_id"
+        ).fetchall()
+    finally:
+        con.close()
+    assert rows == [  # the pages, under <data-dir>/out
+        ("c1", 2, "final", "statements/2026-11/c1.html"),
+        ("c2", 1, "final", "statements/2026-11/c2.html"),
+    ]
+
+
+# ---------------------------------------------------------------- adbill statement
+
+
+@pytest.fixture(scope="module")
+def mid_november(tmp_path_factory) -> Inbox:
+    inbox = Inbox(tmp_path_factory.mktemp("mid") / "data")
+    two_customers(inbox)
+    inbox.bill("2026-11-12")
+    return inbox
+
+
+def statement(inbox: Inbox, *args: str) -> list[str]:
+    return ["statement", *args, "--data-dir", str(inbox.root)]
+
+
+def test_adbill_statement_writes_a_month_to_date_document_from_the_warehouse_and_prints_it(
+    mid_november, monkeypatch, capsys
+):
+    monkeypatch.setenv("ADBILL_TODAY", "2026-11-13")  # the current month: November
+    assert main(statement(mid_november, "c1")) == 0
+    out, err = capsys.readouterr()
+    path = mid_november.settings.out_dir / "statements" / NOV / "c1.html"
+    assert out == f"{path}\n" and err == ""
+    text = text_of(path.read_text())
+    assert "Customer c1" in text and "Month to date, through 2026-11-12 (not final)" in text
+    assert "Refreshed at 2026-1" in text and "− Used by events 7" in text
+    assert path.with_suffix(".csv").is_file()
+    # the working state's record of documents is untouched: written on demand, not by a run
+    con = mid_november.warehouse()
+    try:
+        assert con.execute("select count(*) from written_documents").fetchall() == [(0,)]
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("nobody",), "no customer 'nobody' in "),
+        (("c1", "--month", "2026-10"), "customer 'c1' has no statement for 2026-10"),
+        (("c1", "--month", "2026-13"), "'2026-13' is not a month (YYYY-MM)"),
+    ],
+)
+def test_adbill_statement_refuses_in_one_line(mid_november, capsys, args, says):
+    assert main(statement(mid_november, *args)) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and says in err
+
+
+def test_adbill_statement_without_a_warehouse_refuses_in_one_line(tmp_path, capsys):
+    assert main(["statement", "c1", "--data-dir", str(tmp_path), "--month", NOV]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"no warehouse at {tmp_path / 'warehouse.duckdb'}" in err
+
+
+HOLD = """
+import sys, time
+import duckdb
+from tasks.run_lock import run_lock
+from pathlib import Path
+state = Path(sys.argv[1])
+with run_lock(state, wait=0):
+    con = duckdb.connect(str(state / "adbill.duckdb"))  # the working state, read-write
+    print("holding", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_adbill_statement_works_while_a_run_holds_the_working_state(mid_november, tmp_path, capsys):
+    inbox = mid_november.copy_to(tmp_path / "data")
+    root = Path(__file__).resolve().parent.parent
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(HOLD), str(inbox.settings.state_dir)],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "holding\n"
+        assert main(statement(inbox, "c2", "--month", NOV)) == 0
+        path = inbox.settings.out_dir / "statements" / NOV / "c2.html"
+        assert capsys.readouterr().out == f"{path}\n"
+        assert "Customer c2" in text_of(path.read_text())
+    finally:
+        holder.kill()
+        holder.wait()
