@@ -119,6 +119,13 @@ def open_regular(path: Path):
     return os.fdopen(fd, "rb")
 
 
+def _native(f):
+    """The opened file for pyarrow to read natively (through /proc/self/fd: the same open
+    file, checked as regular, not the path again); the Python file where there is no /proc."""
+    fd_path = f"/proc/self/fd/{f.fileno()}"
+    return fd_path if os.path.exists(fd_path) else f
+
+
 def _open_for_lines(path: Path):
     """open_regular() for the line readers: a file gone or unreadable since it was listed is
     an UnreadableFile (turned away whole, the rest of the inbox billed)."""
@@ -168,7 +175,7 @@ def _arrow_line_chunks(path: Path, chunk_bytes: int) -> Iterator[pa.Table]:
     next_line = 1
     with (
         _open_for_lines(path) as raw_file,
-        pa.input_stream(raw_file, compression=compression) as source,
+        pa.input_stream(_native(raw_file), compression=compression) as source,
     ):
         try:
             reader = pcsv.open_csv(
