@@ -314,12 +314,18 @@ def _is_terminal(handler: logging.Handler) -> bool:
 LOGS = _Logs()
 
 
-def _error_line(command: str, exc: BaseException) -> str:
-    """One line, at most MAX_LINE characters: what failed, where, and where the details are."""
-    from tasks.pipeline import RunRefused
+def _refusals() -> tuple[type[Exception], ...]:
+    """The refusals of a guard (exit 2): tasks.pipeline's RunRefused only once a command has
+    imported the pipeline (`adbill statement` never does, to start in well under a second)."""
     from tasks.settings import SettingError
 
-    refused = isinstance(exc, (Refused, RunRefused, SettingError))
+    pipeline = sys.modules.get("tasks.pipeline")
+    return (Refused, SettingError) + ((pipeline.RunRefused,) if pipeline else ())
+
+
+def _error_line(command: str, exc: BaseException) -> str:
+    """One line, at most MAX_LINE characters: what failed, where, and where the details are."""
+    refused = isinstance(exc, _refusals())
     text = str(exc) if refused else f"{type(exc).__name__}: {exc}"
     text = " ".join(text.split()) or type(exc).__name__
     notes = [n for n in getattr(exc, "__notes__", ()) if n.startswith("while ")]
@@ -609,15 +615,12 @@ def main(argv: list[str] | None = None) -> int:
         args = parser().parse_args(argv)
     except SystemExit as exc:  # argparse: -h, or one line about the mistake
         return exc.code if isinstance(exc.code, int) else 2
-    from tasks.pipeline import RunRefused
-    from tasks.settings import SettingError
-
     try:
         code = COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("adbill: interrupted; the published warehouse is unchanged", file=sys.stderr)
         return 130
-    except (Refused, RunRefused, SettingError) as exc:
+    except _refusals() as exc:
         print(_error_line(args.command, exc), file=sys.stderr)
         return 2
     except Exception as exc:  # one clear line for the user; the traceback is in the log
