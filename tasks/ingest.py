@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
-import polars as pl
 import pyarrow as pa
 
 from tasks.catalog import Catalog
 from tasks.db import run_sql, scalar
 from tasks.inbox_files import NotARegularFile, UnreadableFile, file_digest, list_inbox, path_text
 from tasks.ingest_orders import ingest_orders_file
+from tasks.ingest_report import IngestReport
 from tasks.ingest_usage import LargerThanItLooked, UsageFile, UsageIngest, read_lines
 from tasks.pools import rebuild_pools
 from tasks.validate import (
@@ -28,40 +26,6 @@ CHUNK_BYTES = 64 << 20  # a usage batch: about this many bytes of lines, one tra
 SMALL_FILE_BYTES = 4 << 20
 GROUP_BYTES = 16 << 20
 GROUP_FILES = 1000
-
-
-@dataclass
-class IngestReport:
-    """What one ingest pass read, accepted and rejected."""
-
-    files: list[str] = field(default_factory=list)
-    skipped_files: list[str] = field(default_factory=list)
-    rejected_files: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
-    ignored_files: list[str] = field(default_factory=list)  # neither orders nor usage
-    orders_accepted: int = 0
-    orders_rejected: int = 0
-    events_accepted: int = 0
-    events_rejected: int = 0
-    duplicates: int = 0
-    rejected_by_reason: dict[str, int] = field(default_factory=dict)
-    earliest_day: date | None = None  # the earliest billing day new accepted rows touch
-    seconds: dict[str, float] = field(default_factory=dict)  # read, validate, rate, store
-
-    @contextmanager
-    def timed(self, step: str):
-        t = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[step] = self.seconds.get(step, 0.0) + time.perf_counter() - t
-
-    def touch(self, day: date | None) -> None:
-        if day is not None and (self.earliest_day is None or day < self.earliest_day):
-            self.earliest_day = day
-
-    def count_rejects(self, reasons: pl.Series) -> None:
-        for reason, n in reasons.value_counts().iter_rows():
-            self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + n
 
 
 def _register_file(con, path: Path, kind: str, sha: str, run_id: str) -> int:

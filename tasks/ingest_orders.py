@@ -17,7 +17,7 @@ from tasks.inbox_files import UnreadableFile, open_regular
 from tasks.validate import TIMESTAMP_WITH_OFFSET, reject_reasons
 
 if TYPE_CHECKING:
-    from tasks.ingest import IngestReport
+    from tasks.ingest_report import IngestReport
 
 ORDER_FIELDS = ["order_id", "customer_id", "product", "term_months", "amount_cny", "purchased_at"]
 

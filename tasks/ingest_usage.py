@@ -31,7 +31,7 @@ from tasks.inbox_files import FastReadFailed, iter_line_chunks
 from tasks.validate import CONTROL_CHARACTER, EVENT_COLUMNS, TIMESTAMP_WITH_OFFSET, failing_rows
 
 if TYPE_CHECKING:
-    from tasks.ingest import IngestReport
+    from tasks.ingest_report import IngestReport
 
 # the columns the row schema checks (tasks/validate.py); the text values stay in DuckDB
 EVENT_CHECKS = ", ".join(EVENT_COLUMNS)
