@@ -109,11 +109,17 @@ parts as (
     select
         *,
         try_cast(q as double) as q_double,
-        -- an integer (most quantities) has no decimal places to count
-        case when regexp_matches(q, '[.eE]') then
-            regexp_extract(q, '^-?0*(\d*?)(0*)(?:\.(\d*?)0*)?(?:[eE]([+-]?\d+))?$',
-                ['int_sig', 'int_zeros', 'frac_sig', 'exp'])
-        end as m
+        -- an integer (most quantities) has no decimal places to count, a plain decimal
+        -- (12.5) those of its fraction; only a number with an exponent is taken apart
+        case
+            when contains(q, 'e') or contains(q, 'E') then
+                regexp_extract(q, '^-?0*(\d*?)(0*)(?:\.(\d*?)0*)?(?:[eE]([+-]?\d+))?$',
+                    ['int_sig', 'int_zeros', 'frac_sig', 'exp'])
+        end as m,
+        case
+            when contains(q, '.') then length(rtrim(split_part(q, '.', 2), '0'))
+            else 0
+        end as plain_decimals
     from written
 ),
 
@@ -128,6 +134,7 @@ typed as (
         -- the exponent; an integer mantissa's trailing zeros count against a negative one
         greatest(
             case
+                when m is null then plain_decimals
                 when length(m.frac_sig) > 0
                     then length(m.frac_sig) - coalesce(try_cast(nullif(m.exp, '') as bigint), 0)
                 else -coalesce(try_cast(nullif(m.exp, '') as bigint), 0)

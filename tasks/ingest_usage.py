@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -68,13 +69,18 @@ def read_lines(path: Path, chunk_bytes: int, limit: int) -> pa.Table:
     return pa.concat_tables(tables)
 
 
-def keyed(lines: pa.Table, file_id: int, first_row: int) -> pa.Table:
-    """A file's lines as batch rows: `line_no` numbers the batch's rows (first_row on), and
-    `file_id`, `file_line` say where each came from."""
+def keyed(lines: pa.Table, file_id: int, first_row: int | None) -> pa.Table:
+    """A file's lines as batch rows: `line_no` numbers the batch's rows (first_row on; None:
+    a large file's batch, whose rows are numbered by their line), and `file_id`, `file_line`
+    say where each came from."""
     n = lines.num_rows
+    if first_row is None:
+        row_no = lines["line_no"]
+    else:
+        row_no = pc.add(pa.array(np.arange(n, dtype=np.int64)), first_row)
     return pa.table(
         {
-            "line_no": pa.array(range(first_row, first_row + n), pa.int64()),
+            "line_no": row_no,
             "file_id": pa.repeat(file_id, n).cast(pa.int32()),
             "file_line": lines["line_no"],
             "raw": lines["raw"],
@@ -128,7 +134,7 @@ class UsageIngest:
                 if chunk.num_rows == 0:
                     continue
             # a large file's batch rows are numbered by their line: event_key = base + line
-            rows = keyed(chunk, f.file_id, 0).set_column(0, "line_no", chunk["line_no"])
+            rows = keyed(chunk, f.file_id, None)
             self._in_transaction(lambda rows=rows, n=lines: self._file_batch(f, rows, base, n))
             self.done[f.file_id] = lines
             self.progress(f"{f.path.name}: {lines:,} lines read")
