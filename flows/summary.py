@@ -34,6 +34,8 @@ def print_demo_summary(args, result: dict) -> None:
         '    "select function, count(*) events, sum(credits) credits from rated_events '
         'group by all order by credits desc"'
     )
+    print("or, with only this project, a read-only SQL prompt (.tables lists the tables):")
+    print(f"  uv run python -m tasks.sql_prompt {db}")
     print("or in Python:")
     print(
         f"  uv run python -c \"import duckdb; print(duckdb.connect('{db}', read_only=True)"
