@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,35 +16,23 @@ from hypothesis import strategies as st
 
 from tasks.settings import DEFAULT_CATALOG
 from tests.conftest import Inbox
+from tests.property_scenarios import (
+    CUSTOMER_DAY_FIELDS,
+    PERIOD_DAYS,
+    START,
+    instant,
+    instants,
+)
 from tests.reference import DEFAULT_CATALOG as REF_CATALOG
 from tests.reference import Event, Order, invariant_violations, reference_bill
 
-SH = ZoneInfo("Asia/Shanghai")
-START = date(2026, 3, 1)
-PERIOD_DAYS = 3  # short subscription periods so that a few days see grants and expiries
 PRICES = {
     "basic": (Decimal("30"), 300),
     "professional": (Decimal("118"), 1250),
     "enterprise": (Decimal("10000"), 110000),
     "package_100": (Decimal("100"), 1050),
 }
-CUSTOMER_DAY_FIELDS = [
-    "granted",
-    "used",
-    "settled",
-    "expired",
-    "arrears_opened",
-    "arrears_outstanding",
-    "balance",
-    "rated",
-    "revenue_cny",
-    "breakage_cny",
-]
 
-instants = st.tuples(
-    st.integers(0, 5),  # day offset
-    st.sampled_from([0, 1, 7 * 60, 9 * 60 + 30, 12 * 60, 23 * 60 + 59]),  # minute of day
-)
 orders_st = st.lists(
     st.tuples(st.sampled_from(list(PRICES)), st.sampled_from([1, 6]), instants),
     min_size=1,
@@ -55,11 +43,6 @@ events_st = st.lists(
     max_size=12,
 )
 scenario = st.lists(st.tuples(orders_st, events_st), min_size=1, max_size=3)
-
-
-def _instant(day_offset: int, minute: int, second: int = 0) -> datetime:
-    base = datetime.combine(START + timedelta(days=day_offset), datetime.min.time(), SH)
-    return base + timedelta(minutes=minute, seconds=second)
 
 
 def _catalog_file(root: Path) -> Path:
@@ -79,10 +62,10 @@ def _build(spec):
             price, _ = PRICES[product]
             months = None if product.startswith("package") else term
             orders.append(
-                Order(f"o{c}{i}", cid, product, months, price * (months or 1), _instant(d, m))
+                Order(f"o{c}{i}", cid, product, months, price * (months or 1), instant(d, m))
             )
         for j, (credits, (d, m), s) in enumerate(event_specs):
-            events.append(Event(f"e{c}-{j:02d}", cid, credits, _instant(d, m, s)))
+            events.append(Event(f"e{c}-{j:02d}", cid, credits, instant(d, m, s)))
     return orders, events
 
 
@@ -125,12 +108,12 @@ def test_engine_matches_the_per_event_reference_model(spec, n_days):
         pools = dict(
             con.execute(
                 "select pool_id, remaining from pools where available_from < ?",
-                [_instant(n_days, 0)],
+                [instant(n_days, 0)],
             ).fetchall()
         )
         assert pools == {
             k: p["remaining"]
             for k, p in ref.pools.items()
-            if p["available_from"] < _instant(n_days, 0)
+            if p["available_from"] < instant(n_days, 0)
         }
         con.close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from unittest import mock
@@ -21,13 +21,20 @@ from hypothesis import strategies as st
 import tests.reference as reference
 from tasks.settings import DEFAULT_CATALOG
 from tests.conftest import Inbox, event, order
+from tests.property_scenarios import (
+    CUSTOMER_DAY_FIELDS as FIELDS,
+)
+from tests.property_scenarios import (
+    PERIOD_DAYS,
+    SH,
+    START,
+    instant,
+    instants,
+)
 from tests.reference import DEFAULT_CATALOG as REF_CATALOG
 from tests.reference import Event, Order, invariant_violations, reference_bill
 
-SH = ZoneInfo("Asia/Shanghai")
 UTC = ZoneInfo("UTC")
-START = date(2026, 3, 1)
-PERIOD_DAYS = 3  # short subscription periods so that a few days see grants and expiries
 FUNCTION = "digital_human_spokesperson"  # 1 credit a second, then `SECOND_PRICE`
 SECOND_PRICE = 2
 PACKAGE_V2 = (Decimal("120"), 1200)  # package_100 from the change on
@@ -36,23 +43,7 @@ FIRST = {
     "professional": (Decimal("118"), 1250),
     "package_100": (Decimal("100"), 1050),
 }
-FIELDS = [
-    "granted",
-    "used",
-    "settled",
-    "expired",
-    "arrears_opened",
-    "arrears_outstanding",
-    "balance",
-    "rated",
-    "revenue_cny",
-    "breakage_cny",
-]
 
-instants = st.tuples(
-    st.integers(0, 5),  # day offset
-    st.sampled_from([0, 1, 7 * 60, 9 * 60 + 30, 12 * 60, 23 * 60 + 59]),  # minute of day
-)
 orders_st = st.lists(
     st.tuples(st.sampled_from(list(FIRST)), st.sampled_from([1, 6]), instants),
     min_size=1,
@@ -61,11 +52,6 @@ orders_st = st.lists(
 events_st = st.lists(st.tuples(st.integers(1, 350), instants, st.integers(0, 59)), max_size=10)
 scenario = st.lists(st.tuples(orders_st, events_st), min_size=1, max_size=3)
 change_st = st.tuples(st.integers(1, 5), st.sampled_from([0, 9 * 60 + 30, 12 * 60]))
-
-
-def _instant(day_offset: int, minute: int, second: int = 0) -> datetime:
-    base = datetime.combine(START + timedelta(days=day_offset), datetime.min.time(), SH)
-    return base + timedelta(minutes=minute, seconds=second)
 
 
 def _catalogs(root: Path, change: datetime) -> tuple[Path, Path]:
@@ -98,12 +84,12 @@ def _build(spec, change: datetime):
         for i, (product, term, (d, m)) in enumerate(order_specs):
             if c == 0 and i == 0:
                 d = 0  # the first billing day is START
-            at = _instant(d, m)
+            at = instant(d, m)
             months = None if product.startswith("package") else term
             price = _price(product, at, change)[0] * (months or 1)
             orders.append(Order(f"o{c}{i}", cid, product, months, price, at))
         for j, (quantity, (d, m), s) in enumerate(event_specs):
-            at = _instant(d, m, s)
+            at = instant(d, m, s)
             credits = quantity * (SECOND_PRICE if at >= change else 1)
             events.append((quantity, Event(f"e{c}-{j:02d}", cid, credits, at)))
     return orders, events
@@ -148,7 +134,7 @@ def _deliver(inbox: Inbox, orders, events) -> None:
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario, st.integers(2, 7), change_st, st.booleans())
 def test_engine_matches_the_reference_with_two_catalog_versions(spec, n_days, change_at, late):
-    change = _instant(*change_at)
+    change = instant(*change_at)
     orders, rated = _build(spec, change)
     events = [e for _, e in rated]
     last = START + timedelta(days=n_days - 1)
@@ -196,7 +182,7 @@ def test_engine_matches_the_reference_with_two_catalog_versions(spec, n_days, ch
         assert ledger == Counter(
             (k, c, p, e, t.astimezone(UTC), n) for k, c, p, e, t, n in ref.draws
         )
-        end = _instant(n_days, 0)
+        end = instant(n_days, 0)
         pools = dict(
             con.execute(
                 "select pool_id, credits from pools where available_from < ?", [end]
