@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -174,6 +175,18 @@ def _params(statement: duckdb.Statement, params: dict | None) -> dict | None:
     if not names or not params:
         return None
     return {k: v for k, v in params.items() if k in names}
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection):
+    """One transaction around the block: committed when it ends, rolled back when it raises."""
+    con.execute("begin transaction")
+    try:
+        yield
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
 
 
 @cache

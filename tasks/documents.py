@@ -16,6 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
+from tasks.db import transaction
 from tasks.documents_data import SUSPENSION_COLUMNS, statement_data, suspension_list_rows
 from tasks.documents_files import csv_text, safe_file_stem, safe_file_stems, write_atomic
 from tasks.documents_page import statement_csv, statement_html, write_pages
@@ -122,16 +123,12 @@ def record_written(con, statements: list[dict], paths: list[Path]) -> None:
     )
     con.register("documents_now", rows)
     try:
-        con.execute("begin transaction")
-        con.execute(
-            "delete from written_documents as w using documents_now as n "
-            "where w.customer_key = n.customer_key and w.month = n.month"
-        )
-        con.execute("insert into written_documents select *, now() from documents_now")
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
+        with transaction(con):
+            con.execute(
+                "delete from written_documents as w using documents_now as n "
+                "where w.customer_key = n.customer_key and w.month = n.month"
+            )
+            con.execute("insert into written_documents select *, now() from documents_now")
     finally:
         con.unregister("documents_now")
 

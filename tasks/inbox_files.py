@@ -88,12 +88,6 @@ def list_inbox(inbox: Path) -> InboxListing:
     return found
 
 
-def inbox_files(inbox: Path) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
-    """Order files, usage files and the entries turned away (path, detail): list_inbox()."""
-    found = list_inbox(inbox)
-    return found.orders, found.usage, [(p, detail) for p, _, detail in found.refused]
-
-
 class NotARegularFile(Exception):
     """The path is a link or a special file: never read (§3 "Files")."""
 

@@ -11,7 +11,7 @@ import duckdb
 import pyarrow as pa
 
 from tasks.catalog import Catalog
-from tasks.db import run_sql, scalar
+from tasks.db import run_sql, scalar, transaction
 from tasks.inbox_files import NotARegularFile, UnreadableFile, file_digest, list_inbox, path_text
 from tasks.ingest_orders import ingest_orders_file
 from tasks.ingest_report import IngestReport
@@ -118,28 +118,13 @@ def _purge_partial_files(con, keep: set[str]) -> None:
 
 def _forget_file(con, file_id: int, path: str, ingested_at) -> None:
     """Delete a file's accepted events, rejected lines and registration (one transaction)."""
-    con.execute("begin transaction")
-    try:
+    with transaction(con):
         con.execute("delete from events where file_id = ?", [file_id])
         con.execute(
             "delete from rejected_events where source_file = ? and ingested_at >= ?",
             [path, ingested_at],
         )
         con.execute("delete from ingested_files where file_id = ?", [file_id])
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
-
-
-def _in_transaction(con, fn: Callable[[], None]) -> None:
-    con.execute("begin transaction")
-    try:
-        fn()
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
 
 
 def ingest_inbox(
@@ -197,7 +182,8 @@ def ingest_inbox(
             con.execute("update ingested_files set complete = true where file_id = ?", [file_id])
 
         try:
-            _in_transaction(con, ingest_orders)
+            with transaction(con):
+                ingest_orders()
         except UnreadableFile as exc:
             turn_away(f.path, "unreadable_file", str(exc), f.sha)
             continue
@@ -281,7 +267,8 @@ def _ingest_group(con, usage: UsageIngest, read: list[tuple[InboxFile, pa.Table]
         usage.small_files(registered, [t for _, t in read])
 
     try:
-        _in_transaction(con, ingest)
+        with transaction(con):
+            ingest()
     except Exception as exc:
         more = f" and {len(read) - 1} more file(s)" if len(read) > 1 else ""
         exc.add_note(f"while ingesting {read[0][0].path}{more}")

@@ -27,7 +27,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.db import run_sql, scalar, sql
+from tasks.db import run_sql, scalar, sql, transaction
 from tasks.inbox_files import FastReadFailed, iter_line_chunks
 from tasks.validate import CONTROL_CHARACTER, EVENT_COLUMNS, TIMESTAMP_WITH_OFFSET, failing_rows
 
@@ -118,7 +118,8 @@ class UsageIngest:
             f = UsageFile(f.file_id, f.path, fast=False)
             chunks = iter_line_chunks(f.path, chunk_bytes, fast=False)
             lines = self._batches(f, chunks, base, self.done.get(f.file_id) or skip_lines)
-        self._in_transaction(lambda: self.decide([f], {f.file_id: lines}))
+        with transaction(self.con):
+            self.decide([f], {f.file_id: lines})
         self.progress(f"{f.path.name}: {lines:,} lines ingested")
 
     def _batches(self, f: UsageFile, chunks: Iterator[pa.Table], base: int, skip: int) -> int:
@@ -135,7 +136,8 @@ class UsageIngest:
                     continue
             # a large file's batch rows are numbered by their line: event_key = base + line
             rows = keyed(chunk, f.file_id, None)
-            self._in_transaction(lambda rows=rows, n=lines: self._file_batch(f, rows, base, n))
+            with transaction(self.con):
+                self._file_batch(f, rows, base, lines)
             self.done[f.file_id] = lines
             self.progress(f"{f.path.name}: {lines:,} lines read")
 
@@ -270,15 +272,6 @@ class UsageIngest:
             report.rejected_by_reason[reason] = report.rejected_by_reason.get(reason, 0) + n
         report.touch(first_day)
         report.files.extend(str(f.path) for f in files)
-
-    def _in_transaction(self, fn: Callable[[], None]) -> None:
-        self.con.execute("begin transaction")
-        try:
-            fn()
-            self.con.execute("commit")
-        except BaseException:
-            self.con.execute("rollback")
-            raise
 
 
 def _unregister(con, *names: str) -> None:

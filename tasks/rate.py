@@ -10,7 +10,7 @@ import duckdb
 import polars as pl
 
 from tasks.catalog import Catalog
-from tasks.db import frame, run_sql, scalar
+from tasks.db import frame, run_sql, scalar, transaction
 
 NOTHING_BEFORE = date(1, 1, 1)  # a version in force from the beginning touches every day
 NOTHING_AFTER = date(9999, 12, 31)
@@ -60,8 +60,7 @@ def rate_events(
     retired = stored.filter(~pl.col("version_id").is_in(versions["version_id"].implode()))
     changed = price_change_day(added, retired, tz) if known else None
     rerate_from = min((d for d in (changed, rebill_from) if d is not None), default=NOTHING_AFTER)
-    con.execute("begin transaction")
-    try:
+    with transaction(con):
         con.register("catalog_functions", catalog.functions.to_arrow())
         run_sql(con, "rate_events", {"from": rerate_from})
         last = scalar(con, "select max(day) from billed_days")
@@ -69,10 +68,6 @@ def rate_events(
         if stale is not None:
             con.execute("delete from billed_days where day >= ?", [stale])
         _record_versions(con, versions, added, retired, run_id)
-        con.execute("commit")
-    except BaseException:
-        con.execute("rollback")
-        raise
     return stale
 
 

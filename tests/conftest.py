@@ -96,9 +96,10 @@ class Inbox:
             path.write_text(text, encoding="utf-8")
         return path
 
-    def deliver_reference(self, orders, events) -> None:
+    def deliver_reference(self, orders, events, quantities=None) -> None:
         """Write reference-model orders and rated events (tests/reference.py) as inbox files;
-        each event is spokesperson video, 1 credit a second, so quantity = its credits."""
+        each event is spokesperson video, 1 credit a second, so quantity = its credits unless
+        `quantities` (one per event) says otherwise (a price that changed)."""
         self.orders(
             [
                 order(
@@ -118,10 +119,10 @@ class Inbox:
                     e.event_id,
                     e.customer_id,
                     "digital_human_spokesperson",
-                    e.credits,
+                    e.credits if q is None else q,
                     e.occurred_at.isoformat(),
                 )
-                for e in events
+                for e, q in zip(events, quantities or [None] * len(events), strict=True)
             ]
         )
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import tests.reference as reference
 from tasks.settings import DEFAULT_CATALOG
-from tests.conftest import Inbox, event, order
+from tests.conftest import Inbox
 from tests.property_scenarios import (
     CUSTOMER_DAY_FIELDS as FIELDS,
 )
@@ -109,28 +109,6 @@ def _versioned_pools(change: datetime):
     return make
 
 
-def _deliver(inbox: Inbox, orders, events) -> None:
-    inbox.orders(
-        [
-            order(
-                o.order_id,
-                o.customer_id,
-                o.product,
-                o.term_months,
-                str(o.amount_cny),
-                o.purchased_at.isoformat(),
-            )
-            for o in orders
-        ]
-    )
-    inbox.usage(
-        [
-            event(e.event_id, e.customer_id, FUNCTION, q, e.occurred_at.isoformat())
-            for q, e in events
-        ]
-    )
-
-
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario, st.integers(2, 7), change_st, st.booleans())
 def test_engine_matches_the_reference_with_two_catalog_versions(spec, n_days, change_at, late):
@@ -147,7 +125,7 @@ def test_engine_matches_the_reference_with_two_catalog_versions(spec, n_days, ch
     with tempfile.TemporaryDirectory() as tmp:
         one, both = _catalogs(Path(tmp), change)
         inbox = Inbox(Path(tmp) / "data")
-        _deliver(inbox, orders, rated)
+        inbox.deliver_reference(orders, [e for _, e in rated], [q for q, _ in rated])
         if late:  # billed at the first price, then the second published with a past instant
             inbox.settings_overrides = {"catalog_path": one}
             inbox.bill(last)
