@@ -1,0 +1,135 @@
+"""`adbill demo` and `adbill generate`: synthetic orders and usage written into a fresh data
+dir's inbox (tasks.generate); the demo then bills them end to end."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+from flows.cli_common import Refused, common_options, settings_of, synthetic_options
+
+# the file in a data dir that says `adbill demo` made it (and may delete it again)
+DEMO_MARKER = ".adbill-demo"
+# the demo's orders go back up to 40 days before its first day of usage (tasks.generate)
+DEMO_ORDERS_BEFORE = 40
+
+
+def add_demo(sub: argparse._SubParsersAction) -> None:
+    demo = sub.add_parser(
+        "demo",
+        parents=[common_options(), synthetic_options()],
+        help="make a sample inbox in a fresh data dir and bill it",
+        description="Make a sample inbox in a fresh data dir and bill it. The demo deletes "
+        f"only a data dir that it made itself (a {DEMO_MARKER} file in it says so).",
+    )
+    demo.set_defaults(data_dir=os.environ.get("ADBILL_DATA_DIR", "demo-data"), func=cmd_demo)
+
+
+def add_generate(sub: argparse._SubParsersAction) -> None:
+    gen = sub.add_parser(
+        "generate",
+        parents=[common_options(), synthetic_options()],
+        help="write synthetic orders and usage into the inbox",
+    )
+    gen.add_argument(
+        "--no-bad-lines", action="store_true", help="write no bad lines or orders on purpose"
+    )
+    gen.add_argument("--plain", action="store_true", help="write .jsonl instead of .jsonl.gz")
+    gen.set_defaults(func=cmd_generate)
+
+
+def _window(args, settings) -> tuple[date, date]:
+    """The generated days: from --start (default: the --days days that end yesterday)."""
+    latest = settings.yesterday()
+    start = args.start or latest - timedelta(days=args.days - 1)
+    return start, start + timedelta(days=args.days - 1)
+
+
+def _generate(args, start: date, bad_lines: bool = True, gzip_usage: bool = True):
+    from tasks.generate import generate
+
+    summary = generate(
+        Path(args.data_dir),
+        customers=args.customers,
+        days=args.days,
+        events_per_day=args.events_per_day,
+        seed=args.seed,
+        start=start,
+        bad_lines=bad_lines,
+        gzip_usage=gzip_usage,
+        progress=lambda m: print(m, file=sys.stderr),
+    )
+    print(
+        f"wrote {summary.orders:,} orders and {summary.events:,} usage lines "
+        f"({summary.bad_order_rows} bad order rows, {summary.bad_event_lines} bad usage lines) "
+        f"for {summary.first_day} .. {summary.last_day} into {Path(args.data_dir) / 'inbox'}"
+    )
+    return summary
+
+
+def fresh_demo_dir(data: Path, db: Path) -> None:
+    """Make `data` an empty demo dir; delete only what an earlier demo made (its marker)."""
+    data = data.absolute()
+    if data.is_symlink() or (data.exists() and not data.is_dir()):
+        raise Refused(f"{data} is not a directory; nothing deleted")
+    made_by_demo = (data / DEMO_MARKER).is_file()
+    if data.exists() and any(data.iterdir()) and not made_by_demo:
+        raise Refused(
+            f"{data} is not empty and adbill demo did not make it (no {DEMO_MARKER} in it); "
+            "give another --data-dir; nothing deleted"
+        )
+    inside = db.absolute().is_relative_to(data)
+    if not inside and (db.exists() or db.is_symlink()):
+        raise Refused(
+            f"the demo would overwrite {db}, outside its data dir {data}; "
+            "give --db inside it or unset ADBILL_DB; nothing deleted"
+        )
+    if made_by_demo:
+        shutil.rmtree(data)
+    data.mkdir(parents=True, exist_ok=True)
+    (data / DEMO_MARKER).write_text(
+        "made by `adbill demo`, which deletes this directory when it runs again\n",
+        encoding="utf-8",
+    )
+
+
+def cmd_demo(args) -> None:
+    from flows import cli  # where the command meets Prefect (tests replace its flow)
+
+    settings = settings_of(args)
+    start, last = _window(args, settings)
+    latest = settings.yesterday()
+    if last > latest:
+        raise Refused(
+            f"--start {start} with --days {args.days} ends on {last}, after yesterday "
+            f"({latest} in {settings.billing_tz}); nothing billed"
+        )
+    longest = settings.max_history_days - DEMO_ORDERS_BEFORE
+    if args.days > longest:
+        raise Refused(
+            f"--days {args.days} is more than the {longest} days a fresh data dir accepts "
+            f"(its orders go back {DEMO_ORDERS_BEFORE} days more; "
+            f"ADBILL_MAX_HISTORY_DAYS={settings.max_history_days})"
+        )
+    fresh_demo_dir(settings.data_dir, settings.db)
+    cli._start_server(args)
+    summary = _generate(args, start)
+    result = cli._run_flow(args, summary.last_day, trigger="demo")
+    from flows.summary import print_demo_summary
+
+    print_demo_summary(args, result)
+
+
+def cmd_generate(args) -> None:
+    settings = settings_of(args)
+    if settings.state_db.exists() and not (settings.data_dir / DEMO_MARKER).is_file():
+        raise Refused(
+            f"{settings.data_dir} has billed (it has {settings.state_db.name}); generate "
+            "writes synthetic orders and usage only into a fresh data dir; nothing written"
+        )
+    start, _last = _window(args, settings)
+    _generate(args, start, bad_lines=not args.no_bad_lines, gzip_usage=not args.plain)

@@ -1,0 +1,136 @@
+"""The operators' subcommands beside the run: `adbill status`, `adbill statement` (both read
+what runs left) and `adbill serve` (the daily deployment)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from flows.cli_common import (
+    YESTERDAY,
+    Refused,
+    a_month,
+    add_task_runner,
+    an_instant,
+    check_task_runner,
+    common_options,
+    settings_of,
+)
+from flows.cli_terminal import error_line
+
+# `adbill status` exits with this when the last scheduled run failed (for monitoring)
+EXIT_SCHEDULED_RUN_FAILED = 3
+
+
+def add_statement(sub: argparse._SubParsersAction) -> None:
+    statement = sub.add_parser(
+        "statement",
+        parents=[common_options()],
+        help="write one customer's statement for a month, from the warehouse",
+        description="Write the customer's statement for the month (month-to-date for a month "
+        "not yet closed) from the published warehouse, as <data-dir>/out/statements/YYYY-MM/"
+        "<name>.html and .csv, and print the page's path. Reads only the published warehouse: "
+        "a run going on neither blocks it nor is blocked by it.",
+    )
+    statement.add_argument("customer", help="the customer id, as in the orders")
+    statement.add_argument(
+        "--month",
+        type=a_month,
+        help="YYYY-MM (default: the current month in the billing zone; ADBILL_TODAY sets today)",
+    )
+    statement.set_defaults(func=cmd_statement)
+
+
+def add_status(sub: argparse._SubParsersAction) -> None:
+    status = sub.add_parser(
+        "status",
+        parents=[common_options()],
+        help="the last runs, days billed and waiting, recent rejects and warnings",
+        description="The last runs (adbill run id beside the Prefect flow-run id), the days "
+        "billed through, the days a run would bill now, the lines, orders and files rejected "
+        "since --since, and warnings. Exit status "
+        f"{EXIT_SCHEDULED_RUN_FAILED} when the last scheduled run failed, 0 otherwise.",
+    )
+    status.add_argument(
+        "--since",
+        type=an_instant,
+        help="count rejects from this day or instant on (YYYY-MM-DD[THH:MM], UTC; "
+        "default: the last 24 hours)",
+    )
+    status.add_argument("--json", action="store_true", help="print the facts as one JSON object")
+    status.set_defaults(func=cmd_status)
+
+
+def add_serve(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser(
+        "serve",
+        parents=[common_options()],
+        help="serve the daily deployment (cron 00:30 billing time)",
+        description="Register the deployment daily-billing/daily with the Prefect server "
+        "(PREFECT_API_URL) and run its flow runs until stopped; a scheduled run bills "
+        f"{YESTERDAY}.",
+    )
+    serve.add_argument(
+        "--cron",
+        default="30 0 * * *",
+        help="the schedule, in the billing zone (default '30 0 * * *': 00:30 every night)",
+    )
+    add_task_runner(serve)
+    serve.set_defaults(func=cmd_serve)
+
+
+def cmd_status(args) -> int:
+    import json
+
+    from tasks.status import read_status
+
+    settings = settings_of(args)
+    st = read_status(settings, since=args.since)
+    if st is None:
+        raise Refused(
+            f"{settings.data_dir} has billed nothing yet (no working state, no warehouse)"
+        )
+    if args.json:
+        row = st.row() | {"runs": st.runs, "waiting": [[str(p.day), p.reason] for p in st.waiting]}
+        print(json.dumps(row, default=str, indent=1))
+    else:
+        print("\n".join(st.lines()))
+    if st.failed:
+        last = st.last_scheduled or {}
+        print(
+            error_line(
+                "status",
+                Refused(f"the last scheduled run {last['run_id']} failed: {last['error']}"),
+            ),
+            file=sys.stderr,
+        )
+        return EXIT_SCHEDULED_RUN_FAILED
+    return 0
+
+
+def cmd_statement(args) -> None:
+    """One customer's statement for a month, written from the published warehouse (no flow,
+    no Prefect server: it must take well under a second)."""
+    from tasks.documents_on_demand import NoStatement, write_statement
+
+    settings = settings_of(args)
+    month = args.month or settings.today().replace(day=1)
+    try:
+        page = write_statement(settings, args.customer, month)
+    except NoStatement as exc:
+        raise Refused(str(exc)) from None
+    print(page)
+
+
+def cmd_serve(args) -> None:
+    from flows.serve import serve
+
+    check_task_runner(args.task_runner)
+    settings_of(args)  # a bad ADBILL_* is refused here, not in every scheduled run
+    serve(
+        data_dir=str(Path(args.data_dir).absolute()),
+        db=str(Path(args.db).absolute()) if args.db else None,
+        cron=args.cron,
+        task_runner=args.task_runner,
+    )

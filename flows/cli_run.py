@@ -1,0 +1,124 @@
+"""`adbill run`: ingest new inbox files and bill every due day, a call of the flow the
+deployment runs (or, with --plan, the days it would bill)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from flows.cli_common import (
+    YESTERDAY,
+    a_count,
+    a_date,
+    add_task_runner,
+    check_task_runner,
+    common_options,
+    settings_of,
+)
+
+MONTH_TO_DATE_DOCUMENTS = "ADBILL_MONTH_TO_DATE_DOCUMENTS"
+
+
+def add_run(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser(
+        "run",
+        parents=[common_options()],
+        help="ingest new inbox files and bill every due day",
+        description="Ingest new inbox files, then bill, in order, every day not billed yet up "
+        "to --through and every billed day that newly ingested late data touches (from the "
+        "earliest such day on). The published warehouse is replaced only when the run "
+        "succeeds. A data dir busy with another run is waited for up to "
+        "ADBILL_BUSY_WAIT_SECONDS (default 1800).",
+    )
+    run.add_argument(
+        "--through",
+        type=a_date,
+        help=f"last billing day, YYYY-MM-DD (default, and the latest allowed: {YESTERDAY})",
+    )
+    run.add_argument(
+        "--rebill-from",
+        type=a_date,
+        help="also recompute every billed day from this day on (at most --through)",
+    )
+    run.add_argument(
+        "--plan",
+        action="store_true",
+        help="print the days the run would bill, each with its reason, and the files it "
+        "would ingest; change nothing",
+    )
+    run.add_argument(
+        "--shards",
+        type=a_count(0),
+        help="shards of customers per day (env ADBILL_SHARDS; default 0 = automatic)",
+    )
+    run.add_argument(
+        "--max-late-days",
+        type=a_count(0),
+        help="how many days late a line or order may arrive (env ADBILL_MAX_LATE_DAYS; default 35)",
+    )
+    run.add_argument(
+        "--month-to-date-documents",
+        action="store_true",
+        default=None,
+        help="also write every customer's month-to-date statement documents (env "
+        f"{MONTH_TO_DATE_DOCUMENTS}=1; default: only final ones, and `adbill statement` "
+        "on demand)",
+    )
+    add_task_runner(run)
+    run.set_defaults(func=cmd_run)
+
+
+@contextmanager
+def _month_to_date_documents(on: bool | None) -> Iterator[None]:
+    """The flow reads the setting from ADBILL_* as it reads the others; the flag sets it for
+    this run only."""
+    before = os.environ.get(MONTH_TO_DATE_DOCUMENTS)
+    if on:
+        os.environ[MONTH_TO_DATE_DOCUMENTS] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(MONTH_TO_DATE_DOCUMENTS, None)
+        else:
+            os.environ[MONTH_TO_DATE_DOCUMENTS] = before
+
+
+def cmd_run(args) -> None:
+    from flows import cli  # where the command meets Prefect (tests replace its flow)
+
+    check_task_runner(args.task_runner)
+    if not args.plan and (Path(args.data_dir) / "inbox").is_dir():
+        # boots while the guards below import the pipeline (a data dir without an inbox is
+        # refused by them: nothing is written into a mistyped one)
+        cli._start_server(args)
+    from tasks.pipeline import check_run
+
+    # the guards before Prefect starts (the flow checks them again for runs from the UI)
+    settings = settings_of(args, shards=args.shards, max_late_days=args.max_late_days)
+    through = args.through or settings.yesterday()
+    check_run(settings, through, args.rebill_from)
+    if args.plan:
+        from tasks.plan import plan_run
+
+        print("\n".join(plan_run(settings, through, args.rebill_from).lines()))
+        return
+    with _month_to_date_documents(args.month_to_date_documents):
+        result = cli._run_flow(
+            args,
+            through,
+            args.rebill_from,
+            shards=args.shards,
+            max_late_days=args.max_late_days,
+            task_runner=args.task_runner,
+        )
+    print(
+        f"billed {result['days_billed']} day(s) through {result['through']}; "
+        f"{result['events_accepted']:,} events accepted, {result['events_rejected']:,} rejected; "
+        f"warehouse: {result['published']}"
+    )
+    for warning in result.get("warnings", []):
+        print(f"warning: {warning}")
