@@ -107,7 +107,15 @@ def _cny(value) -> str:
 def run_report_markdown(report: RunReport, figures: list[dict] | None = None) -> str:
     """A markdown account of a run: days billed, events, rejects, credits, money, lists."""
     s = report.summary()
-    figures = figures or []
+    lines = _headline(report, s)
+    if figures:
+        lines += _figures(figures)
+    lines += _turned_away(report, s)
+    return "\n".join(lines)
+
+
+def _headline(report: RunReport, s: dict) -> list[str]:
+    """The run in a few bullets: days, orders, events, the warehouse, the documents."""
     reasons: dict[str, int] = {}
     for d in report.days:
         reasons[d.get("reason", "new")] = reasons.get(d.get("reason", "new"), 0) + 1
@@ -134,44 +142,55 @@ def run_report_markdown(report: RunReport, figures: list[dict] | None = None) ->
             f"{d.get('lists', 0):,} suspension lists "
             f"({took.get('suspension lists', 0.0):.2f} s)"
         )
-    if figures:
-        total = {k: sum((f[k] or 0) for f in figures) for k in figures[0] if k != "day"}
-        last = figures[-1]
-        lines += [
-            "",
-            "## Credits and money over the billed days",
-            "",
-            "| credits used | settled (arrears) | expired | arrears opened "
-            "| revenue CNY | breakage CNY | payments CNY |",
-            "|---:|---:|---:|---:|---:|---:|---:|",
-            f"| {_n(total['used'])} | {_n(total['settled'])} | {_n(total['expired'])} "
-            f"| {_n(total['arrears_opened'])} | {_cny(total['revenue_cny'])} "
-            f"| {_cny(total['breakage_cny'])} | {_cny(total['payments_cny'])} |",
-            "",
-            f"## Suspension list at the close of {last['day']}",
-            "",
-            f"- suspended: **{_n(last['suspended'])}** "
-            f"(over the run's days: {_n(total['newly_suspended'])} newly suspended, "
-            f"{_n(total['reinstated'])} reinstated)",
-            f"- at risk: **{_n(last['at_risk'])}**",
-            "",
-            "## Per day",
-            "",
-            "| day | events | used | settled | expired | revenue CNY | breakage CNY "
-            "| suspended | new | reinstated | at risk |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        shown = figures[-MAX_DAY_ROWS:]
-        if len(shown) < len(figures):
-            lines.insert(-2, f"(the last {len(shown)} of {len(figures)} days)")
-        for f in shown:
-            lines.append(
-                f"| {f['day']} | {_n(f['events'])} | {_n(f['used'])} | {_n(f['settled'])} "
-                f"| {_n(f['expired'])} | {_cny(f['revenue_cny'])} | {_cny(f['breakage_cny'])} "
-                f"| {_n(f['suspended'])} | {_n(f['newly_suspended'])} | {_n(f['reinstated'])} "
-                f"| {_n(f['at_risk'])} |"
-            )
-    lines += ["", "## Warnings", ""]
+    return lines
+
+
+def _figures(figures: list[dict]) -> list[str]:
+    """Credits and money over the run's days, the last day's list, and a row per day."""
+    total = {k: sum((f[k] or 0) for f in figures) for k in figures[0] if k != "day"}
+    last = figures[-1]
+    lines = [
+        "",
+        "## Credits and money over the billed days",
+        "",
+        "| credits used | settled (arrears) | expired | arrears opened "
+        "| revenue CNY | breakage CNY | payments CNY |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {_n(total['used'])} | {_n(total['settled'])} | {_n(total['expired'])} "
+        f"| {_n(total['arrears_opened'])} | {_cny(total['revenue_cny'])} "
+        f"| {_cny(total['breakage_cny'])} | {_cny(total['payments_cny'])} |",
+        "",
+        f"## Suspension list at the close of {last['day']}",
+        "",
+        f"- suspended: **{_n(last['suspended'])}** "
+        f"(over the run's days: {_n(total['newly_suspended'])} newly suspended, "
+        f"{_n(total['reinstated'])} reinstated)",
+        f"- at risk: **{_n(last['at_risk'])}**",
+        "",
+        "## Per day",
+        "",
+    ]
+    shown = figures[-MAX_DAY_ROWS:]
+    if len(shown) < len(figures):
+        lines.append(f"(the last {len(shown)} of {len(figures)} days)")
+    lines += [
+        "| day | events | used | settled | expired | revenue CNY | breakage CNY "
+        "| suspended | new | reinstated | at risk |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for f in shown:
+        lines.append(
+            f"| {f['day']} | {_n(f['events'])} | {_n(f['used'])} | {_n(f['settled'])} "
+            f"| {_n(f['expired'])} | {_cny(f['revenue_cny'])} | {_cny(f['breakage_cny'])} "
+            f"| {_n(f['suspended'])} | {_n(f['newly_suspended'])} | {_n(f['reinstated'])} "
+            f"| {_n(f['at_risk'])} |"
+        )
+    return lines
+
+
+def _turned_away(report: RunReport, s: dict) -> list[str]:
+    """What the run did not bill: its warnings, the files and the lines it rejected."""
+    lines = ["", "## Warnings", ""]
     lines += [f"- {w}" for w in report.warnings] or ["none"]
     turned_away = (report.ingest.rejected_files if report.ingest else None) or []
     lines += ["", "## Files turned away whole (rejected_files)", ""]
@@ -182,7 +201,7 @@ def run_report_markdown(report: RunReport, figures: list[dict] | None = None) ->
         lines += [f"| {r} | {n:,} |" for r, n in sorted(s["rejected_by_reason"].items())]
     else:
         lines.append("none")
-    return "\n".join(lines)
+    return lines
 
 
 def _read_published(report: RunReport) -> tuple[list[dict], date | None, list[dict]]:
