@@ -39,7 +39,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from run import busy_seconds, wait_quiet  # noqa: E402
+from run_machine import busy_seconds, wait_quiet  # noqa: E402
 
 from tasks import documents as D  # noqa: E402
 from tasks.db import connect  # noqa: E402

@@ -3,12 +3,13 @@
     uv run python bench/ingest_bench.py --events 1000000 [--history 5] [--repeat 3]
                                         [--customers 10000] [--code DIR] [--workdir DIR]
 
-The inbox is bench/inbox.py's (orders before the bench day, then a usage file a day). The
-history days are ingested once (not billed) into a saved state; each repeat copies that
-state and times `tasks.ingest.ingest_inbox` over the bench day's files (read, validate,
-rate, store — the duplicate check over the late window included). `--code DIR` imports the
-engine from another checkout (e.g. a `git worktree` of an older commit) to compare the two
-on the same machine and data. Prints the median seconds and the steps of the fastest run.
+The inbox is bench/inbox.py's (orders before the bench day, then a usage file a day), always
+written by this checkout's generator (tasks.synthetic.stream). The history days are ingested
+once (not billed) into a saved state; each repeat copies that state and times
+`tasks.ingest.ingest_inbox` over the bench day's files (read, validate, rate, store — the
+duplicate check over the late window included). `--code DIR` imports the engine from another
+checkout (e.g. a `git worktree` of an older commit) to compare the two on the same machine
+and data. Prints the median seconds and the steps of the fastest run.
 """
 
 from __future__ import annotations
@@ -34,21 +35,14 @@ def main() -> None:
     ap.add_argument("--code", type=Path, default=HERE.parent, help="checkout to import from")
     ap.add_argument("--workdir", type=Path, default=HERE / "data" / "ingest")
     args = ap.parse_args()
-    sys.path.insert(0, str(HERE))
-    sys.path.insert(0, str(args.code.resolve()))
-    import inbox  # noqa: PLC0415 (bench/inbox.py)
+    history, today = write_inbox(args.workdir, args.customers, args.events, args.history)
+    use_engine_of(args.code)
 
     from tasks.catalog import load_catalog  # noqa: PLC0415
     from tasks.db import connect  # noqa: PLC0415
     from tasks.ingest import ingest_inbox  # noqa: PLC0415
     from tasks.settings import DEFAULT_CATALOG  # noqa: PLC0415
 
-    src = args.workdir / f"src-{args.events}-{args.customers}"
-    plan = inbox.make_plan(args.customers, args.events, seed=1)
-    history = inbox.warmup_files(src, plan)
-    for d in range(args.history):
-        history += inbox.day_files(src, plan, d)
-    today = inbox.day_files(src, plan, args.history)
     catalog = load_catalog(DEFAULT_CATALOG)
     accepts = inspect.signature(ingest_inbox).parameters
 
@@ -87,6 +81,30 @@ def main() -> None:
     best = min(runs, key=lambda r: r["seconds"])
     steps = ", ".join(f"{k} {v:.2f}" for k, v in best["steps"].items())
     print(f"median {statistics.median(r['seconds'] for r in runs):.2f} s; fastest: {steps}")
+
+
+def write_inbox(workdir: Path, customers: int, events: int, days: int) -> tuple[list, list]:
+    """The history's files (warm-up and days 0..days-1) and the bench day's, written by this
+    checkout's generator (bench/inbox.py)."""
+    sys.path.insert(0, str(HERE))
+    import inbox  # noqa: PLC0415
+
+    src = workdir / f"src-{events}-{customers}-v{inbox.version()}"
+    plan = inbox.make_plan(customers, events, seed=1)
+    history = inbox.warmup_files(src, plan)
+    for d in range(days):
+        history += inbox.day_files(src, plan, d)
+    return history, inbox.day_files(src, plan, days)
+
+
+def use_engine_of(code: Path) -> None:
+    """Import the engine (tasks.*) from the checkout `code` from here on; the inbox was written
+    by this checkout's generator, which an older checkout may not have."""
+    code = code.resolve()
+    if code != HERE.parent.resolve():
+        for name in [m for m in sys.modules if m == "tasks" or m.startswith("tasks.")]:
+            del sys.modules[name]
+    sys.path.insert(0, str(code))
 
 
 if __name__ == "__main__":

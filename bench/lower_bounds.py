@@ -40,7 +40,8 @@ sys.path.insert(0, str(HERE))
 
 import duckdb  # noqa: E402
 import inbox  # noqa: E402
-from run import floor, quiet, wait_quiet  # noqa: E402
+from run_machine import quiet, wait_quiet  # noqa: E402
+from run_stages import floor  # noqa: E402
 
 FIELDS = ["event_id", "customer_id", "account_id", "function", "quantity", "status", "occurred_at"]
 EVENTS_TABLE = """
@@ -85,9 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     quiet["wait"] = args.quiet_wait
-    key = args.workdir.absolute() / (
-        f"c{args.customers}-e{args.events}-s{args.seed}-v{inbox.GEN_VERSION}"
-    )
+    key = inbox.src_key(args.workdir, args.customers, args.events, args.seed)
     usage = key / "src" / "usage" / f"usage-{inbox.day_of(0)}.jsonl"
     if not usage.exists():
         print(f"no bench day at {usage}: run bench/run.py --events {args.events} first")

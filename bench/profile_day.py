@@ -31,7 +31,7 @@ sys.path.insert(0, str(HERE))
 
 import inbox  # noqa: E402
 import polars as pl  # noqa: E402
-from run import engine_version  # noqa: E402
+from run_machine import engine_version  # noqa: E402
 
 from tasks import deduct as D  # noqa: E402
 from tasks import ingest as I  # noqa: E402
@@ -133,9 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=HERE / "data")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
-    key = args.workdir.absolute() / (
-        f"c{args.customers}-e{args.events}-s{args.seed}-v{inbox.GEN_VERSION}"
-    )
+    key = inbox.src_key(args.workdir, args.customers, args.events, args.seed)
     warm = key / "states" / engine_version() / "warm" / "adbill.duckdb"
     usage = key / "src" / "usage" / f"usage-{inbox.day_of(0)}.jsonl"
     tz = Settings().billing_tz

@@ -3,10 +3,11 @@
     uv run python bench/small_files.py [--events 100000] [--files 2000] [--repeat 3]
                                        [--customers 10000] [--workdir DIR]
 
-The lines are the first --events of bench/inbox.py's bench day (orders before it are
-ingested first, untimed). Each repeat times `tasks.ingest.ingest_inbox` on a fresh copy of
-that state, once with the lines in one file and once spread over --files files (in path
-order), and checks that both give the same events. Prints the medians and their ratio.
+The lines are the first --events of the bench day of bench/inbox.py (tasks.synthetic.stream;
+the orders before it are ingested first, untimed). Each repeat times
+`tasks.ingest.ingest_inbox` on a fresh copy of that state, once with the lines in one file
+and once spread over --files files (in path order), and checks that both give the same
+events. Prints the medians and their ratio.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=HERE / "data" / "small-files")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
-    src = args.workdir / f"src-{args.events}-{args.customers}"
+    src = args.workdir / f"src-{args.events}-{args.customers}-v{inbox.version()}"
     plan = inbox.make_plan(args.customers, args.events, seed=1)
     orders = inbox.warmup_files(src, plan)[:1] + inbox.day_files(src, plan, 0)[:1]
     lines = inbox.day_files(src, plan, 0)[1].read_bytes().splitlines(keepends=True)

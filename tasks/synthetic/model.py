@@ -14,15 +14,10 @@ import polars as pl
 from tasks.catalog import Catalog
 
 MICRO, DAY = 1_000_000, 86_400
-# how often each function is used, relative to 1.0 for a function not named here (a new one
-# in the catalog is used without a code change); restricted functions, by entitled customers
-MIX = {
-    "copy_generation": 3.0,
-    "product_image_swap": 2.0,
-    "image_to_video": 1.5,
-    "custom_avatar": 0.3,
-}
-RESTRICTED_MIX = 0.3
+# customers spend their credits evenly across the functions open to everyone (a function is
+# used the less the more an event of it costs); one entitled to restricted functions puts this
+# share of its events on them, evenly
+RESTRICTED_SHARE = 0.03
 # events per hour of the local day, relative: busier by day than by night
 HOURLY = np.array(
     [3, 2, 1.5, 1, 1, 1.5, 3, 6, 10, 14, 16, 16, 13, 14, 16, 16, 15, 14, 13, 14, 15, 13, 9, 5]
@@ -65,9 +60,6 @@ class Model:
         self.fns = latest(cat.functions)
         self.codes = [f["code"] for f in self.fns]
         self.restricted = [i for i, f in enumerate(self.fns) if f["editions"]]
-        self.base_w = np.array(
-            [0.0 if f["editions"] else MIX.get(f["code"], 1.0) for f in self.fns]
-        )
         self.credits_of = {e["code"]: e["credits_per_month"] for e in self.editions}
         self.credits_of |= {p["code"]: p["credits"] for p in self.packages}
         self._prices = _prices(cat)
@@ -75,6 +67,9 @@ class Model:
         self.mean_credits = np.array(
             [self.credits(i, self.quantities(side, i, 4000)).mean() for i in range(len(self.fns))]
         )
+        open_w = 1 / np.maximum(self.mean_credits, 1.0)
+        self.base_w = np.where([bool(f["editions"]) for f in self.fns], 0.0, open_w)
+        self.base_w /= self.base_w.sum()
 
     def price(self, product: str, ts: float, term: int | None = None) -> Decimal:
         """What an order of the product at ts costs: its price in force then, times the term."""
@@ -104,7 +99,9 @@ class Model:
     def cum(self, entitled: tuple[bool, ...]) -> np.ndarray:
         """Cumulative function mix of a customer class (entitled to which restricted functions)."""
         w = self.base_w.copy()
-        w[[r for r, ok in zip(self.restricted, entitled, strict=True) if ok]] = RESTRICTED_MIX
+        if on := [r for r, ok in zip(self.restricted, entitled, strict=True) if ok]:
+            w *= 1 - RESTRICTED_SHARE
+            w[on] = RESTRICTED_SHARE / len(on)
         c = np.cumsum(w)
         return c / c[-1]
 
