@@ -102,9 +102,29 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def measure(usage: Path, tmp: Path, customers: int, repeat: int) -> dict[str, dict]:
-    out: dict[str, dict] = {}
+    """Each piece alone on the day's file, in a scratch database and folder under tmp."""
     con = duckdb.connect(str(tmp / "w.duckdb"))
     con.execute("set TimeZone = 'UTC'; set memory_limit = '1GB'")
+    out = parse(con, usage, repeat)
+    out |= writes(con, repeat)
+    con.execute("set disabled_compression_methods = ''")
+    con.close()
+    out |= documents(tmp / "statements", customers, repeat)
+
+    def digest():
+        h = hashlib.sha256()
+        with usage.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+
+    out["sha256 of the file"] = timed(digest, repeat)
+    return out
+
+
+def parse(con, usage: Path, repeat: int) -> dict[str, dict]:
+    """DuckDB's reader keeping JSON values, and the engine's parse of lines already split;
+    leaves the day's events typed in the temporary table day_events."""
+    out: dict[str, dict] = {}
     as_json = ", ".join(f"'{f}': 'JSON'" for f in FIELDS)
     src = (
         f"read_json('{usage}', format = 'newline_delimited', columns = {{{as_json}}}, "
@@ -138,12 +158,23 @@ def measure(usage: Path, tmp: Path, customers: int, repeat: int) -> dict[str, di
         from parsed where event_id is not null
         """
     )
-    insert_events = """
-        insert into events select 1000 + line_no, event_id, customer_key, account_id,
-            function, quantity, status, occurred_at, occurred_at::date, 3, 1, line_no,
-            hash(event_id)
-        from day_events
-    """
+    return out
+
+
+INSERT_EVENTS = """
+    insert into events select 1000 + line_no, event_id, customer_key, account_id,
+        function, quantity, status, occurred_at, occurred_at::date, 3, 1, line_no,
+        hash(event_id)
+    from day_events
+"""
+INSERT_LEDGER = (
+    "insert into ledger_entries select line_no * 16, occurred_at::date, customer_key, "
+    "customer_key * 4, 1000 + line_no, occurred_at, 'use', 3 from day_events"
+)
+
+
+def writes(con, repeat: int) -> dict[str, dict]:
+    """The day's events, and a ledger row per event, inserted into a fresh table and committed."""
 
     def fresh(table: str, ddl: str, setting: str = ""):
         def setup():
@@ -162,32 +193,17 @@ def measure(usage: Path, tmp: Path, customers: int, repeat: int) -> dict[str, di
 
         return run
 
-    out["write events (default compression)"] = timed(
-        committed(insert_events), repeat, fresh("events", EVENTS_TABLE)
-    )
-    out["write events (no dict_fsst: ~2.7x text storage)"] = timed(
-        committed(insert_events), repeat, fresh("events", EVENTS_TABLE, "dict_fsst")
-    )
-    out["write ledger rows (one per event)"] = timed(
-        committed(
-            "insert into ledger_entries select line_no * 16, occurred_at::date, customer_key, "
-            "customer_key * 4, 1000 + line_no, occurred_at, 'use', 3 from day_events"
+    return {
+        "write events (default compression)": timed(
+            committed(INSERT_EVENTS), repeat, fresh("events", EVENTS_TABLE)
         ),
-        repeat,
-        fresh("ledger_entries", LEDGER_TABLE),
-    )
-    con.execute("set disabled_compression_methods = ''")
-    con.close()
-    out |= documents(tmp / "statements", customers, repeat)
-
-    def digest():
-        h = hashlib.sha256()
-        with usage.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-
-    out["sha256 of the file"] = timed(digest, repeat)
-    return out
+        "write events (no dict_fsst: ~2.7x text storage)": timed(
+            committed(INSERT_EVENTS), repeat, fresh("events", EVENTS_TABLE, "dict_fsst")
+        ),
+        "write ledger rows (one per event)": timed(
+            committed(INSERT_LEDGER), repeat, fresh("ledger_entries", LEDGER_TABLE)
+        ),
+    }
 
 
 def documents(folder: Path, customers: int, repeat: int) -> dict[str, dict]:

@@ -38,7 +38,7 @@ def load_day(state_db: Path, day: date, tz: str):
         con.close()
 
 
-def naive_draw(
+def naive_draw(  # one piece on purpose: the typical per-event loop, read top to bottom
     events: pl.DataFrame, pools: pl.DataFrame, arrears: pl.DataFrame, day_start_us: int
 ) -> tuple[dict[int, list[int]], dict[int, int]]:
     """Per customer [used, arrears_opened, settled, arrears_outstanding]; per pool credits drawn."""
@@ -135,9 +135,8 @@ def compare(state_db: Path, day: date, tz: str = "Asia/Shanghai", repeat: int = 
     """Time both on the day's inputs (best of `repeat`) and check they agree."""
     t = time.perf_counter()
     inputs = load_day(state_db, day, tz)
-    events, pools, arrears, day_start_us = (
-        inputs.events, inputs.pools, inputs.arrears, inputs.day_start_us
-    )  # fmt: skip
+    events, pools, arrears = inputs.events, inputs.pools, inputs.arrears
+    day_start_us = inputs.day_start_us
     load = time.perf_counter() - t
     naive_s, engine_s, shard_s = [], [], []
     for _ in range(repeat):

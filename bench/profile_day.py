@@ -114,10 +114,10 @@ def profile_ingest(con, usage: Path, tz: str, clock: Clock) -> None:
 
 
 def profile_deduct(con, day: date, tz: str, clock: Clock) -> dict:
-    inputs = clock("deduct: shard_inputs (DuckDB reads)", D.shard_inputs, con, day, tz=tz,
-                   shard=0, shards=1)  # fmt: skip
-    clock("deduct: draw_day (Polars draw)", D.draw_day, inputs.events, inputs.pools,
-          inputs.arrears, inputs.day_start_us)  # fmt: skip
+    reads = "deduct: shard_inputs (DuckDB reads)"
+    inputs = clock(reads, D.shard_inputs, con, day, tz=tz, shard=0, shards=1)
+    draw = (inputs.events, inputs.pools, inputs.arrears, inputs.day_start_us)
+    clock("deduct: draw_day (Polars draw)", D.draw_day, *draw)
     draws = clock("deduct: draw_shard (draw + ledger rows)", D.draw_shard, inputs)
     con.execute("begin transaction")
     clock("deduct: load_shard (insert ledger, pool_days)", D.load_shard, con, day, draws)

@@ -16,6 +16,8 @@ import pytest
 
 from tasks.catalog import load_catalog
 from tasks.generate import EVENT_KINDS, FIELDS, ORDER_KINDS, generate
+from tasks.settings import DEFAULT_CATALOG
+from tasks.synthetic import stream
 
 CAT = load_catalog()
 EDITIONS = {e["code"]: e for e in CAT.editions.to_dicts()}
@@ -257,3 +259,53 @@ def test_plain_jsonl_and_a_zone_with_a_daylight_saving_change(tmp_path):
                 assert at.utcoffset() == at.astimezone(berlin).utcoffset()
                 offsets.add(at.utcoffset())
     assert len(offsets) == 2
+
+
+def test_orders_are_priced_by_the_catalog_version_in_force_when_bought(tmp_path):
+    """Prices come from the catalog file only: a dearer basic from Nov 2 is what orders from
+    then on pay, the orders before it the first price."""
+    text = Path(DEFAULT_CATALOG).read_text(encoding="utf-8")
+    text += '\n[[editions]]\ncode = "basic"\neffective_from = 2026-11-02\nmonthly_fee_cny = "35"\n'
+    (tmp_path / "catalog.toml").write_text(text, encoding="utf-8")
+    change = datetime(2026, 11, 2, tzinfo=TZ)
+    summary = generate(
+        tmp_path / "data",
+        customers=80,
+        days=3,
+        events_per_day=100,
+        bad_lines=False,
+        catalog=load_catalog(tmp_path / "catalog.toml"),
+    )
+    with summary.orders_file.open(encoding="utf-8", newline="") as f:
+        basic = [r for r in csv.DictReader(f) if r["product"] == "basic"]
+    paid = {  # (bought from the change on, the price of a month)
+        (datetime.fromisoformat(r["purchased_at"]) >= change, Decimal(r["amount_cny"]) / int(t))
+        for r in basic
+        if (t := r["term_months"])
+    }
+    assert paid == {(False, Decimal(30)), (True, Decimal(35))}
+
+
+def test_bench_days_depend_only_on_their_day_and_keep_their_shape(tmp_path):
+    """The benchmark's inbox (tasks.synthetic.stream): day 1 written alone is day 1 written
+    after day 0; 3 % of the customers carry arrears in, 2 % buy a package each day; every
+    order is a good one."""
+    customers, events = 200, 2000
+    alone = stream.day_files(tmp_path / "a", stream.make_plan(customers, events, 5), 1)
+    plan = stream.make_plan(customers, events, 5)
+    files = stream.warmup_files(tmp_path / "b", plan)
+    files += stream.day_files(tmp_path / "b", plan, 0) + stream.day_files(tmp_path / "b", plan, 1)
+    assert [p.read_bytes() for p in alone] == [p.read_bytes() for p in files[-2:]]
+    assert len(plan.carriers) == 6 and all(len(o) >= 4 for o in plan.day_orders)
+    seen: dict = {}
+    for path in files[::2]:  # the orders files
+        with path.open(encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert rows and [classify_order(r, seen) for r in rows] == [None] * len(rows)
+    warm = [json.loads(line) for line in read_lines(files[1])]
+    heavy = {ev["function"] for ev in warm}
+    assert len(warm) == 6 and len(heavy) == 1 and FUNCTIONS[heavy.pop()]["credits_per_unit"] > 1
+    everyone = set(plan.cust.ids)
+    state = {"customers": everyone, "enterprise": everyone, "lines": set(), "ids": set()}
+    kinds = [classify_event(line, state) for line in read_lines(files[3])]
+    assert len(kinds) == events and kinds.count(None) >= 0.99 * events

@@ -87,9 +87,8 @@ class _Buyer:
             self.buy(c, ts, pkgs[k]["code"], None)
             cust.seats[c], self.ref[c] = pkgs[k]["seats"], pkgs[k]["credits"]
             return
-        ed_p = 0.6 ** np.arange(len(eds))
-        drawn = int(rng.choice(len(eds), p=ed_p / ed_p.sum()))  # drawn even when forced
-        e, term = forced or (drawn, None)
+        ed_p = 0.6 ** np.arange(len(eds))  # the larger the edition, the fewer its customers
+        e, term = forced or (int(rng.choice(len(eds), p=ed_p / ed_p.sum())), None)
         end = self.chain(c, e, term or int(rng.choice(eds[e]["terms_months"])), ts)
         if end < self.p_end and rng.random() < LAPSE:
             cust.active_until[c] = end  # lapsed and stopped using the service
