@@ -11,12 +11,14 @@ with parsed as (
         file_line,
         utf8_ok,
         -- valid JSON whose first character is `{` is an object: no second parse to know it
-        -- (JSON allows spaces, tabs and line ends before the object)
-        utf8_ok and coalesce(
-            json_valid(raw) and (prefix(raw, '{') or ltrim(raw, ' ' || chr(9) || chr(13))[1] = '{'),
-            false
-        )
-            as json_ok,
+        -- (JSON allows spaces, tabs and line ends before the object). A CASE, not AND/OR: its
+        -- branches run only on the rows that reach them (a projection's AND computes both
+        -- sides for every row), so most lines are not trimmed.
+        case
+            when not utf8_ok or not coalesce(json_valid(raw), false) then false
+            when prefix(raw, '{') then true
+            else coalesce(ltrim(raw, ' ' || chr(9) || chr(13))[1] = '{', false)
+        end as json_ok,
         raw
     from chunk
 ),
@@ -69,12 +71,12 @@ fields as (
         left(nullif(j.occurred_at::varchar, 'null'), 1) = '"' as occurred_at_is_text,
         j.quantity ->> '$' as quantity_text,
         -- a JSON number (NaN and Infinity too: `bad_quantity`, not `wrong_type`)
-        regexp_matches(left(nullif(j.quantity::varchar, 'null'), 1), '^[-0-9NI]$')
+        contains('-0123456789NI', left(nullif(j.quantity::varchar, 'null'), 1))
             as quantity_is_number,
         -- the number as written: DuckDB keeps an integer's text, but reads any other number
         -- as a double (a long fraction comes back rounded), so those are read off the line
         case
-            when not coalesce(regexp_matches(left(j.quantity::varchar, 1), '[-0-9]'), false)
+            when not coalesce(contains('-0123456789', left(j.quantity::varchar, 1)), false)
                 then null
             when not (contains(j.quantity::varchar, '.') or contains(lower(j.quantity::varchar), 'e'))
                 then null
@@ -174,16 +176,19 @@ facts as (
         account_id_is_text,
         -- §3: 1-200 characters, no control characters (`bad_id`); NULL when not text. JSON
         -- text holds a control character only escaped (a backslash) or as a raw DEL, so most
-        -- lines skip the search; bytes bound characters, so most skip the count
-        case when event_id_is_text and customer_id_is_text and account_id_is_text then
-            event_id <> '' and customer_id <> '' and account_id <> ''
-            and (strlen(event_id) <= 200 or length(event_id) <= 200)
-            and (strlen(customer_id) <= 200 or length(customer_id) <= 200)
-            and (strlen(account_id) <= 200 or length(account_id) <= 200)
-            and (
-                not (contains(raw, '\') or contains(raw, chr(127)))
-                or not regexp_matches(event_id || customer_id || account_id, $control)
-            )
+        -- lines skip the search; bytes bound characters, so most skip the count (a CASE:
+        -- each test runs only on the lines the ones before it left undecided)
+        case
+            when not (event_id_is_text and customer_id_is_text and account_id_is_text)
+                then null
+            when event_id = '' or customer_id = '' or account_id = '' then false
+            when (strlen(event_id) > 200 or strlen(customer_id) > 200 or strlen(account_id) > 200)
+                and (length(event_id) > 200 or length(customer_id) > 200
+                    or length(account_id) > 200)
+                then false
+            when contains(raw, '\') or contains(raw, chr(127))
+                then not regexp_matches(event_id || customer_id || account_id, $control)
+            else true
         end as ids_ok,
         function,
         function_is_text,

@@ -9,10 +9,12 @@ import pandera.polars as pa
 import polars as pl
 from pandera.errors import SchemaErrors
 
-# An ISO-8601 instant with an offset; the same without one is `timestamp_without_offset` (§1).
+# An ISO-8601 instant with an offset (§1; the same without one is `timestamp_without_offset`),
+# within §3's limits: a year from 2000 to 2099, an offset within -14:00..+14:00 with
+# minutes < 60 (Z or z, ±HH, ±HHMM or ±HH:MM). Read by sql/ingest_macros.sql.
 TIMESTAMP_WITH_OFFSET = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
-    r"([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)$"
+    r"^20[0-9]{2}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
+    r"([Zz]|[+-](0[0-9]|1[0-3])(:?[0-5][0-9])?|[+-]14(:?00)?)$"
 )
 TIMESTAMP_WITHOUT_OFFSET = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)?$"

@@ -93,6 +93,13 @@ LIMIT_LINES = {
     "ts_0860": (line("ts_0860", occurred_at="2026-11-26T11:00:00+08:60"), "bad_timestamp", None),
     "ts_9999": (line("ts_9999", occurred_at="9999-12-31T11:00:00+08:00"), "bad_timestamp", None),
     "ts_1999": (line("ts_1999", occurred_at="1999-12-31T23:59:59+08:00"), "bad_timestamp", None),
+    # the offset's other forms at and past the limit, and the RFC 3339 lowercase z
+    "ts_plus14_hours": (line("ts_plus14_hours", occurred_at="2026-11-26T23:00:00+14"), None, 1),
+    "ts_minus1400": (line("ts_minus1400", occurred_at="2026-11-25T11:00:00-1400"), None, 1),
+    "ts_plus15": (line("ts_plus15", occurred_at="2026-11-26T23:00:00+15"), "bad_timestamp", None),
+    "ts_1360": (line("ts_1360", occurred_at="2026-11-26T11:00:00+13:60"), "bad_timestamp", None),
+    "ts_z": (line("ts_z", occurred_at="2026-11-26T03:00:00z"), None, 1),
+    "ts_2100": (line("ts_2100", occurred_at="2100-01-01T11:00:00+08:00"), "bad_timestamp", None),
     # hostile lines (issue 12 review): two events run together, a decoy key before an
     # escaped one, an escaped key hiding a too precise quantity
     "run_together": (line("rt1") + line("rt2"), "malformed_json", None),
