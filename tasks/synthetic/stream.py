@@ -128,7 +128,8 @@ def _history_orders(rng, plan: Plan, monthly: np.ndarray) -> np.ndarray:
     ones to cover their month); returns the credits of all each customer's pools."""
     model, n, p0, tz = plan.model, plan.customers, midnight_of(0), ZoneInfo(TZ)
     term = _terms(rng, model, plan.edition)
-    back = rng.integers(1, np.minimum(term * model.period_days - 1, 41))  # days before day 0
+    live = np.clip(term * model.period_days - 1, 2, 41)  # live on day 0: bought 1..40 days before
+    back = rng.integers(1, live)
     bought = p0 - back * DAY + rng.integers(8 * 3600, 22 * 3600, n)
     total = np.zeros(n)
     for c in range(n):
