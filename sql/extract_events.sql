@@ -78,7 +78,8 @@ fields as (
         case
             when not coalesce(contains('-0123456789', left(j.quantity::varchar, 1)), false)
                 then null
-            when not (contains(j.quantity::varchar, '.') or contains(lower(j.quantity::varchar), 'e'))
+            when not (contains(j.quantity::varchar, '.') or contains(j.quantity::varchar, 'e')
+                or contains(j.quantity::varchar, 'E'))
                 then null
             else coalesce(regexp_extract(raw, '"quantity"\s*:\s*([-+.0-9A-Za-z]+)', 1), '')
         end as quantity_seen
@@ -151,12 +152,15 @@ typed as (
 checked as (
     select
         *,
-        -- exact, in micro-units, only for a quantity that passes every rule above
+        -- exact, in micro-units, only for a quantity that passes every rule above: a plain
+        -- integer (most quantities; below 10^9) as an integer, any other number as a decimal
+        -- wide enough for every way of writing it
         case
-            when quantity_finite and quantity_positive and not quantity_too_large
-                and not quantity_too_fine
-                then try_cast(q as decimal(38, 6))
-        end as quantity_exact
+            when not (quantity_finite and quantity_positive and not quantity_too_large
+                and not quantity_too_fine) then null
+            when m is null and not contains(q, '.') then try_cast(q as bigint) * 1000000
+            else cast(try_cast(q as decimal(38, 6)) * 1000000 as bigint)
+        end as quantity_micro
     from typed
 ),
 
@@ -200,8 +204,9 @@ facts as (
         case when quantity_finite then quantity_positive end as quantity_positive,
         case when quantity_finite then quantity_too_large end as quantity_too_large,
         case when quantity_finite then quantity_too_fine end as quantity_too_fine,
-        cast(quantity_exact as decimal(18, 6)) as quantity,
-        cast(quantity_exact * 1000000 as bigint) as quantity_micro,
+        -- (exact: a micro-unit count below 10^15 times 10^-6, no division)
+        cast(cast(quantity_micro as decimal(18, 0)) * 0.000001 as decimal(18, 6)) as quantity,
+        quantity_micro,
         occurred_at_ts,
         -- the text of a timestamp that did not parse (to name why); NULL when it parsed
         case when occurred_at_ts is null then occurred_at end as occurred_at_unparsed
