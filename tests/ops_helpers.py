@@ -15,14 +15,15 @@ from pathlib import Path
 
 import duckdb
 
+from tasks.catalog import load_catalog
 from tasks.pipeline import RunReport, run_billing
-from tasks.settings import Settings
+from tasks.settings import DEFAULT_CATALOG, Settings
+from tasks.synthetic.model import Model
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CST = timezone(timedelta(hours=8))
 START = date(2026, 11, 1)
 ORDER_FIELDS = ["order_id", "customer_id", "product", "term_months", "amount_cny", "purchased_at"]
-PRICES = {"basic": 30, "professional": 118, "package_100": 100}
 # (function, quantities it may take): kept to the catalog's rules (billing-rules §2)
 USAGE = [
     ("copy_generation", [1, 2, 3, 5]),
@@ -105,6 +106,7 @@ def scenario(
 ) -> Scenario:
     """Subscriptions, renewals, packages bought mid-day, heavy users in arrears, expiries."""
     rng = random.Random(seed)
+    prices = Model(load_catalog(DEFAULT_CATALOG), seed)  # the catalog's, in force when bought
     sc = Scenario(start, days)
     ids = [f"c{i + 1:02d}" for i in range(customers)]
     n = 0
@@ -118,7 +120,7 @@ def scenario(
                 "customer_id": cust,
                 "product": product,
                 "term_months": "" if term is None else str(term),
-                "amount_cny": str(PRICES[product] * (term or 1)),
+                "amount_cny": str(prices.price(product, when.timestamp(), term)),
                 "purchased_at": when.isoformat(),
             }
         )
