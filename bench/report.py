@@ -13,7 +13,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import STAGES  # noqa: E402
+from run_stages import STAGES  # noqa: E402
 
 
 def stage_rows(results: list[dict]) -> str:

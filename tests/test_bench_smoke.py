@@ -14,18 +14,41 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGE_KEYS = [
-    "read", "validate", "rate", "store", "orders", "deduct", "expire", "daily", "invariants",
-    "suspensions", "statements", "documents", "publish",
-]  # fmt: skip
+    "read",
+    "validate",
+    "rate",
+    "store",
+    "orders",
+    "deduct",
+    "expire",
+    "daily",
+    "invariants",
+    "suspensions",
+    "statements",
+    "documents",
+    "publish",
+]
 
 
 def test_bench_reports_every_stage_the_floor_and_peak_rss(tmp_path):
     out = tmp_path / "bench.json"
     cmd = [
-        sys.executable, str(ROOT / "bench" / "run.py"), "--events", "5000", "--customers", "200",
-        "--repeat", "1", "--no-prefect", "--quiet-wait", "0",
-        "--workdir", str(tmp_path / "work"), "--out", str(out),
-    ]  # fmt: skip
+        sys.executable,
+        str(ROOT / "bench" / "run.py"),
+        "--events",
+        "5000",
+        "--customers",
+        "200",
+        "--repeat",
+        "1",
+        "--no-prefect",
+        "--quiet-wait",
+        "0",
+        "--workdir",
+        str(tmp_path / "work"),
+        "--out",
+        str(out),
+    ]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(out.read_text())

@@ -137,8 +137,10 @@ def test_billing_runs_record_every_run_with_its_reason(tmp_path):
         warehouse(tmp_path),
         "select run_id, day, reason, status, events_accepted from billing_runs order by all",
     )
-    events = {d: query(warehouse(tmp_path), "select count(*) from rated_events where day = ?", [d])
-              for d in (sc.day(i) for i in range(1, 13))}  # fmt: skip
+    events = {
+        d: query(warehouse(tmp_path), "select count(*) from rated_events where day = ?", [d])
+        for d in (sc.day(i) for i in range(1, 13))
+    }
     expected = (
         [(first, sc.day(i), "new") for i in range(1, 11)]
         + [(second, sc.day(i), "late_data") for i in range(4, 11)]

@@ -112,9 +112,10 @@ def test_every_table_the_doc_describes_is_in_the_warehouse(warehouse):
     """The other way round: no section or internal table of the doc names a table that is
     not there (renamed or dropped)."""
     analyst = {
-        name for heading in re.findall(r"^### (.*)$", TEXT, flags=re.M)
+        name
+        for heading in re.findall(r"^### (.*)$", TEXT, flags=re.M)
         for name in re.findall(r"`(\w+)`", heading)
-    }  # fmt: skip
+    }
     internal = set(re.findall(r"^\| `(\w+)` \|", TEXT.split("## Internal tables")[1], re.M))
     assert set(ANALYST_TABLES) <= analyst and len(internal) >= 5
     present = {

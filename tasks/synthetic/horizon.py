@@ -12,7 +12,7 @@ import numpy as np
 from tasks.synthetic.customers import Customers
 from tasks.synthetic.model import DAY, Model, plus_days
 
-ORDERS_BEFORE_DAYS = 40  # first purchases go back this far (flows/cli.py DEMO_ORDERS_BEFORE)
+ORDERS_BEFORE_DAYS = 40  # first purchases go back this far (flows/cli_demo.py DEMO_ORDERS_BEFORE)
 FIRST_BEFORE, OVER_SEATS, PACKAGE_ONLY, RENEW, LAPSE, UPGRADE = 0.78, 0.05, 0.03, 0.75, 0.6, 0.07
 PACKAGE_BUYERS, MAX_PACKAGES_A_CUSTOMER = 0.65, 3
 
