@@ -80,7 +80,7 @@ def compare(out: Path, ref: Path) -> tuple[int, list[str]]:
     return names, bad
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--db", type=Path, default=DEFAULT_DB)
     ap.add_argument("--day", type=date.fromisoformat, default=date(2026, 11, 2))
@@ -97,75 +97,70 @@ def main() -> None:
         default=[2, 8],
         help="further writer thread counts to time write_documents with",
     )
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    scratch = Path(tempfile.mkdtemp(prefix="documents_bench."))
-    db = scratch / "adbill.duckdb"
-    shutil.copyfile(args.db, db)  # never open the original: other benchmarks use it
-    con = connect(db)
-    month = args.day.replace(day=1)
-    counts = con.execute(
-        "select month, count(*) from latest_statements group by 1 order by 1"
-    ).fetchall()
-    print("statements per month:", ", ".join(f"{m:%Y-%m} {c}" for m, c in counts))
-    workers = D.default_workers()
 
-    rows: dict[str, list[tuple[float, float, float]]] = {}
+class Pieces:
+    """Each piece's (wall, CPU, others' CPU) per round."""
 
-    def measure(name: str, fn):
+    def __init__(self) -> None:
+        self.rows: dict[str, list[tuple[float, float, float]]] = {}
+
+    def measure(self, name: str, fn):
         os.sync()  # the disk's work left by the piece before (writeback, discards) done first
         wall, cpu, others, out = timed(fn)
-        rows.setdefault(name, []).append((wall, cpu, others))
+        self.rows.setdefault(name, []).append((wall, cpu, others))
         return out
 
-    out = scratch / "out"
-    D.write_documents(con, out, [args.day], tz=args.tz)  # the files a later day writes over
-    for i in range(args.repeat):
-        # write_documents first: the pieces below churn the disk (20,000 files made, deleted)
-        wait_quiet(args.quiet_wait)
-        written = measure(
-            f"write_documents, {workers} threads (default)",
-            lambda: D.write_documents(con, out, [args.day], tz=args.tz),
-        )
-        for k in [*args.workers, 1]:
-            wait_quiet(args.quiet_wait)
-            measure(
-                f"write_documents, {k} thread{'s' if k > 1 else ''}",
-                lambda k=k: D.write_documents(con, out, [args.day], tz=args.tz, workers=k),
-            )
-        data = measure(
-            "queries and charts (statement_data)", lambda: D.statement_data(con, [month], args.tz)
-        )
-        pages = measure(
-            "render (html + csv), 1 thread",
-            lambda data=data: [
-                (D.file_stem(s["customer_id"]), D.statement_html(s), D.statement_csv(s))
-                for s in data
-            ],
-        )
-        folder = scratch / f"write{i}"
-        measure("write, new files", lambda f=folder, p=pages: write_all(f, p))
-        measure("write, over the same files", lambda f=folder, p=pages: write_all(f, p))
-        shutil.rmtree(folder)
-        del pages
-    n_statements, n_files = len(data), len(written)
-
-    print(f"\n{n_statements} statements of {month:%Y-%m}, {n_files} files, {args.repeat} runs")
-    print("(write_documents writes over the files of the run before, as each later day does)\n")
-    print(
-        f"| {'piece':<40} | {'wall best':>9} | {'wall median':>11} | {'CPU median':>10} "
-        f"| {'others CPU':>10} |"
-    )
-    print(f"|{'-' * 42}|{'-' * 10}:|{'-' * 12}:|{'-' * 11}:|{'-' * 11}:|")
-    for name, xs in rows.items():
-        walls = [w for w, _, _ in xs]
-        cpus = [c for _, c, _ in xs]
-        others = [o for _, _, o in xs]
+    def print_table(self) -> None:
         print(
-            f"| {name:<40} | {min(walls):>9.3f} | {statistics.median(walls):>11.3f} "
-            f"| {statistics.median(cpus):>10.3f} | {statistics.median(others):>10.3f} |"
+            f"| {'piece':<40} | {'wall best':>9} | {'wall median':>11} | {'CPU median':>10} "
+            f"| {'others CPU':>10} |"
         )
+        print(f"|{'-' * 42}|{'-' * 10}:|{'-' * 12}:|{'-' * 11}:|{'-' * 11}:|")
+        for name, xs in self.rows.items():
+            walls = [w for w, _, _ in xs]
+            cpus = [c for _, c, _ in xs]
+            others = [o for _, _, o in xs]
+            print(
+                f"| {name:<40} | {min(walls):>9.3f} | {statistics.median(walls):>11.3f} "
+                f"| {statistics.median(cpus):>10.3f} | {statistics.median(others):>10.3f} |"
+            )
 
+
+def one_round(con, args, pieces: Pieces, out: Path, folder: Path) -> tuple[list, list]:
+    """write_documents at each thread count, then its pieces one by one; the statements and
+    files of the round."""
+    month, workers = args.day.replace(day=1), D.default_workers()
+    # write_documents first: the pieces below churn the disk (20,000 files made, deleted)
+    wait_quiet(args.quiet_wait)
+    written = pieces.measure(
+        f"write_documents, {workers} threads (default)",
+        lambda: D.write_documents(con, out, [args.day], tz=args.tz),
+    )
+    for k in [*args.workers, 1]:
+        wait_quiet(args.quiet_wait)
+        pieces.measure(
+            f"write_documents, {k} thread{'s' if k > 1 else ''}",
+            lambda k=k: D.write_documents(con, out, [args.day], tz=args.tz, workers=k),
+        )
+    data = pieces.measure(
+        "queries and charts (statement_data)", lambda: D.statement_data(con, [month], args.tz)
+    )
+    pages = pieces.measure(
+        "render (html + csv), 1 thread",
+        lambda: [
+            (D.file_stem(s["customer_id"]), D.statement_html(s), D.statement_csv(s)) for s in data
+        ],
+    )
+    pieces.measure("write, new files", lambda: write_all(folder, pages))
+    pieces.measure("write, over the same files", lambda: write_all(folder, pages))
+    shutil.rmtree(folder)
+    return data, written
+
+
+def afterwards(con, args, out: Path) -> None:
+    """--profile, --compare and --keep."""
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()
@@ -177,10 +172,32 @@ def main() -> None:
         print(f"\ncompared {checked} files with {args.compare}: {len(bad)} differ")
         for name in bad[:10]:
             print("  differs:", name)
-    con.close()
     if args.keep:
         shutil.rmtree(args.keep, ignore_errors=True)
         shutil.copytree(out, args.keep)
+
+
+def main() -> None:
+    args = parse_args()
+    scratch = Path(tempfile.mkdtemp(prefix="documents_bench."))
+    db = scratch / "adbill.duckdb"
+    shutil.copyfile(args.db, db)  # never open the original: other benchmarks use it
+    con = connect(db)
+    counts = con.execute(
+        "select month, count(*) from latest_statements group by 1 order by 1"
+    ).fetchall()
+    print("statements per month:", ", ".join(f"{m:%Y-%m} {c}" for m, c in counts))
+    pieces, out = Pieces(), scratch / "out"
+    D.write_documents(con, out, [args.day], tz=args.tz)  # the files a later day writes over
+    for i in range(args.repeat):
+        data, written = one_round(con, args, pieces, out, scratch / f"write{i}")
+    print(
+        f"\n{len(data)} statements of {args.day:%Y-%m}, {len(written.paths)} files, {args.repeat} runs"
+    )
+    print("(write_documents writes over the files of the run before, as each later day does)\n")
+    pieces.print_table()
+    afterwards(con, args, out)
+    con.close()
     shutil.rmtree(scratch)
 
 
