@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from tasks.daily import customer_days
-from tasks.db import execute, scalar
+from tasks.db import execute, scalar, transaction
 from tasks.deduct import check_entry_widths, deduct_shard
 from tasks.expire import expire_day
 from tasks.invariants import check_day
@@ -144,55 +144,72 @@ def bill_day(
     hook = after_stage or (lambda _stage: None)
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    con.execute("begin transaction")
-    try:
+    with transaction(con):
         unbill_from(con, day)
         check_entry_widths(scalar(con, "select max(customer_key) from customers"), None)
         n = shard_count(con, day, shards)
         timings["unbill"] = time.perf_counter() - t
         t = time.perf_counter()
-        events = 0
-        if deduct is not None:
-            events = deduct(con, day, tz=tz, shards=n)
-            hook("deduct")
-        for s in range(n if deduct is None else 0):
-            drawn = stage(
-                f"deduct-{day}-shard-{s}", deduct_shard, con, day, tz=tz, shard=s, shards=n
-            )
-            events += drawn["events"]
-            hook("deduct")
+        events = _draw_shards(con, day, n, tz=tz, stage=stage, deduct=deduct, hook=hook)
         timings["deduct"] = time.perf_counter() - t
-
-        def step(key: str, name: str, fn: Callable, *args, **kwargs):
-            """One stage of the day as a (Prefect) stage, timed, then the after-stage hook."""
-            started = time.perf_counter()
-            result = stage(f"{name}-{day}", fn, con, day, *args, **kwargs)
-            hook(key)
-            timings[key] = time.perf_counter() - started
-            return result
-
-        expired = step("expire", "expire", expire_day, tz=tz)
-        step("daily", "customer-days", customer_days, tz=tz)
-        step("invariants", "invariants", check_day)
-        step("suspensions", "suspensions", suspensions_day, tz=tz)
-        step("statements", "statements", statements_day, tz=tz)
+        expired = _day_stages(con, day, tz=tz, stage=stage, hook=hook, timings=timings)
         t = time.perf_counter()
-        execute(
-            con,
-            "update pools set remaining = d.remaining from pool_days as d "
-            "where d.pool_key = pools.pool_key and d.day = $day",
-            {"day": day},
-        )
-        execute(
-            con,
-            "insert into billed_days select $day, $run_id, now(), "
-            "(select coalesce(max(file_id), 0) from ingested_files)",
-            {"day": day, "run_id": run_id},
-        )
-        con.execute("commit")
-        timings["commit"] = time.perf_counter() - t
-    except BaseException:
-        con.execute("rollback")
-        raise
+        _mark_billed(con, day, run_id)
+    timings["commit"] = time.perf_counter() - t
     say(f"billed {day}: {events:,} charged events in {n} shard(s), {expired:,} credits expired")
     return {"day": day, "events": events, "shards": n, "expired": expired, "timings": timings}
+
+
+def _draw_shards(
+    con, day: date, n: int, *, tz: str, stage: Callable, deduct: Callable | None, hook: Callable
+) -> int:
+    """The day's draws in `n` shards: all by `deduct` (the Dask path), else each shard
+    in-process as its own stage. How many charged events they drew."""
+    if deduct is not None:
+        events = deduct(con, day, tz=tz, shards=n)
+        hook("deduct")
+        return events
+    events = 0
+    for s in range(n):
+        drawn = stage(f"deduct-{day}-shard-{s}", deduct_shard, con, day, tz=tz, shard=s, shards=n)
+        events += drawn["events"]
+        hook("deduct")
+    return events
+
+
+def _day_stages(
+    con, day: date, *, tz: str, stage: Callable, hook: Callable, timings: dict[str, float]
+) -> int:
+    """After the draws: expiry, daily figures, invariants, suspensions, statements, each a
+    (Prefect) stage, timed, then the after-stage hook. The credits expired."""
+
+    def step(key: str, name: str, fn: Callable, *args, **kwargs):
+        started = time.perf_counter()
+        result = stage(f"{name}-{day}", fn, con, day, *args, **kwargs)
+        hook(key)
+        timings[key] = time.perf_counter() - started
+        return result
+
+    expired = step("expire", "expire", expire_day, tz=tz)
+    step("daily", "customer-days", customer_days, tz=tz)
+    step("invariants", "invariants", check_day)
+    step("suspensions", "suspensions", suspensions_day, tz=tz)
+    step("statements", "statements", statements_day, tz=tz)
+    return expired
+
+
+def _mark_billed(con, day: date, run_id: str | None) -> None:
+    """The pools' remaining credits as the day left them, and the day recorded as billed (with
+    the last file it saw, so a later file that touches it makes it stale)."""
+    execute(
+        con,
+        "update pools set remaining = d.remaining from pool_days as d "
+        "where d.pool_key = pools.pool_key and d.day = $day",
+        {"day": day},
+    )
+    execute(
+        con,
+        "insert into billed_days select $day, $run_id, now(), "
+        "(select coalesce(max(file_id), 0) from ingested_files)",
+        {"day": day, "run_id": run_id},
+    )
