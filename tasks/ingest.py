@@ -148,8 +148,44 @@ def ingest_inbox(
     report = IngestReport()
     say = progress or (lambda _msg: None)
     listing = list_inbox(inbox)
-    order_files, usage_files = listing.orders, listing.usage
     report.ignored_files = [path_text(p) for p in listing.ignored]
+    _register_catalog(con, catalog)
+
+    def turn_away(path: Path, reason: str, detail: str, sha: str | None = None) -> None:
+        """A whole file rejected (§3 "Files"): listed once in rejected_files, never read."""
+        if _record_rejected_file(con, path, reason, detail, sha, run_id):
+            say(f"turned away {path_text(path)}: {reason} ({detail})")
+        report.rejected_files.append((path_text(path), reason))
+
+    for path, reason, detail in listing.refused:
+        turn_away(path, reason, detail)
+    limits = {"late_before": late_before, "today": today}
+    for f in _new_files(con, listing.orders, report, turn_away):
+        try:
+            _ingest_orders(con, f, catalog, report, tz=tz, run_id=run_id, limits=limits)
+        except UnreadableFile as exc:
+            turn_away(f.path, "unreadable_file", str(exc), f.sha)
+            continue
+        report.files.append(str(f.path))
+        say(f"ingested orders {f.path.name}")
+    fresh = _new_files(con, listing.usage, report, turn_away)
+    _purge_partial_files(con, {f.sha for f in fresh})
+    usage = UsageIngest(
+        con,
+        tz,
+        run_id,
+        report,
+        late_before or date(1, 1, 1),
+        (today or date(9999, 12, 30)) + timedelta(days=1),
+        duplicate_window_days,
+        say,
+    )
+    _ingest_usage(con, usage, fresh, run_id, turn_away)
+    return report
+
+
+def _register_catalog(con, catalog: Catalog) -> None:
+    """The macros and the catalog's products, editions and functions that ingest's SQL reads."""
     run_sql(con, "ingest_macros")
     con.create_function(  # NULL in, NULL out; a line it cannot read gives NULL
         "quantity_literal",
@@ -163,47 +199,36 @@ def ingest_inbox(
     con.register("catalog_editions", catalog.editions.to_arrow())
     con.register("catalog_functions", catalog.functions.to_arrow())
 
-    def turn_away(path: Path, reason: str, detail: str, sha: str | None = None) -> None:
-        """A whole file rejected (§3 "Files"): listed once in rejected_files, never read."""
-        if _record_rejected_file(con, path, reason, detail, sha, run_id):
-            say(f"turned away {path_text(path)}: {reason} ({detail})")
-        report.rejected_files.append((path_text(path), reason))
 
-    for path, reason, detail in listing.refused:
-        turn_away(path, reason, detail)
-    limits = {"late_before": late_before, "today": today}
-    for f in _new_files(con, order_files, report, turn_away):
-
-        def ingest_orders(f=f):
+def _ingest_orders(
+    con,
+    f: InboxFile,
+    catalog: Catalog,
+    report: IngestReport,
+    *,
+    tz: str,
+    run_id: str,
+    limits: dict[str, date | None],
+) -> None:
+    """An orders file and the pools it changes, in one transaction (UnreadableFile: a file
+    that cannot be read to its end, nothing of it kept)."""
+    try:
+        with transaction(con):
             con.execute("delete from ingested_files where sha256 = ?", [f.sha])
             file_id = _register_file(con, f.path, "orders", f.sha, run_id)
             ingest_orders_file(con, f.path, file_id, tz=tz, run_id=run_id, report=report, **limits)
             rebuild_pools(con, catalog, tz=tz, file_id=file_id)
             con.execute("update ingested_files set complete = true where file_id = ?", [file_id])
+    except UnreadableFile:
+        raise
+    except Exception as exc:
+        exc.add_note(f"while ingesting {f.path}")  # the one line names the file
+        raise
 
-        try:
-            with transaction(con):
-                ingest_orders()
-        except UnreadableFile as exc:
-            turn_away(f.path, "unreadable_file", str(exc), f.sha)
-            continue
-        except Exception as exc:
-            exc.add_note(f"while ingesting {f.path}")  # the one line names the file
-            raise
-        report.files.append(str(f.path))
-        say(f"ingested orders {f.path.name}")
-    fresh = _new_files(con, usage_files, report, turn_away)
-    _purge_partial_files(con, {f.sha for f in fresh})
-    usage = UsageIngest(
-        con,
-        tz,
-        run_id,
-        report,
-        late_before or date(1, 1, 1),
-        (today or date(9999, 12, 30)) + timedelta(days=1),
-        duplicate_window_days,
-        say,
-    )
+
+def _ingest_usage(con, usage: UsageIngest, fresh: list[InboxFile], run_id: str, turn_away):
+    """Usage files in path order: small ones together, a group at a time (GROUP_BYTES or
+    GROUP_FILES), a large one (or one a killed run left half done) batch by batch."""
     small: list[InboxFile] = []
     small_bytes = 0
     for f in fresh:
@@ -218,7 +243,6 @@ def ingest_inbox(
         small, small_bytes = [], 0
         _large_file(con, usage, f, run_id, turn_away)
     _small_files(con, usage, small, run_id, turn_away)
-    return report
 
 
 def _large_file(con, usage: UsageIngest, f: InboxFile, run_id: str, turn_away) -> None:
