@@ -22,10 +22,32 @@ if TYPE_CHECKING:
 ORDER_FIELDS = ["order_id", "customer_id", "product", "term_months", "amount_cny", "purchased_at"]
 
 
+ROW_SCHEMA = {"line_no": pl.Int64, "raw": pl.String, "utf8_ok": pl.Boolean, "n_fields": pl.Int64}
+ROW_SCHEMA |= {f: pl.String for f in ORDER_FIELDS}
+
+
 def read_order_rows(path: Path) -> pl.DataFrame:
     """Every data row of an orders CSV (RFC 4180, a leading UTF-8 byte-order mark allowed):
     its first line's number, raw text and fields (as text). A row that is not valid UTF-8
     keeps its bytes as \\xNN escapes in `raw` (never repaired) and is `bad_encoding`."""
+    header, rows = _csv_rows(_read_text(path))
+    df = pl.DataFrame(rows, schema=ROW_SCHEMA)
+    if header and not _header_ok(header):
+        # a header without the expected names: every row is malformed
+        df = df.with_columns(pl.lit(-1, dtype=pl.Int64).alias("n_fields"))
+    elif header:
+        df = df.with_columns(
+            pl.when(pl.col("n_fields") == len(header))
+            .then(6)
+            .otherwise(pl.col("n_fields"))
+            .alias("n_fields")
+        )
+    return df
+
+
+def _read_text(path: Path) -> str:
+    """The file's text without a leading byte-order mark; bytes that are not UTF-8 kept as
+    surrogate escapes."""
     try:
         with open_regular(path) as f:
             data = f.read()
@@ -33,7 +55,16 @@ def read_order_rows(path: Path) -> pl.DataFrame:
         raise UnreadableFile(f"{type(exc).__name__}: {exc.strerror or exc}") from exc
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
-    text = data.decode("utf-8", errors="surrogateescape")
+    return data.decode("utf-8", errors="surrogateescape")
+
+
+def _header_ok(header: list[str]) -> bool:
+    """The header names every order field exactly once."""
+    return all(header.count(f) == 1 for f in ORDER_FIELDS)
+
+
+def _csv_rows(text: str) -> tuple[list[str], list[dict]]:
+    """The header's names and a dict per data row (blank lines skipped)."""
     physical: list[str] = []
 
     def lines() -> Iterator[str]:
@@ -45,8 +76,7 @@ def read_order_rows(path: Path) -> pl.DataFrame:
     header = [h.strip() for h in next(reader, [])]
     positions = {f: header.index(f) if f in header else None for f in ORDER_FIELDS}
     rows = []
-    header_ok = all(header.count(f) == 1 for f in ORDER_FIELDS)
-    if header and not header_ok:
+    if header and not _header_ok(header):
         # no header (or one naming a field twice or not at all): its first line is a row of
         # its own, rejected with the rest as malformed, never lost
         first = physical[0].rstrip("\r\n") if physical else ""
@@ -62,31 +92,26 @@ def read_order_rows(path: Path) -> pl.DataFrame:
         raw = "".join(physical[line_no - 1 : reader.line_num]).rstrip("\r\n")
         if fields is not None and not "".join(fields).strip():
             continue  # a blank line
-        utf8_ok = _is_utf8(raw)
-        row = {"line_no": line_no, "raw": raw, "utf8_ok": utf8_ok}
-        if not utf8_ok:
-            row["raw"] = _shown(raw)
-            fields = None
-        row["n_fields"] = len(fields) if fields is not None else -1
-        for f, i in positions.items():
-            v = fields[i] if fields is not None and i is not None and i < len(fields) else ""
-            # ids are data, kept as sent (§3); padding around the other fields is dropped
-            row[f] = (v if f in ("order_id", "customer_id") else v.strip()) or None
-        rows.append(row)
-    schema = {"line_no": pl.Int64, "raw": pl.String, "utf8_ok": pl.Boolean, "n_fields": pl.Int64}
-    schema |= {f: pl.String for f in ORDER_FIELDS}
-    df = pl.DataFrame(rows, schema=schema)
-    if header and not header_ok:
-        # a header without the expected names: every row is malformed
-        df = df.with_columns(pl.lit(-1, dtype=pl.Int64).alias("n_fields"))
-    elif header:
-        df = df.with_columns(
-            pl.when(pl.col("n_fields") == len(header))
-            .then(6)
-            .otherwise(pl.col("n_fields"))
-            .alias("n_fields")
-        )
-    return df
+        rows.append(_order_row(line_no, raw, fields, positions))
+    return header, rows
+
+
+def _order_row(
+    line_no: int, raw: str, fields: list[str] | None, positions: dict[str, int | None]
+) -> dict:
+    """One data row: its line number, raw text, whether it is UTF-8, its fields (None: the
+    row could not be split into fields)."""
+    utf8_ok = _is_utf8(raw)
+    row = {"line_no": line_no, "raw": raw, "utf8_ok": utf8_ok}
+    if not utf8_ok:
+        row["raw"] = _shown(raw)
+        fields = None
+    row["n_fields"] = len(fields) if fields is not None else -1
+    for f, i in positions.items():
+        v = fields[i] if fields is not None and i is not None and i < len(fields) else ""
+        # ids are data, kept as sent (§3); padding around the other fields is dropped
+        row[f] = (v if f in ("order_id", "customer_id") else v.strip()) or None
+    return row
 
 
 def _shown(raw: str) -> str:
@@ -147,6 +172,8 @@ def _strict_timestamps(con, df: pl.DataFrame, col: str) -> pl.DataFrame:
 def _store_orders(
     con, checked: pl.DataFrame, path: Path, file_id: int, run_id: str, report: IngestReport
 ) -> None:
+    """Checked rows stored: rejects with their reason, accepted orders (and new customers);
+    duplicates counted; the file's counts and the earliest day it touches."""
     rejected = checked.filter(
         pl.col("final_reason").is_not_null() & (pl.col("final_reason") != "duplicate")
     )
@@ -158,6 +185,30 @@ def _store_orders(
         [str(path), run_id],
     )
     con.unregister("rej")
+    _insert_accepted(con, accepted, file_id)
+    report.orders_accepted += accepted.height
+    report.orders_rejected += rejected.height
+    report.duplicates += dups
+    report.count_rejects(rejected["final_reason"])
+    earliest = _earliest_touched(accepted)
+    report.touch(earliest)
+    con.execute(
+        "update ingested_files set lines = ?, accepted = ?, rejected = ?, duplicates = ?, "
+        "earliest_day = ? where file_id = ?",
+        [
+            checked.height,
+            accepted.height,
+            rejected.height,
+            dups,
+            earliest,
+            file_id,
+        ],
+    )
+
+
+def _insert_accepted(con, accepted: pl.DataFrame, file_id: int) -> None:
+    """Accepted rows into orders, their customers new to `customers` first (keys in order of
+    first appearance)."""
     con.register("acc", accepted.to_arrow())
     con.execute(
         """
@@ -182,28 +233,15 @@ def _store_orders(
         [file_id],
     )
     con.unregister("acc")
-    report.orders_accepted += accepted.height
-    report.orders_rejected += rejected.height
-    report.duplicates += dups
-    report.count_rejects(rejected["final_reason"])
-    # an order bought exactly at a local midnight touches the day before too: a pool
-    # starting exactly at a cutoff counts in that day's suspension list (§9)
+
+
+def _earliest_touched(accepted: pl.DataFrame) -> date | None:
+    """The earliest billing day the accepted orders touch. An order bought exactly at a local
+    midnight touches the day before too: a pool starting exactly at a cutoff counts in that
+    day's suspension list (§9)."""
     touched = accepted.select(
         pl.when(pl.col("at_midnight"))
         .then(pl.col("purchase_day") - timedelta(days=1))
         .otherwise(pl.col("purchase_day"))
     ).to_series()
-    earliest = touched.min() if accepted.height else None
-    report.touch(earliest)
-    con.execute(
-        "update ingested_files set lines = ?, accepted = ?, rejected = ?, duplicates = ?, "
-        "earliest_day = ? where file_id = ?",
-        [
-            checked.height,
-            accepted.height,
-            rejected.height,
-            dups,
-            earliest,
-            file_id,
-        ],
-    )
+    return touched.min() if accepted.height else None
