@@ -10,8 +10,11 @@ from datetime import date
 
 import polars as pl
 
+# the pieces and how they are drawn against fixed pools; tasks.deduct imports KIND and
+# first_in_run from here
+from tasks.draw_events import KIND, PIECES, draw_events, first_in_run  # noqa: F401
+
 EPOCH = date(2000, 1, 1)
-KIND = pl.Enum(["grant", "use", "settle", "arrears"])  # ledger_entries.kind, stored as text
 
 
 @dataclass(frozen=True)
@@ -26,21 +29,6 @@ class DayDraws:
     pieces: pl.DataFrame  # customer_key, event_key, posted_at_us, pool_key, credits, kind
     remaining: pl.DataFrame  # pool_key, remaining after the day's draws (before expiry)
     arrears: pl.DataFrame  # customer_key, arrears_outstanding at the day's end
-
-
-PIECES = {
-    "customer_key": pl.Int32,
-    "event_key": pl.Int64,
-    "posted_at_us": pl.Int64,
-    "pool_key": pl.Int64,
-    "credits": pl.Int64,
-    "kind": KIND,
-}
-
-
-def first_in_run(col: str) -> pl.Expr:
-    """True on the first row of each run of equal values of col."""
-    return pl.col(col).ne_missing(pl.col(col).shift(1))
 
 
 def _settle(capacity: pl.DataFrame, owed: pl.DataFrame) -> pl.DataFrame:
@@ -69,121 +57,6 @@ def _settle(capacity: pl.DataFrame, owed: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _draw_events(
-    events: pl.DataFrame, capacity: pl.DataFrame, settled: pl.DataFrame
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Events against a fixed set of pools: their pieces, and the stretches each pool gave.
-
-    All customers' events lie end to end on one line of credits, in draw order; over each
-    customer's part of it lie its pools in priority order, then the uncovered rest (arrears).
-    An event's pieces are where its stretch of the line meets theirs (most meet just one).
-    events: customer_key, event_key, posted_at_us, credits (> 0); by customer in draw order.
-    capacity: customer_key, priority, pool_key, remaining (> 0), after the settlements (settle
-    pieces, by customer), which go first. Returns the pieces in order, and the stretches:
-    pool_key (null: arrears), customer_key, credits.
-    """
-    line = events.with_columns(pl.col("credits").cum_sum().alias("end")).with_columns(
-        (pl.col("end") - pl.col("credits")).alias("start")
-    )
-    total = int(line["end"][-1])
-    spans = (
-        line.filter(first_in_run("customer_key"))
-        .select("customer_key", pl.col("start").alias("a"))
-        .with_columns(pl.col("a").shift(-1, fill_value=total).alias("b"))
-    )
-    c_end = pl.col("a") + pl.col("remaining").cum_sum().over("customer_key")
-    pools = (
-        capacity.join(spans, on="customer_key")
-        .sort("customer_key", "priority")
-        .with_columns(
-            (c_end - pl.col("remaining")).alias("from"),
-            pl.min_horizontal(c_end, "b").alias("to"),
-        )
-        .filter(pl.col("from") < pl.col("b"))
-    )
-    rest = (
-        spans.join(
-            pools.group_by("customer_key").agg(pl.col("to").max().alias("covered")),
-            on="customer_key",
-            how="left",
-        )
-        .select("customer_key", pl.coalesce("covered", "a").alias("from"), pl.col("b").alias("to"))
-        .filter(pl.col("from") < pl.col("to"))
-    )
-    stretches = pl.concat(
-        [
-            pools.select("from", "to", "customer_key", "pool_key"),
-            rest.select(
-                "from", "to", "customer_key", pl.lit(None, dtype=pl.Int64).alias("pool_key")
-            ),
-        ]
-    ).sort("from")
-    # a piece's place: 2 x where it starts on the line + 1; a customer's settlements just before
-    line = line.join_asof(
-        stretches.select("from", "to", "pool_key").with_row_index("stretch"),
-        left_on="start",
-        right_on="from",
-        strategy="backward",
-        check_sortedness=False,  # both are sorted: positions on the line grow
-    ).with_columns(
-        (pl.min_horizontal("end", "to") - pl.col("start")).alias("credits"),
-        (2 * pl.col("start") + 1).alias("place"),
-    )
-    parts = [line]
-    crossing = line.filter(pl.col("end") > pl.col("to"))
-    if crossing.height:  # a few events span pools: a row for each further stretch they meet
-        at = pl.col("stretch").cast(pl.Int64)
-        s_from = stretches["from"]
-        parts.append(
-            crossing.with_columns(
-                pl.int_ranges(
-                    at + 1, pl.lit(s_from).search_sorted(pl.col("end"), side="left").cast(pl.Int64)
-                ).alias("stretch")
-            )
-            .explode("stretch")
-            .with_columns(
-                pl.lit(s_from).gather("stretch").alias("from"),
-                pl.lit(stretches["to"]).gather("stretch").alias("to"),
-                pl.lit(stretches["pool_key"]).gather("stretch").alias("pool_key"),
-            )
-            .with_columns(
-                (pl.min_horizontal("end", "to") - pl.col("from")).alias("credits"),
-                (2 * pl.col("from") + 1).alias("place"),
-            )
-        )
-    if settled.height:
-        first = spans["customer_key"].search_sorted(settled["customer_key"], side="left")
-        parts.append(
-            settled.with_columns(
-                (2 * spans["a"].append(pl.Series([total])).gather(first)).alias("place")
-            )
-        )
-    kind = (
-        pl.when(pl.col("pool_key").is_null())
-        .then(pl.lit("arrears", dtype=KIND))
-        .otherwise(pl.lit("use", dtype=KIND))
-    )
-    pieces = pl.concat(
-        [
-            p.select(
-                "customer_key",
-                "event_key",
-                "posted_at_us",
-                "pool_key",
-                "credits",
-                pl.col("kind") if "kind" in p.columns else kind.alias("kind"),
-                "place",
-            ).cast(PIECES)
-            for p in parts
-        ]
-    )
-    if len(parts) > 1:  # sorted runs: a stable sort merges them quickly
-        pieces = pieces.sort("place", maintain_order=True)
-    return pieces.drop("place"), stretches.select(
-        "pool_key", "customer_key", (pl.col("to") - pl.col("from")).alias("credits")
-    )
-
-
 def _draw_segment(
     events: pl.DataFrame, capacity: pl.DataFrame, owed: pl.DataFrame
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
@@ -202,7 +75,7 @@ def _draw_segment(
     )
     pieces, stretches = settled, settled.select("pool_key", "customer_key", "credits").clear()
     if events.height:
-        pieces, stretches = _draw_events(events, left, settled)
+        pieces, stretches = draw_events(events, left, settled)
     used = pl.concat(
         [
             settled.select("pool_key", "credits"),
@@ -311,54 +184,65 @@ def draw_day(
         "customer_key", pl.col("arrears_outstanding").alias("owed")
     )
     split = pl.col("customer_key").is_in(starts["customer_key"].unique().implode())
-    live = pl.col("remaining") > 0
     at_start = pl.lit(day_start_us, dtype=pl.Int64).alias("posted_at_us")
     whole = state.filter(~split)
     pieces, used, change = _draw_segment(
         events.filter(~split),
-        whole.filter(live),
+        whole.filter(pl.col("remaining") > 0),
         debt.filter(~split).with_columns(at_start),
     )
     whole, owed = _after(whole, used, debt.filter(~split), change)
     if starts.height:
-        parts = []
-        times = _segment(events.filter(split), starts, "posted_at_us")
-        state = _segment(state.filter(split), starts, "available_from_us")
-        debt = debt.filter(split)
-        begins = pl.concat(
-            [
-                starts.select("customer_key")
-                .unique()
-                .with_columns(at_start, pl.lit(0, dtype=pl.Int32).alias("segment")),
-                starts.select(
-                    "customer_key",
-                    pl.col("boundary_us").alias("posted_at_us"),
-                    pl.int_range(1, pl.len() + 1)
-                    .over("customer_key")
-                    .cast(pl.Int32)
-                    .alias("segment"),
-                ),
-            ]
+        parts, state, debt = _draw_split_days(
+            events.filter(split), state.filter(split), debt.filter(split), starts, at_start
         )
-        for k in range(int(begins["segment"].max()) + 1):
-            part, used, change = _draw_segment(
-                times.filter(pl.col("segment") == k).drop("segment"),
-                state.filter((pl.col("segment") <= k) & live).drop("segment"),
-                debt.filter(pl.col("owed") > 0).join(
-                    begins.filter(pl.col("segment") == k).drop("segment"), on="customer_key"
-                ),
-            )
-            parts.append(part)
-            state, debt = _after(state, used, debt, change)
         # each customer's parts in day order, among the others (a stable sort, nearly sorted)
         pieces = pl.concat([pieces, *parts]).sort("customer_key", maintain_order=True)
-        whole = pl.concat([whole, state.drop("segment")])
+        whole = pl.concat([whole, state])
         owed = pl.concat([owed, debt])
     return DayDraws(
         pieces=_ledger_order(pieces, pools),
         remaining=whole.select("pool_key", "remaining"),
         arrears=owed.select("customer_key", pl.col("owed").alias("arrears_outstanding")),
     )
+
+
+def _draw_split_days(
+    events: pl.DataFrame,
+    state: pl.DataFrame,
+    debt: pl.DataFrame,
+    starts: pl.DataFrame,
+    at_start: pl.Expr,
+) -> tuple[list[pl.DataFrame], pl.DataFrame, pl.DataFrame]:
+    """The customers with mid-day pool starts, part k of every such day at once (part k
+    begins at the k-th start): the parts' pieces, then the pools and arrears after the day."""
+    live = pl.col("remaining") > 0
+    times = _segment(events, starts, "posted_at_us")
+    state = _segment(state, starts, "available_from_us")
+    begins = pl.concat(
+        [
+            starts.select("customer_key")
+            .unique()
+            .with_columns(at_start, pl.lit(0, dtype=pl.Int32).alias("segment")),
+            starts.select(
+                "customer_key",
+                pl.col("boundary_us").alias("posted_at_us"),
+                pl.int_range(1, pl.len() + 1).over("customer_key").cast(pl.Int32).alias("segment"),
+            ),
+        ]
+    )
+    parts = []
+    for k in range(int(begins["segment"].max()) + 1):
+        part, used, change = _draw_segment(
+            times.filter(pl.col("segment") == k).drop("segment"),
+            state.filter((pl.col("segment") <= k) & live).drop("segment"),
+            debt.filter(pl.col("owed") > 0).join(
+                begins.filter(pl.col("segment") == k).drop("segment"), on="customer_key"
+            ),
+        )
+        parts.append(part)
+        state, debt = _after(state, used, debt, change)
+    return parts, state.drop("segment"), debt
 
 
 def reorder_rows(rows: pl.DataFrame, tied: pl.Series, ordered: pl.Series) -> pl.DataFrame:
