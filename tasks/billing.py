@@ -134,11 +134,13 @@ def bill_day(
     after_stage: Callable | None = None,
     progress: Callable[[str], None] | None = None,
     run_id: str | None = None,
+    statements: bool = True,
 ) -> dict:
     """Bill one day: draws per shard, expiry, daily figures, invariants; all or nothing.
 
     `deduct(con, day, tz=, shards=) -> events` draws every shard elsewhere (the Dask path);
-    by default each shard is drawn in-process as its own stage.
+    by default each shard is drawn in-process as its own stage. `statements=False`: a later
+    day of the same month follows in this run, which refreshes the month's statements.
     """
     say = progress or (lambda _m: None)
     hook = after_stage or (lambda _stage: None)
@@ -152,7 +154,9 @@ def bill_day(
         t = time.perf_counter()
         events = _draw_shards(con, day, n, tz=tz, stage=stage, deduct=deduct, hook=hook)
         timings["deduct"] = time.perf_counter() - t
-        expired = _day_stages(con, day, tz=tz, stage=stage, hook=hook, timings=timings)
+        expired = _day_stages(
+            con, day, tz=tz, stage=stage, hook=hook, timings=timings, statements=statements
+        )
         t = time.perf_counter()
         _mark_billed(con, day, run_id)
     timings["commit"] = time.perf_counter() - t
@@ -178,7 +182,14 @@ def _draw_shards(
 
 
 def _day_stages(
-    con, day: date, *, tz: str, stage: Callable, hook: Callable, timings: dict[str, float]
+    con,
+    day: date,
+    *,
+    tz: str,
+    stage: Callable,
+    hook: Callable,
+    timings: dict[str, float],
+    statements: bool,
 ) -> int:
     """After the draws: expiry, daily figures, invariants, suspensions, statements, each a
     (Prefect) stage, timed, then the after-stage hook. The credits expired."""
@@ -194,7 +205,7 @@ def _day_stages(
     step("daily", "customer-days", customer_days, tz=tz)
     step("invariants", "invariants", check_day)
     step("suspensions", "suspensions", suspensions_day, tz=tz)
-    step("statements", "statements", statements_day, tz=tz)
+    step("statements", "statements", statements_day, tz=tz, refresh=statements)
     return expired
 
 

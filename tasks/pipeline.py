@@ -217,8 +217,11 @@ def _bill_days(run: _Run, con, plans: list[DayPlan]) -> None:
         t = time.perf_counter()
         started = time.time()
         run.doing = f"billing {plan.day}"
+        # the month's statements once, on the run's last day of it (tasks/statements.py)
+        later = plans[i : i + 1]
+        statements = not later or later[0].day.replace(day=1) != plan.day.replace(day=1)
         try:
-            result = _bill_one_day(run, con, plan.day)
+            result = _bill_one_day(run, con, plan.day, statements)
         except Exception:
             seconds = time.perf_counter() - t
             record_day(con, run.run_id, plan.day, plan.reason, started, seconds, status="failed")
@@ -229,7 +232,7 @@ def _bill_days(run: _Run, con, plans: list[DayPlan]) -> None:
         run.say(f"day {i}/{len(plans)} done")
 
 
-def _bill_one_day(run: _Run, con, day: date) -> dict:
+def _bill_one_day(run: _Run, con, day: date, statements: bool) -> dict:
     """One billing day: one task run per billed day in the Prefect UI; with draws on Dask the
     day stays in the flow, which submits the shards' tasks itself."""
     run_day = run.stage if run.deduct is None else call_directly
@@ -245,6 +248,7 @@ def _bill_one_day(run: _Run, con, day: date) -> dict:
         after_stage=run.hook,
         progress=run.say,
         run_id=run.run_id,
+        statements=statements,
     )
 
 

@@ -18,12 +18,20 @@ def is_month_end(day: date) -> bool:
     return (day + timedelta(days=1)).day == 1
 
 
-def statements_day(con, day: date, *, tz: str) -> int:
+def statements_day(con, day: date, *, tz: str, refresh: bool = True) -> int:
     """Refresh the statements of the day's month after it is billed; return how many changed.
 
     Month-to-date revisions are rewritten; on the month's last day they become final. A final
     statement whose figures differ when that day is billed again gets a new revision.
+
+    `refresh=False` (a run that bills a later day of the same month before the month's end)
+    leaves them: a month-to-date statement is rewritten whole from the month's customer_days,
+    so refreshing it once, on the run's last day of the month, leaves what refreshing it
+    every day would, and a final one changes only on the month's last day. (The stage still
+    runs, so a stage hook sees every day.)
     """
+    if not refresh and not is_month_end(day):
+        return 0
     params = {"day": day, "tz": tz, "month": month_of(day), "final": is_month_end(day)}
     run_sql(con, "statement_drafts", params)
     run_sql(con, "statements", params)
