@@ -237,6 +237,63 @@ def _python_line_chunks(path: Path, chunk_bytes: int) -> Iterator[pa.Table]:
         yield _lines_table(rest, next_line)
 
 
+def lines_at(
+    path: Path, numbers: list[int], *, fast: bool = True, block_bytes: int = 16 << 20
+) -> pa.Table:
+    """The raw text of the file's lines with these numbers (line_no, raw), numbered as
+    iter_line_chunks numbers them. A file the fast reader read (no carriage return, valid
+    UTF-8) is scanned block by block, newlines counted, and only the blocks that hold a wanted
+    line are split: a few lines cost a read of the file, not a parse of every line. Any other
+    file is read again as it was read the first time."""
+    wanted = sorted(set(numbers))
+    if not fast:
+        value_set = pa.array(wanted, pa.int64())
+        hits = [
+            t.select(["line_no", "raw"]).filter(pc.is_in(t["line_no"], value_set=value_set))
+            for t in iter_line_chunks(path, fast=False)
+        ]
+        return pa.concat_tables(hits) if hits else _no_lines()
+    found: dict[int, str] = {}
+    with _open_for_lines(path) as raw_file:
+        f = gzip.GzipFile(fileobj=raw_file, mode="rb") if path.name.endswith(".gz") else raw_file
+        line, rest, i = 1, b"", 0
+        while i < len(wanted):
+            try:
+                data = f.read(block_bytes)
+            except (OSError, EOFError, zlib.error) as exc:
+                raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
+            if not data:  # the last line, without a newline after it
+                if rest and wanted[i] == line:
+                    found[line] = _first_line_text(rest, line)
+                break
+            data = rest + data
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                rest = data
+                continue
+            block, rest = data[:cut], data[cut + 1 :]
+            n = block.count(b"\n") + 1
+            if wanted[i] < line + n:
+                pieces = block.split(b"\n")
+                while i < len(wanted) and wanted[i] < line + n:
+                    found[wanted[i]] = _first_line_text(pieces[wanted[i] - line], wanted[i])
+                    i += 1
+            line += n
+    return pa.table(
+        {"line_no": pa.array(list(found), pa.int64()), "raw": pa.array(list(found.values()))}
+    )
+
+
+def _first_line_text(line: bytes, number: int) -> str:
+    """A line as the fast reader gives it: the byte-order mark of line 1 dropped."""
+    text = line.decode("utf-8")
+    return text.removeprefix("\ufeff") if number == 1 else text
+
+
+def _no_lines() -> pa.Table:
+    return pa.table({"line_no": pa.array([], pa.int64()), "raw": pa.array([], pa.string())})
+
+
 def _lines_table(block: bytes, first_line: int) -> pa.Table:
     """The block's lines (line_no, raw, utf8_ok). A line that is not valid UTF-8 keeps its
     bytes as \\xNN escapes in `raw`, never repaired (`bad_encoding`, §3)."""

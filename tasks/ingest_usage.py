@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tasks.db import run_sql, scalar, sql, transaction
-from tasks.inbox_files import FastReadFailed, iter_line_chunks
+from tasks.inbox_files import FastReadFailed, iter_line_chunks, lines_at
 from tasks.validate import CONTROL_CHARACTER, EVENT_COLUMNS, TIMESTAMP_WITH_OFFSET, failing_rows
 
 if TYPE_CHECKING:
@@ -328,15 +328,11 @@ def _store_file_rejects(con, files: list[UsageFile], run_id: str) -> None:
     by_id = {f.file_id: f for f in files}
     for file_id, numbers in wanted:
         f = by_id[file_id]
-        value_set = pa.array(numbers, pa.int64())
-        for chunk in iter_line_chunks(f.path, None, fast=f.fast):
-            hit = chunk.filter(pc.is_in(chunk["line_no"], value_set=value_set))
-            if hit.num_rows:
-                con.register("hit", hit)
-                con.execute(
-                    "insert into rejected_events select ?, d.line_no, h.raw, d.reason, now(), "
-                    "? from file_decisions as d join hit as h using (line_no) "
-                    "where d.file_id = ? order by d.line_no",
-                    [str(f.path), run_id, file_id],
-                )
-                con.unregister("hit")
+        con.register("hit", lines_at(f.path, numbers, fast=f.fast))
+        con.execute(
+            "insert into rejected_events select ?, d.line_no, h.raw, d.reason, now(), "
+            "? from file_decisions as d join hit as h using (line_no) "
+            "where d.file_id = ? order by d.line_no",
+            [str(f.path), run_id, file_id],
+        )
+        con.unregister("hit")

@@ -1,0 +1,65 @@
+"""Looking up a few lines of a file again (tasks.inbox_files.lines_at) gives exactly the text
+and numbers the line reader gave them the first time, whatever the file holds."""
+
+from __future__ import annotations
+
+import gzip
+import tempfile
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tasks.inbox_files import iter_line_chunks, lines_at
+
+# lines as producers write them, and the odd ones: empty, non-ASCII, a byte-order mark
+LINE = st.one_of(
+    st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\r\n\x1f")),
+    st.sampled_from(["", "{}", '{"event_id": "e1"}', "客户", "\ufeffx"]),
+)
+
+
+def _read(path: Path, fast: bool) -> dict[int, str]:
+    return {
+        r["line_no"]: r["raw"]
+        for t in iter_line_chunks(path, 64, fast=fast)
+        for r in t.select(["line_no", "raw"]).to_pylist()
+    }
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lines=st.lists(LINE, min_size=1, max_size=40),
+    bom=st.booleans(),
+    last_newline=st.booleans(),
+    gz=st.booleans(),
+    block=st.integers(1, 200),
+    data=st.data(),
+)
+def test_lines_at_gives_the_lines_the_reader_gave(lines, bom, last_newline, gz, block, data):
+    text = ("\ufeff" if bom else "") + "\n".join(lines) + ("\n" if last_newline else "")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / ("u.jsonl.gz" if gz else "u.jsonl")
+        raw = text.encode("utf-8")
+        path.write_bytes(gzip.compress(raw) if gz else raw)
+        for fast in (True, False):
+            try:
+                read = _read(path, fast)
+            except Exception:  # (the fast reader refuses some files; they are read plainly)
+                continue
+            if not read:
+                continue
+            wanted = data.draw(st.lists(st.sampled_from(sorted(read)), max_size=10))
+            got = lines_at(path, wanted, fast=fast, block_bytes=block).to_pylist()
+            assert got == [{"line_no": n, "raw": read[n]} for n in sorted(set(wanted))]
+
+
+def test_the_first_and_last_lines_of_a_large_file(tmp_path):
+    path = tmp_path / "u.jsonl"
+    path.write_text("".join(f'{{"n": {i}}}\n' for i in range(1, 200_001)), encoding="utf-8")
+    got = lines_at(path, [200_000, 1, 100_000], block_bytes=1 << 16).to_pylist()
+    assert got == [
+        {"line_no": 1, "raw": '{"n": 1}'},
+        {"line_no": 100_000, "raw": '{"n": 100000}'},
+        {"line_no": 200_000, "raw": '{"n": 200000}'},
+    ]
