@@ -4,22 +4,14 @@ of the Prefect flow `daily-billing`."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from datetime import date
-from pathlib import Path
 
+from flows import cli_flow
 from flows.cli_common import Parser, Refused
 from flows.cli_demo import DEMO_MARKER, add_demo, add_generate, fresh_demo_dir
 from flows.cli_ops import EXIT_SCHEDULED_RUN_FAILED, add_serve, add_statement, add_status
 from flows.cli_run import add_run
 from flows.cli_terminal import LOGS, error_line, refusals
-
-# before Prefect is imported (the commands import it, never the modules above)
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
-# a busy machine can take longer than Prefect's default to start its temporary server
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 # the names tests and scripts import from here (each lives in its flows/cli_*.py)
 __all__ = [
@@ -40,58 +32,6 @@ def parser() -> argparse.ArgumentParser:
     for add in (add_demo, add_run, add_statement, add_status, add_generate, add_serve):
         add(sub)
     return top
-
-
-# ---------------------------------------------------------------- where commands meet Prefect
-
-SERVER = None  # the command's temporary Prefect server (flows.tempserver), when it has one
-
-
-def _start_server(args) -> None:
-    """Start the temporary Prefect server now (unless PREFECT_API_URL names one), so that
-    it boots while the command imports and checks; the flow call waits for it."""
-    global SERVER
-    from flows.tempserver import TemporaryServer
-
-    SERVER = TemporaryServer()
-    SERVER.start(Path(args.data_dir).absolute() / "state" / "logs" / "prefect-server.log")
-
-
-def _stop_server() -> None:
-    global SERVER
-    if SERVER is not None:
-        if "prefect" in sys.modules:  # logs and events still queued go out first
-            from prefect._internal.concurrency.services import QueueService
-
-            QueueService.drain_all(timeout=10)
-        SERVER.stop()
-        SERVER = None
-
-
-def _run_flow(
-    args,
-    through: date | None,
-    rebill_from: date | None = None,
-    trigger="cli",
-    shards: int | None = None,
-    max_late_days: int | None = None,
-    task_runner: str = "local",
-) -> dict:
-    from flows.daily import daily_billing  # imports Prefect, which sets up its logging
-
-    LOGS.start(Path(args.data_dir).absolute())
-    if SERVER is not None:  # started before the imports; booting meanwhile
-        SERVER.wait(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]))
-    return daily_billing(
-        through=through,
-        rebill_from=rebill_from,
-        data_dir=str(Path(args.data_dir).absolute()),
-        db=str(Path(args.db).absolute()) if args.db else None,
-        shards=shards,
-        max_late_days=max_late_days,
-        trigger=trigger,
-        task_runner=task_runner,
-    )
 
 
 # ---------------------------------------------------------------- one command
@@ -118,13 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         LOGS.stop()
-        _stop_server()
+        cli_flow.stop_server()
     return code or 0
 
 
 if __name__ == "__main__":
-    # `python -m flows.cli`: run the module as flows.cli, the one the commands call back
-    # (its server and flow), not this copy of it named __main__
-    from flows.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

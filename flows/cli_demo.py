@@ -10,6 +10,7 @@ import sys
 from datetime import date, timedelta
 from pathlib import Path
 
+from flows import cli_flow
 from flows.cli_common import Refused, common_options, settings_of, synthetic_options
 
 # the file in a data dir that says `adbill demo` made it (and may delete it again)
@@ -98,7 +99,6 @@ def fresh_demo_dir(data: Path, db: Path) -> None:
 
 
 def cmd_demo(args) -> None:
-    from flows import cli  # where the command meets Prefect (tests replace its flow)
 
     settings = settings_of(args)
     start, last = _window(args, settings)
@@ -116,9 +116,9 @@ def cmd_demo(args) -> None:
             f"ADBILL_MAX_HISTORY_DAYS={settings.max_history_days})"
         )
     fresh_demo_dir(settings.data_dir, settings.db)
-    cli._start_server(args)
+    cli_flow.start_server(args)
     summary = _generate(args, start)
-    result = cli._run_flow(args, summary.last_day, trigger="demo")
+    result = cli_flow.run_flow(args, summary.last_day, trigger="demo")
     from flows.summary import print_demo_summary
 
     print_demo_summary(args, result)

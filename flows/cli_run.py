@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from flows import cli_flow
 from flows.cli_common import (
     YESTERDAY,
     a_count,
@@ -88,13 +89,12 @@ def _month_to_date_documents(on: bool | None) -> Iterator[None]:
 
 
 def cmd_run(args) -> None:
-    from flows import cli  # where the command meets Prefect (tests replace its flow)
 
     check_task_runner(args.task_runner)
     if not args.plan and (Path(args.data_dir) / "inbox").is_dir():
         # boots while the guards below import the pipeline (a data dir without an inbox is
         # refused by them: nothing is written into a mistyped one)
-        cli._start_server(args)
+        cli_flow.start_server(args)
     from tasks.pipeline import check_run
 
     # the guards before Prefect starts (the flow checks them again for runs from the UI)
@@ -107,7 +107,7 @@ def cmd_run(args) -> None:
         print("\n".join(plan_run(settings, through, args.rebill_from).lines()))
         return
     with _month_to_date_documents(args.month_to_date_documents):
-        result = cli._run_flow(
+        result = cli_flow.run_flow(
             args,
             through,
             args.rebill_from,

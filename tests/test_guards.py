@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from flows import cli
+from flows import cli, cli_flow
 from tasks.pipeline import RunRefused, check_run, run_billing
 from tasks.settings import SettingError, Settings
 from tests.ops_helpers import deliver, scenario, settings, write_usage
@@ -26,7 +26,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 def fixed_today(monkeypatch):
     monkeypatch.setenv("ADBILL_TODAY", TODAY.isoformat())
     # the flow is faked here: no temporary Prefect server either
-    monkeypatch.setattr(cli, "_start_server", lambda args: None)
+    monkeypatch.setattr(cli_flow, "start_server", lambda args: None)
     for name in list(os.environ):
         if name.startswith("ADBILL_") and name != "ADBILL_TODAY":
             monkeypatch.delenv(name)
@@ -51,7 +51,7 @@ def flow_calls(monkeypatch):
             "warnings": [],
         }
 
-    monkeypatch.setattr(cli, "_run_flow", fake_run_flow)
+    monkeypatch.setattr(cli_flow, "run_flow", fake_run_flow)
     return calls
 
 
@@ -353,7 +353,7 @@ def test_a_failure_is_one_line_naming_what_the_run_was_doing(data, capsys, monke
         exc.add_note(f"while billing {YESTERDAY}")
         raise exc
 
-    monkeypatch.setattr(cli, "_run_flow", fails)
+    monkeypatch.setattr(cli_flow, "run_flow", fails)
     code, out, err = run_cli(capsys, "run", "--data-dir", data)
     assert code == 1 and out == "" and len(err) == 1, err
     line = err[0]
@@ -383,7 +383,7 @@ def test_an_interrupt_is_one_line(data, capsys, monkeypatch):
     def interrupted(*a, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_run_flow", interrupted)
+    monkeypatch.setattr(cli_flow, "run_flow", interrupted)
     code, out, err = run_cli(capsys, "run", "--data-dir", data)
     assert code == 130 and out == ""
     assert err == ["adbill: interrupted; the published warehouse is unchanged"]
