@@ -298,6 +298,48 @@ def _no_lines() -> pa.Table:
     return pa.table({"line_no": pa.array([], pa.int64()), "raw": pa.array([], pa.string())})
 
 
+class LargerThanItLooked(Exception):
+    """A small file whose lines hold more than a group takes (a highly compressed gzip)."""
+
+
+def read_whole(path: Path, limit: int) -> bytes:
+    """A small file's bytes (a gzip's decompressed), read the plain way in one go; past
+    `limit` bytes it stops (LargerThanItLooked): such a file goes batch by batch, so memory
+    stays bounded."""
+    with _open_for_lines(path) as raw_file:
+        f = gzip.GzipFile(fileobj=raw_file, mode="rb") if path.name.endswith(".gz") else raw_file
+        try:
+            data = f.read(limit + 1)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
+    if len(data) > limit:
+        raise LargerThanItLooked(path)
+    return data
+
+
+def group_lines(contents: list[bytes]) -> tuple[pa.Table, list[int]]:
+    """The lines of several small files' bytes as one table (raw, utf8_ok, file_line), split
+    as the plain reader splits them (at newlines, a carriage return before one dropped), and
+    each file's line count: one decode and one split for the group, not one per file."""
+    counts = [c.count(b"\n") + (1 if c and not c.endswith(b"\n") else 0) for c in contents]
+    whole = b"".join(c if not c or c.endswith(b"\n") else c + b"\n" for c in contents)
+    try:
+        text = whole.decode("utf-8")
+    except UnicodeDecodeError:  # a file with bad bytes: each file on its own (rare)
+        # (the undecodable bytes are in a file that is not empty: at least one table)
+        lines = pa.concat_tables([_lines_table(c.removesuffix(b"\n"), 1) for c in contents if c])
+        raw, utf8_ok = lines["raw"].combine_chunks(), lines["utf8_ok"].combine_chunks()
+    else:
+        pieces = pc.split_pattern(pa.array([text], pa.large_string()), "\n").flatten()
+        raw = pc.utf8_rtrim(pieces.slice(0, len(pieces) - 1), "\r").cast(pa.string())
+        utf8_ok = pa.repeat(True, len(raw))
+    total = sum(counts)
+    starts = np.repeat(np.cumsum([0, *counts[:-1]]), counts)
+    file_line = np.arange(total, dtype=np.int64) - starts + 1
+    table = pa.table({"raw": raw, "utf8_ok": utf8_ok, "file_line": pa.array(file_line)})
+    return table, counts
+
+
 def _lines_table(block: bytes, first_line: int) -> pa.Table:
     """The block's lines (line_no, raw, utf8_ok). A line that is not valid UTF-8 keeps its
     bytes as \\xNN escapes in `raw`, never repaired (`bad_encoding`, §3)."""

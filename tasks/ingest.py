@@ -12,10 +12,18 @@ import pyarrow as pa
 
 from tasks.catalog import Catalog
 from tasks.db import run_sql, scalar, transaction
-from tasks.inbox_files import NotARegularFile, UnreadableFile, file_digest, list_inbox, path_text
+from tasks.inbox_files import (
+    LargerThanItLooked,
+    NotARegularFile,
+    UnreadableFile,
+    file_digest,
+    list_inbox,
+    path_text,
+    read_whole,
+)
 from tasks.ingest_orders import ingest_orders_file
 from tasks.ingest_report import IngestReport
-from tasks.ingest_usage import LargerThanItLooked, UsageFile, UsageIngest, read_lines
+from tasks.ingest_usage import UsageFile, UsageIngest
 from tasks.pools import rebuild_pools
 from tasks.validate import (
     quantity_literal,
@@ -267,11 +275,11 @@ def _small_files(con, usage: UsageIngest, files: list[InboxFile], run_id: str, t
     """Small usage files together: read (a file that cannot be read to its end is turned
     away), then registered, checked, written and decided in one transaction. A file whose
     lines turn out larger than it looked (a gzip) goes batch by batch, in its place."""
-    read: list[tuple[InboxFile, pa.Table]] = []
+    read: list[tuple[InboxFile, bytes]] = []
     for f in files:
         try:
             with usage.report.timed("read"):
-                read.append((f, read_lines(f.path, CHUNK_BYTES, GROUP_BYTES)))
+                read.append((f, read_whole(f.path, GROUP_BYTES)))
         except UnreadableFile as exc:
             turn_away(f.path, "unreadable_file", str(exc), f.sha)
         except LargerThanItLooked:
@@ -281,7 +289,7 @@ def _small_files(con, usage: UsageIngest, files: list[InboxFile], run_id: str, t
     _ingest_group(con, usage, read, run_id)
 
 
-def _ingest_group(con, usage: UsageIngest, read: list[tuple[InboxFile, pa.Table]], run_id: str):
+def _ingest_group(con, usage: UsageIngest, read: list[tuple[InboxFile, bytes]], run_id: str):
     if not read:
         return
 

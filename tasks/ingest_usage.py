@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tasks.db import run_sql, scalar, sql, transaction
-from tasks.inbox_files import FastReadFailed, iter_line_chunks, lines_at
+from tasks.inbox_files import FastReadFailed, group_lines, iter_line_chunks, lines_at
 from tasks.validate import CONTROL_CHARACTER, EVENT_COLUMNS, TIMESTAMP_WITH_OFFSET, failing_rows
 
 if TYPE_CHECKING:
@@ -47,26 +47,6 @@ class UsageFile:
     file_id: int
     path: Path
     fast: bool = True  # pyarrow's line reader (False: the plain one, see inbox_files)
-
-
-class LargerThanItLooked(Exception):
-    """A small file whose lines hold more than a group takes (a highly compressed gzip)."""
-
-
-def read_lines(path: Path, chunk_bytes: int, limit: int) -> pa.Table:
-    """All of a small file's lines in one table, read the plain way (one read: the fast
-    reader's set-up costs more than a small file's lines). Past `limit` bytes of lines it
-    stops (LargerThanItLooked): such a file goes batch by batch, so memory stays bounded."""
-    tables, size = [], 0
-    for table in iter_line_chunks(path, min(chunk_bytes, limit + 1), fast=False):
-        size += table["raw"].nbytes
-        if size > limit:
-            raise LargerThanItLooked(path)
-        tables.append(table)
-    if not tables:
-        empty = {"line_no": pa.int64(), "raw": pa.string(), "utf8_ok": pa.bool_()}
-        return pa.table({k: pa.array([], t) for k, t in empty.items()})
-    return pa.concat_tables(tables)
 
 
 def keyed(lines: pa.Table, file_id: int, first_row: int | None) -> pa.Table:
@@ -150,18 +130,26 @@ class UsageIngest:
 
     # ------------------------------------------------------------ small files
 
-    def small_files(self, files: list[UsageFile], tables: list[pa.Table]) -> None:
+    def small_files(self, files: list[UsageFile], contents: list[bytes]) -> None:
         """Small files' lines as one batch, and their decisions: one transaction (the
         caller registered the files in it and commits it)."""
         base = scalar(self.con, "select coalesce(max(event_key), 0) from events")
-        rows, first = [], 1
-        for f, t in zip(files, tables, strict=True):
-            rows.append(keyed(t, f.file_id, first))
-            first += t.num_rows
+        lines, counts = group_lines(contents)
+        n = lines.num_rows
+        ids = np.repeat(np.array([f.file_id for f in files], np.int32), counts)
         # one contiguous table: DuckDB scans it as one piece, not a file at a time
-        self.batch(pa.concat_tables(rows).combine_chunks(), files, base)
-        self.decide(files, {f.file_id: t.num_rows for f, t in zip(files, tables, strict=True)})
-        self.progress(f"{len(files):,} small usage files: {first - 1:,} lines ingested")
+        rows = pa.table(
+            {
+                "line_no": pa.array(np.arange(1, n + 1, dtype=np.int64)),
+                "file_id": pa.array(ids),
+                "file_line": lines["file_line"],
+                "raw": lines["raw"],
+                "utf8_ok": lines["utf8_ok"],
+            }
+        )
+        self.batch(rows, files, base)
+        self.decide(files, {f.file_id: c for f, c in zip(files, counts, strict=True)})
+        self.progress(f"{len(files):,} small usage files: {n:,} lines ingested")
 
     # ------------------------------------------------------------ one batch
 

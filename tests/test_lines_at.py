@@ -63,3 +63,33 @@ def test_the_first_and_last_lines_of_a_large_file(tmp_path):
         {"line_no": 100_000, "raw": '{"n": 100000}'},
         {"line_no": 200_000, "raw": '{"n": 200000}'},
     ]
+
+
+# bytes as small files hold them: any mix of lines, carriage returns, bad UTF-8, no last newline
+CONTENT = st.lists(
+    st.one_of(
+        st.binary(max_size=12),
+        st.sampled_from([b"", b"\r", b"\n", b"{}", "客户".encode(), b"\xff\xfe", b"a\rb"]),
+    ),
+    max_size=8,
+).map(lambda parts: b"\n".join(parts))
+
+
+@settings(max_examples=80, deadline=None)
+@given(contents=st.lists(CONTENT, min_size=1, max_size=6))
+def test_a_group_of_small_files_reads_as_each_file_on_its_own(contents):
+    """group_lines (one decode, one split for the group) gives each file the lines, numbers
+    and encoding flags the plain line reader gives it alone."""
+    from tasks.inbox_files import group_lines
+
+    table, counts = group_lines(contents)
+    expected = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, content in enumerate(contents):
+            path = Path(tmp) / f"u{i}.jsonl"
+            path.write_bytes(content)
+            alone = [r for t in iter_line_chunks(path, 64, fast=False) for r in t.to_pylist()]
+            assert counts[i] == len(alone)
+            expected += [(r["line_no"], r["raw"], r["utf8_ok"]) for r in alone]
+    got = table.select(["file_line", "raw", "utf8_ok"]).to_pylist()
+    assert [(r["file_line"], r["raw"], r["utf8_ok"]) for r in got] == expected
