@@ -12,7 +12,7 @@ from typing import Any
 
 from tasks.billing import DayPlan, bill_day, call_directly, last_billed, plan_days, unbill_from
 from tasks.catalog import Catalog, load_catalog
-from tasks.db import connect, execute
+from tasks.db import connect, execute, transaction
 from tasks.documents import DocumentsWritten, write_documents
 from tasks.ingest import ingest_inbox
 from tasks.publish import publish, run_lock
@@ -205,9 +205,8 @@ def _plan(run: _Run, con, repriced_from: date | None) -> list[DayPlan]:
             con, billed_until, rebill_from=run.rebill_from, repriced_from=repriced_from
         )
         if plans:
-            con.execute("begin transaction")
-            unbill_from(con, plans[0].day)
-            con.execute("commit")
+            with transaction(con):  # (rolled back on failure: the run's record still writes)
+                unbill_from(con, plans[0].day)
     return plans
 
 
