@@ -73,14 +73,14 @@ def a_count(minimum: int) -> Callable[[str], int]:
 # ---------------------------------------------------------------- shared options
 
 
-def common_options() -> argparse.ArgumentParser:
-    """The parent of every subcommand: --data-dir and --db. A new one for each subcommand
-    (argparse shares a parent's options, and `demo` sets its own --data-dir default)."""
+def common_options(data_dir: str = "adbill-data") -> argparse.ArgumentParser:
+    """The parent of every subcommand: --data-dir (default `data_dir`: `demo` has its own)
+    and --db. A new one for each subcommand (argparse shares a parent's options)."""
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument(
         "--data-dir",
-        default=os.environ.get("ADBILL_DATA_DIR", "adbill-data"),
-        help="data dir (env ADBILL_DATA_DIR; default ./adbill-data)",
+        default=os.environ.get("ADBILL_DATA_DIR", data_dir),
+        help=f"data dir (env ADBILL_DATA_DIR; default ./{data_dir})",
     )
     p.add_argument(
         "--db",

@@ -4,7 +4,6 @@ dir's inbox (tasks.generate); the demo then bills them end to end."""
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 from datetime import date, timedelta
@@ -22,12 +21,12 @@ DEMO_ORDERS_BEFORE = 40
 def add_demo(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser(
         "demo",
-        parents=[common_options(), synthetic_options()],
+        parents=[common_options("demo-data"), synthetic_options()],
         help="make a sample inbox in a fresh data dir and bill it",
         description="Make a sample inbox in a fresh data dir and bill it. The demo deletes "
         f"only a data dir that it made itself (a {DEMO_MARKER} file in it says so).",
     )
-    demo.set_defaults(data_dir=os.environ.get("ADBILL_DATA_DIR", "demo-data"), func=cmd_demo)
+    demo.set_defaults(func=cmd_demo)
 
 
 def add_generate(sub: argparse._SubParsersAction) -> None:
