@@ -3,12 +3,11 @@
     uv run python bench/profile_day.py --events N [--customers 10000] [--workdir bench/data]
 
 Needs a `bench/run.py --events N` before it (the warmed-up state and the day's files). On a
-scratch copy of the warmed-up state it replays the usage ingest of the bench day chunk by
-chunk, timing the engine's own pieces separately: reading lines, the JSON extraction SQL,
-the Pandera reject reasons, the business checks and rating SQL, the insert of accepted events
-and the commit; then the file's sha256, and the deduct stage's pieces (shard inputs, the
-Polars draw, building ledger rows, the load). Internal engine functions are called directly,
-so this helper follows the engine's code and may need adjusting when the engine changes.
+scratch copy of the warmed-up state it ingests the bench day's usage file through the
+engine, printing the steps as the engine times them (read, validate, rate, store) and each
+SQL file's share; then the file's sha256, and the deduct stage's pieces (shard inputs, the
+Polars draw, building ledger rows, the load). The deduct functions are called directly, so
+that part follows the engine's code and may need adjusting when the engine changes.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -30,15 +29,15 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
 import inbox  # noqa: E402
-import polars as pl  # noqa: E402
 from run_machine import engine_version  # noqa: E402
 
+from tasks import db  # noqa: E402
 from tasks import deduct as D  # noqa: E402
 from tasks import ingest as I  # noqa: E402
+from tasks import ingest_usage as U  # noqa: E402
 from tasks.catalog import load_catalog  # noqa: E402
-from tasks.db import connect, run_sql, sql  # noqa: E402
+from tasks.db import connect  # noqa: E402
 from tasks.settings import Settings  # noqa: E402
-from tasks.validate import TIMESTAMP_WITH_OFFSET, failing_rows  # noqa: E402
 
 
 class Clock:
@@ -52,65 +51,28 @@ class Clock:
         return out
 
 
-def profile_ingest(con, usage: Path, tz: str, clock: Clock) -> None:
-    """The steps of tasks.ingest.ingest_usage_file, timed one by one."""
-    cat = load_catalog(Settings().catalog_path)
-    con.register("catalog_products", cat.products().to_arrow())
-    con.register("catalog_editions", cat.editions.to_arrow())
-    con.register("catalog_functions", cat.functions.to_arrow())
-    file_id = 999_999
-    keys = {"file_id": file_id, "first_key": 10**12}
-    con.execute("begin transaction")
-    chunks = I.iter_line_chunks(usage)
-    while True:
-        chunk = clock("read: lines in batches (pyarrow CSV reader)", next, chunks, None)
-        if chunk is None:
-            break
-        con.register("chunk", chunk)
-        clock(
-            "validate: extract_events.sql into a temp table (DuckDB JSON)",
-            con.execute,
-            "create or replace temp table batch as " + sql("extract_events"),
-            {"timestamp_pattern": TIMESTAMP_WITH_OFFSET},
-        )
-        checked = clock(
-            "validate: the checked facts to Polars",
-            lambda: con.sql(f"select line_no, {I.EVENT_CHECKS} from batch order by line_no").pl(),
-        )
-        failing = clock("validate: failing_rows (Pandera)", failing_rows, checked, "usage")
-        failures = pl.DataFrame(
-            {"line_no": checked["line_no"].gather(failing["index"]), "reason": failing["reason"]}
-        )
-        con.register("batch_failures", failures.to_arrow())
-        clock(
-            "rate: accept_events.sql (business checks, credits)",
-            run_sql,
-            con,
-            "accept_events",
-            {"tz": tz},
-        )
-        clock(
-            "store: store_events.sql (insert events, rejects)", run_sql, con, "store_events", keys
-        )
-        clock("store: commit", con.execute, "commit")
-        con.execute("begin transaction")
-        con.unregister("chunk")
-    lo, hi = con.execute(
-        f"select min(day), max(day) from events where file_id = {file_id}"
-    ).fetchall()[0]
-    clock(
-        "store: dedupe_events.sql (the file's duplicates, too late)",
-        run_sql,
-        con,
-        "dedupe_events",
-        {
-            "file_id": file_id,
-            "min_day": lo - timedelta(days=2),
-            "max_day": hi + timedelta(days=2),
-            "late_before": date(1, 1, 1),
-        },
-    )
-    clock("store: commit", con.execute, "commit")
+def profile_ingest(con, usage: Path, tz: str, clock: Clock, tmp: Path) -> None:
+    """The bench day's usage ingest through the engine (tasks.ingest.ingest_inbox on an inbox
+    holding only that file, a copy: a hard link is turned away): its steps as the engine
+    times them, and each SQL file's share of them."""
+    inbox_dir = tmp / "inbox"
+    (inbox_dir / "usage").mkdir(parents=True)
+    shutil.copy2(usage, inbox_dir / "usage" / usage.name)
+    catalog = load_catalog(Settings().catalog_path)
+    plain_run_sql = db.run_sql
+
+    def timed_sql(con, name: str, params: dict | None = None) -> None:
+        clock(f"  sql/{name}.sql", plain_run_sql, con, name, params)
+
+    for module in (I, U):
+        module.run_sql = timed_sql
+    try:
+        report = I.ingest_inbox(con, inbox_dir, catalog, tz=tz, run_id="profile")
+    finally:
+        for module in (I, U):
+            module.run_sql = plain_run_sql
+    for step, seconds in report.seconds.items():
+        clock.s[f"ingest: {step}"] += seconds
 
 
 def profile_deduct(con, day: date, tz: str, clock: Clock) -> dict:
@@ -142,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         db = Path(tmp) / "adbill.duckdb"
         shutil.copyfile(warm, db)
         con = connect(db)
-        profile_ingest(con, usage, tz, clock)
+        profile_ingest(con, usage, tz, clock, Path(tmp))
         t = time.perf_counter()
         h = hashlib.sha256()
         with usage.open("rb") as f:
