@@ -87,8 +87,8 @@ class RunReport:
             for k, v in d.get("timings", {}).items():
                 out[k] = out.get(k, 0.0) + v
         for step in ("open", "rate", "plan", "documents", "checkpoint", "publish"):
-            if step in self.seconds:
-                out[step] = self.seconds[step]
+            if step in self.seconds:  # (rate: the run's re-rating beside the ingest's rating)
+                out[step] = out.get(step, 0.0) + self.seconds[step]
         return out
 
     def document_seconds(self) -> dict[str, float]:

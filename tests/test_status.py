@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 
@@ -122,3 +122,16 @@ def test_an_interrupted_run_counts_as_failed_and_the_status_row_is_kept(billed, 
     finally:
         con.close()
     assert row == [(SC.last_day, 2, "succeeded", "1c3b-flow-run", 3)]
+
+
+def test_stage_seconds_count_the_ingest_rating_and_the_runs_re_rating_together():
+    """The run report's stage figures (the benchmark's table) keep the ingest's rating when
+    the run's re-rating stage shares its name."""
+    from tasks.ingest_report import IngestReport
+    from tasks.run_report import RunReport
+
+    ingest = IngestReport()
+    ingest.seconds.update({"read": 1.0, "rate": 0.4})
+    report = RunReport(run_id="r", through=date(2026, 11, 1), ingest=ingest)
+    report.seconds.update({"rate": 0.1, "publish": 0.2})
+    assert report.stage_seconds() == pytest.approx({"read": 1.0, "rate": 0.5, "publish": 0.2})
