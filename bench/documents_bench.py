@@ -191,9 +191,8 @@ def main() -> None:
     D.write_documents(con, out, [args.day], tz=args.tz)  # the files a later day writes over
     for i in range(args.repeat):
         data, written = one_round(con, args, pieces, out, scratch / f"write{i}")
-    print(
-        f"\n{len(data)} statements of {args.day:%Y-%m}, {len(written.paths)} files, {args.repeat} runs"
-    )
+    files = len(written.paths)
+    print(f"\n{len(data)} statements of {args.day:%Y-%m}, {files} files, {args.repeat} runs")
     print("(write_documents writes over the files of the run before, as each later day does)\n")
     pieces.print_table()
     afterwards(con, args, out)
