@@ -300,3 +300,32 @@ def test_readers_holding_the_warehouse_open_never_fail_a_run_nor_see_half_of_it(
     # a new session sees the new day
     assert query(db, FIGURES)[0][1] == SC.last_day
     assert_same(without_runs(snapshot(data)), without_runs(expected))
+
+
+def test_a_reader_keeps_its_version_through_a_rebill_and_two_publishes(base, tmp_path):
+    """An analyst who opened the warehouse before two runs (the second a rebill) keeps getting
+    the answers of the version they opened; a new session sees the latest."""
+    ready, expected, _ = base
+    data = tmp_path / "d"
+    shutil.copytree(ready, data)
+    db = warehouse(data)
+    other = subprocess.Popen(
+        [sys.executable, "-c", READER, str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        before = other.stdout.readline().strip()
+        bill(data, SC.last_day)  # the first publish
+        report = bill(data, SC.last_day, rebill_from=SC.day(2))  # a rebill, the second
+        assert report.days and report.published
+        other.stdin.write("\n")
+        other.stdin.flush()
+        assert other.stdout.readline().strip() == before  # the version it opened, whole
+    finally:
+        if other.poll() is None:
+            other.kill()
+        other.wait(timeout=30)
+    assert query(db, FIGURES)[0][1] == SC.last_day and str(query(db, FIGURES)[0]) != before
+    assert_same(without_runs(snapshot(data)), without_runs(expected))
