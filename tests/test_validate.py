@@ -49,3 +49,43 @@ def test_a_good_line_is_clean_and_a_bad_one_is_not():
     )
     facts = extracted([good, good.replace(b"1.5", b"1.0000001"), b"{}"])
     assert facts["clean"].to_list() == [True, False, False]
+
+
+# a quantity within §3's limits, as a producer may write it: an integer, a decimal with
+# trailing zeros, or a number with an exponent
+def _written(micro: int, style: int, zeros: int) -> str:
+    from decimal import Decimal
+
+    value = Decimal(micro) / 1_000_000
+    if style == 0 and micro % 1_000_000 == 0:
+        return str(micro // 1_000_000)
+    if style == 1:
+        text = f"{value:f}"
+        return text + "0" * zeros if "." in text else text + "." + "0" * (zeros + 1)
+    digits = f"{micro}{'0' * zeros}"  # the same number as <integer>e-<6 + zeros>
+    return f"{digits}e-{6 + zeros}"
+
+
+@settings(max_examples=120, deadline=None, database=None)
+@given(
+    micro=st.one_of(
+        st.integers(1, 999_999_999_999_999),
+        st.integers(1, 999_999_999).map(lambda n: n * 1_000_000),
+    ),
+    style=st.integers(0, 2),
+    zeros=st.integers(0, 12),
+)
+def test_a_clean_quantity_is_exactly_the_number_written(micro, style, zeros):
+    """Whether written as an integer, a decimal or with an exponent, a quantity within the
+    limits arrives exactly: its micro-units and its DECIMAL(18,6) value are the number's."""
+    from decimal import Decimal
+
+    q = _written(micro, style, zeros)
+    line = (
+        '{"event_id": "e1", "customer_id": "c1", "account_id": "a1", "function": "f", '
+        f'"quantity": {q}, "status": "succeeded", "occurred_at": "2026-11-26T10:00:00+08:00"}}'
+    )
+    facts = extracted([line.encode()])
+    assert facts["clean"].to_list() == [True], q
+    assert facts["quantity_micro"].to_list() == [micro], q
+    assert Decimal(str(facts["quantity"][0])) == Decimal(micro) / 1_000_000, q
