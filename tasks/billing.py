@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from tasks.daily import customer_days
+from tasks.daily_figures import customer_days
 from tasks.db import execute, scalar, transaction
 from tasks.deduct import check_entry_widths, deduct_shard
 from tasks.expire import expire_day
