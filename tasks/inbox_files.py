@@ -214,12 +214,21 @@ def _arrow_line_chunks(path: Path, chunk_bytes: int) -> Iterator[pa.Table]:
 
 def _python_line_chunks(path: Path, chunk_bytes: int) -> Iterator[pa.Table]:
     next_line = 1
+    for block in _line_blocks(path, chunk_bytes):
+        table = _lines_table(block, next_line)
+        next_line += table.num_rows
+        yield table
+
+
+def _line_blocks(path: Path, block_bytes: int) -> Iterator[bytes]:
+    """The file's bytes (a gzip's: decompressed) in blocks of whole lines, each without its
+    last newline; a last line without a newline after it comes as a block of its own."""
     rest = b""
     with _open_for_lines(path) as raw_file:
         f = gzip.GzipFile(fileobj=raw_file, mode="rb") if path.name.endswith(".gz") else raw_file
         while True:
             try:
-                data = f.read(chunk_bytes)
+                data = f.read(block_bytes)
             except (OSError, EOFError, zlib.error) as exc:
                 # a truncated or corrupt gzip, an I/O error: the file is turned away whole
                 raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
@@ -230,12 +239,10 @@ def _python_line_chunks(path: Path, chunk_bytes: int) -> Iterator[pa.Table]:
             if cut < 0:
                 rest = data
                 continue
-            block, rest = data[:cut], data[cut + 1 :]
-            table = _lines_table(block, next_line)
-            next_line += table.num_rows
-            yield table
+            yield data[:cut]
+            rest = data[cut + 1 :]
     if rest:
-        yield _lines_table(rest, next_line)
+        yield rest
 
 
 def lines_at(
@@ -255,34 +262,20 @@ def lines_at(
         ]
         return pa.concat_tables(hits) if hits else _no_lines()
     found: dict[int, str] = {}
-    with _open_for_lines(path) as raw_file:
-        f = gzip.GzipFile(fileobj=raw_file, mode="rb") if path.name.endswith(".gz") else raw_file
-        line, rest, i = 1, b"", 0
-        while i < len(wanted):
-            try:
-                data = f.read(block_bytes)
-            except (OSError, EOFError, zlib.error) as exc:
-                raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
-            if not data:  # the last line, without a newline after it
-                if rest and wanted[i] == line:
-                    found[line] = _first_line_text(rest, line)
-                break
-            data = rest + data
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                rest = data
-                continue
-            block, rest = data[:cut], data[cut + 1 :]
-            # where the block's lines end (numpy: no Python object per line)
-            ends = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)
-            n = len(ends) + 1
-            while i < len(wanted) and wanted[i] < line + n:
-                k = wanted[i] - line  # the block's k-th line (from 0)
-                start = int(ends[k - 1]) + 1 if k else 0
-                end = int(ends[k]) if k < len(ends) else len(block)
-                found[wanted[i]] = _first_line_text(block[start:end], wanted[i])
-                i += 1
-            line += n
+    line, i = 1, 0
+    for block in _line_blocks(path, block_bytes):
+        if i == len(wanted):
+            break
+        # where the block's lines end (numpy: no Python object per line)
+        ends = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)
+        n = len(ends) + 1
+        while i < len(wanted) and wanted[i] < line + n:
+            k = wanted[i] - line  # the block's k-th line (from 0)
+            start = int(ends[k - 1]) + 1 if k else 0
+            end = int(ends[k]) if k < len(ends) else len(block)
+            found[wanted[i]] = _first_line_text(block[start:end], wanted[i])
+            i += 1
+        line += n
     return pa.table(
         {"line_no": pa.array(list(found), pa.int64()), "raw": pa.array(list(found.values()))}
     )
