@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -269,33 +270,44 @@ READER = textwrap.dedent(
 FIGURES = "select count(*), max(day), sum(used) from customer_days"
 
 
-def test_readers_holding_the_warehouse_open_never_fail_a_run_nor_see_half_of_it(base, tmp_path):
-    ready, expected, _ = base
-    data = tmp_path / "d"
-    shutil.copytree(ready, data)
-    db = warehouse(data)
-    # an analyst's session in another process, and one in this process, both read-only
+@contextmanager
+def reader_elsewhere(db: Path):
+    """An analyst's read-only session in another process: the figures it saw on opening, and
+    a function that asks it for them again."""
     other = subprocess.Popen(
         [sys.executable, "-c", READER, str(db)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
+
+    def again() -> str:
+        other.stdin.write("\n")
+        other.stdin.flush()
+        return other.stdout.readline().strip()
+
     try:
-        old_seen_elsewhere = other.stdout.readline().strip()
+        yield other.stdout.readline().strip(), again
+    finally:
+        if other.poll() is None:
+            other.kill()
+        other.wait(timeout=30)
+
+
+def test_readers_holding_the_warehouse_open_never_fail_a_run_nor_see_half_of_it(base, tmp_path):
+    ready, expected, _ = base
+    data = tmp_path / "d"
+    shutil.copytree(ready, data)
+    db = warehouse(data)
+    # an analyst's session in another process, and one in this process, both read-only
+    with reader_elsewhere(db) as (old_seen_elsewhere, again):
         here = duckdb.connect(str(db), read_only=True)
         old = here.execute(FIGURES).fetchone()
         assert old[1] == SC.day(BASE_DAYS)
         bill(data, SC.last_day)  # publishes while both readers hold the old file
         assert here.execute(FIGURES).fetchone() == old  # the old data, whole
-        other.stdin.write("\n")
-        other.stdin.flush()
-        assert other.stdout.readline().strip() == old_seen_elsewhere
+        assert again() == old_seen_elsewhere
         assert old_seen_elsewhere == str(old)
-    finally:
-        if other.poll() is None:
-            other.kill()
-        other.wait(timeout=30)
     here.close()
     # a new session sees the new day
     assert query(db, FIGURES)[0][1] == SC.last_day
@@ -309,23 +321,10 @@ def test_a_reader_keeps_its_version_through_a_rebill_and_two_publishes(base, tmp
     data = tmp_path / "d"
     shutil.copytree(ready, data)
     db = warehouse(data)
-    other = subprocess.Popen(
-        [sys.executable, "-c", READER, str(db)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        before = other.stdout.readline().strip()
+    with reader_elsewhere(db) as (before, again):
         bill(data, SC.last_day)  # the first publish
         report = bill(data, SC.last_day, rebill_from=SC.day(2))  # a rebill, the second
         assert report.days and report.published
-        other.stdin.write("\n")
-        other.stdin.flush()
-        assert other.stdout.readline().strip() == before  # the version it opened, whole
-    finally:
-        if other.poll() is None:
-            other.kill()
-        other.wait(timeout=30)
+        assert again() == before  # the version it opened, whole
     assert query(db, FIGURES)[0][1] == SC.last_day and str(query(db, FIGURES)[0]) != before
     assert_same(without_runs(snapshot(data)), without_runs(expected))
