@@ -29,7 +29,7 @@ from (
     left join (
         select file_id, min(day) as earliest_day
         from events
-        where file_id in (select file_id from decide_files)
+        where event_key >= $first_key and file_id in (select file_id from decide_files)
         group by file_id
     ) as e using (file_id)
 ) as n

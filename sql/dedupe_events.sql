@@ -8,7 +8,8 @@ create or replace temp table file_decisions as
 with late as (
     select file_id, line_no
     from events
-    where file_id in (select file_id from decide_files) and day < $late_before
+    where event_key >= $first_key  -- (no event of these files lies before it)
+        and file_id in (select file_id from decide_files) and day < $late_before
 )
 
 select
@@ -23,5 +24,6 @@ from duplicate_decisions as d
 full join late as l on l.file_id = d.file_id and l.line_no = d.line_no;
 
 delete from events
-where file_id in (select file_id from decide_files)
+where event_key >= $first_key
+    and file_id in (select file_id from decide_files)
     and (file_id, line_no) in (select (file_id, line_no) from file_decisions)

@@ -7,7 +7,9 @@
 -- judge_copies().
 create or replace temp table duplicate_candidates as
 with mine as (
-    select * from events where file_id in (select file_id from decide_files)
+    select * from events
+    -- ($first_key: no event of these files lies before it; the history is skipped)
+    where event_key >= $first_key and file_id in (select file_id from decide_files)
 ),
 
 earlier as (

@@ -82,12 +82,18 @@ class UsageIngest:
     window: int  # days either side within which a repeated event_id is a duplicate
     progress: Callable[[str], None]
     done: dict[int, int] = field(default_factory=dict)  # file_id -> lines committed
+    # file_id -> an event_key at or below its first event's: the file-wide decisions look
+    # for the files' events from there on (events are stored in event_key order, so the
+    # history before it is skipped, not scanned); 0 for a resumed file
+    first_key: dict[int, int] = field(default_factory=dict)
 
     # ------------------------------------------------------------ a large file
 
     def large_file(self, f: UsageFile, chunk_bytes: int, skip_lines: int = 0) -> None:
         """Batch by batch, each committed with the file's progress; then its decisions."""
         base = scalar(self.con, "select coalesce(max(event_key), 0) from events")
+        # (a resumed file's first batches were written before: their keys are lower)
+        self.first_key[f.file_id] = 0 if skip_lines else base + 1
         try:
             lines = self._batches(
                 f, iter_line_chunks(f.path, chunk_bytes, fast=f.fast), base, skip_lines
@@ -134,6 +140,7 @@ class UsageIngest:
         """Small files' lines as one batch, and their decisions: one transaction (the
         caller registered the files in it and commits it)."""
         base = scalar(self.con, "select coalesce(max(event_key), 0) from events")
+        self.first_key.update({f.file_id: base + 1 for f in files})
         lines, counts = group_lines(contents)
         n = lines.num_rows
         ids = np.repeat(np.array([f.file_id for f in files], np.int32), counts)
@@ -193,15 +200,16 @@ class UsageIngest:
         con, report = self.con, self.report
         with report.timed("store"):
             con.register("decide_files", _files_table(files, lines))
+            first_key = min(self.first_key.get(f.file_id, 0) for f in files)
             try:
-                self._decide_duplicates()
+                self._decide_duplicates(first_key)
                 _store_file_rejects(con, files, self.run_id)
-                run_sql(con, "complete_files")
+                run_sql(con, "complete_files", {"first_key": first_key})
             finally:
                 _unregister(con, "decide_files")
         self._count(files)
 
-    def _decide_duplicates(self) -> None:
+    def _decide_duplicates(self, first_key: int) -> None:
         """`file_decisions` (file_id, line_no, reason): the files' lines that are
         re-deliveries (`duplicate`), conflicting copies (`duplicate_conflict`) or
         `too_late` (§3).
@@ -214,8 +222,9 @@ class UsageIngest:
         con, w = self.con, timedelta(days=self.window)
         lo, hi = con.execute(
             "select min(day), max(day) from events "
-            "where file_id in (select file_id from decide_files)"
-        ).fetchone()
+            "where event_key >= $first_key and file_id in (select file_id from decide_files)",
+            {"first_key": first_key},
+        ).fetchall()[0]
         earliest = self.late_before - w if self.late_before > date(2000, 1, 1) else date.min
         lo = max(lo or earliest, earliest)  # lines older than the window are too_late
         hi = hi or lo
@@ -225,6 +234,7 @@ class UsageIngest:
             {
                 "min_day": lo - w if lo > date(2000, 1, 1) else date.min,
                 "max_day": hi + w if hi < date(9000, 1, 1) else date.max,
+                "first_key": first_key,
             },
         )
         copies = con.sql(
@@ -233,7 +243,7 @@ class UsageIngest:
         con.register(
             "duplicate_decisions", judge_copies(copies, self.window, self.late_before).to_arrow()
         )
-        run_sql(con, "dedupe_events", {"late_before": self.late_before})
+        run_sql(con, "dedupe_events", {"late_before": self.late_before, "first_key": first_key})
         con.unregister("duplicate_decisions")
 
     def _count(self, files: list[UsageFile]) -> None:
