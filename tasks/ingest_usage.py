@@ -49,18 +49,14 @@ class UsageFile:
     fast: bool = True  # pyarrow's line reader (False: the plain one, see inbox_files)
 
 
-def keyed(lines: pa.Table, file_id: int, first_row: int | None) -> pa.Table:
-    """A file's lines as batch rows: `line_no` numbers the batch's rows (first_row on; None:
-    a large file's batch, whose rows are numbered by their line), and `file_id`, `file_line`
-    say where each came from."""
+def keyed(lines: pa.Table, file_id: int) -> pa.Table:
+    """A large file's batch of lines as batch rows: `line_no`, the batch's row key, is the
+    line's number (event_key = base + line), and `file_id`, `file_line` say where each came
+    from. (Small files' groups are numbered in UsageIngest.small_files.)"""
     n = lines.num_rows
-    if first_row is None:
-        row_no = lines["line_no"]
-    else:
-        row_no = pc.add(pa.array(np.arange(n, dtype=np.int64)), first_row)
     return pa.table(
         {
-            "line_no": row_no,
+            "line_no": lines["line_no"],
             "file_id": pa.repeat(file_id, n).cast(pa.int32()),
             "file_line": lines["line_no"],
             "raw": lines["raw"],
@@ -121,7 +117,7 @@ class UsageIngest:
                 if chunk.num_rows == 0:
                     continue
             # a large file's batch rows are numbered by their line: event_key = base + line
-            rows = keyed(chunk, f.file_id, None)
+            rows = keyed(chunk, f.file_id)
             with transaction(self.con):
                 self._file_batch(f, rows, base, lines)
             self.done[f.file_id] = lines

@@ -28,7 +28,7 @@ def extracted(lines: list[bytes]):
     con.create_function(
         "quantity_literal", quantity_literal, ["VARCHAR"], "VARCHAR", null_handling="special"
     )
-    con.register("chunk", keyed(_lines_table(b"\n".join(lines), 1), 1, 1))
+    con.register("chunk", keyed(_lines_table(b"\n".join(lines), 1), 1))
     params = {"timestamp_pattern": TIMESTAMP_WITH_OFFSET, "control": CONTROL_CHARACTER}
     return frame(con, sql("extract_events"), params)
 
