@@ -220,18 +220,28 @@ def _python_line_chunks(path: Path, chunk_bytes: int) -> Iterator[pa.Table]:
         yield table
 
 
+def _decompressed(path: Path, raw_file):
+    """The opened file's bytes as the inbox means them: a .gz file's decompressed."""
+    return gzip.GzipFile(fileobj=raw_file, mode="rb") if path.name.endswith(".gz") else raw_file
+
+
+def _read(f, size: int) -> bytes:
+    """Up to `size` bytes; a truncated or corrupt gzip or an I/O error makes the file an
+    UnreadableFile (turned away whole)."""
+    try:
+        return f.read(size)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
+
+
 def _line_blocks(path: Path, block_bytes: int) -> Iterator[bytes]:
     """The file's bytes (a gzip's: decompressed) in blocks of whole lines, each without its
     last newline; a last line without a newline after it comes as a block of its own."""
     rest = b""
     with _open_for_lines(path) as raw_file:
-        f = gzip.GzipFile(fileobj=raw_file, mode="rb") if path.name.endswith(".gz") else raw_file
+        f = _decompressed(path, raw_file)
         while True:
-            try:
-                data = f.read(block_bytes)
-            except (OSError, EOFError, zlib.error) as exc:
-                # a truncated or corrupt gzip, an I/O error: the file is turned away whole
-                raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
+            data = _read(f, block_bytes)
             if not data:
                 break
             data = rest + data
@@ -300,11 +310,7 @@ def read_whole(path: Path, limit: int) -> bytes:
     `limit` bytes it stops (LargerThanItLooked): such a file goes batch by batch, so memory
     stays bounded."""
     with _open_for_lines(path) as raw_file:
-        f = gzip.GzipFile(fileobj=raw_file, mode="rb") if path.name.endswith(".gz") else raw_file
-        try:
-            data = f.read(limit + 1)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
+        data = _read(_decompressed(path, raw_file), limit + 1)
     if len(data) > limit:
         raise LargerThanItLooked(path)
     return data
