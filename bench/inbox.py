@@ -25,7 +25,10 @@ __all__ = ["GEN_VERSION", "START", "Plan", "day_events", "day_files", "day_of", 
 __all__ += ["src_key", "version", "warmup_files", "write_late_usage"]
 
 
-def src_key(workdir: Path, customers: int, events: int, seed: int) -> Path:
+def src_key(
+    workdir: Path, customers: int, events: int, seed: int, active: int | None = None
+) -> Path:
     """The folder of one inbox and the states billed from it: its parameters, the generator's
     version and the catalog's digest."""
-    return Path(workdir).absolute() / f"c{customers}-e{events}-s{seed}-v{version()}"
+    quiet = f"-a{active}" if active is not None and active < customers else ""
+    return Path(workdir).absolute() / f"c{customers}{quiet}-e{events}-s{seed}-v{version()}"

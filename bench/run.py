@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -89,6 +90,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--repeat", type=int, default=3, help="timed runs (medians reported)")
     ap.add_argument("--history", type=int, default=0, help="bill H days; compare day H vs 1")
+    ap.add_argument(
+        "--active",
+        type=int,
+        default=None,
+        help="only this many of the customers use the service (the rest are quiet)",
+    )
+    ap.add_argument(
+        "--bulk-history",
+        action="store_true",
+        help="bill the first H-1 days in one run (a catch-up) instead of one run a day",
+    )
     ap.add_argument("--late-days", type=int, default=0, help="late usage over the last k days")
     ap.add_argument("--late-share", type=float, default=0.01, help="late events per day / N")
     ap.add_argument("--seed", type=int, default=42)
@@ -123,14 +135,14 @@ def prepare(args: argparse.Namespace) -> Bench:
     """The inbox of event days 0.. and the state billed through the warm-up day, written or
     billed only when not kept from an earlier benchmark."""
     workdir = args.workdir.absolute()
-    key = inbox.src_key(workdir, args.customers, args.events, args.seed)
+    key = inbox.src_key(workdir, args.customers, args.events, args.seed, args.active)
     src, cache = key / "src", key / "states" / engine_version()
     if key.joinpath("states").exists():  # states of older engine versions
         for old in key.joinpath("states").iterdir():
             if old != cache:
                 shutil.rmtree(old, ignore_errors=True)
     cache.mkdir(parents=True, exist_ok=True)
-    plan = inbox.make_plan(args.customers, args.events, args.seed)
+    plan = inbox.make_plan(args.customers, args.events, args.seed, active=args.active)
     t = time.perf_counter()
     warm_files = inbox.warmup_files(src, plan)
     day_files = inbox.day_files(src, plan, 0)
@@ -158,10 +170,12 @@ def day_one(args: argparse.Namespace, b: Bench) -> dict:
     files = b.warm_files + b.day_files
     runs = timed_runs(b.run_dir, b.warm, b.src, files, b.day1, args.repeat, "day 1")
     engine = stage_table(runs)
+    engine["final_documents_seconds"] = statistics.median(final_documents(r) for r in runs)
     res: dict = {
         "params": {
             "events": args.events,
             "customers": args.customers,
+            "active": args.active,
             "repeat": args.repeat,
             "seed": args.seed,
             "day": b.day1.isoformat(),
@@ -187,14 +201,22 @@ def day_one(args: argparse.Namespace, b: Bench) -> dict:
     return res
 
 
-def history_chain(b: Bench) -> tuple[Path, list[dict]]:
-    """Bill event days 0..days-2 one daily run at a time; the state before the last day."""
-    snap, log = b.cache / f"chain-{b.days}", b.cache / f"chain-{b.days}.json"
+def history_chain(b: Bench, bulk: bool = False) -> tuple[Path, list[dict]]:
+    """Bill event days 0..days-2 one daily run at a time (bulk: in one run, as a catch-up
+    does); the state before the last day."""
+    name = f"chain-{b.days}" + ("-bulk" if bulk else "")
+    snap, log = b.cache / name, b.cache / f"{name}.json"
     if (snap / "adbill.duckdb").exists() and log.exists():
         return snap, json.loads(log.read_text())
     restore(b.run_dir, b.warm, b.src, inbox.warmup_files(b.src, b.plan))
     series = []
-    for d in range(b.days - 1):
+    if bulk:
+        for d in range(b.days - 1):
+            link_inbox(b.run_dir, b.src, inbox.day_files(b.src, b.plan, d))
+        r = billrun(b.run_dir, inbox.day_of(b.days - 2))
+        series.append({"days": b.days - 1, "wall_seconds": r["wall_seconds"]})
+        say(f"history: {b.days - 1} days in one run, {r['wall_seconds']:.1f} s")
+    for d in range(b.days - 1 if not bulk else 0):
         link_inbox(b.run_dir, b.src, inbox.day_files(b.src, b.plan, d))
         r = billrun(b.run_dir, inbox.day_of(d))
         series.append(
@@ -213,6 +235,27 @@ def history_chain(b: Bench) -> tuple[Path, list[dict]]:
     return snap, series
 
 
+def final_documents(run: dict) -> float:
+    """Seconds a run spent writing the final documents of a closed month (timed apart)."""
+    return run["summary"].get("document_seconds", {}).get("final documents", 0.0)
+
+
+def disk_use(run_dir: Path) -> dict:
+    """Bytes of the working state (database and day files) and of the published warehouse."""
+
+    def size(p: Path) -> int:
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else 0
+
+    state, days = size(run_dir / "state"), size(run_dir / "state" / "days")
+    wh = (run_dir / "warehouse.duckdb").stat().st_size
+    return {
+        "state_bytes": state,
+        "day_files_bytes": days,
+        "warehouse_bytes": wh,
+        "ratio": (state + wh) / state,
+    }
+
+
 def all_files(b: Bench) -> list[Path]:
     files = inbox.warmup_files(b.src, b.plan)
     for d in range(b.days):
@@ -223,14 +266,21 @@ def all_files(b: Bench) -> list[Path]:
 def last_day(args: argparse.Namespace, b: Bench, engine: dict) -> tuple[dict, dict]:
     """The last of --history days billed after the others, against day 1; its result and the
     stage table of its runs (the state after it is kept for the late runs)."""
-    before_last, series = history_chain(b)
+    before_last, series = history_chain(b, bulk=args.bulk_history)
     files = all_files(b)
     last_runs = timed_runs(
         b.run_dir, before_last, b.src, files, b.last, args.repeat, f"day {b.days}"
     )
     last = stage_table(last_runs)
+    disk = disk_use(b.run_dir)
     save_state(b.run_dir, b.cache / f"after-{b.days}")
+    final = statistics.median(final_documents(r) for r in last_runs)
+    final_first = engine.get("final_documents_seconds", 0.0)
     return {
+        "disk": disk,
+        "bulk_history": args.bulk_history,
+        "ratio_without_final_documents": (last["total_seconds"] - final)
+        / (engine["total_seconds"] - final_first),
         "days": b.days,
         "first_day_seconds": engine["total_seconds"],
         "last_day_seconds": last["total_seconds"],

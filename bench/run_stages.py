@@ -34,6 +34,7 @@ STAGES = {
     "commit": "close the day (pools, commit)",
     "plan": "plan the days (late data, rebill)",
     "documents": "documents",
+    "export": "write the changed days' files",
     "checkpoint": "checkpoint and close",
     "publish": "publish",
 }
@@ -233,9 +234,16 @@ def print_table(res: dict) -> None:
     if h := res.get("history"):
         print(
             f"history: day {h['days']} {h['last_day_seconds']:.2f} s vs day 1 "
-            f"{h['first_day_seconds']:.2f} s: {h['ratio']:.2f}x (target <= 1.2); "
-            f"CPU {h['ratio_cpu']:.2f}x"
+            f"{h['first_day_seconds']:.2f} s: {h['ratio']:.2f}x; "
+            f"CPU {h['ratio_cpu']:.2f}x; without the final documents of a closed month "
+            f"{h['ratio_without_final_documents']:.2f}x"
         )
+        if d := h.get("disk"):
+            print(
+                f"disk after day {h['days']}: working state {d['state_bytes'] / 2**30:.2f} GiB "
+                f"(of it day files {d['day_files_bytes'] / 2**30:.2f} GiB), warehouse "
+                f"{d['warehouse_bytes'] / 2**20:.1f} MiB: {d['ratio']:.3f}x the state alone"
+            )
     if lt := res.get("late"):
         print(
             f"late data: recompute of {lt['days']} days {lt['seconds']:.2f} s vs one day "

@@ -13,8 +13,9 @@ with mine as (
 ),
 
 earlier as (
+    -- (temp.history_events: also the days the working database no longer holds)
     select *
-    from events
+    from history_events
     where day between $min_day and $max_day
         and file_id not in (select file_id from decide_files)
         and id_hash in (select id_hash from mine)

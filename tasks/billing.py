@@ -37,9 +37,12 @@ class DayPlan:
 
 
 def first_day(con) -> date | None:
-    """The earliest billing day any accepted order or event touches."""
+    """The earliest billing day any accepted order or event touches (or was billed: the
+    events of old days live in their day files, tasks/day_files.py)."""
     return scalar(
-        con, "select least((select min(purchase_day) from orders), (select min(day) from events))"
+        con,
+        "select least((select min(purchase_day) from orders), (select min(day) from events), "
+        "(select min(day) from billed_days))",
     )
 
 

@@ -27,7 +27,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.db import run_sql, scalar, sql, transaction
+from tasks.day_files import history_events, last_event_key
+from tasks.db import run_sql, sql, transaction
 from tasks.inbox_files import FastReadFailed, group_lines, iter_line_chunks, lines_at
 from tasks.validate import CONTROL_CHARACTER, EVENT_COLUMNS, TIMESTAMP_WITH_OFFSET, failing_rows
 
@@ -87,7 +88,7 @@ class UsageIngest:
 
     def large_file(self, f: UsageFile, chunk_bytes: int, skip_lines: int = 0) -> None:
         """Batch by batch, each committed with the file's progress; then its decisions."""
-        base = scalar(self.con, "select coalesce(max(event_key), 0) from events")
+        base = last_event_key(self.con)
         # (a resumed file's first batches were written before: their keys are lower)
         self.first_key[f.file_id] = 0 if skip_lines else base + 1
         try:
@@ -135,7 +136,7 @@ class UsageIngest:
     def small_files(self, files: list[UsageFile], contents: list[bytes]) -> None:
         """Small files' lines as one batch, and their decisions: one transaction (the
         caller registered the files in it and commits it)."""
-        base = scalar(self.con, "select coalesce(max(event_key), 0) from events")
+        base = last_event_key(self.con)
         self.first_key.update({f.file_id: base + 1 for f in files})
         lines, counts = group_lines(contents)
         n = lines.num_rows
@@ -224,14 +225,13 @@ class UsageIngest:
         earliest = self.late_before - w if self.late_before > date(2000, 1, 1) else date.min
         lo = max(lo or earliest, earliest)  # lines older than the window are too_late
         hi = hi or lo
+        min_day = lo - w if lo > date(2000, 1, 1) else date.min
+        max_day = hi + w if hi < date(9000, 1, 1) else date.max
+        history_events(con, min_day, max_day)
         run_sql(
             con,
             "duplicate_candidates",
-            {
-                "min_day": lo - w if lo > date(2000, 1, 1) else date.min,
-                "max_day": hi + w if hi < date(9000, 1, 1) else date.max,
-                "first_key": first_key,
-            },
+            {"min_day": min_day, "max_day": max_day, "first_key": first_key},
         )
         copies = con.sql(
             "select * from duplicate_candidates order by event_id, is_new, event_key"

@@ -12,7 +12,16 @@ from typing import Any
 
 from tasks.billing import DayPlan, bill_day, call_directly, last_billed, plan_days, unbill_from
 from tasks.catalog import Catalog, load_catalog
-from tasks.db import connect, execute, transaction
+from tasks.day_files import (
+    collect,
+    context_from,
+    export_days,
+    freeze,
+    frozen_before,
+    hot_from,
+    thaw,
+)
+from tasks.db import connect, execute, scalar, transaction
 from tasks.documents import DocumentsWritten, write_documents
 from tasks.ingest import ingest_inbox
 from tasks.publish import publish, run_lock
@@ -142,6 +151,7 @@ def run_billing(
             _bill_days(run, con, plans)
             _warn_days_without_usage(run, con)
             _write_documents(run, con)
+            _export(run, con)
             report.status = "succeeded"
             finish_run(con, run.run_id, report)
             started = time.perf_counter()
@@ -204,6 +214,8 @@ def _plan(run: _Run, con, repriced_from: date | None) -> list[DayPlan]:
         plans = plan_days(
             con, billed_until, rebill_from=run.rebill_from, repriced_from=repriced_from
         )
+        if plans and context_from(plans[0].day) < frozen_before(con):
+            run.report.thawed_days = thaw(con, context_from(plans[0].day))
         if plans:
             with transaction(con):  # (rolled back on failure: the run's record still writes)
                 unbill_from(con, plans[0].day)
@@ -286,6 +298,28 @@ def _write_documents(run: _Run, con) -> None:
         "final": written.finals,
         "month_to_date": written.month_to_date,
         "lists": written.lists,
+    }
+
+
+def _export(run: _Run, con) -> None:
+    """The days this run (or a failed one before it) changed written out as day files; the
+    days before the working window dropped from the working database; day files no reader
+    needs any more deleted (tasks/day_files.py)."""
+    settings = run.settings
+    with run.step("export", "writing the changed days' files"):
+        exported = run.stage("export", export_days, con, run.run_id)
+        last = scalar(con, "select max(day) from billed_days")
+        if last is not None:
+            first_hot = hot_from(last, settings.max_late_days, settings.hot_days)
+            exported.frozen = freeze(con, first_hot)
+        exported.collected = collect(con, settings.keep_old_files_seconds)
+        run.hook("export")
+    run.report.exported = {
+        "days": exported.days,
+        "files": exported.files,
+        "rows": exported.rows,
+        "days_dropped_from_working_db": exported.frozen,
+        "old_files_deleted": exported.collected,
     }
 
 

@@ -1,35 +1,149 @@
-"""The published warehouse: a copy of the working database that analysts open read-only."""
+"""The published warehouse: one small DuckDB file analysts open read-only.
+
+It holds a copy of the small tables of the working database and, for the per-day tables
+(tasks/day_files.py), views over the day files the working state already keeps: publishing
+costs the small tables and the days the run changed, not the history, and the history is on
+disk once. Each publish writes a new file beside the old one and renames it over it: a
+reader that has the old file open keeps reading it (and the day files it names, kept for
+`keep_old_files_seconds` after they are superseded), a new reader sees the new one, nobody
+sees half of it.
+"""
 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
+
+import duckdb
+
+from tasks.day_files import PARTITIONED, literal, quoted
+from tasks.db import transaction
 
 # the run lock lived here; tasks.pipeline still imports it from this module
 from tasks.run_lock import DataDirBusy, run_lock  # noqa: F401
 
+STATE = "adbill_state"  # the working database, attached read-only while the file is built
+
 
 def publish(state_db: Path, target: Path) -> Path:
-    """Replace the published warehouse in one step with a copy of the (closed) working db.
-
-    The copy is written beside the target and renamed over it: a reader that has the old file
-    open keeps reading the old file, a new reader sees the new one, nobody sees half of it.
-    """
+    """Replace the published warehouse in one step with one built from the (closed) working db."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{target.name}.*.tmp"):  # left by a killed publish
+    for stale in target.parent.glob(f".{target.name}.*.tmp*"):  # left by a killed publish
         stale.unlink(missing_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        shutil.copyfile(state_db, tmp)
+        con = duckdb.connect(str(tmp))
+        try:
+            con.execute("set TimeZone = 'UTC'")
+            con.execute(f"attach {literal(str(state_db))} as {STATE} (read_only)")
+            with transaction(con):  # one commit, not one per table, view and comment
+                build(con, state_db.parent)
+            con.execute(f"detach {STATE}")
+        finally:
+            con.close()
         with tmp.open("rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+        tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
     dir_fd = os.open(target.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
     return target
+
+
+def build(con: duckdb.DuckDBPyConnection, state_dir: Path) -> None:
+    """Every table of the attached working database as a table (small ones: copied) or a view
+    (per-day ones: over their current day files), its views, and every comment."""
+    tables = con.execute(
+        "select table_name from duckdb_tables() where database_name = $db "
+        "and schema_name = 'main' order by table_name",
+        {"db": STATE},
+    ).fetchall()
+    for (table,) in tables:
+        name = quoted(table)
+        source = f"{STATE}.main.{name}"
+        files = _day_files(con, table, state_dir) if table in PARTITIONED else None
+        if files:
+            cols = ", ".join(quoted(c) for c in _columns(con, table))
+            listed = ", ".join(literal(f) for f in files)
+            con.execute(
+                f"create view {name} as select {cols} "
+                f"from read_parquet([{listed}], union_by_name = true)"
+            )
+        elif table in PARTITIONED:  # nothing written yet: an empty table of the same shape
+            con.execute(f"create table {name} as select * from {source} limit 0")
+        else:
+            con.execute(f"create table {name} as select * from {source}")
+    _views(con)
+    _comments(con)
+
+
+def _day_files(con, table: str, state_dir: Path) -> list[str]:
+    rows = con.execute(
+        f"select path from {STATE}.main.day_files where table_name = $t "
+        "and superseded_at is null order by day, path",
+        {"t": table},
+    ).fetchall()
+    return [str(state_dir / p) for (p,) in rows]
+
+
+def _columns(con, table: str) -> list[str]:
+    return [
+        r[0]
+        for r in con.execute(
+            "select column_name from duckdb_columns() where database_name = $db "
+            "and schema_name = 'main' and table_name = $t order by column_index",
+            {"db": STATE, "t": table},
+        ).fetchall()
+    ]
+
+
+def _views(con) -> None:
+    """The working database's views, created again here (one on another: until all stand)."""
+    pending = con.execute(
+        "select view_name, sql from duckdb_views() where database_name = $db "
+        "and schema_name = 'main' and not internal order by view_name",
+        {"db": STATE},
+    ).fetchall()
+    while pending:
+        failed = []
+        for name, text in pending:
+            try:
+                con.execute(text)
+            except duckdb.CatalogException:
+                failed.append((name, text))
+        if len(failed) == len(pending):
+            names = ", ".join(n for n, _ in failed)
+            raise RuntimeError(f"the warehouse's views {names} name what is not there")
+        pending = failed
+
+
+def _comments(con) -> None:
+    """The comments analysts read (COMMENT ON in sql/schema), on the same tables and views."""
+    objects = con.execute(
+        "select table_name, comment from duckdb_tables() where database_name = $db "
+        "and schema_name = 'main' and comment is not null union all "
+        "select view_name, comment from duckdb_views() where database_name = $db "
+        "and schema_name = 'main' and comment is not null",
+        {"db": STATE},
+    ).fetchall()
+    kinds = dict(
+        con.execute(
+            "select table_name, 'table' from duckdb_tables() where database_name = "
+            "current_database() union all select view_name, 'view' from duckdb_views() "
+            "where database_name = current_database() and not internal"
+        ).fetchall()
+    )
+    for name, comment in objects:
+        con.execute(f"comment on {kinds[name]} {quoted(name)} is {literal(comment)}")
+    cols = con.execute(
+        "select table_name, column_name, comment from duckdb_columns() where database_name = "
+        "$db and schema_name = 'main' and comment is not null",
+        {"db": STATE},
+    ).fetchall()
+    for table, column, comment in cols:
+        con.execute(f"comment on column {quoted(table)}.{quoted(column)} is {literal(comment)}")

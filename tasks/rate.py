@@ -10,6 +10,7 @@ import duckdb
 import polars as pl
 
 from tasks.catalog import Catalog
+from tasks.day_files import context_from, frozen_before, mark_changed, thaw
 from tasks.db import frame, run_sql, scalar, transaction
 
 NOTHING_BEFORE = date(1, 1, 1)  # a version in force from the beginning touches every day
@@ -60,9 +61,13 @@ def rate_events(
     retired = stored.filter(~pl.col("version_id").is_in(versions["version_id"].implode()))
     changed = price_change_day(added, retired, tz) if known else None
     rerate_from = min((d for d in (changed, rebill_from) if d is not None), default=NOTHING_AFTER)
+    if rerate_from < frozen_before(con):  # the days to re-rate back in the working database
+        thaw(con, context_from(rerate_from))
     with transaction(con):
         con.register("catalog_functions", catalog.functions.to_arrow())
         run_sql(con, "rate_events", {"from": rerate_from})
+        if rerate_from < NOTHING_AFTER:
+            mark_changed(con, rerate_from)
         last = scalar(con, "select max(day) from billed_days")
         stale = changed if changed is not None and last is not None and changed <= last else None
         if stale is not None:

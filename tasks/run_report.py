@@ -27,6 +27,10 @@ class RunReport:
     repriced_from: date | None = None
     # statements whose documents the run wrote: {"final": n, "month_to_date": n, "lists": n}
     documents: dict[str, int] = field(default_factory=dict)
+    # the day files the run wrote (tasks/day_files.py): days, files, rows, days dropped from the
+    # working database, old files deleted; and the days it read back into it (a rebill)
+    exported: dict[str, int] = field(default_factory=dict)
+    thawed_days: int = 0
 
     @property
     def warnings(self) -> list[str]:
@@ -75,6 +79,7 @@ class RunReport:
             "warnings": self.warnings,
             "published": self.published,
             "documents": dict(self.documents),
+            "day_files": {**self.exported, "days_read_back": self.thawed_days},
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             "document_seconds": {k: round(v, 3) for k, v in self.document_seconds().items()},
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds().items()},
@@ -86,7 +91,7 @@ class RunReport:
         for d in self.days:
             for k, v in d.get("timings", {}).items():
                 out[k] = out.get(k, 0.0) + v
-        for step in ("open", "rate", "plan", "documents", "checkpoint", "publish"):
+        for step in ("open", "rate", "plan", "documents", "export", "checkpoint", "publish"):
             if step in self.seconds:  # (rate: the run's re-rating beside the ingest's rating)
                 out[step] = out.get(step, 0.0) + self.seconds[step]
         return out
@@ -113,7 +118,11 @@ def days_without_usage(con, days: list[date]) -> list[date]:
     usage of all are left out (a customer's orders come before their usage begins)."""
     if not days:
         return []
-    first = scalar(con, "select min(day) from events")
+    first = scalar(  # (days no longer in the working database: in their day files)
+        con,
+        "select least((select min(day) from events), (select min(day) from day_files "
+        "where table_name = 'events'))",
+    )
     used = {
         r[0]
         for r in con.execute(

@@ -24,7 +24,13 @@ def _env(name: str, default: str | None = None) -> str | None:
 
 # the counts a run takes, each a whole number from 0 to its limit (a flag, a flow parameter
 # or ADBILL_*): past the limit a typo (an extra digit) would make a run take days
-COUNTS = {"shards": 1024, "max_late_days": 3650, "max_history_days": 3650}
+COUNTS = {
+    "shards": 1024,
+    "max_late_days": 3650,
+    "max_history_days": 3650,
+    "hot_days": 3650,
+    "keep_old_files_seconds": 30 * 86400,
+}
 
 
 def _env_flag(name: str) -> bool:
@@ -68,6 +74,13 @@ class Settings:
     shards: int = field(default_factory=lambda: _env_count("SHARDS", 0))
     # a data dir that has billed nothing yet accepts nothing older than this (§3)
     max_history_days: int = field(default_factory=lambda: _env_count("MAX_HISTORY_DAYS", 400))
+    # days the working database keeps (tasks/day_files.py); 0: the late window and the month
+    # before it. Older days are read from their day files, and back when a rebill reaches them
+    hot_days: int = field(default_factory=lambda: _env_count("HOT_DAYS", 0))
+    # how long a day file replaced by a newer one is kept for readers of an older warehouse
+    keep_old_files_seconds: int = field(
+        default_factory=lambda: _env_count("KEEP_OLD_FILES_SECONDS", 2 * 3600)
+    )
     # every month-to-date statement document on every run (interfaces.md, Data dir); off:
     # only final ones, and month-to-date ones on demand (`adbill statement`)
     write_month_to_date_documents: bool = field(

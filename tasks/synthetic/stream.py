@@ -68,6 +68,7 @@ class Plan:
     history_orders: list[dict] = field(default_factory=list)
     day_orders: list[list[dict]] = field(default_factory=list)
     renewals: dict[int, list[tuple[int, str]]] = field(default_factory=dict)  # end -> who, what
+    active: int = 0  # the first `active` customers use the service (make_plan)
 
     @property
     def customers(self) -> int:
@@ -78,14 +79,26 @@ class Plan:
         self.mcpe = self.model.mean_per_event(self.model.cum((False,) * len(self.model.restricted)))
 
 
-def make_plan(customers: int, events: int, seed: int, catalog: Catalog | None = None) -> Plan:
-    """Customers, their editions, packages and the warm-up arrears, from the seed."""
+def make_plan(
+    customers: int,
+    events: int,
+    seed: int,
+    catalog: Catalog | None = None,
+    active: int | None = None,
+) -> Plan:
+    """Customers, their editions, packages and the warm-up arrears, from the seed.
+
+    active: only the first `active` customers use the service or buy packages (the others
+    hold a subscription, renew it, and are quiet); None: all of them."""
     model = Model(catalog or load_catalog(DEFAULT_CATALOG), seed)
     rng, n = np.random.default_rng([seed, customers, 0]), customers
     cust = Customers.new(n)
     w = rng.lognormal(0.0, 1.5, n)  # skewed: a few heavy customers, many light ones
+    if active is not None and active < n:
+        w[active:] = 0.0
     cust.weight = w / w.sum()
     plan = Plan(model, cust, events, seed, np.zeros(n, dtype=int), np.zeros(n))
+    plan.active = min(active or n, n)
     monthly = cust.weight * events * plan.mcpe * model.period_days  # expected credits a month
     caps = np.array([e["credits_per_month"] for e in model.editions])
     by_cap = np.argsort(caps, kind="stable")  # the smallest edition that covers the month
@@ -96,8 +109,8 @@ def make_plan(customers: int, events: int, seed: int, catalog: Catalog | None = 
     # warm-up arrears: an oversized event the day before (more than all the customer's
     # pools), from customers without packages
     topped = {o["cust"] for o in plan.history_orders if o["term"] is None}
-    plain = np.array([c for c in range(n) if c not in topped], dtype=int)
-    k = min(len(plain), max(1, round(ARREARS_SHARE * n)))
+    plain = np.array([c for c in range(plan.active) if c not in topped], dtype=int)
+    k = min(len(plain), max(1, round(ARREARS_SHARE * plan.active)))
     plan.carriers = np.sort(rng.choice(plain, k, replace=False)) if k else plan.carriers
     plan.carrier_credits = total[plan.carriers] + 500
     plan.balance[plan.carriers] = -500.0
@@ -182,9 +195,9 @@ def _top_up(rng, plan: Plan, d0: int, use: np.ndarray) -> list[dict]:
     anyone."""
     if not plan.model.packages:
         return []
-    n, orders = plan.customers, []
+    n, orders = plan.active, []
     buyers = max(1, round(BUYER_SHARE * n))
-    low = np.argsort(plan.balance - use)[: buyers // 2]
+    low = np.argsort(plan.balance[:n] - use[:n])[: buyers // 2]
     low = low[(plan.balance[low] - use[low]) < 0]
     rest = rng.choice(np.setdiff1d(np.arange(n), low), buyers - len(low), replace=False)
     for c in np.concatenate([low, rest]).astype(int):

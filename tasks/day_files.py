@@ -1,0 +1,347 @@
+"""The per-day tables laid out by day: Parquet files per table × day beside the working database.
+
+Each billed day's rows of the large per-day tables (PARTITIONED) are written once, at the end
+of the run that changed them, as zstd Parquet under `<state>/days/<table>/<run_id>/day=D/`,
+and recorded in `day_files` (sql/schema/009_day_files.sql). A day written again (late data, a
+rebill, a price change) gets a new file; the old one is marked superseded and kept for the
+readers of an older warehouse, then collected (`collect`). The published warehouse reads
+these files (tasks/publish.py), so publishing costs the changed days, and no day is stored
+twice.
+
+The working database keeps only the days a run can still change without being asked to
+(`hot_from`: the late window and the month before it); older days are dropped from it once
+written (`freeze`) and read back when a rebill or a price change reaches them (`thaw`). So
+its size and every per-day query's cost stay those of the recent days, year after year.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+from tasks.db import scalar, transaction
+
+# the per-day tables stored by day (each has a `day` column); the small ones stay in DuckDB
+PARTITIONED = (
+    "events",
+    "ledger_entries",
+    "pool_days",
+    "customer_days",
+    "usage_days",
+    "account_days",
+)
+DAYS_DIR = "days"  # under the state dir
+NOTHING_FROZEN = date(1, 1, 1)
+
+
+def frozen_before(con) -> date:
+    """The first day the working database still holds (every earlier day is in Parquet only)."""
+    kept = scalar(con, "select value from adbill_meta where key = 'frozen_before'")
+    return date.fromisoformat(kept) if kept else NOTHING_FROZEN
+
+
+def context_from(day: date) -> date:
+    """The first day a billing of `day` reads: the first of the month before (a month's
+    statement reads its month and the close of the one before; a day reads the day before)."""
+    first = day.replace(day=1)
+    return (first - timedelta(days=1)).replace(day=1) if first > date.min else date.min
+
+
+def hot_from(last_billed: date, max_late_days: int, hot_days: int = 0) -> date:
+    """The first day kept in the working database after a run: the context of the earliest
+    day late data can still reach (`hot_days` > 0: exactly that many days, for tests)."""
+    if hot_days:
+        return last_billed - timedelta(days=hot_days)
+    return context_from(last_billed - timedelta(days=max_late_days + 2))
+
+
+def last_event_key(con) -> int:
+    """The highest event key ever given (a day dropped from the working database takes its
+    events away, not its keys: the written-out watermark keeps them)."""
+    return scalar(
+        con,
+        "select greatest((select coalesce(max(event_key), 0) from events), "
+        "(select coalesce(max(event_key), 0) from day_exports))",
+    )
+
+
+def current_files(con, table: str, first: date | None = None, before: date | None = None):
+    """(day, absolute path) of a table's current files, in day order, optionally in a range."""
+    root = _state_dir(con)
+    rows = con.execute(
+        "select day, path from day_files where table_name = $t and superseded_at is null "
+        "and path is not null and day >= coalesce($first, date '0001-01-01') "
+        "and day < coalesce($before, date '9999-12-31') order by day, path",
+        {"t": table, "first": first, "before": before},
+    ).fetchall()
+    return [(d, str(root / p)) for d, p in rows]
+
+
+def _state_dir(con) -> Path:
+    """The directory of the connection's database file (the state dir)."""
+    [(path,)] = con.execute(
+        "select path from duckdb_databases() where database_name = current_database()"
+    ).fetchall()
+    return Path(path).parent
+
+
+def columns(con, table: str) -> list[str]:
+    """A table's columns in order (the files are read back by these names)."""
+    rows = con.execute(
+        "select column_name from duckdb_columns() where database_name = current_database() "
+        "and schema_name = 'main' and table_name = ? order by column_index",
+        [table],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def read_sql(con, table: str, files: list[str], *, rehash: bool = False) -> str:
+    """A SELECT of `files` as rows of `table` (its columns, in order; a column added since a
+    file was written reads as null). `rehash`: the event id hash by this DuckDB (tasks/db.py)."""
+    cols = [
+        "hash(event_id) as id_hash" if rehash and c == "id_hash" else quoted(c)
+        for c in columns(con, table)
+    ]
+    listed = ", ".join(literal(f) for f in files)
+    return f"select {', '.join(cols)} from read_parquet([{listed}], union_by_name = true)"
+
+
+def quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing changed days out (every successful run, before it publishes)
+
+
+@dataclass
+class Exported:
+    """What a run wrote out: the days, the files, the rows, and the seconds it took."""
+
+    days: int = 0
+    files: int = 0
+    rows: int = 0
+    frozen: int = 0  # days dropped from the working database
+    collected: int = 0  # old files deleted
+
+
+def changed_days(con) -> list[date]:
+    """The days whose rows differ from their current files: billed by a run not written out
+    yet, holding events newer than the last written, or billed but never written (a data dir
+    from before this layout), or written but no longer billed (unbilled by a failed run)."""
+    rows = con.execute(
+        """
+        with kept as (select max(event_key) as k from day_exports)
+        select day from billing_runs
+        where run_id not in (select run_id from day_exports)
+        union
+        select day from events where event_key > coalesce((select k from kept), -1)
+        union
+        select day from day_changes
+        union
+        select day from billed_days
+        where day not in (select day from day_files where superseded_at is null)
+        union
+        select day from day_files
+        where superseded_at is null and table_name <> 'events'
+            and day >= $hot and day not in (select day from billed_days)
+        """,
+        {"hot": frozen_before(con)},
+    ).fetchall()
+    return sorted(r[0] for r in rows if r[0] is not None)
+
+
+def mark_changed(con, first: date) -> None:
+    """Days from `first` on whose events were changed in place (re-rated): written out at the
+    end of the run whether it bills them again or not."""
+    con.execute("insert into day_changes select distinct day from events where day >= ?", [first])
+
+
+def export_days(con, run_id: str) -> Exported:
+    """Write the changed days of every per-day table as Parquet and record them as current
+    (the files they replace marked superseded), in one transaction after the files are on
+    disk; a run killed in between leaves files no record names, collected later."""
+    done = Exported()
+    days = [d for d in changed_days(con) if d >= frozen_before(con)]
+    root = _state_dir(con)
+    written: list[tuple[str, date, str, int]] = []
+    if days:
+        con.execute("create or replace temp table export_days (day date)")
+        con.executemany("insert into temp.export_days values (?)", [(d,) for d in days])
+        for table in PARTITIONED:
+            written += _write_table(con, root, table, run_id)
+    with transaction(con):
+        if days:
+            con.execute(
+                "update day_files set superseded_at = now() where superseded_at is null "
+                "and day in (select day from temp.export_days)"
+            )
+            con.executemany(
+                "insert into day_files values (?, ?, ?, ?, ?, now(), null)",
+                [(t, d, p, n, run_id) for t, d, p, n in written],
+            )
+        con.execute("delete from day_changes")
+        con.execute(
+            "insert into day_exports select run_id, now(), "
+            "(select coalesce(max(event_key), 0) from events) from ("
+            "select distinct run_id from billing_runs union select $run) "
+            "where run_id not in (select run_id from day_exports)",
+            {"run": run_id},
+        )
+        # the event watermark must never go down (a day frozen takes its events away)
+        con.execute(
+            "update day_exports set event_key = (select max(event_key) from day_exports) "
+            "where run_id = $run",
+            {"run": run_id},
+        )
+    done.days, done.files, done.rows = len(days), len(written), sum(w[3] for w in written)
+    return done
+
+
+def _write_table(con, root: Path, table: str, run_id: str) -> list[tuple[str, date, str, int]]:
+    """One table's rows of the export days, one file (or a few) per day: (table, day, path,
+    rows) of each. Days without rows get no file (their old file is superseded all the same)."""
+    counts = dict(
+        con.execute(
+            f"select day, count(*) from {table} "
+            "where day in (select day from temp.export_days) group by day"
+        ).fetchall()
+    )
+    if not counts:
+        return []
+    out = root / DAYS_DIR / table / run_id
+    shutil.rmtree(out, ignore_errors=True)  # a retry of the same run writes afresh
+    out.parent.mkdir(parents=True, exist_ok=True)
+    con.execute(
+        f"copy (select * from {table} where day in (select day from temp.export_days)) "
+        f"to {literal(str(out))} (format parquet, compression zstd, partition_by (day), "
+        "write_partition_columns true)"
+    )
+    found = []
+    for day_dir in sorted(out.iterdir()):
+        day = date.fromisoformat(day_dir.name.removeprefix("day="))
+        parts = sorted(day_dir.glob("*.parquet"))
+        for i, part in enumerate(parts):  # one file per writer thread: the rows on the first
+            rows = counts.get(day, 0) if i == 0 else 0
+            found.append((table, day, str(part.relative_to(root)), rows))
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# The working database's window of days
+
+
+def freeze(con, first_hot: date) -> int:
+    """Drop from the working database the rows of days before `first_hot` (all written out
+    already: call after export_days); the days dropped."""
+    before = frozen_before(con)
+    if first_hot <= before:
+        return 0
+    unwritten = changed_days(con)
+    if any(before <= d < first_hot for d in unwritten):
+        raise RuntimeError("freeze before export: days before the window are not written out")
+    dropped = scalar(con, "select count(distinct day) from events where day < $d", {"d": first_hot})
+    with transaction(con):
+        for table in PARTITIONED:
+            con.execute(f"delete from {table} where day < ?", [first_hot])
+        _set_frozen_before(con, first_hot)
+    return dropped
+
+
+def thaw(con, first: date) -> int:
+    """Read the days from `first` on back into the working database (a rebill or a price
+    change reaches them); the days read back."""
+    before = frozen_before(con)
+    if first >= before:
+        return 0
+    with transaction(con):
+        for table in PARTITIONED:
+            files = [p for _, p in current_files(con, table, first, before)]
+            if files:
+                rows = read_sql(con, table, files, rehash=table == "events")
+                con.execute(f"insert into {table} {rows}")
+        _set_frozen_before(con, first)
+    return (before - first).days
+
+
+def _set_frozen_before(con, day: date) -> None:
+    con.execute("insert or replace into adbill_meta values ('frozen_before', ?)", [day.isoformat()])
+
+
+def history_events(con, first: date, last: date) -> None:
+    """temp.history_events: the events of days first..last wherever they are (the working
+    database, and the written files of days it no longer holds), for the duplicate check."""
+    before = frozen_before(con)
+    upto = min(before, last + timedelta(days=1)) if last < date.max else before
+    files = [p for _, p in current_files(con, "events", first, upto)]
+    if first >= before or not files:
+        con.execute("create or replace temp view history_events as select * from events")
+        return
+    cols = ", ".join(quoted(c) for c in columns(con, "events"))
+    con.execute(
+        f"create or replace temp view history_events as select {cols} from events "
+        f"union all {read_sql(con, 'events', files, rehash=True)}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Collecting what no reader needs any more
+
+
+def collect(con, keep_seconds: float) -> int:
+    """Delete the files superseded more than `keep_seconds` ago (a reader of an older
+    warehouse has had them that long) and the files of killed exports no record names; the
+    files deleted."""
+    root = _state_dir(con)
+    old = con.execute(
+        "select path from day_files where superseded_at is not null "
+        "and superseded_at < now() - to_seconds($keep)",
+        {"keep": float(keep_seconds)},
+    ).fetchall()
+    gone = 0
+    for (path,) in old:
+        try:
+            (root / path).unlink()
+            gone += 1
+        except FileNotFoundError:
+            pass
+    if old:
+        con.execute(
+            "delete from day_files where superseded_at is not null "
+            "and superseded_at < now() - to_seconds($keep)",
+            {"keep": float(keep_seconds)},
+        )
+    gone += _collect_strays(con, root, keep_seconds)
+    return gone
+
+
+def _collect_strays(con, root: Path, keep_seconds: float) -> int:
+    """Run directories that no current or kept file lies in (a killed export), once old."""
+    named = {Path(p).parts[1:3] for (p,) in con.execute("select path from day_files").fetchall()}
+    gone = 0
+    now = time.time()
+    base = root / DAYS_DIR
+    for table_dir in base.iterdir() if base.is_dir() else ():
+        for run_dir in table_dir.iterdir():
+            if (table_dir.name, run_dir.name) in named:
+                continue
+            if now - run_dir.stat().st_mtime > keep_seconds:
+                gone += sum(1 for _ in run_dir.rglob("*.parquet"))
+                shutil.rmtree(run_dir, ignore_errors=True)
+    return gone
+
+
+def disk_bytes(state_dir: Path) -> int:
+    """Bytes of the per-day files under a state dir."""
+    total = 0
+    for folder, _, files in os.walk(state_dir / DAYS_DIR):
+        total += sum(os.path.getsize(os.path.join(folder, f)) for f in files)
+    return total

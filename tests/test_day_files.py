@@ -1,0 +1,132 @@
+"""The per-day tables laid out by day (tasks/day_files.py): a data dir whose working database
+keeps only the last few days bills exactly what one that keeps every day bills, through late
+data, duplicates of old events and a rebill that reach days it no longer holds; the published
+warehouse reads the day files instead of copying them; old files are kept for readers, then
+collected."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tasks.day_files import DAYS_DIR, PARTITIONED, collect, context_from, hot_from
+from tasks.db import connect
+from tasks.pipeline import run_billing
+from tests.ops_helpers import assert_same, deliver, scenario, settings, snapshot, warehouse
+
+SC = scenario(days=40, customers=6, events_per_day=8, seed=11)
+HOT = 3  # days the small-window data dir keeps in its working database
+
+
+def run(data: Path, through, hot_days: int, **kw):
+    return run_billing(settings(data, max_late_days=60, hot_days=hot_days), through, **kw)
+
+
+def history(data: Path, hot_days: int) -> list[dict]:
+    """Half of days 1-20 billed; the rest of them late, with days 21-40 and re-deliveries of
+    old events (exact duplicates); then a rebill from day 5. The snapshot after each run."""
+    snaps = []
+    deliver(data, SC, through=SC.day(20), part="first")
+    run(data, SC.day(20), hot_days)
+    snaps.append(snapshot(data))
+    deliver(data, SC, part="second")
+    deliver(data, SC, since=SC.day(21))
+    # the first half of days 1-8 again, grouped differently: other files, the same events
+    deliver(data, SC, through=SC.day(8), part="first", prefix="again-", days_per_file=2)
+    report = run(data, SC.day(40), hot_days)
+    assert report.summary()["duplicates"] > 0
+    snaps.append(snapshot(data))
+    run(data, SC.day(40), hot_days, rebill_from=SC.day(5))
+    snaps.append(snapshot(data))
+    return snaps
+
+
+@pytest.fixture(scope="module")
+def kept_everything(tmp_path_factory):
+    data = tmp_path_factory.mktemp("all-days")
+    return data, history(data, hot_days=0)
+
+
+def test_a_working_db_of_three_days_bills_what_one_of_every_day_bills(kept_everything, tmp_path):
+    _, expected = kept_everything
+    got = history(tmp_path, hot_days=HOT)
+    for want, have in zip(expected, got, strict=True):
+        assert_same(have, want)
+    con = duckdb.connect(str(tmp_path / "state" / "adbill.duckdb"), read_only=True)
+    try:
+        [(first_kept,)] = con.execute("select min(day) from customer_days").fetchall()
+        assert first_kept == SC.day(40 - HOT)  # the rest is in the day files only
+        for table in PARTITIONED:
+            old = con.execute(f"select count(*) from {table} where day < ?", [first_kept])
+            assert old.fetchall() == [(0,)], table
+    finally:
+        con.close()
+
+
+def test_the_default_window_keeps_the_late_window_and_the_month_before_it():
+    from datetime import date
+
+    assert context_from(date(2026, 3, 15)) == date(2026, 2, 1)
+    assert context_from(date(2026, 1, 1)) == date(2025, 12, 1)
+    # late data reaches back 35 (+2) days: its days and their months' context stay hot
+    assert hot_from(date(2026, 12, 1), 35) == date(2026, 9, 1)
+    assert hot_from(date(2026, 12, 1), 35, hot_days=3) == date(2026, 11, 28)
+
+
+def test_the_warehouse_reads_the_day_files_and_copies_no_history(kept_everything):
+    data, _ = kept_everything
+    con = duckdb.connect(str(warehouse(data)), read_only=True)
+    try:
+        kinds = dict(
+            con.execute("select table_name, table_type from information_schema.tables").fetchall()
+        )
+        for table in PARTITIONED:
+            assert kinds[table] == "VIEW", table
+        # every billed day of every per-day table is there, from the files
+        days = con.execute("select count(distinct day) from customer_days").fetchall()
+        assert days == [(SC.days,)]
+        # the interfaces' views read through them, comments included
+        assert con.execute("select count(*) from rated_events").fetchall()[0][0] > 0
+        comment = con.execute(
+            "select comment from duckdb_columns() where table_name = 'rated_events' "
+            "and column_name = 'credits'"
+        ).fetchall()
+        assert comment[0][0]
+    finally:
+        con.close()
+
+
+def test_replaced_day_files_are_kept_for_readers_then_collected(kept_everything, tmp_path):
+    data, _ = kept_everything
+    con = connect(data / "state" / "adbill.duckdb", read_only=True)
+    try:
+        superseded = con.execute(
+            "select path from day_files where superseded_at is not null"
+        ).fetchall()
+    finally:
+        con.close()
+    root = data / "state"
+    assert superseded, "the rebill replaced files"
+    assert all((root / p).exists() for (p,) in superseded)  # kept (2 hours by default)
+    stray = root / DAYS_DIR / "events" / "killed-export" / "day=2026-01-01"
+    stray.mkdir(parents=True)
+    (stray / "data_0.parquet").write_bytes(b"half a file")
+    old = time.time() - 7200
+    os.utime(stray.parent, (old, old))
+    con = connect(data / "state" / "adbill.duckdb")
+    try:
+        gone = collect(con, keep_seconds=0)
+        left = con.execute("select count(*) from day_files where superseded_at is not null")
+        assert left.fetchall() == [(0,)]
+        current = con.execute("select path from day_files").fetchall()
+    finally:
+        con.close()
+    assert gone >= len(superseded) + 1
+    assert not any((root / p).exists() for (p,) in superseded)
+    assert not stray.parent.exists()
+    assert all((root / p).exists() for (p,) in current)
+    snapshot(data)  # the warehouse still reads every current file
