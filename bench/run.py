@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
 import time
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -273,7 +274,8 @@ def last_day(args: argparse.Namespace, b: Bench, engine: dict) -> tuple[dict, di
     )
     last = stage_table(last_runs)
     disk = disk_use(b.run_dir)
-    save_state(b.run_dir, b.cache / f"after-{b.days}")
+    if args.late_days:  # the state the late runs start from
+        save_state(b.run_dir, b.cache / f"after-{b.days}")
     final = statistics.median(final_documents(r) for r in last_runs)
     final_first = engine.get("final_documents_seconds", 0.0)
     return {
@@ -325,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     quiet["wait"] = args.quiet_wait
     started = time.perf_counter()
     b = prepare(args)
+    # every bench day has ended (§3: lines dated after today + 1 are in_future); set for the
+    # billing processes, which inherit it
+    os.environ["ADBILL_TODAY"] = (inbox.day_of(b.days) + timedelta(days=1)).isoformat()
     res = day_one(args, b)
     if b.days > 1:
         res["history"], last = last_day(args, b, res["engine"])

@@ -34,6 +34,11 @@ PARTITIONED = (
     "usage_days",
     "account_days",
 )
+# the per-month tables (a statement of a month, its lines and pools): written by month, the
+# `day` of their files the month's first day; the working database keeps them whole (small)
+MONTHLY = ("statements", "statement_lines", "statement_pools")
+# columns not written (recomputed when read: the event id hash depends on the DuckDB reading)
+NOT_WRITTEN = {"events": ("id_hash",)}
 DAYS_DIR = "days"  # under the state dir
 NOTHING_FROZEN = date(1, 1, 1)
 
@@ -105,6 +110,7 @@ def read_sql(con, table: str, files: list[str], *, rehash: bool = False) -> str:
     cols = [
         "hash(event_id) as id_hash" if rehash and c == "id_hash" else quoted(c)
         for c in columns(con, table)
+        if rehash or c not in NOT_WRITTEN.get(table, ())
     ]
     listed = ", ".join(literal(f) for f in files)
     return f"select {', '.join(cols)} from read_parquet([{listed}], union_by_name = true)"
@@ -148,10 +154,14 @@ def changed_days(con) -> list[date]:
         select day from day_changes
         union
         select day from billed_days
-        where day not in (select day from day_files where superseded_at is null)
+        where day not in (
+            select day from day_files
+            where superseded_at is null and table_name = 'customer_days'
+        )
         union
         select day from day_files
-        where superseded_at is null and table_name <> 'events'
+        where superseded_at is null and path is not null
+            and table_name not in ('events', 'statements', 'statement_lines', 'statement_pools')
             and day >= $hot and day not in (select day from billed_days)
         """,
         {"hot": frozen_before(con)},
@@ -171,18 +181,18 @@ def export_days(con, run_id: str) -> Exported:
     disk; a run killed in between leaves files no record names, collected later."""
     done = Exported()
     days = [d for d in changed_days(con) if d >= frozen_before(con)]
+    months = sorted({d.replace(day=1) for d in days})
     root = _state_dir(con)
-    written: list[tuple[str, date, str, int]] = []
-    if days:
-        con.execute("create or replace temp table export_days (day date)")
-        con.executemany("insert into temp.export_days values (?)", [(d,) for d in days])
-        for table in PARTITIONED:
-            written += _write_table(con, root, table, run_id)
+    written: list[tuple[str, date, str | None, int]] = []
+    for table in (*PARTITIONED, *MONTHLY):
+        written += _write_table(con, root, table, run_id, months if table in MONTHLY else days)
     with transaction(con):
         if days:
+            con.execute("create or replace temp table replaced (table_name varchar, day date)")
+            con.executemany("insert into temp.replaced values (?, ?)", [w[:2] for w in written])
             con.execute(
                 "update day_files set superseded_at = now() where superseded_at is null "
-                "and day in (select day from temp.export_days)"
+                "and (table_name, day) in (select (table_name, day) from temp.replaced)"
             )
             con.executemany(
                 "insert into day_files values (?, ?, ?, ?, ?, now(), null)",
@@ -202,36 +212,41 @@ def export_days(con, run_id: str) -> Exported:
             "where run_id = $run",
             {"run": run_id},
         )
-    done.days, done.files, done.rows = len(days), len(written), sum(w[3] for w in written)
+    done.days, done.rows = len(days), sum(w[3] for w in written)
+    done.files = sum(1 for w in written if w[2] is not None)
     return done
 
 
-def _write_table(con, root: Path, table: str, run_id: str) -> list[tuple[str, date, str, int]]:
-    """One table's rows of the export days, one file (or a few) per day: (table, day, path,
-    rows) of each. Days without rows get no file (their old file is superseded all the same)."""
+def _write_table(
+    con, root: Path, table: str, run_id: str, days: list[date]
+) -> list[tuple[str, date, str | None, int]]:
+    """One table's rows of the given days (months, for MONTHLY tables), one zstd Parquet file
+    per day: (table, day, path relative to the state dir, rows) of each; a day without rows
+    is recorded without a file (its older file is replaced all the same)."""
+    if not days:
+        return []
+    key = "month" if table in MONTHLY else "day"
+    listed = ", ".join(f"date '{d.isoformat()}'" for d in days)
     counts = dict(
         con.execute(
-            f"select day, count(*) from {table} "
-            "where day in (select day from temp.export_days) group by day"
+            f"select {key}, count(*) from {table} where {key} in ({listed}) group by {key}"
         ).fetchall()
     )
-    if not counts:
-        return []
     out = root / DAYS_DIR / table / run_id
     shutil.rmtree(out, ignore_errors=True)  # a retry of the same run writes afresh
-    out.parent.mkdir(parents=True, exist_ok=True)
-    con.execute(
-        f"copy (select * from {table} where day in (select day from temp.export_days)) "
-        f"to {literal(str(out))} (format parquet, compression zstd, partition_by (day), "
-        "write_partition_columns true)"
-    )
-    found = []
-    for day_dir in sorted(out.iterdir()):
-        day = date.fromisoformat(day_dir.name.removeprefix("day="))
-        parts = sorted(day_dir.glob("*.parquet"))
-        for i, part in enumerate(parts):  # one file per writer thread: the rows on the first
-            rows = counts.get(day, 0) if i == 0 else 0
-            found.append((table, day, str(part.relative_to(root)), rows))
+    cols = ", ".join(quoted(c) for c in columns(con, table) if c not in NOT_WRITTEN.get(table, ()))
+    found: list[tuple[str, date, str | None, int]] = []
+    for d in days:
+        if not counts.get(d):
+            found.append((table, d, None, 0))
+            continue
+        path = out / f"{key}={d.isoformat()}" / "data_0.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con.execute(
+            f"copy (select {cols} from {table} where {key} = date '{d.isoformat()}') "
+            f"to {literal(str(path))} (format parquet, compression zstd)"
+        )
+        found.append((table, d, str(path.relative_to(root)), counts[d]))
     return found
 
 
@@ -302,7 +317,7 @@ def collect(con, keep_seconds: float) -> int:
     files deleted."""
     root = _state_dir(con)
     old = con.execute(
-        "select path from day_files where superseded_at is not null "
+        "select path from day_files where superseded_at is not null and path is not null "
         "and superseded_at < now() - to_seconds($keep)",
         {"keep": float(keep_seconds)},
     ).fetchall()
@@ -325,7 +340,8 @@ def collect(con, keep_seconds: float) -> int:
 
 def _collect_strays(con, root: Path, keep_seconds: float) -> int:
     """Run directories that no current or kept file lies in (a killed export), once old."""
-    named = {Path(p).parts[1:3] for (p,) in con.execute("select path from day_files").fetchall()}
+    rows = con.execute("select path from day_files where path is not null").fetchall()
+    named = {Path(p).parts[1:3] for (p,) in rows}
     gone = 0
     now = time.time()
     base = root / DAYS_DIR

@@ -35,6 +35,10 @@ def connect(path: Path | str = ":memory:", read_only: bool = False) -> duckdb.Du
     con.execute(f"set memory_limit = '{MEMORY_LIMIT}'")
     if not read_only:
         ensure_schema(con)
+    elif scalar(con, "select count(*) from duckdb_schemas() where schema_name = 'internal'"):
+        # the published warehouse keeps the engine's own tables apart (tasks/publish.py);
+        # the engine's reports read them there by their plain names
+        con.execute("set search_path = 'main,internal'")
     return con
 
 

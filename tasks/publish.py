@@ -11,18 +11,36 @@ sees half of it.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import duckdb
 
-from tasks.day_files import PARTITIONED, literal, quoted
+from tasks.day_files import MONTHLY, NOT_WRITTEN, PARTITIONED, literal, quoted
 from tasks.db import transaction
 
 # the run lock lived here; tasks.pipeline still imports it from this module
 from tasks.run_lock import DataDirBusy, run_lock  # noqa: F401
 
 STATE = "adbill_state"  # the working database, attached read-only while the file is built
+# the engine's own tables, out of the analysts' way in the warehouse (schema `internal`;
+# `internal.events` etc. for who needs them): the views analysts query read them
+INTERNAL_SCHEMA = "internal"
+INTERNAL = frozenset(
+    {
+        "events",
+        "ledger_entries",
+        "ingested_files",
+        "order_prices",
+        "written_documents",
+        "adbill_meta",
+        "schema_migrations",
+        "day_files",
+        "day_exports",
+        "day_changes",
+    }
+)
 
 
 def publish(state_db: Path, target: Path) -> Path:
@@ -63,18 +81,21 @@ def build(con: duckdb.DuckDBPyConnection, state_dir: Path) -> None:
         "and schema_name = 'main' order by table_name",
         {"db": STATE},
     ).fetchall()
+    con.execute(f"create schema {INTERNAL_SCHEMA}")
     for (table,) in tables:
-        name = quoted(table)
-        source = f"{STATE}.main.{name}"
-        files = _day_files(con, table, state_dir) if table in PARTITIONED else None
+        name = qualified(table)
+        source = f"{STATE}.main.{quoted(table)}"
+        by_day = table in PARTITIONED or table in MONTHLY
+        files = _day_files(con, table, state_dir) if by_day else None
         if files:
-            cols = ", ".join(quoted(c) for c in _columns(con, table))
+            skip = NOT_WRITTEN.get(table, ())
+            cols = ", ".join(quoted(c) for c in _columns(con, table) if c not in skip)
             listed = ", ".join(literal(f) for f in files)
             con.execute(
                 f"create view {name} as select {cols} "
                 f"from read_parquet([{listed}], union_by_name = true)"
             )
-        elif table in PARTITIONED:  # nothing written yet: an empty table of the same shape
+        elif by_day:  # nothing written yet: an empty table of the same shape
             con.execute(f"create table {name} as select * from {source} limit 0")
         else:
             con.execute(f"create table {name} as select * from {source}")
@@ -82,10 +103,15 @@ def build(con: duckdb.DuckDBPyConnection, state_dir: Path) -> None:
     _comments(con)
 
 
+def qualified(table: str) -> str:
+    """A table's name in the warehouse: in `internal` for the engine's own tables."""
+    return f"{INTERNAL_SCHEMA}.{quoted(table)}" if table in INTERNAL else f"main.{quoted(table)}"
+
+
 def _day_files(con, table: str, state_dir: Path) -> list[str]:
     rows = con.execute(
         f"select path from {STATE}.main.day_files where table_name = $t "
-        "and superseded_at is null order by day, path",
+        "and superseded_at is null and path is not null order by day, path",
         {"t": table},
     ).fetchall()
     return [str(state_dir / p) for (p,) in rows]
@@ -113,13 +139,43 @@ def _views(con) -> None:
         failed = []
         for name, text in pending:
             try:
-                con.execute(text)
+                con.execute(f"create view main.{quoted(name)} as {_select_of(con, name, text)}")
             except duckdb.CatalogException:
                 failed.append((name, text))
         if len(failed) == len(pending):
             names = ", ".join(n for n, _ in failed)
             raise RuntimeError(f"the warehouse's views {names} name what is not there")
         pending = failed
+
+
+def _select_of(con, name: str, text: str) -> str:
+    """The SELECT of a view's CREATE text, with the engine's tables it reads named in
+    `internal` (DuckDB's own parser: json_serialize_sql, then back to SQL)."""
+    head = f"CREATE VIEW {name} AS "
+    if not text.startswith(head):
+        raise RuntimeError(f"unexpected definition of view {name}: {text[:80]}")
+    select = text[len(head) :].rstrip().rstrip(";")
+    [(tree,)] = con.execute("select json_serialize_sql($q)", {"q": select}).fetchall()
+    parsed = json.loads(tree)
+    if parsed.get("error"):
+        raise RuntimeError(f"view {name} does not parse: {parsed.get('error_message')}")
+    _qualify(parsed)
+    [(back,)] = con.execute("select json_deserialize_sql($t)", {"t": json.dumps(parsed)}).fetchall()
+    return back
+
+
+def _qualify(node) -> None:
+    """Every reference to an engine table in a parsed statement named in `internal`."""
+    if isinstance(node, dict):
+        if node.get("type") == "BASE_TABLE" and node.get("table_name") in INTERNAL:
+            if not node.get("schema_name"):
+                node["schema_name"] = INTERNAL_SCHEMA
+                node["qualified_name"] = {"path": [INTERNAL_SCHEMA, node["table_name"]]}
+        for value in node.values():
+            _qualify(value)
+    elif isinstance(node, list):
+        for value in node:
+            _qualify(value)
 
 
 def _comments(con) -> None:
@@ -139,11 +195,11 @@ def _comments(con) -> None:
         ).fetchall()
     )
     for name, comment in objects:
-        con.execute(f"comment on {kinds[name]} {quoted(name)} is {literal(comment)}")
+        con.execute(f"comment on {kinds[name]} {qualified(name)} is {literal(comment)}")
     cols = con.execute(
         "select table_name, column_name, comment from duckdb_columns() where database_name = "
         "$db and schema_name = 'main' and comment is not null",
         {"db": STATE},
     ).fetchall()
     for table, column, comment in cols:
-        con.execute(f"comment on column {quoted(table)}.{quoted(column)} is {literal(comment)}")
+        con.execute(f"comment on column {qualified(table)}.{quoted(column)} is {literal(comment)}")

@@ -140,6 +140,8 @@ class Inbox:
     def warehouse(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(str(self.settings.db), read_only=True)
         con.execute("set TimeZone = 'Asia/Shanghai'")
+        # the engine's own tables (events, ingested_files, ...) as well (docs/warehouse.md)
+        con.execute("set search_path = 'main,internal'")
         return con
 
 

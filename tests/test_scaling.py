@@ -40,6 +40,7 @@ OPTIONAL = {
 
 def snapshot(db) -> dict[str, list]:
     con = duckdb.connect(str(db), read_only=True)
+    con.execute("set search_path = 'main,internal'")  # events, ledger_entries: internal
     names = {
         r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()
     }
