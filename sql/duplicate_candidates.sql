@@ -5,6 +5,33 @@
 -- semi-join on the new lines' hashes, so the earlier days are probed, never grouped); the ids
 -- themselves decide. Few rows: the per-copy decision is made in tasks/ingest_usage.py
 -- judge_copies().
+-- The earlier events first, in two steps: those sharing a hash with a new line are found on
+-- four narrow columns of the window (day, file_id, id_hash, event_key), and only those few
+-- rows are then read whole; one scan reading every column of the window's events cost
+-- seconds once the window held a month of them (temp.history_events: also the days the
+-- working database no longer holds).
+create or replace temp table earlier_events as
+with hashed as materialized (
+    -- (materialized: the files' own events are set apart on these few rows afterwards; a
+    -- NOT IN over the whole window before the semi-join cost seconds)
+    select event_key, file_id
+    from history_events
+    where day between $min_day and $max_day
+        and id_hash in (
+            select id_hash from events
+            where event_key >= $first_key and file_id in (select file_id from decide_files)
+        )
+),
+
+earlier_keys as (
+    select event_key from hashed where file_id not in (select file_id from decide_files)
+)
+
+select *
+from history_events
+where day between $min_day and $max_day
+    and event_key in (select event_key from earlier_keys);
+
 create or replace temp table duplicate_candidates as
 with mine as (
     select * from events
@@ -13,12 +40,7 @@ with mine as (
 ),
 
 earlier as (
-    -- (temp.history_events: also the days the working database no longer holds)
-    select *
-    from history_events
-    where day between $min_day and $max_day
-        and file_id not in (select file_id from decide_files)
-        and id_hash in (select id_hash from mine)
+    select * from temp.earlier_events
 ),
 
 repeated_in_files as (
