@@ -97,11 +97,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="only this many of the customers use the service (the rest are quiet)",
     )
-    ap.add_argument(
-        "--bulk-history",
-        action="store_true",
-        help="bill the first H-1 days in one run (a catch-up) instead of one run a day",
-    )
     ap.add_argument("--late-days", type=int, default=0, help="late usage over the last k days")
     ap.add_argument("--late-share", type=float, default=0.01, help="late events per day / N")
     ap.add_argument("--seed", type=int, default=42)
@@ -202,22 +197,14 @@ def day_one(args: argparse.Namespace, b: Bench) -> dict:
     return res
 
 
-def history_chain(b: Bench, bulk: bool = False) -> tuple[Path, list[dict]]:
-    """Bill event days 0..days-2 one daily run at a time (bulk: in one run, as a catch-up
-    does); the state before the last day."""
-    name = f"chain-{b.days}" + ("-bulk" if bulk else "")
-    snap, log = b.cache / name, b.cache / f"{name}.json"
+def history_chain(b: Bench) -> tuple[Path, list[dict]]:
+    """Bill event days 0..days-2 one daily run at a time; the state before the last day."""
+    snap, log = b.cache / f"chain-{b.days}", b.cache / f"chain-{b.days}.json"
     if (snap / "adbill.duckdb").exists() and log.exists():
         return snap, json.loads(log.read_text())
     restore(b.run_dir, b.warm, b.src, inbox.warmup_files(b.src, b.plan))
     series = []
-    if bulk:
-        for d in range(b.days - 1):
-            link_inbox(b.run_dir, b.src, inbox.day_files(b.src, b.plan, d))
-        r = billrun(b.run_dir, inbox.day_of(b.days - 2))
-        series.append({"days": b.days - 1, "wall_seconds": r["wall_seconds"]})
-        say(f"history: {b.days - 1} days in one run, {r['wall_seconds']:.1f} s")
-    for d in range(b.days - 1 if not bulk else 0):
+    for d in range(b.days - 1):
         link_inbox(b.run_dir, b.src, inbox.day_files(b.src, b.plan, d))
         r = billrun(b.run_dir, inbox.day_of(d))
         series.append(
@@ -267,7 +254,7 @@ def all_files(b: Bench) -> list[Path]:
 def last_day(args: argparse.Namespace, b: Bench, engine: dict) -> tuple[dict, dict]:
     """The last of --history days billed after the others, against day 1; its result and the
     stage table of its runs (the state after it is kept for the late runs)."""
-    before_last, series = history_chain(b, bulk=args.bulk_history)
+    before_last, series = history_chain(b)
     files = all_files(b)
     last_runs = timed_runs(
         b.run_dir, before_last, b.src, files, b.last, args.repeat, f"day {b.days}"
@@ -280,7 +267,6 @@ def last_day(args: argparse.Namespace, b: Bench, engine: dict) -> tuple[dict, di
     final_first = engine.get("final_documents_seconds", 0.0)
     return {
         "disk": disk,
-        "bulk_history": args.bulk_history,
         "ratio_without_final_documents": (last["total_seconds"] - final)
         / (engine["total_seconds"] - final_first),
         "days": b.days,
