@@ -16,7 +16,6 @@ its size and every per-day query's cost stay those of the recent days, year afte
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -370,11 +369,3 @@ def _collect_strays(con, root: Path, keep_seconds: float) -> int:
                 gone += sum(1 for _ in run_dir.rglob("*.parquet"))
                 shutil.rmtree(run_dir, ignore_errors=True)
     return gone
-
-
-def disk_bytes(state_dir: Path) -> int:
-    """Bytes of the per-day files under a state dir."""
-    total = 0
-    for folder, _, files in os.walk(state_dir / DAYS_DIR):
-        total += sum(os.path.getsize(os.path.join(folder, f)) for f in files)
-    return total
