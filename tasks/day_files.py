@@ -96,12 +96,14 @@ def _state_dir(con) -> Path:
     return Path(path).parent
 
 
-def columns(con, table: str) -> list[str]:
-    """A table's columns in order (the files are read back by these names)."""
+def columns(con, table: str, database: str | None = None) -> list[str]:
+    """A table's columns in order (the files are read back by these names), in the
+    connection's database or an attached one."""
     rows = con.execute(
-        "select column_name from duckdb_columns() where database_name = current_database() "
-        "and schema_name = 'main' and table_name = ? order by column_index",
-        [table],
+        "select column_name from duckdb_columns() "
+        "where database_name = coalesce($db, current_database()) "
+        "and schema_name = 'main' and table_name = $t order by column_index",
+        {"db": database, "t": table},
     ).fetchall()
     return [r[0] for r in rows]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from tasks.day_files import MONTHLY, NOT_WRITTEN, PARTITIONED, literal, quoted
+from tasks.day_files import MONTHLY, NOT_WRITTEN, PARTITIONED, columns, literal, quoted
 from tasks.db import transaction
 
 # the run lock lived here; tasks.pipeline still imports it from this module
@@ -89,7 +89,7 @@ def build(con: duckdb.DuckDBPyConnection, state_dir: Path) -> None:
         files = _day_files(con, table, state_dir) if by_day else None
         if files:
             skip = NOT_WRITTEN.get(table, ())
-            cols = ", ".join(quoted(c) for c in _columns(con, table) if c not in skip)
+            cols = ", ".join(quoted(c) for c in columns(con, table, STATE) if c not in skip)
             listed = ", ".join(literal(f) for f in files)
             con.execute(
                 f"create view {name} as select {cols} "
@@ -115,17 +115,6 @@ def _day_files(con, table: str, state_dir: Path) -> list[str]:
         {"t": table},
     ).fetchall()
     return [str(state_dir / p) for (p,) in rows]
-
-
-def _columns(con, table: str) -> list[str]:
-    return [
-        r[0]
-        for r in con.execute(
-            "select column_name from duckdb_columns() where database_name = $db "
-            "and schema_name = 'main' and table_name = $t order by column_index",
-            {"db": STATE, "t": table},
-        ).fetchall()
-    ]
 
 
 def _views(con) -> None:

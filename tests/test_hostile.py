@@ -219,7 +219,13 @@ def test_a_through_in_a_past_year_does_not_widen_the_late_window(inbox):
 
 @pytest.mark.parametrize(
     ("name", "ok", "past"),
-    [("shards", 1024, 1025), ("max_late_days", 3650, 3651), ("max_history_days", 3650, 3651)],
+    [
+        ("shards", 1024, 1025),
+        ("max_late_days", 3650, 3651),
+        ("max_history_days", 3650, 3651),
+        ("hot_days", 3650, 3651),
+        ("keep_old_files_seconds", 30 * 86400, 30 * 86400 + 1),
+    ],
 )
 def test_counts_are_refused_past_their_limit_at_once(tmp_path, name, ok, past):
     assert getattr(Settings(data_dir=tmp_path, **{name: ok}), name) == ok
