@@ -76,22 +76,33 @@ def last_event_key(con) -> int:
     )
 
 
-def current_files(con, table: str, first: date | None = None, before: date | None = None):
-    """(day, absolute path) of a table's current files, in day order, optionally in a range."""
-    root = _state_dir(con)
+def current_files(
+    con,
+    table: str,
+    first: date | None = None,
+    before: date | None = None,
+    database: str | None = None,
+) -> list[tuple[date, str]]:
+    """(day, absolute path) of a table's current files, in day order, optionally in a range;
+    of the connection's working database or an attached one (`database`)."""
+    listing = f"{quoted(database)}.main.day_files" if database else "day_files"
     rows = con.execute(
-        "select day, path from day_files where table_name = $t and superseded_at is null "
-        "and path is not null and day >= coalesce($first, date '0001-01-01') "
+        f"select day, path from {listing} where table_name = $t "
+        "and superseded_at is null and path is not null "
+        "and day >= coalesce($first, date '0001-01-01') "
         "and day < coalesce($before, date '9999-12-31') order by day, path",
         {"t": table, "first": first, "before": before},
     ).fetchall()
+    root = _state_dir(con, database)
     return [(d, str(root / p)) for d, p in rows]
 
 
-def _state_dir(con) -> Path:
-    """The directory of the connection's database file (the state dir)."""
+def _state_dir(con, database: str | None = None) -> Path:
+    """The directory of the working database's file (the state dir)."""
     [(path,)] = con.execute(
-        "select path from duckdb_databases() where database_name = current_database()"
+        "select path from duckdb_databases() "
+        "where database_name = coalesce($db, current_database())",
+        {"db": database},
     ).fetchall()
     return Path(path).parent
 
@@ -108,16 +119,27 @@ def columns(con, table: str, database: str | None = None) -> list[str]:
     return [r[0] for r in rows]
 
 
-def read_sql(con, table: str, files: list[str], *, rehash: bool = False) -> str:
-    """A SELECT of `files` as rows of `table` (its columns, in order; a column added since a
-    file was written reads as null). `rehash`: the event id hash by this DuckDB (tasks/db.py)."""
-    cols = [
-        "hash(event_id) as id_hash" if rehash and c == "id_hash" else quoted(c)
-        for c in columns(con, table)
-        if rehash or c not in NOT_WRITTEN.get(table, ())
-    ]
+def written_columns(con, table: str, database: str | None = None) -> str:
+    """The columns a table's day files hold, quoted, in order (NOT_WRITTEN left out)."""
+    skip = NOT_WRITTEN.get(table, ())
+    return ", ".join(quoted(c) for c in columns(con, table, database) if c not in skip)
+
+
+def read_sql(
+    con, table: str, files: list[str], *, rehash: bool = False, database: str | None = None
+) -> str:
+    """A SELECT of `files` as rows of `table` (a column added since a file was written reads
+    as null): its written columns, or with `rehash` all of them, the event id hash computed by
+    this DuckDB (tasks/db.py)."""
+    if rehash:
+        cols = ", ".join(
+            "hash(event_id) as id_hash" if c == "id_hash" else quoted(c)
+            for c in columns(con, table, database)
+        )
+    else:
+        cols = written_columns(con, table, database)
     listed = ", ".join(literal(f) for f in files)
-    return f"select {', '.join(cols)} from read_parquet([{listed}], union_by_name = true)"
+    return f"select {cols} from read_parquet([{listed}], union_by_name = true)"
 
 
 def quoted(name: str) -> str:
@@ -134,7 +156,8 @@ def literal(text: str) -> str:
 
 @dataclass
 class Exported:
-    """What a run wrote out: the days, the files, the rows, and the seconds it took."""
+    """What a run wrote out: the days, files and rows, the days dropped from the working
+    database, and the old files deleted."""
 
     days: int = 0
     files: int = 0
@@ -165,10 +188,11 @@ def changed_days(con) -> list[date]:
         union
         select day from day_files
         where superseded_at is null and path is not null
-            and table_name not in ('events', 'statements', 'statement_lines', 'statement_pools')
+            and table_name not in (select unnest($unbilled_too))
             and day >= $hot and day not in (select day from billed_days)
         """,
-        {"hot": frozen_before(con)},
+        # (events of a day not billed are written all the same; a month's file is by month)
+        {"hot": frozen_before(con), "unbilled_too": ["events", *MONTHLY]},
     ).fetchall()
     return sorted(r[0] for r in rows if r[0] is not None)
 
@@ -242,7 +266,7 @@ def _write_table(
     )
     out = root / DAYS_DIR / table / run_id
     shutil.rmtree(out, ignore_errors=True)  # a retry of the same run writes afresh
-    cols = ", ".join(quoted(c) for c in columns(con, table) if c not in NOT_WRITTEN.get(table, ()))
+    cols = written_columns(con, table)
     found: list[tuple[str, date, str | None, int]] = []
     if len(counts) > FEW_DAYS:  # a catch-up: one partitioned write, a folder per day
         out.parent.mkdir(parents=True, exist_ok=True)

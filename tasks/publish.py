@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from tasks.day_files import MONTHLY, NOT_WRITTEN, PARTITIONED, columns, literal, quoted
+from tasks.day_files import MONTHLY, PARTITIONED, current_files, literal, quoted, read_sql
 from tasks.db import transaction
 
 # the run lock lived here; tasks.pipeline still imports it from this module
@@ -55,7 +55,7 @@ def publish(state_db: Path, target: Path) -> Path:
             con.execute("set TimeZone = 'UTC'")
             con.execute(f"attach {literal(str(state_db))} as {STATE} (read_only)")
             with transaction(con):  # one commit, not one per table, view and comment
-                build(con, state_db.parent)
+                build(con)
             con.execute(f"detach {STATE}")
         finally:
             con.close()
@@ -73,7 +73,7 @@ def publish(state_db: Path, target: Path) -> Path:
     return target
 
 
-def build(con: duckdb.DuckDBPyConnection, state_dir: Path) -> None:
+def build(con: duckdb.DuckDBPyConnection) -> None:
     """Every table of the attached working database as a table (small ones: copied) or a view
     (per-day ones: over their current day files), its views, and every comment."""
     tables = con.execute(
@@ -86,15 +86,9 @@ def build(con: duckdb.DuckDBPyConnection, state_dir: Path) -> None:
         name = qualified(table)
         source = f"{STATE}.main.{quoted(table)}"
         by_day = table in PARTITIONED or table in MONTHLY
-        files = _day_files(con, table, state_dir) if by_day else None
+        files = [p for _, p in current_files(con, table, database=STATE)] if by_day else None
         if files:
-            skip = NOT_WRITTEN.get(table, ())
-            cols = ", ".join(quoted(c) for c in columns(con, table, STATE) if c not in skip)
-            listed = ", ".join(literal(f) for f in files)
-            con.execute(
-                f"create view {name} as select {cols} "
-                f"from read_parquet([{listed}], union_by_name = true)"
-            )
+            con.execute(f"create view {name} as {read_sql(con, table, files, database=STATE)}")
         elif by_day:  # nothing written yet: an empty table of the same shape
             con.execute(f"create table {name} as select * from {source} limit 0")
         else:
@@ -106,15 +100,6 @@ def build(con: duckdb.DuckDBPyConnection, state_dir: Path) -> None:
 def qualified(table: str) -> str:
     """A table's name in the warehouse: in `internal` for the engine's own tables."""
     return f"{INTERNAL_SCHEMA}.{quoted(table)}" if table in INTERNAL else f"main.{quoted(table)}"
-
-
-def _day_files(con, table: str, state_dir: Path) -> list[str]:
-    rows = con.execute(
-        f"select path from {STATE}.main.day_files where table_name = $t "
-        "and superseded_at is null and path is not null order by day, path",
-        {"t": table},
-    ).fetchall()
-    return [str(state_dir / p) for (p,) in rows]
 
 
 def _views(con) -> None:
