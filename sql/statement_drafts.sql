@@ -1,6 +1,7 @@
 -- Draft statements of month $month through billing day $day (billing-rules §8): usage
 -- lines per function, the pools behind the balances, and each customer's figures summed
--- from customer_days. tasks/statements.py decides which drafts become revisions.
+-- from customer_days, for the customers of `statement_customers`
+-- (sql/statement_customers.sql). tasks/statements.py decides which drafts become revisions.
 create or replace temp table statement_line_drafts as
 with lines as (
     -- the month's usage, from each billed day's figures (usage_days), not its events
@@ -12,7 +13,7 @@ with lines as (
         cast(sum(quantity) as decimal(18, 6)) as quantity,
         sum(credits) as credits
     from usage_days
-    where day between $month and $day
+    where day between $month and $day and customer_key in (select customer_key from statement_customers)
     group by customer_key, function
 )
 
@@ -30,7 +31,7 @@ with bounds as (
 paid as (
     select o.customer_key, o.order_id, min(o.purchased_at) as purchased_at
     from orders as o, bounds as b
-    where o.purchased_at < b.cutoff
+    where o.purchased_at < b.cutoff and o.customer_key in (select customer_key from statement_customers)
     group by o.customer_key, o.order_id
 ),
 
@@ -56,7 +57,7 @@ month_figures as (
         arg_max(revenue_cum, day) as revenue_to_date_cny,
         sum(breakage_cny) as breakage_cny
     from pool_days
-    where day between $month and $day
+    where day between $month and $day and customer_key in (select customer_key from statement_customers)
     group by pool_key
 ),
 
@@ -99,7 +100,7 @@ opening as (
     -- the balances at the previous month's close
     select customer_key, balance, arrears_outstanding, deferred_cny
     from customer_days
-    where day = $month - 1
+    where day = $month - 1 and customer_key in (select customer_key from statement_customers)
 ),
 
 totals as (
@@ -120,7 +121,7 @@ totals as (
         sum(breakage_cny) as breakage_cny,
         arg_max(deferred_cny, day) as deferred_cny
     from customer_days
-    where day between $month and $day
+    where day between $month and $day and customer_key in (select customer_key from statement_customers)
     group by customer_key
 ),
 
@@ -131,14 +132,14 @@ entitled as (
         coalesce(max(p.seats) filter (where p.source = 'subscription'), 0)
             + coalesce(sum(p.seats) filter (where p.source = 'package'), 0) as seats_entitled
     from pools as p, bounds as b
-    where p.available_from <= b.cutoff and b.cutoff < p.expires_at
+    where p.available_from <= b.cutoff and b.cutoff < p.expires_at and p.customer_key in (select customer_key from statement_customers)
     group by p.customer_key
 ),
 
 accounts as (
     select customer_key, count(distinct account_id) as seats_used
     from account_days
-    where day between $month and $day
+    where day between $month and $day and customer_key in (select customer_key from statement_customers)
     group by customer_key
 ),
 

@@ -63,4 +63,17 @@ join statement_revisions as r using (customer_key);
 insert into statement_pools by name
 select p.*, $month as month, r.revision
 from statement_pool_drafts as p
-join statement_revisions as r using (customer_key)
+join statement_revisions as r using (customer_key);
+
+-- the month-to-date statements of the customers not drafted again (statement_customers:
+-- nothing of theirs changed) carried to this day as they stand, final on the month's last
+update statements as s
+set
+    through_day = $day,
+    status = case when $final then 'final' else 'month_to_date' end,
+    updated_at = now()
+where s.month = $month
+    and s.status = 'month_to_date'
+    and not exists (
+        select 1 from statement_customers as c where c.customer_key = s.customer_key
+    )
