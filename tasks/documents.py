@@ -17,7 +17,12 @@ from pathlib import Path
 import polars as pl
 
 from tasks.db import transaction
-from tasks.documents_data import SUSPENSION_COLUMNS, statement_data, suspension_list_rows
+from tasks.documents_data import (
+    SUSPENSION_COLUMNS,
+    key_batches,
+    statement_data,
+    suspension_list_rows,
+)
 from tasks.documents_files import csv_text, safe_file_stem, safe_file_stems, write_atomic
 from tasks.documents_page import statement_csv, statement_html, write_pages
 from tasks.settings import Settings
@@ -38,6 +43,9 @@ __all__ = [  # the names callers of this module use (the pipeline, bench, flows/
 
 WRITERS = 4  # threads that write statements: 4 overlap the file system's waits (8 gain nothing)
 PER_WORKER_MIN = 500  # statements below which a further thread does not pay for itself
+# statements made and written at a time: their data, pages and charts are held in memory
+# (a month of a million customers at once outgrew 23 GB)
+BATCH = 20_000
 file_stem = safe_file_stem  # the name bench/documents_bench.py and older callers know
 # the documents stage's steps, timed apart in the run report (RunReport.seconds)
 DOCUMENT_STEPS = ("final documents", "month-to-date documents", "suspension lists")
@@ -78,15 +86,19 @@ def write_documents(
         ("month-to-date documents", "month_to_date", month_to_date),
     ):
         t = time.perf_counter()
-        if months and wanted:
-            statements = statement_data(con, months, tz, chosen)
-            paths = write_statements(con, out_dir, months, tz, workers, statements=statements)
+        batches = key_batches(con, months, chosen, BATCH) if months and wanted else []
+        stems = month_stems(con, months) if batches else {}
+        for keys in batches:
+            statements = statement_data(con, months, tz, chosen, keys=keys)
+            paths = write_statements(
+                con, out_dir, months, tz, workers, statements=statements, stems=stems
+            )
             record_written(con, statements, [p.relative_to(out_dir) for p in paths])
             done.paths += paths
             if chosen == "month_to_date":
-                done.month_to_date = len(statements)
+                done.month_to_date += len(statements)
             else:
-                done.finals = len(statements)
+                done.finals += len(statements)
         done.seconds[step] = time.perf_counter() - t
     t = time.perf_counter()
     done.paths += [write_suspension_list(con, out_dir, d) for d in days]
@@ -149,6 +161,7 @@ def write_statements(
     workers: int | None = None,
     *,
     statements: list[dict] | None = None,
+    stems: dict[date, dict[str, str]] | None = None,
 ) -> list[Path]:
     """<out>/statements/YYYY-MM/<stem>.html and .csv (stem: safe_file_stems of the month's
     customer ids) for the `statements` given (default: every statement of the months),
@@ -160,7 +173,7 @@ def write_statements(
         return []
     months = sorted({s["month"] for s in statements})
     # names unique among every customer of the month, not only those written now
-    stems = month_stems(con, months)
+    stems = stems or month_stems(con, months)
     for s in statements:
         s["file_stem"] = stems[s["month"]][s["customer_id"]]
     folders = {m: out_dir / "statements" / f"{m:%Y-%m}" for m in months}

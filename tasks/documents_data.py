@@ -22,15 +22,18 @@ SUSPENSION_COLUMNS = (
     "projected_exhaustion_date",
 )
 
-# the statements a document is made of: the latest revision of each statement of $months,
-# narrowed by one of CHOSEN (never by text from the data: values only as parameters)
+# the statements a document is made of: the latest revision of each statement of $months
+# whose customer_key lies in [$keys_from, $keys_to] (a batch), narrowed by one of CHOSEN
+# (never by text from the data: values only as parameters)
 LATEST = """
 with chosen as (
     select s.*
     from latest_statements as s
-    where s.month in (select unnest($months)){chosen}
+    where s.month in (select unnest($months))
+        and s.customer_key between $keys_from and $keys_to{chosen}
 )
 """
+EVERY_KEY = (-(2**31), 2**31 - 1)  # customer_key is an INTEGER
 
 CHOSEN = {
     "all": "",
@@ -127,13 +130,25 @@ def suspension_list_rows(con, day: date) -> list[tuple]:
 
 
 def statement_data(
-    con, months: list[date], tz: str, chosen: str = "all", customer_key: int | None = None
+    con,
+    months: list[date],
+    tz: str,
+    chosen: str = "all",
+    customer_key: int | None = None,
+    keys: tuple[int, int] = EVERY_KEY,
 ) -> list[dict]:
     """The latest revision of the statements of the months that CHOSEN[chosen] picks (all,
-    final, month_to_date, unwritten_final, or the one customer's), in month and customer
-    order, with its `usage` (see usage_by_statement; None without usage lines), `pools` (the
-    ones its page shows) and `chart`."""
-    params = {"months": months, "tz": tz, "customer_key": customer_key}
+    final, month_to_date, unwritten_final, or the one customer's) among customer keys
+    keys[0]..keys[1], in month and customer order, with its `usage` (see
+    usage_by_statement; None without usage lines), `pools` (the ones its page shows) and
+    `chart`."""
+    params = {
+        "months": months,
+        "tz": tz,
+        "customer_key": customer_key,
+        "keys_from": keys[0],
+        "keys_to": keys[1],
+    }
     statements = _rows(con, _with_chosen(STATEMENTS, chosen), params)
     if not statements:
         return []
@@ -154,6 +169,21 @@ def statement_data(
     for key, chart in zip(keys, chart_svgs(keys, days), strict=True):
         by_key[key]["chart"] = chart
     return statements
+
+
+def key_batches(con, months: list[date], chosen: str, size: int) -> list[tuple[int, int]]:
+    """The customer keys of the statements CHOSEN[chosen] picks, as ranges of at most `size`
+    statements a month each: documents are made a batch at a time, so a month of a million
+    customers never sits in memory at once."""
+    keys = [
+        k
+        for (k,) in execute(
+            con,
+            _with_chosen("select distinct customer_key from chosen order by 1", chosen),
+            {"months": months, "keys_from": EVERY_KEY[0], "keys_to": EVERY_KEY[1]},
+        ).fetchall()
+    ]
+    return [(part[0], part[-1]) for part in (keys[i : i + size] for i in range(0, len(keys), size))]
 
 
 def usage_by_statement(lines: pl.DataFrame) -> pl.DataFrame:

@@ -212,8 +212,8 @@ def test_a_statement_that_cannot_be_shown_fails_the_stage_naming_it_after_the_ot
 ):
     real = documents.statement_data
 
-    def december_cannot_render(*args):  # data December's page cannot show
-        statements = real(*args)
+    def december_cannot_render(*args, **kwargs):  # data December's page cannot show
+        statements = real(*args, **kwargs)
         for s in statements:
             if s["month"] == date(2026, 12, 1):
                 s["closing_balance"] = "not a number"

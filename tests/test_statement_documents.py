@@ -5,6 +5,7 @@ warehouse."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -119,6 +120,28 @@ def test_the_run_that_bills_the_months_last_day_writes_its_final_documents_and_o
     assert after.documents == {"final": 0, "month_to_date": 0, "lists": 2}
     assert month_files(closed_november) == closed_november.files_at_close
     assert month_files(closed_november, "2026-12") == {}
+
+
+def test_documents_made_a_batch_of_customers_at_a_time_are_the_same_documents(
+    closed_november, tmp_path, monkeypatch
+):
+    """A month of a million customers is made BATCH statements at a time (memory); batches
+    of one customer write what one batch of all of them writes."""
+    from tasks import documents
+
+    monkeypatch.setattr(documents, "BATCH", 1)
+    inbox = Inbox(tmp_path / "data")
+    two_customers(inbox)
+    inbox.bill("2026-11-20")
+    report = inbox.bill("2026-11-30")
+    assert report.documents["final"] == 2
+    assert month_files(inbox).keys() == closed_november.files_at_close.keys()
+
+    def undated(text: str) -> str:  # when each was issued differs
+        return re.sub(r"Issued \d{4}-\d\d-\d\d \d\d:\d\d", "Issued", text)
+
+    for name in month_files(inbox):
+        assert undated(page(inbox, name)) == undated(page(closed_november, name)), name
 
 
 def test_a_revision_after_late_data_rewrites_that_customers_documents_only(
