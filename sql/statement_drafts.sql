@@ -13,7 +13,8 @@ with lines as (
         cast(sum(quantity) as decimal(18, 6)) as quantity,
         sum(credits) as credits
     from usage_days
-    where day between $month and $day and customer_key in (select customer_key from statement_customers)
+    where day between $month and $day
+        and customer_key in (select customer_key from statement_customers)
     group by customer_key, function
 )
 
@@ -31,7 +32,8 @@ with bounds as (
 paid as (
     select o.customer_key, o.order_id, min(o.purchased_at) as purchased_at
     from orders as o, bounds as b
-    where o.purchased_at < b.cutoff and o.customer_key in (select customer_key from statement_customers)
+    where o.purchased_at < b.cutoff
+        and o.customer_key in (select customer_key from statement_customers)
     group by o.customer_key, o.order_id
 ),
 
@@ -57,7 +59,8 @@ month_figures as (
         arg_max(revenue_cum, day) as revenue_to_date_cny,
         sum(breakage_cny) as breakage_cny
     from pool_days
-    where day between $month and $day and customer_key in (select customer_key from statement_customers)
+    where day between $month and $day
+        and customer_key in (select customer_key from statement_customers)
     group by pool_key
 ),
 
@@ -121,7 +124,8 @@ totals as (
         sum(breakage_cny) as breakage_cny,
         arg_max(deferred_cny, day) as deferred_cny
     from customer_days
-    where day between $month and $day and customer_key in (select customer_key from statement_customers)
+    where day between $month and $day
+        and customer_key in (select customer_key from statement_customers)
     group by customer_key
 ),
 
@@ -132,14 +136,16 @@ entitled as (
         coalesce(max(p.seats) filter (where p.source = 'subscription'), 0)
             + coalesce(sum(p.seats) filter (where p.source = 'package'), 0) as seats_entitled
     from pools as p, bounds as b
-    where p.available_from <= b.cutoff and b.cutoff < p.expires_at and p.customer_key in (select customer_key from statement_customers)
+    where p.available_from <= b.cutoff and b.cutoff < p.expires_at
+        and p.customer_key in (select customer_key from statement_customers)
     group by p.customer_key
 ),
 
 accounts as (
     select customer_key, count(distinct account_id) as seats_used
     from account_days
-    where day between $month and $day and customer_key in (select customer_key from statement_customers)
+    where day between $month and $day
+        and customer_key in (select customer_key from statement_customers)
     group by customer_key
 ),
 

@@ -173,8 +173,8 @@ def statement_data(
 
 def key_batches(con, months: list[date], chosen: str, size: int) -> list[tuple[int, int]]:
     """The customer keys of the statements CHOSEN[chosen] picks, as ranges of at most `size`
-    statements a month each: documents are made a batch at a time, so a month of a million
-    customers never sits in memory at once."""
+    customers each: documents are made a batch at a time, so a month of a million customers
+    never sits in memory at once."""
     keys = [
         k
         for (k,) in execute(
