@@ -10,7 +10,7 @@ with latest as (
         arg_max(fingerprint, revision) as fingerprint,
         arg_max(created_at, revision) as created_at
     from statements
-    where month = $month
+    where month = $month and customer_key in (select customer_key from statement_drafts)
     group by customer_key
 ),
 
