@@ -14,7 +14,16 @@ from pathlib import Path
 import pytest
 
 import tasks.statements
-from tests.ops_helpers import assert_same, bill, deliver, query, scenario, snapshot, warehouse
+from tests.ops_helpers import (
+    assert_same,
+    bill,
+    deliver,
+    query,
+    scenario,
+    snapshot,
+    warehouse,
+    write_usage,
+)
 
 # Nov 22 - Dec 7: a month's end in the middle; 3 events a day among 8 customers, so most
 # customers are quiet on most days
@@ -47,6 +56,27 @@ SC.events[date(2026, 10, 27)] = [
     for i in range(2)
 ]
 SC.bad[date(2026, 10, 27)] = []
+# c09 buys a month on Nov 22 and is quiet but for one event on Nov 29 that arrives late,
+# after December's first days: its December opening changes, on no day it is active in
+SC.orders.append(
+    {
+        **_basic,
+        "order_id": "o999",
+        "customer_id": "c09",
+        "purchased_at": "2026-11-22T09:00:00+08:00",
+    }
+)
+LATE_C09 = json.dumps(
+    {
+        "event_id": "e-late-c09",
+        "customer_id": "c09",
+        "account_id": "c09-a0",
+        "function": "custom_avatar",
+        "quantity": 1,
+        "status": "succeeded",
+        "occurred_at": "2026-11-29T15:00:00+08:00",
+    }
+)
 TABLES = ("statements", "statement_lines", "statement_pools", "customer_days")
 
 
@@ -84,6 +114,7 @@ def history(data: Path) -> list[dict]:
     daily(data, 7, 10, snaps)  # day 9 is Nov 30: November final; day 10 opens December
     # late data for Nov 30: November's finals revised, December's openings change
     deliver(data, SC, since=SC.day(9), through=SC.day(9), part="second", prefix="late-")
+    write_usage(data, "2026/11/late-c09.jsonl", [LATE_C09])
     daily(data, 11, 11, snaps)
     # a catch-up of two days killed after its first (billed, statements not refreshed)
     for n in (12, 13):
