@@ -221,6 +221,19 @@ def deliver(
     return written
 
 
+def fail_at(stage: str, occurrence: int = 1):
+    """An after_stage hook that raises the n-th time the stage ends."""
+    seen = {"n": 0}
+
+    def hook(name: str) -> None:
+        if name == stage:
+            seen["n"] += 1
+            if seen["n"] == occurrence:
+                raise RuntimeError(f"injected failure after {stage} #{occurrence}")
+
+    return hook
+
+
 def settings(data_dir: Path, **kw) -> Settings:
     """Settings of a test data dir (never an ADBILL_DB or ADBILL_BILLING_TZ of the shell)."""
     return Settings(

@@ -24,6 +24,7 @@ from tests.ops_helpers import (
     bill,
     billing_facts,
     deliver,
+    fail_at,
     query,
     scenario,
     snapshot,
@@ -79,19 +80,6 @@ def ready_and_done(billed, name: str, sc, base_days: int) -> tuple[Path, Path]:
 def base(billed):
     ready, done = ready_and_done(billed, "base", SC, BASE_DAYS)
     return ready, snapshot(done), billing_facts(warehouse(done))
-
-
-def fail_at(stage: str, occurrence: int = 1):
-    """An after_stage hook that raises the n-th time the stage ends."""
-    seen = {"n": 0}
-
-    def hook(name: str) -> None:
-        if name == stage:
-            seen["n"] += 1
-            if seen["n"] == occurrence:
-                raise RuntimeError(f"injected failure after {stage} #{occurrence}")
-
-    return hook
 
 
 def stray_files(data: Path) -> list[str]:

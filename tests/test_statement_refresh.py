@@ -18,6 +18,7 @@ from tests.ops_helpers import (
     assert_same,
     bill,
     deliver,
+    fail_at,
     query,
     scenario,
     snapshot,
@@ -80,18 +81,6 @@ LATE_C09 = json.dumps(
 TABLES = ("statements", "statement_lines", "statement_pools", "customer_days")
 
 
-def fail_at(stage: str, occurrence: int):
-    seen = {"n": 0}
-
-    def hook(name: str) -> None:
-        if name == stage:
-            seen["n"] += 1
-            if seen["n"] == occurrence:
-                raise RuntimeError("killed")
-
-    return hook
-
-
 def daily(data: Path, first: int, last: int, snaps: list[dict]) -> None:
     """Days first..last, a run each, each run's statements (and day figures) in `snaps`."""
     for n in range(first, last + 1):
@@ -119,7 +108,7 @@ def history(data: Path) -> list[dict]:
     # a catch-up of two days killed after its first (billed, statements not refreshed)
     for n in (12, 13):
         deliver(data, SC, since=SC.day(n), through=SC.day(n), part="first", days_per_file=1)
-    with pytest.raises(RuntimeError, match="killed"):
+    with pytest.raises(RuntimeError, match="injected failure"):
         bill(data, SC.day(13), after_stage=fail_at("deduct", 2))
     bill(data, SC.day(13))
     snap()
