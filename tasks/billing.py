@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from tasks.daily_figures import customer_days
+from tasks.day_files import record_keyed_changes
 from tasks.db import execute, scalar, transaction
 from tasks.deduct import check_entry_widths, deduct_shard
 from tasks.expire import expire_day
@@ -215,12 +216,13 @@ def _day_stages(
 def _mark_billed(con, day: date, run_id: str | None) -> None:
     """The pools' remaining credits as the day left them, and the day recorded as billed (with
     the last file it saw, so a later file that touches it makes it stale)."""
-    execute(
-        con,
-        "update pools set remaining = d.remaining from pool_days as d "
-        "where d.pool_key = pools.pool_key and d.day = $day",
-        {"day": day},
+    moved = (
+        "pool_days as d where d.pool_key = pools.pool_key and d.day = $day "
+        "and pools.remaining is distinct from d.remaining"
     )
+    # the published pools are written as the rows changed (tasks/day_files.py KEYED)
+    record_keyed_changes(con, "pools", f"select pools.pool_key from pools, {moved}", {"day": day})
+    execute(con, f"update pools set remaining = d.remaining from {moved}", {"day": day})
     execute(
         con,
         "insert into billed_days select $day, $run_id, now(), "

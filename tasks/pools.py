@@ -9,6 +9,7 @@ import duckdb
 import polars as pl
 
 from tasks.catalog import Catalog
+from tasks.day_files import record_keyed_changes
 from tasks.db import frame, sql
 
 
@@ -79,9 +80,13 @@ def rebuild_pools(
         insert into pools by name
         select n.* replace (coalesce(k.remaining, n.remaining) as remaining)
         from new_pools as n left join kept as k using (pool_key);
-        drop table kept;
         """
     )
+    # the published pools (tasks/day_files.py KEYED): every pool of these customers, old or new
+    record_keyed_changes(
+        con, "pools", "select pool_key from temp.kept union all select pool_key from new_pools"
+    )
+    con.execute("drop table kept")
     con.unregister("new_pools")
     return pools.height
 

@@ -1,10 +1,11 @@
 """The published warehouse: one small DuckDB file analysts open read-only.
 
 It holds a copy of the small tables of the working database and, for the per-day tables
-(tasks/day_files.py), views over the day files the working state already keeps: publishing
-costs the small tables and the days the run changed, not the history, and the history is on
-disk once. Each publish writes a new file beside the old one and renames it over it: a
-reader that has the old file open keeps reading it (and the day files it names, kept for
+(tasks/day_files.py), views over the day files the working state already keeps, and for the
+keyed ones (pools) a view over their base file and the rows changed since: publishing costs
+the small tables and what the run changed, not the history, and the history is on disk once.
+Each publish writes a new file beside the old one and renames it over it: a reader that has
+the old file open keeps reading it (and the day files it names, kept for
 `keep_old_files_seconds` after they are superseded), a new reader sees the new one, nobody
 sees half of it.
 """
@@ -17,7 +18,17 @@ from pathlib import Path
 
 import duckdb
 
-from tasks.day_files import MONTHLY, PARTITIONED, current_files, literal, quoted, read_sql
+from tasks.day_files import (
+    KEYED,
+    MONTHLY,
+    PARTITIONED,
+    current_files,
+    keyed_files,
+    keyed_read_sql,
+    literal,
+    quoted,
+    read_sql,
+)
 from tasks.db import transaction
 
 # the run lock lived here; tasks.pipeline still imports it from this module
@@ -39,6 +50,7 @@ INTERNAL = frozenset(
         "day_files",
         "day_exports",
         "day_changes",
+        "keyed_changes",
     }
 )
 
@@ -87,7 +99,10 @@ def build(con: duckdb.DuckDBPyConnection) -> None:
         source = f"{STATE}.main.{quoted(table)}"
         by_day = table in PARTITIONED or table in MONTHLY
         files = [p for _, p in current_files(con, table, database=STATE)] if by_day else None
-        if files:
+        base, delta = keyed_files(con, table, STATE) if table in KEYED else (None, None)
+        if base:  # a keyed table: its base file and the rows changed since
+            con.execute(f"create view {name} as {keyed_read_sql(con, table, base, delta, STATE)}")
+        elif files:
             con.execute(f"create view {name} as {read_sql(con, table, files, database=STATE)}")
         elif by_day:  # nothing written yet: an empty table of the same shape
             con.execute(f"create table {name} as select * from {source} limit 0")
