@@ -68,6 +68,6 @@ from customer_days as c, scope as s
 where c.day = $day
     and not s.every
     and not exists (
-        select 1 from statements as t
+        select 1 from statement_rows as t
         where t.month = $month and t.customer_key = c.customer_key
     )

@@ -1,6 +1,8 @@
 -- Statements of month $month through the billing day, from the drafts (billing-rules §8):
 -- a month-to-date revision is refreshed in place; a final one is never touched again, a
--- changed final statement gets the next revision beside it.
+-- changed final statement gets the next revision beside it. Only the drafted customers'
+-- statement_rows are written; the month's refresh (statement_months) carries the others
+-- (the view `statements`, sql/schema/012).
 create or replace temp table statement_revisions as
 with latest as (
     select
@@ -33,7 +35,7 @@ statement_revisions as (
 
 select * from statement_revisions;
 
-delete from statements as s
+delete from statement_rows as s
 using statement_revisions as r
 where s.month = $month and s.customer_key = r.customer_key and s.revision = r.revision;
 
@@ -45,7 +47,7 @@ delete from statement_pools as s
 using statement_revisions as r
 where s.month = $month and s.customer_key = r.customer_key and s.revision = r.revision;
 
-insert into statements by name
+insert into statement_rows by name
 select
     d.*,
     r.revision,
@@ -65,15 +67,18 @@ select p.*, $month as month, r.revision
 from statement_pool_drafts as p
 join statement_revisions as r using (customer_key);
 
--- the month-to-date statements of the customers not drafted again (statement_customers:
--- nothing of theirs changed) carried to this day as they stand, final on the month's last
-update statements as s
-set
-    through_day = $day,
-    status = case when $final then 'final' else 'month_to_date' end,
-    updated_at = now()
-where s.month = $month
-    and s.status = 'month_to_date'
-    and not exists (
-        select 1 from statement_customers as c where c.customer_key = s.customer_key
-    )
+-- the month's refresh: its month-to-date statements (of the customers not drafted again
+-- too: statement_customers, nothing of theirs changed) run through this day, final on the
+-- month's last; a final month stays as it was finalised
+insert into statement_months
+values ($month, $day, $final, now())
+on conflict (month) do update set
+    through_day = excluded.through_day,
+    final = excluded.final,
+    refreshed_at = excluded.refreshed_at
+where not statement_months.final;
+
+-- the statements written, for the month's next delta file (tasks/day_files.py)
+insert or replace into keyed_changes
+select 'statements', $month, customer_key, false
+from statement_revisions;

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from tasks.daily_figures import customer_days
-from tasks.day_files import record_keyed_changes
 from tasks.db import execute, scalar, transaction
 from tasks.deduct import check_entry_widths, deduct_shard
 from tasks.expire import expire_day
 from tasks.invariants import check_day
+from tasks.keyed_files import record_changes
 from tasks.statements import statements_day
 from tasks.suspensions import suspensions_day
 
@@ -220,8 +220,8 @@ def _mark_billed(con, day: date, run_id: str | None) -> None:
         "pool_days as d where d.pool_key = pools.pool_key and d.day = $day "
         "and pools.remaining is distinct from d.remaining"
     )
-    # the published pools are written as the rows changed (tasks/day_files.py KEYED)
-    record_keyed_changes(con, "pools", f"select pools.pool_key from pools, {moved}", {"day": day})
+    # the published pools are written as the rows changed (tasks/keyed_files.py)
+    record_changes(con, "pools", f"select pools.pool_key from pools, {moved}", {"day": day})
     execute(con, f"update pools set remaining = d.remaining from {moved}", {"day": day})
     execute(
         con,

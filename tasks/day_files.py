@@ -16,7 +16,6 @@ its size and every per-day query's cost stay those of the recent days, year afte
 
 from __future__ import annotations
 
-import logging
 import shutil
 import time
 from dataclasses import dataclass
@@ -24,8 +23,6 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from tasks.db import scalar, transaction
-
-log = logging.getLogger(__name__)
 
 # the per-day tables stored by day (each has a `day` column); the small ones stay in DuckDB
 PARTITIONED = (
@@ -36,19 +33,12 @@ PARTITIONED = (
     "usage_days",
     "account_days",
 )
-# the per-month tables (a statement of a month, its lines and pools): written by month, the
-# `day` of their files the month's first day; the working database keeps them whole (small)
-MONTHLY = ("statements", "statement_lines", "statement_pools")
+# the per-month tables (a statement of a month, its lines and pools): written by month as a
+# base and the statements changed since (tasks/keyed_files.py); the working database keeps
+# them whole
+MONTHLY = ("statement_rows", "statement_lines", "statement_pools")
 # columns not written (recomputed when read: the event id hash depends on the DuckDB reading)
 NOT_WRITTEN = {"events": ("id_hash",)}
-# tables of one row per key, most of them unchanged on any day (every pool of every customer
-# ever): written whole once (the base) and then as the rows changed since it (the delta, one
-# file rewritten by each run that changes any); the warehouse reads the base without the
-# delta's keys, plus the delta. Their writers record each changed key in `keyed_changes`.
-KEYED = {"pools": "pool_key"}
-KEYED_DAY = date(1, 1, 1)  # the `day` their files are recorded under
-# a delta holding more than 1/COMPACT_SHARE of the base's rows is folded into a new base
-COMPACT_SHARE = 4
 DAYS_DIR = "days"  # under the state dir
 # up to this many days a table's changed days are written one plain COPY each; more (a
 # catch-up, a rebill) in one COPY partitioned by day, which costs less per day
@@ -93,16 +83,19 @@ def current_files(
     first: date | None = None,
     before: date | None = None,
     database: str | None = None,
+    part: str | None = None,
 ) -> list[tuple[date, str]]:
     """(day, absolute path) of a table's current files, in day order, optionally in a range;
-    of the connection's working database or an attached one (`database`)."""
+    of the connection's working database or an attached one (`database`); of the per-day
+    tables, or the `part` ('base', 'delta') of a keyed one (tasks/keyed_files.py)."""
     listing = f"{quoted(database)}.main.day_files" if database else "day_files"
     rows = con.execute(
         f"select day, path from {listing} where table_name = $t "
         "and superseded_at is null and path is not null "
+        "and part is not distinct from $part "
         "and day >= coalesce($first, date '0001-01-01') "
         "and day < coalesce($before, date '9999-12-31') order by day, path",
-        {"t": table, "first": first, "before": before},
+        {"t": table, "first": first, "before": before, "part": part},
     ).fetchall()
     root = _state_dir(con, database)
     return [(d, str(root / p)) for d, p in rows]
@@ -224,17 +217,10 @@ def export_days(con, run_id: str) -> Exported:
         # a day the working database no longer holds whole (an event accepted late into it
         # and not billed again): read it back first, so that its file is written whole
         thaw(con, days[0])
-    months = sorted({d.replace(day=1) for d in days})
     root = _state_dir(con)
     written: list[tuple[str, date, str | None, int]] = []
-    for table in (*PARTITIONED, *MONTHLY):
-        written += _write_table(con, root, table, run_id, months if table in MONTHLY else days)
-    keyed = [k for k in (_write_keyed(con, root, t, run_id) for t in KEYED) if k]
-    for i, k in enumerate(keyed):
-        if k.part == "delta" and not _keyed_matches(con, root, k):
-            # a writer changed rows without recording them (a bug): the whole table instead
-            log.warning("%s: the delta file does not match the table; writing it whole", k.table)
-            keyed[i] = _write_keyed(con, root, k.table, run_id, whole=True)
+    for table in PARTITIONED:
+        written += _write_table(con, root, table, run_id, days)
     with transaction(con):
         if days:
             con.execute("create or replace temp table replaced (table_name varchar, day date)")
@@ -249,8 +235,6 @@ def export_days(con, run_id: str) -> Exported:
                 "$4 as rows, $5 as run_id, now() as written_at",
                 [(t, d, p, n, run_id) for t, d, p, n in written],
             )
-        for k in keyed:
-            _record_keyed(con, k, run_id)
         con.execute("delete from day_changes")
         con.execute(
             "insert into day_exports select run_id, now(), "
@@ -265,153 +249,20 @@ def export_days(con, run_id: str) -> Exported:
             "where run_id = $run",
             {"run": run_id},
         )
-    done.days, done.rows = len(days), sum(w[3] for w in written) + sum(k.rows for k in keyed)
-    done.files = sum(1 for w in written if w[2] is not None) + len(keyed)
+    done.days, done.rows = len(days), sum(w[3] for w in written)
+    done.files = sum(1 for w in written if w[2] is not None)
     return done
-
-
-@dataclass
-class KeyedFile:
-    """A keyed table's file written by a run: its base (the whole table) or its delta (the
-    rows changed since the base)."""
-
-    table: str
-    part: str  # 'base' or 'delta'
-    path: str  # relative to the state dir
-    rows: int
-
-
-def _write_keyed(con, root: Path, table: str, run_id: str, whole: bool = False) -> KeyedFile | None:
-    """The file a keyed table needs after this run, written: a base when it has none, when a
-    row it holds is gone, or when the changes since it outgrow 1/COMPACT_SHARE of it; else a
-    delta of every row changed since the base, when any changed since the last delta; None
-    when nothing changed."""
-    key = quoted(KEYED[table])
-    base_rows = scalar(
-        con,
-        "select max(rows) from day_files where table_name = $t and part = 'base' "
-        "and superseded_at is null",
-        {"t": table},
-    )
-    pending = scalar(
-        con,
-        "select count(*) from keyed_changes where table_name = $t and not exported",
-        {"t": table},
-    )
-    if base_rows is not None and not pending and not whole:
-        return None
-    changed, gone = con.execute(
-        f"select count(*), count(*) filter (where t.{key} is null) from keyed_changes as c "
-        f"left join {quoted(table)} as t on t.{key} = c.key where c.table_name = $t",
-        {"t": table},
-    ).fetchone()
-    whole = whole or base_rows is None or gone > 0 or changed * COMPACT_SHARE > base_rows
-    part = "base" if whole else "delta"
-    out = root / DAYS_DIR / table / run_id
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{part}.parquet"
-    where = (
-        ""
-        if whole
-        else f"where {key} in (select key from keyed_changes where table_name = {literal(table)})"
-    )
-    [(rows,)] = con.execute(
-        f"copy (select {written_columns(con, table)} from {quoted(table)} {where}) "
-        f"to {literal(str(path))} (format parquet, compression zstd)"
-    ).fetchall()
-    return KeyedFile(table, part, str(path.relative_to(root)), rows)
-
-
-def _keyed_matches(con, root: Path, k: KeyedFile) -> bool:
-    """Whether the current base with the new delta reads as the table does (row count and a
-    hash of every row): the run checks that nothing changed unrecorded."""
-    base, _ = keyed_files(con, k.table)
-    files = keyed_read_sql(con, k.table, base, str(root / k.path))
-    cols = written_columns(con, k.table)
-    digest = f"select count(*), bit_xor(hash({cols})) from "
-    return (
-        con.execute(f"{digest} ({files})").fetchall()
-        == con.execute(f"{digest} {quoted(k.table)}").fetchall()
-    )
-
-
-def _record_keyed(con, k: KeyedFile, run_id: str) -> None:
-    """A keyed table's new file recorded as current (in export_days' transaction): a base
-    replaces the base and the delta, a delta the delta; the changes it holds marked."""
-    con.execute(
-        "update day_files set superseded_at = now() where superseded_at is null "
-        "and table_name = $t and (part = 'delta' or $base)",
-        {"t": k.table, "base": k.part == "base"},
-    )
-    con.execute(
-        "insert into day_files by name select $t as table_name, $day as day, $path as path, "
-        "$rows as rows, $run as run_id, now() as written_at, $part as part",
-        {
-            "t": k.table,
-            "day": KEYED_DAY,
-            "path": k.path,
-            "rows": k.rows,
-            "run": run_id,
-            "part": k.part,
-        },
-    )
-    if k.part == "base":
-        con.execute("delete from keyed_changes where table_name = $t", {"t": k.table})
-    else:
-        con.execute(
-            "update keyed_changes set exported = true where table_name = $t", {"t": k.table}
-        )
-
-
-def keyed_files(con, table: str, database: str | None = None) -> tuple[str | None, str | None]:
-    """The absolute paths of a keyed table's current base and delta (None: not written)."""
-    listing = f"{quoted(database)}.main.day_files" if database else "day_files"
-    rows = dict(
-        con.execute(
-            f"select part, path from {listing} where table_name = $t "
-            "and superseded_at is null and part in ('base', 'delta')",
-            {"t": table},
-        ).fetchall()
-    )
-    root = _state_dir(con, database)
-    return tuple(str(root / rows[p]) if p in rows else None for p in ("base", "delta"))
-
-
-def keyed_read_sql(con, table: str, base: str, delta: str | None, database=None) -> str:
-    """A SELECT of a keyed table from its files: the base without the delta's keys, plus the
-    delta."""
-    cols = written_columns(con, table, database)
-    whole = f"select {cols} from read_parquet({literal(base)}, union_by_name = true)"
-    if delta is None:
-        return whole
-    key = quoted(KEYED[table])
-    changed = f"read_parquet({literal(delta)}, union_by_name = true)"
-    return (
-        f"select {cols} from read_parquet({literal(base)}, union_by_name = true) as b "
-        f"anti join (select {key} from {changed}) as d using ({key}) "
-        f"union all select {cols} from {changed}"
-    )
-
-
-def record_keyed_changes(con, table: str, keys_sql: str, params: dict | None = None) -> None:
-    """Record the keys a SELECT gives as changed rows of a keyed table (its writers call this
-    in the transaction of the change)."""
-    con.execute(
-        f"insert or replace into keyed_changes select distinct {literal(table)}, k, false "
-        f"from ({keys_sql}) as changed(k)",
-        params or {},
-    )
 
 
 def _write_table(
     con, root: Path, table: str, run_id: str, days: list[date]
 ) -> list[tuple[str, date, str | None, int]]:
-    """One table's rows of the given days (months, for MONTHLY tables), one zstd Parquet file
-    per day: (table, day, path relative to the state dir, rows) of each; a day without rows
-    is recorded without a file (its older file is replaced all the same)."""
+    """One table's rows of the given days, one zstd Parquet file per day: (table, day, path
+    relative to the state dir, rows) of each; a day without rows is recorded without a file
+    (its older file is replaced all the same)."""
     if not days:
         return []
-    key = "month" if table in MONTHLY else "day"
+    key = "day"
     listed = ", ".join(f"date '{d.isoformat()}'" for d in days)
     counts = dict(
         con.execute(

@@ -88,6 +88,23 @@ def _migration(path: Path, mtime_ns: int, size: int) -> Migration:
     return Migration(int(match[1]), match[2], path, text, checksum)
 
 
+def _statements_to_rows(con: duckdb.DuckDBPyConnection) -> None:
+    """Before 011: the table `statements` renamed statement_rows (the name is the view's from
+    then on) — once: SQL cannot say "if it is still a table", and migrations must be
+    re-runnable."""
+    if scalar(
+        con,
+        "select count(*) from duckdb_tables() where database_name = current_database() "
+        "and schema_name = 'main' and table_name = 'statements'",
+    ):
+        con.execute("drop view if exists latest_statements")  # re-created by the migration
+        con.execute("alter table statements rename to statement_rows")
+
+
+# a step a migration needs that SQL cannot guard, run just before its file, in its transaction
+BEFORE = {11: _statements_to_rows}
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection, schema_dir: Path | None = None) -> None:
     """Apply the schema migrations this database lacks; keep id_hash in step with DuckDB."""
     applied = applied_migrations(con)
@@ -114,6 +131,8 @@ def apply_migration(con: duckdb.DuckDBPyConnection, m: Migration, again: bool = 
     """Run one migration file and record it (again: its text changed), in one transaction."""
     con.execute("begin transaction")
     try:
+        if m.version in BEFORE:
+            BEFORE[m.version](con)
         for statement in parse(con, m.text):
             con.execute(statement)
         record = (

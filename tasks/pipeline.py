@@ -24,6 +24,7 @@ from tasks.day_files import (
 from tasks.db import connect, execute, scalar, transaction
 from tasks.documents import DocumentsWritten, write_documents
 from tasks.ingest import ingest_inbox
+from tasks.keyed_files import export_keyed
 from tasks.publish import publish, run_lock
 from tasks.rate import rate_events
 from tasks.run_record import finish_run, record_day, start_run
@@ -308,6 +309,9 @@ def _export(run: _Run, con) -> None:
     settings = run.settings
     with run.step("export", "writing the changed days' files"):
         exported = run.stage("export", export_days, con, run.run_id)
+        files, rows = export_keyed(con, run.run_id)  # pools, statements: what changed
+        exported.files += files
+        exported.rows += rows
         last = scalar(con, "select max(day) from billed_days")
         if last is not None:
             first_hot = hot_from(last, settings.max_late_days, settings.hot_days)

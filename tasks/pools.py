@@ -9,8 +9,8 @@ import duckdb
 import polars as pl
 
 from tasks.catalog import Catalog
-from tasks.day_files import record_keyed_changes
 from tasks.db import frame, sql
+from tasks.keyed_files import record_changes
 
 
 def subscription_starts(orders: pl.DataFrame, period_days: int, tz: str) -> pl.DataFrame:
@@ -82,8 +82,8 @@ def rebuild_pools(
         from new_pools as n left join kept as k using (pool_key);
         """
     )
-    # the published pools (tasks/day_files.py KEYED): every pool of these customers, old or new
-    record_keyed_changes(
+    # the published pools (tasks/keyed_files.py): every pool of these customers, old or new
+    record_changes(
         con, "pools", "select pool_key from temp.kept union all select pool_key from new_pools"
     )
     con.execute("drop table kept")

@@ -2,7 +2,8 @@
 
 It holds a copy of the small tables of the working database and, for the per-day tables
 (tasks/day_files.py), views over the day files the working state already keeps, and for the
-keyed ones (pools) a view over their base file and the rows changed since: publishing costs
+keyed ones (pools, statements: tasks/keyed_files.py) a view over their base files and the
+rows changed since: publishing costs
 the small tables and what the run changed, not the history, and the history is on disk once.
 Each publish writes a new file beside the old one and renames it over it: a reader that has
 the old file open keeps reading it (and the day files it names, kept for
@@ -18,17 +19,8 @@ from pathlib import Path
 
 import duckdb
 
-from tasks.day_files import (
-    KEYED,
-    MONTHLY,
-    PARTITIONED,
-    current_files,
-    keyed_files,
-    keyed_read_sql,
-    literal,
-    quoted,
-    read_sql,
-)
+from tasks import keyed_files as keyed
+from tasks.day_files import PARTITIONED, current_files, literal, quoted, read_sql
 from tasks.db import transaction
 
 # the run lock lived here; tasks.pipeline still imports it from this module
@@ -51,6 +43,8 @@ INTERNAL = frozenset(
         "day_exports",
         "day_changes",
         "keyed_changes",
+        "statement_rows",
+        "statement_months",
     }
 )
 
@@ -97,11 +91,13 @@ def build(con: duckdb.DuckDBPyConnection) -> None:
     for (table,) in tables:
         name = qualified(table)
         source = f"{STATE}.main.{quoted(table)}"
-        by_day = table in PARTITIONED or table in MONTHLY
+        by_day = table in PARTITIONED
         files = [p for _, p in current_files(con, table, database=STATE)] if by_day else None
-        base, delta = keyed_files(con, table, STATE) if table in KEYED else (None, None)
-        if base:  # a keyed table: its base file and the rows changed since
-            con.execute(f"create view {name} as {keyed_read_sql(con, table, base, delta, STATE)}")
+        select = ""
+        if table in keyed.TABLES:  # its base files, without the rows changed since, + those
+            select = keyed.read_sql(con, table, *keyed.files(con, table, STATE), STATE)
+        if select:
+            con.execute(f"create view {name} as {select}")
         elif files:
             con.execute(f"create view {name} as {read_sql(con, table, files, database=STATE)}")
         elif by_day:  # nothing written yet: an empty table of the same shape
@@ -118,28 +114,33 @@ def qualified(table: str) -> str:
 
 
 def _views(con) -> None:
-    """The working database's views, created again here (one on another: until all stand)."""
-    pending = con.execute(
+    """The working database's views, created again here, each after the views it reads (a
+    failed CREATE would abort the publish's transaction: no trial and error)."""
+    views = con.execute(
         "select view_name, sql from duckdb_views() where database_name = $db "
         "and schema_name = 'main' and not internal order by view_name",
         {"db": STATE},
     ).fetchall()
-    while pending:
-        failed = []
-        for name, text in pending:
-            try:
-                con.execute(f"create view main.{quoted(name)} as {_select_of(con, name, text)}")
-            except duckdb.CatalogException:
-                failed.append((name, text))
-        if len(failed) == len(pending):
-            names = ", ".join(n for n, _ in failed)
-            raise RuntimeError(f"the warehouse's views {names} name what is not there")
-        pending = failed
+    selects = {name: _select_of(con, name, text) for name, text in views}
+    created: set[str] = set()
+    while len(created) < len(selects):
+        ready = [
+            name
+            for name, (_, reads) in selects.items()
+            if name not in created and not (reads & selects.keys()) - created - {name}
+        ]
+        if not ready:
+            names = ", ".join(sorted(selects.keys() - created))
+            raise RuntimeError(f"the warehouse's views {names} read one another in a circle")
+        for name in ready:
+            con.execute(f"create view main.{quoted(name)} as {selects[name][0]}")
+            created.add(name)
 
 
-def _select_of(con, name: str, text: str) -> str:
+def _select_of(con, name: str, text: str) -> tuple[str, set[str]]:
     """The SELECT of a view's CREATE text, with the engine's tables it reads named in
-    `internal` (DuckDB's own parser: json_serialize_sql, then back to SQL)."""
+    `internal` (DuckDB's own parser: json_serialize_sql, then back to SQL), and the names of
+    the tables and views it reads."""
     head = f"CREATE VIEW {name} AS "
     if not text.startswith(head):
         raise RuntimeError(f"unexpected definition of view {name}: {text[:80]}")
@@ -148,23 +149,26 @@ def _select_of(con, name: str, text: str) -> str:
     parsed = json.loads(tree)
     if parsed.get("error"):
         raise RuntimeError(f"view {name} does not parse: {parsed.get('error_message')}")
-    _qualify(parsed)
+    reads: set[str] = set()
+    _qualify(parsed, reads)
     [(back,)] = con.execute("select json_deserialize_sql($t)", {"t": json.dumps(parsed)}).fetchall()
-    return back
+    return back, reads
 
 
-def _qualify(node) -> None:
-    """Every reference to an engine table in a parsed statement named in `internal`."""
+def _qualify(node, reads: set[str]) -> None:
+    """Every reference to an engine table in a parsed statement named in `internal`; the
+    names of every table or view referenced added to `reads`."""
     if isinstance(node, dict):
-        if node.get("type") == "BASE_TABLE" and node.get("table_name") in INTERNAL:
-            if not node.get("schema_name"):
+        if node.get("type") == "BASE_TABLE":
+            reads.add(node.get("table_name"))
+            if node.get("table_name") in INTERNAL and not node.get("schema_name"):
                 node["schema_name"] = INTERNAL_SCHEMA
                 node["qualified_name"] = {"path": [INTERNAL_SCHEMA, node["table_name"]]}
         for value in node.values():
-            _qualify(value)
+            _qualify(value, reads)
     elif isinstance(node, list):
         for value in node:
-            _qualify(value)
+            _qualify(value, reads)
 
 
 def _comments(con) -> None:

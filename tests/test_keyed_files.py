@@ -1,4 +1,4 @@
-"""The keyed tables (tasks/day_files.py KEYED: `pools`) published as a base file plus the rows
+"""The keyed tables (tasks/keyed_files.py: `pools`) published as a base file plus the rows
 changed since it: after every run the warehouse's pools are the working database's, row for
 row, whether the run wrote a delta, a new base or nothing; a change no writer recorded is
 caught by the run's own check; a reader of an older warehouse keeps reading its pools."""
@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tasks import day_files
+from tasks import keyed_files
 from tasks.day_files import written_columns
 from tasks.db import connect
 from tests.ops_helpers import bill, deliver, scenario, warehouse
@@ -64,7 +64,7 @@ def columns_of(data: Path) -> str:
 def share(monkeypatch):
     """A delta may grow to half the base before it is folded in (small scenarios
     change a large share of their few pools every day)."""
-    monkeypatch.setattr(day_files, "COMPACT_SHARE", 2)
+    monkeypatch.setattr(keyed_files, "COMPACT_SHARE", 2)
 
 
 def test_published_pools_are_the_working_pools_after_every_run(tmp_path, share):
