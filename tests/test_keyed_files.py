@@ -1,7 +1,8 @@
-"""The keyed tables (tasks/keyed_files.py: `pools`) published as a base file plus the rows
-changed since it: after every run the warehouse's pools are the working database's, row for
-row, whether the run wrote a delta, a new base or nothing; a change no writer recorded is
-caught by the run's own check; a reader of an older warehouse keeps reading its pools."""
+"""The keyed tables (tasks/keyed_files.py: `pools`, a month's statements) published as base
+files plus the rows changed since: after every run the warehouse's pools and statements are
+the working database's, row for row, whether the run wrote a delta, a new base or nothing; a
+change no writer recorded is caught by the run's own check; a reader of an older warehouse
+keeps reading its pools."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from tasks.db import connect
 from tests.ops_helpers import bill, deliver, scenario, warehouse
 
 SC = scenario(days=14, customers=6, events_per_day=8, seed=5)
+# many customers, few of them active on a day: a month's statements get deltas too
+QUIET = scenario(days=40, customers=16, events_per_day=2, seed=7, bad_lines=False)
+STATEMENT_TABLES = ("statements", "statement_lines", "statement_pools")
 
 
 def state(data: Path) -> Path:
@@ -40,14 +44,27 @@ def published_pools(db: Path, cols: str) -> list[tuple]:
         con.close()
 
 
-def parts(data: Path) -> list[tuple[str, bool]]:
-    """(part, current) of every pools file recorded, in the order written."""
+def parts(data: Path, table: str = "pools") -> list[tuple[str, bool]]:
+    """(part, current) of every file of a table recorded, in the order written."""
     con = connect(state(data), read_only=True)
     try:
         return con.execute(
-            "select part, superseded_at is null from day_files where table_name = 'pools' "
-            "order by written_at, part"
+            "select part, superseded_at is null from day_files where table_name = $t "
+            "order by written_at, part",
+            {"t": table},
         ).fetchall()
+    finally:
+        con.close()
+
+
+def statements_of(db: Path) -> dict[str, list[tuple]]:
+    """Every row of the statement tables (the view `statements` included) of a database."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        con.execute("set TimeZone = 'UTC'")
+        return {
+            t: con.execute(f"select * from {t} order by all").fetchall() for t in STATEMENT_TABLES
+        }
     finally:
         con.close()
 
@@ -81,6 +98,21 @@ def test_published_pools_are_the_working_pools_after_every_run(tmp_path, share):
     # a rebill from day 3: pools' remaining moves back and forth, the warehouse follows
     bill(tmp_path, SC.day(SC.days), rebill_from=SC.day(3))
     assert published_pools(warehouse(tmp_path), cols) == working_pools(tmp_path)
+
+
+def test_published_statements_are_the_working_statements_after_every_run(tmp_path, share):
+    deliver(tmp_path, QUIET)
+    for n in range(1, QUIET.days + 1):
+        bill(tmp_path, QUIET.day(n))
+        assert statements_of(warehouse(tmp_path)) == statements_of(state(tmp_path)), n
+    seen = [p for p, _ in parts(tmp_path, "statement_rows")]
+    assert "delta" in seen and seen.count("base") >= 2, seen
+    # late usage into the first month and a rebill: statements of a closed month revised
+    late = [line.replace('"e-', '"late-e-') for line in QUIET.events[QUIET.day(20)][:1]]
+    (tmp_path / "inbox" / "usage" / "late.jsonl").write_text(late[0] + "\n")
+    bill(tmp_path, QUIET.day(QUIET.days))
+    bill(tmp_path, QUIET.day(QUIET.days), rebill_from=QUIET.day(25))
+    assert statements_of(warehouse(tmp_path)) == statements_of(state(tmp_path))
 
 
 def test_a_change_no_writer_recorded_is_caught_and_published_whole(tmp_path, share):
