@@ -141,6 +141,10 @@ def record_written(con, statements: list[dict], paths: list[Path]) -> None:
                 "where w.customer_key = n.customer_key and w.month = n.month"
             )
             con.execute("insert into written_documents select *, now() from documents_now")
+            con.execute(  # for the published copy (tasks/keyed_files.py)
+                "insert or replace into keyed_changes select distinct 'written_documents', "
+                "month, customer_key, false from documents_now"
+            )
     finally:
         con.unregister("documents_now")
 

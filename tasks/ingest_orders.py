@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from tasks.db import frame, sql
+from tasks.db import frame, scalar, sql
 from tasks.inbox_files import UnreadableFile, open_regular
+from tasks.keyed_files import record_changes
 from tasks.validate import TIMESTAMP_WITH_OFFSET, reject_reasons
 
 if TYPE_CHECKING:
@@ -210,6 +211,7 @@ def _insert_accepted(con, accepted: pl.DataFrame, file_id: int) -> None:
     """Accepted rows into orders, their customers new to `customers` first (keys in order of
     first appearance)."""
     con.register("acc", accepted.to_arrow())
+    known = scalar(con, "select coalesce(max(customer_key), 0) from customers")
     con.execute(
         """
         insert into customers
@@ -233,6 +235,10 @@ def _insert_accepted(con, accepted: pl.DataFrame, file_id: int) -> None:
         [file_id],
     )
     con.unregister("acc")
+    # the rows added, for the published copies (tasks/keyed_files.py)
+    new = "select customer_key from customers where customer_key > $k"
+    record_changes(con, "customers", new, {"k": known})
+    record_changes(con, "orders", "select order_key from orders where file_id = $f", {"f": file_id})
 
 
 def _earliest_touched(accepted: pl.DataFrame) -> date | None:

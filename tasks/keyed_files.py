@@ -1,15 +1,17 @@
 """Tables most of whose rows stay the same from day to day, published as a base file plus the
 rows changed since it.
 
-`pools` holds every pool of every customer ever, and a month's statements one per customer
-(with their lines and pools); on a day most customers are quiet, so copying or rewriting them
-all would make a day cost the customer base instead of its work. Each is written whole once
-(the base) and then, by every run that changes any of it, as the rows changed since the base
-(the delta: one file, rewritten); the warehouse reads the base without the delta's keys, plus
-the delta (`read_sql`). When the delta outgrows 1/COMPACT_SHARE of the base, a new base is
-written instead. The files sit beside the day files (`<state>/days/<table>/<run_id>/`) and are
-recorded in `day_files` with their `part`, so they are kept for readers of an older warehouse
-and collected like them (tasks/day_files.py).
+`pools` holds every pool of every customer ever, a month's statements one per customer (with
+their lines and pools), and `customers`, `orders`, `order_prices` and the documents written
+(`written_documents`) one per customer or order; on a day most customers are quiet, so
+copying or rewriting them all would make a day cost the customer base instead of its work.
+Each is written whole once (the base) and then, by every run that changes any of it, as the
+rows changed since the base (the delta: one file, rewritten); the warehouse reads the base
+without the delta's keys, plus the delta (`read_sql`). When the delta outgrows
+1/COMPACT_SHARE of the base, a new base is written instead. The files sit beside the day
+files (`<state>/days/<table>/<run_id>/`) and are recorded in `day_files` with their `part`,
+so they are kept for readers of an older warehouse and collected like them
+(tasks/day_files.py).
 
 A table's writers record each key they change in `keyed_changes` (`record_changes`); after
 writing a delta the run checks that the files read as the table does, and writes the table
@@ -59,6 +61,10 @@ class Group:
 GROUPS = (
     Group("pools", ("pools",), "pool_key"),
     Group("statements", MONTHLY, "customer_key", by_month=True),
+    Group("customers", ("customers",), "customer_key"),
+    Group("orders", ("orders",), "order_key"),
+    Group("order_prices", ("order_prices",), "order_key"),
+    Group("written_documents", ("written_documents",), "customer_key", by_month=True),
 )
 TABLES = {t: g for g in GROUPS for t in g.tables}
 

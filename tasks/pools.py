@@ -107,3 +107,9 @@ def price_orders(con: duckdb.DuckDBPyConnection, scope: str = "true") -> None:
             and o.order_key not in (select order_key from order_prices)
         """
     )
+    record_changes(  # the published copy (tasks/keyed_files.py): the orders priced, and more
+        con,
+        "order_prices",
+        f"select order_key from order_prices where order_key in "
+        f"(select order_key from orders where {scope})",
+    )

@@ -84,13 +84,34 @@ def share(monkeypatch):
     monkeypatch.setattr(keyed_files, "COMPACT_SHARE", 2)
 
 
+def keyed_tables(db: Path, schema_of=lambda t: "main") -> dict[str, list[tuple]]:
+    """Every row of the keyed tables other than the statements' (pools, customers, orders,
+    order prices, documents written) of a database (`schema_of`: where each table is)."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        con.execute("set TimeZone = 'UTC'")
+        out = {}
+        for t in keyed_files.TABLES:
+            if t not in keyed_files.MONTHLY:
+                out[t] = con.execute(f"select * from {schema_of(t)}.{t} order by all").fetchall()
+        return out
+    finally:
+        con.close()
+
+
 def test_published_pools_are_the_working_pools_after_every_run(tmp_path, share):
+    from tasks.publish import INTERNAL
+
     deliver(tmp_path, SC)
     cols = None
     for n in range(1, SC.days + 1):
         bill(tmp_path, SC.day(n))
         cols = cols or columns_of(tmp_path)
         assert published_pools(warehouse(tmp_path), cols) == working_pools(tmp_path), n
+        published = keyed_tables(
+            warehouse(tmp_path), lambda t: "internal" if t in INTERNAL else "main"
+        )
+        assert published == keyed_tables(state(tmp_path)), n
     seen = [p for p, _ in parts(tmp_path)]
     assert "delta" in seen and seen.count("base") >= 2, seen  # deltas, and a base folded in
     current = sorted(p for p, now in parts(tmp_path) if now)
