@@ -1,5 +1,9 @@
 -- Pools live during billing day $day for one shard of customers, with what they hold at
--- the day's start: the previous day's close, or their full credits when granted today.
+-- the day's start: the previous day's close, or their full credits when granted today; and
+-- whether their customer is `busy`: has charged events today, arrears carried in, or a pool
+-- granted today or without a close of the day before. Only a busy customer's pools can be
+-- drawn or granted today (tasks/deduct.py draws them); a quiet customer's are carried to
+-- the day as they stand (sql/carry_pool_days.sql).
 with bounds as (
     select
         timezone($tz, $day::timestamp) as day_start,
@@ -11,13 +15,26 @@ live as (
     from pools as p, bounds as b
     where p.available_from < b.cutoff
         and p.expires_at > b.day_start
-        and p.$shard_filter
+        and $shard_filter
 ),
 
 carried as (
     select pool_key, remaining, drawn_cum, revenue_cum
     from pool_days
     where day = $day - 1
+),
+
+busy as (
+    select customer_key from events
+    where day = $day and credits > 0 and $shard_filter
+    union
+    select customer_key from customer_days
+    where day = $day - 1 and arrears_outstanding > 0 and $shard_filter
+    union
+    select l.customer_key
+    from live as l
+    left join carried as c using (pool_key)
+    where l.grant_day = $day or c.pool_key is null
 )
 
 select
@@ -30,6 +47,7 @@ select
     case when l.grant_day = $day then l.credits else 0 end as granted,
     coalesce(c.remaining, l.credits) as opening,
     coalesce(c.drawn_cum, 0) as drawn_before,
-    coalesce(c.revenue_cum, 0) as revenue_before
+    coalesce(c.revenue_cum, 0) as revenue_before,
+    l.customer_key in (select customer_key from busy) as busy
 from live as l
 left join carried as c using (pool_key)

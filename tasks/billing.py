@@ -9,7 +9,7 @@ from datetime import date, timedelta
 
 from tasks.daily_figures import customer_days
 from tasks.db import execute, scalar, transaction
-from tasks.deduct import check_entry_widths, deduct_shard
+from tasks.deduct import carry_quiet_pools, check_entry_widths, deduct_shard
 from tasks.expire import expire_day
 from tasks.invariants import check_day
 from tasks.keyed_files import record_changes
@@ -172,7 +172,9 @@ def _draw_shards(
     con, day: date, n: int, *, tz: str, stage: Callable, deduct: Callable | None, hook: Callable
 ) -> int:
     """The day's draws in `n` shards: all by `deduct` (the Dask path), else each shard
-    in-process as its own stage. How many charged events they drew."""
+    in-process as its own stage (the quiet customers' pools carried first). How many charged
+    events they drew."""
+    carry_quiet_pools(con, day, tz=tz)
     if deduct is not None:
         events = deduct(con, day, tz=tz, shards=n)
         hook("deduct")

@@ -108,7 +108,7 @@ def shard_inputs(con, day: date, *, tz: str, shard: int, shards: int) -> ShardIn
         params,
     )
     events = _ties_by_event_id(con, events, params)
-    pools = frame(con, sql_text("live_pools").replace("$shard_filter", SHARD_FILTER), params)
+    pools = frame(con, f"select * exclude (busy) from ({_live_pools()}) where busy", params)
     arrears = frame(
         con,
         f"""
@@ -202,6 +202,20 @@ def load_shard(con, day: date, draws: ShardDraws) -> None:
     con.register("day_pools", draws.pool_days.to_arrow())
     con.execute(sql_text("pool_days"), {"day": day})
     con.unregister("day_pools")
+
+
+def carry_quiet_pools(con, day: date, *, tz: str) -> None:
+    """The pools of every customer with nothing to draw or grant today (sql/live_pools.sql:
+    not busy) carried to the day as the day before closed them; the shards draw the rest."""
+    con.execute(
+        sql_text("carry_pool_days").replace("$live_pools", _live_pools("true")),
+        {"day": day, "tz": tz},
+    )
+
+
+def _live_pools(shard_filter: str = SHARD_FILTER) -> str:
+    """sql/live_pools.sql for the shard of $shard / $shards (or every customer: "true")."""
+    return sql_text("live_pools").rstrip().rstrip(";").replace("$shard_filter", shard_filter)
 
 
 def deduct_shard(con, day: date, *, tz: str, shard: int, shards: int) -> dict[str, int]:

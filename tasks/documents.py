@@ -81,17 +81,26 @@ def write_documents(
     days = sorted(set(days))
     months = sorted({d.replace(day=1) for d in days})
     done = DocumentsWritten()
-    for step, chosen, wanted in (
-        ("final documents", "unwritten_final", True),
-        ("month-to-date documents", "month_to_date", month_to_date),
+    # a month has final statements only once its last day is billed (statement_months.final):
+    # a mid-month day looks no further for unwritten ones than that
+    finals = [
+        m
+        for (m,) in con.execute(
+            "select month from statement_months where final and month in (select unnest($m))",
+            {"m": months},
+        ).fetchall()
+    ]
+    for step, chosen, chosen_months in (
+        ("final documents", "unwritten_final", sorted(finals)),
+        ("month-to-date documents", "month_to_date", months if month_to_date else []),
     ):
         t = time.perf_counter()
-        batches = key_batches(con, months, chosen, BATCH) if months and wanted else []
-        stems = month_stems(con, months) if batches else {}
+        batches = key_batches(con, chosen_months, chosen, BATCH) if chosen_months else []
+        stems = month_stems(con, chosen_months) if batches else {}
         for keys in batches:
-            statements = statement_data(con, months, tz, chosen, keys=keys)
+            statements = statement_data(con, chosen_months, tz, chosen, keys=keys)
             paths = write_statements(
-                con, out_dir, months, tz, workers, statements=statements, stems=stems
+                con, out_dir, chosen_months, tz, workers, statements=statements, stems=stems
             )
             record_written(con, statements, [p.relative_to(out_dir) for p in paths])
             done.paths += paths
