@@ -1,5 +1,31 @@
 -- One row per customer and billing day $day (interfaces.md): credits granted, used, settled,
--- expired, arrears, the balance at the cutoff, and the day's money (§7).
+-- expired, arrears, the balance at the cutoff, and the day's money (§7). Figured for the
+-- customers with anything on the day (a pool granted, drawn, settled or expired, arrears,
+-- events, a payment) or no row the day before; every other customer's row is the day
+-- before's carried: nothing moved, so its balances and deferred revenue stand.
+create or replace temp table moved_customers as
+select customer_key from pool_days
+where day = $day
+    and (granted <> 0 or used <> 0 or settled <> 0 or expired <> 0
+        or revenue_cny <> 0 or breakage_cny <> 0)
+union
+select customer_key from ledger_entries where day = $day and kind = 'arrears'
+union
+select customer_key from events where day = $day
+union
+select customer_key from orders where purchase_day = $day;
+
+insert into customer_days by name
+select
+    p.* replace (
+        $day as day, 0 as granted, 0 as used, 0 as settled, 0 as expired,
+        0 as arrears_opened, 0 as rated, 0 as events, 0 as payments_cny, 0 as revenue_cny,
+        0 as breakage_cny
+    )
+from customer_days as p
+anti join moved_customers as m using (customer_key)
+where p.day = $day - 1;
+
 with bounds as (
     select timezone($tz, ($day + 1)::timestamp) as cutoff
 ),
@@ -87,4 +113,9 @@ figures as (
 )
 
 insert into customer_days by name
-select * from figures
+select f.*
+from figures as f
+where f.customer_key in (select customer_key from moved_customers)
+    or not exists (select 1 from previous as p where p.customer_key = f.customer_key);
+
+drop table moved_customers
