@@ -13,17 +13,20 @@ listed as (
 ),
 
 valid_pools as (
-    -- pools valid at the cutoff; those starting exactly at it count in full (§9), the
-    -- others with what they hold at the close of the day, after expiry
-    select
-        p.customer_key,
-        sum(case when p.available_from = b.cutoff then p.credits else d.remaining end)
-            as valid_credits
-    from pools as p
-    cross join bounds as b
-    left join pool_days as d on d.pool_key = p.pool_key and d.day = $day
-    where p.available_from <= b.cutoff and b.cutoff < p.expires_at
-    group by p.customer_key
+    -- pools valid at the cutoff (§9): the ones available during the day hold what they hold
+    -- at its close, after expiry (customer_days.balance: those expiring at the cutoff hold
+    -- nothing by then); those starting exactly at the cutoff count in full
+    select customer_key, sum(credits) as valid_credits
+    from (
+        select customer_key, balance as credits
+        from customer_days
+        where day = $day
+        union all
+        select p.customer_key, p.credits
+        from pools as p, bounds as b
+        where p.available_from = b.cutoff
+    )
+    group by customer_key
 ),
 
 arrears as (
