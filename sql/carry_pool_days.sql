@@ -1,5 +1,5 @@
--- The pools of the quiet customers of one shard (sql/live_pools.sql: not `busy`) carried to
--- billing day $day as the day before closed them: nothing granted, drawn or settled, so
+-- The pools of the quiet customers (sql/live_pools.sql, temp.day_live_pools: not `busy`)
+-- carried to billing day $day as the day before closed them: nothing granted, drawn or settled, so
 -- nothing recognised (§7: revenue follows the credits drawn). Expiry comes after.
 insert into pool_days
 select
@@ -16,5 +16,5 @@ select
     revenue_before as revenue_cum,
     0 as revenue_cny,
     0 as breakage_cny
-from ($live_pools) as l
+from temp.day_live_pools as l
 where not l.busy

@@ -30,21 +30,6 @@ with bounds as (
     select timezone($tz, ($day + 1)::timestamp) as cutoff
 ),
 
-pool_figures as (
-    select
-        customer_key,
-        sum(granted) as granted,
-        sum(used) as used,
-        sum(settled) as settled,
-        sum(expired) as expired,
-        sum(remaining) as balance,
-        sum(revenue_cny) as revenue_cny,
-        sum(breakage_cny) as breakage_cny
-    from pool_days
-    where day = $day
-    group by customer_key
-),
-
 arrears as (
     select customer_key, sum(credits) as arrears_opened
     from ledger_entries
@@ -73,14 +58,30 @@ previous as (
 ),
 
 listed as (
-    -- customers with an order purchased before the cutoff, or usage today
-    select distinct o.customer_key
+    -- customers with an order purchased before the cutoff, or usage today: of them, the
+    -- ones with anything on the day, and the ones without a row the day before (the rest
+    -- are carried above)
+    select customer_key from moved_customers
+    union
+    select o.customer_key
     from orders as o, bounds as b
     where o.purchased_at < b.cutoff
-    union
-    select customer_key from rated
-    union
-    select customer_key from previous
+        and not exists (select 1 from previous as p where p.customer_key = o.customer_key)
+),
+
+pool_figures as (
+    select
+        customer_key,
+        sum(granted) as granted,
+        sum(used) as used,
+        sum(settled) as settled,
+        sum(expired) as expired,
+        sum(remaining) as balance,
+        sum(revenue_cny) as revenue_cny,
+        sum(breakage_cny) as breakage_cny
+    from pool_days
+    where day = $day and customer_key in (select customer_key from listed)
+    group by customer_key
 ),
 
 figures as (
@@ -113,9 +114,6 @@ figures as (
 )
 
 insert into customer_days by name
-select f.*
-from figures as f
-where f.customer_key in (select customer_key from moved_customers)
-    or not exists (select 1 from previous as p where p.customer_key = f.customer_key);
+select * from figures;
 
 drop table moved_customers

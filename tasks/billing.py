@@ -9,7 +9,7 @@ from datetime import date, timedelta
 
 from tasks.daily_figures import customer_days
 from tasks.db import execute, scalar, transaction
-from tasks.deduct import carry_quiet_pools, check_entry_widths, deduct_shard
+from tasks.deduct import carry_quiet_pools, check_entry_widths, deduct_shard, drop_live_pools
 from tasks.expire import expire_day
 from tasks.invariants import check_day
 from tasks.keyed_files import record_changes
@@ -174,15 +174,18 @@ def _draw_shards(
     """The day's draws in `n` shards: all by `deduct` (the Dask path), else each shard
     in-process as its own stage (the quiet customers' pools carried first). How many charged
     events they drew."""
-    carry_quiet_pools(con, day, tz=tz)
+    carry_quiet_pools(con, day, tz=tz)  # (its temp table goes with the day's transaction)
     if deduct is not None:
         events = deduct(con, day, tz=tz, shards=n)
+        drop_live_pools(con)
         hook("deduct")
         return events
     events = 0
     for s in range(n):
         drawn = stage(f"deduct-{day}-shard-{s}", deduct_shard, con, day, tz=tz, shard=s, shards=n)
         events += drawn["events"]
+        if s == n - 1:
+            drop_live_pools(con)
         hook("deduct")
     return events
 

@@ -108,7 +108,12 @@ def shard_inputs(con, day: date, *, tz: str, shard: int, shards: int) -> ShardIn
         params,
     )
     events = _ties_by_event_id(con, events, params)
-    pools = frame(con, f"select * exclude (busy) from ({_live_pools()}) where busy", params)
+    live_pools(con, day, tz=tz)
+    pools = frame(
+        con,
+        f"select * exclude (busy, live_day) from temp.day_live_pools where busy and {SHARD_FILTER}",
+        params,
+    )
     arrears = frame(
         con,
         f"""
@@ -207,15 +212,38 @@ def load_shard(con, day: date, draws: ShardDraws) -> None:
 def carry_quiet_pools(con, day: date, *, tz: str) -> None:
     """The pools of every customer with nothing to draw or grant today (sql/live_pools.sql:
     not busy) carried to the day as the day before closed them; the shards draw the rest."""
-    con.execute(
-        sql_text("carry_pool_days").replace("$live_pools", _live_pools("true")),
-        {"day": day, "tz": tz},
+    live_pools(con, day, tz=tz)
+    con.execute(sql_text("carry_pool_days"), {"day": day})
+
+
+def live_pools(con, day: date, *, tz: str) -> None:
+    """temp.day_live_pools: sql/live_pools.sql for every customer on `day`, made once for the
+    day's shards (drop_live_pools when they are drawn)."""
+    made = (
+        con.execute("select any_value(live_day) from temp.day_live_pools").fetchall()[0][0]
+        if _has_live_pools(con)
+        else None
     )
+    if made != day:
+        text = sql_text("live_pools").rstrip().rstrip(";").replace("$shard_filter", "true")
+        con.execute(
+            f"create or replace temp table day_live_pools as "
+            f"select $day as live_day, * from ({text})",
+            {"day": day, "tz": tz},
+        )
 
 
-def _live_pools(shard_filter: str = SHARD_FILTER) -> str:
-    """sql/live_pools.sql for the shard of $shard / $shards (or every customer: "true")."""
-    return sql_text("live_pools").rstrip().rstrip(";").replace("$shard_filter", shard_filter)
+def drop_live_pools(con) -> None:
+    """The day's draws are done: temp.day_live_pools is not kept for another billing."""
+    con.execute("drop table if exists temp.day_live_pools")
+
+
+def _has_live_pools(con) -> bool:
+    return bool(
+        con.execute(
+            "select count(*) from duckdb_tables() where temporary and table_name = 'day_live_pools'"
+        ).fetchall()[0][0]
+    )
 
 
 def deduct_shard(con, day: date, *, tz: str, shard: int, shards: int) -> dict[str, int]:

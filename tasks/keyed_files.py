@@ -158,7 +158,7 @@ def _write(con, root: Path, g: Group, day: date, run_id: str, whole=False) -> Wr
         f"where {in_day}t.{key} = c.key)) "
         "from keyed_changes as c where c.table_name = $g and c.day = $d",
         {"g": g.name, "d": day},
-    ).fetchone()
+    ).fetchall()[0]
     whole = whole or base_keys is None or gone > 0 or changed * COMPACT_SHARE > max(base_keys, 1)
     w = Written(g, day, "base" if whole else "delta")
     for table in g.tables:
