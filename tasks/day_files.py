@@ -97,11 +97,11 @@ def current_files(
         "and day < coalesce($before, date '9999-12-31') order by day, path",
         {"t": table, "first": first, "before": before, "part": part},
     ).fetchall()
-    root = _state_dir(con, database)
+    root = state_dir(con, database)
     return [(d, str(root / p)) for d, p in rows]
 
 
-def _state_dir(con, database: str | None = None) -> Path:
+def state_dir(con, database: str | None = None) -> Path:
     """The directory of the working database's file (the state dir)."""
     [(path,)] = con.execute(
         "select path from duckdb_databases() "
@@ -217,7 +217,7 @@ def export_days(con, run_id: str) -> Exported:
         # a day the working database no longer holds whole (an event accepted late into it
         # and not billed again): read it back first, so that its file is written whole
         thaw(con, days[0])
-    root = _state_dir(con)
+    root = state_dir(con)
     written: list[tuple[str, date, str | None, int]] = []
     for table in PARTITIONED:
         written += _write_table(con, root, table, run_id, days)
@@ -362,7 +362,7 @@ def collect(con, keep_seconds: float) -> int:
     """Delete the files superseded more than `keep_seconds` ago (a reader of an older
     warehouse has had them that long) and the files of killed exports no record names; the
     files deleted."""
-    root = _state_dir(con)
+    root = state_dir(con)
     old = con.execute(
         "select path from day_files where superseded_at is not null and path is not null "
         "and superseded_at < now() - to_seconds($keep)",

@@ -28,10 +28,10 @@ from pathlib import Path
 from tasks.day_files import (
     DAYS_DIR,
     MONTHLY,
-    _state_dir,
     current_files,
     literal,
     quoted,
+    state_dir,
     written_columns,
 )
 from tasks.db import scalar, transaction
@@ -102,7 +102,7 @@ class Written:
 def export_keyed(con, run_id: str) -> tuple[int, int]:
     """Write the files every keyed table needs after this run and record them as current, in
     one transaction after they are on disk; (files, rows) written."""
-    root = _state_dir(con)
+    root = state_dir(con)
     done: list[Written] = []
     for g in GROUPS:
         for day in _days_to_write(con, g):
