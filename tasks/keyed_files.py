@@ -107,13 +107,12 @@ def export_keyed(con, run_id: str) -> tuple[int, int]:
     for g in GROUPS:
         for day in _days_to_write(con, g):
             w = _write(con, root, g, day, run_id)
-            if w and w.part == "delta" and not _matches(con, root, w):
+            if w.part == "delta" and not _matches(con, root, w):
                 log.warning(
                     "%s of %s: the delta does not read as the table; written whole", g.name, day
                 )
                 w = _write(con, root, g, day, run_id, whole=True)
-            if w:
-                done.append(w)
+            done.append(w)
     with transaction(con):
         for w in done:
             _record(con, w, run_id)
@@ -141,7 +140,7 @@ def _days_to_write(con, g: Group) -> list[date]:
     return sorted({r[0] for r in pending} | first_time)
 
 
-def _write(con, root: Path, g: Group, day: date, run_id: str, whole=False) -> Written | None:
+def _write(con, root: Path, g: Group, day: date, run_id: str, whole=False) -> Written:
     """The group's files of one day: a base (every row of the day's tables) when there is none
     yet, when a changed key has no row any more, when the changes outgrow 1/COMPACT_SHARE of
     the base, or when `whole`; else a delta (the rows of every key changed since the base)."""
