@@ -10,7 +10,7 @@
 -- customer is drafted when the month has no statement yet, when the previous month's last
 -- day (the opening) was billed again since, or when a statement runs past this day (the
 -- days after it were unbilled).
-create or replace temp table statement_customers as
+create or replace temp table statement_scope as
 with refreshed as (
     select max(updated_at) as refreshed_at, max(through_day) as through_day
     from statements
@@ -29,12 +29,16 @@ since as (
         ) as day,
         (select refreshed_at from refreshed) is null as never,
         -- days after this one were billed, then unbilled (a rebill through an earlier day)
-        (select through_day from refreshed) > $day as ahead
-),
-
-scope as (
-    select day, never or ahead or day < $month as every from since
+        (select through_day from refreshed) > $day as ahead,
+        (select through_day from refreshed) as refreshed_through
 )
+
+-- `refreshed_through`: the day the month's last refresh ran through (tasks/statements.py
+-- sums only the days after it when none up to it was billed again since)
+select day, never or ahead or day < $month as every, refreshed_through from since;
+
+create or replace temp table statement_customers as
+with scope as (select * from statement_scope)
 
 select c.customer_key
 from customer_days as c, scope as s

@@ -2,8 +2,21 @@
 -- lines per function, the pools behind the balances, and each customer's figures summed
 -- from customer_days, for the customers of `statement_customers`
 -- (sql/statement_customers.sql). tasks/statements.py decides which drafts become revisions.
+--
+-- $first is the first day summed: the month's first, or (tasks/statements.py) the first day
+-- after the month's last refresh when no day up to it was billed again since — then the
+-- drafts add the days from $first to the statements as they stand (`carried`), so a month's
+-- last day sums one day, not the month.
 create or replace temp table statement_line_drafts as
-with lines as (
+with carried as (
+    select customer_key, function, events, failed_events, quantity, credits
+    from statement_lines
+    where month = $month and $first > $month
+        and customer_key in (select customer_key from statement_customers)
+    qualify revision = max(revision) over (partition by customer_key)
+),
+
+lines as (
     -- the month's usage, from each billed day's figures (usage_days), not its events
     select
         customer_key,
@@ -12,9 +25,14 @@ with lines as (
         sum(failed_events) as failed_events,
         cast(sum(quantity) as decimal(18, 6)) as quantity,
         sum(credits) as credits
-    from usage_days
-    where day between $month and $day
-        and customer_key in (select customer_key from statement_customers)
+    from (
+        select customer_key, function, events, failed_events, quantity, credits
+        from usage_days
+        where day between $first and $day
+            and customer_key in (select customer_key from statement_customers)
+        union all
+        select * from carried
+    )
     group by customer_key, function
 )
 
@@ -106,6 +124,30 @@ opening as (
     where day = $month - 1 and customer_key in (select customer_key from statement_customers)
 ),
 
+carried as (
+    -- the statements as they stand, as of the day before $first (see the top)
+    select
+        customer_key, customer_id, $first - 1 as day, granted, used, expired, arrears_opened,
+        arrears_settled as settled, arrears_outstanding, closing_balance as balance, rated,
+        events, payments_cny, revenue_cny, breakage_cny, deferred_cny, seats_used
+    from statement_rows
+    where month = $month and $first > $month
+        and customer_key in (select customer_key from statement_customers)
+    qualify revision = max(revision) over (partition by customer_key)
+),
+
+days as (
+    select
+        customer_key, customer_id, day, granted, used, expired, arrears_opened, settled,
+        arrears_outstanding, balance, rated, events, payments_cny, revenue_cny, breakage_cny,
+        deferred_cny
+    from customer_days
+    where day between $first and $day
+        and customer_key in (select customer_key from statement_customers)
+    union all
+    select * exclude (seats_used) from carried
+),
+
 totals as (
     select
         customer_key,
@@ -123,9 +165,7 @@ totals as (
         sum(revenue_cny) as revenue_cny,
         sum(breakage_cny) as breakage_cny,
         arg_max(deferred_cny, day) as deferred_cny
-    from customer_days
-    where day between $month and $day
-        and customer_key in (select customer_key from statement_customers)
+    from days
     group by customer_key
 ),
 
@@ -142,10 +182,18 @@ entitled as (
 ),
 
 accounts as (
-    select customer_key, count(distinct account_id) as seats_used
-    from account_days
-    where day between $month and $day
-        and customer_key in (select customer_key from statement_customers)
+    -- account_days holds an account on its first day of the month (sql/usage_days.sql): the
+    -- ones after $first are new to the statement as it stands
+    select customer_key, sum(seats_used) as seats_used
+    from (
+        select customer_key, count(distinct account_id) as seats_used
+        from account_days
+        where day between $first and $day
+            and customer_key in (select customer_key from statement_customers)
+        group by customer_key
+        union all
+        select customer_key, seats_used from carried
+    )
     group by customer_key
 ),
 

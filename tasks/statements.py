@@ -44,9 +44,22 @@ def statements_day(con, day: date, *, tz: str, refresh: bool = True) -> int:
         return 0
     params = {"day": day, "tz": tz, "month": month_of(day), "final": is_month_end(day)}
     run_sql(con, "statement_customers", params)
+    params["first"] = first_day_summed(con, params["month"])
     run_sql(con, "statement_drafts", params)
     run_sql(con, "statements", params)
     written = scalar(con, "select count(*) from statement_revisions")
-    for table in (*DRAFTS, "statement_revisions"):
+    for table in (*DRAFTS, "statement_scope", "statement_revisions"):
         con.execute(f"drop table if exists {table}")
     return written
+
+
+def first_day_summed(con, month: date) -> date:
+    """The first day whose figures the drafts sum (after sql/statement_customers.sql): the day
+    after the month's last refresh when no day up to it was billed again since — the drafts
+    add the later days to the statements as they stand — else the month's first."""
+    since, every, through = con.execute(
+        "select day, every, refreshed_through from statement_scope"
+    ).fetchall()[0]
+    if every or through is None or since <= through:
+        return month
+    return through + timedelta(days=1)

@@ -3,7 +3,8 @@ they were last refreshed (sql/statement_customers.sql); a quiet customer's state
 carried to the day as it stands. Through daily runs, late data into the month and into the
 previous month's last day (the opening of the next), a run killed between the days of a
 catch-up and a rebill, the statements are those of an engine that drafts every customer's
-statement on every refresh."""
+statement on every refresh, summing the whole month each time (a refresh after only new days
+adds them to the statements as they stand: tasks/statements.py first_day_summed)."""
 
 from __future__ import annotations
 
@@ -136,8 +137,20 @@ def test_statements_drafted_for_changed_customers_equal_statements_drafted_for_a
                 ).fetchall()[0]
             )
 
+    summed_from: list[tuple[date, date]] = []
+    first_day_summed = tasks.statements.first_day_summed
+
+    def recording(con, month):
+        summed_from.append((month, first_day_summed(con, month)))
+        return summed_from[-1][1]
+
     monkeypatch.setattr(tasks.statements, "run_sql", counting)
+    monkeypatch.setattr(tasks.statements, "first_day_summed", recording)
     got = history(tmp_path / "changed")
+    # most refreshes summed only the days since the last one; some (a new month, late data,
+    # the rebill) the whole month
+    assert any(first > month for month, first in summed_from), summed_from
+    assert any(first == month for month, first in summed_from), summed_from
 
     def every_customer(con, name, params=None):
         if name != "statement_customers":
@@ -149,6 +162,8 @@ def test_statements_drafted_for_changed_customers_equal_statements_drafted_for_a
         )
 
     monkeypatch.setattr(tasks.statements, "run_sql", every_customer)
+    # and sums the whole month each time (not the days since the last refresh)
+    monkeypatch.setattr(tasks.statements, "first_day_summed", lambda _con, month: month)
     want = history(tmp_path / "every")
     [(granted, used, expired, events)] = query(
         warehouse(tmp_path / "every"),
