@@ -32,6 +32,9 @@ PARTITIONED = (
     "customer_days",
     "usage_days",
     "account_days",
+    "suspensions",
+    "suspension_changes",
+    "at_risk",
 )
 # the per-month tables (a statement of a month, its lines and pools): written by month as a
 # base and the statements changed since (tasks/keyed_files.py); the working database keeps
@@ -201,6 +204,18 @@ def changed_days(con) -> list[date]:
     return sorted(r[0] for r in rows if r[0] is not None)
 
 
+def _never_written(con, table: str) -> list[date]:
+    """Billed days with no file of this table (none: a table laid out by day since a data
+    dir's earlier days were billed; their rows are still in the working database, never
+    dropped from it before they are written)."""
+    rows = con.execute(
+        "select day from billed_days where day not in (select day from day_files "
+        "where table_name = $t and superseded_at is null and part is null)",
+        {"t": table},
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
 def mark_changed(con, first: date) -> None:
     """Days from `first` on whose events were changed in place (re-rated): written out at the
     end of the run whether it bills them again or not."""
@@ -220,7 +235,8 @@ def export_days(con, run_id: str) -> Exported:
     root = state_dir(con)
     written: list[tuple[str, date, str | None, int]] = []
     for table in PARTITIONED:
-        written += _write_table(con, root, table, run_id, days)
+        todo = sorted(set(days) | set(_never_written(con, table)))
+        written += _write_table(con, root, table, run_id, todo)
     with transaction(con):
         if days:
             con.execute("create or replace temp table replaced (table_name varchar, day date)")

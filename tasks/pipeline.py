@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from tasks.appended_files import export_appended
 from tasks.billing import DayPlan, bill_day, call_directly, last_billed, plan_days, unbill_from
 from tasks.catalog import Catalog, load_catalog
 from tasks.day_files import (
@@ -310,8 +311,9 @@ def _export(run: _Run, con) -> None:
     with run.step("export", "writing the changed days' files"):
         exported = run.stage("export", export_days, con, run.run_id)
         files, rows = export_keyed(con, run.run_id)  # pools, statements: what changed
-        exported.files += files
-        exported.rows += rows
+        more, more_rows = export_appended(con, run.run_id)  # rejected lines: the new ones
+        exported.files += files + more
+        exported.rows += rows + more_rows
         last = scalar(con, "select max(day) from billed_days")
         if last is not None:
             first_hot = hot_from(last, settings.max_late_days, settings.hot_days)

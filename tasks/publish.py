@@ -1,9 +1,10 @@
 """The published warehouse: one small DuckDB file analysts open read-only.
 
 It holds a copy of the small tables of the working database and, for the per-day tables
-(tasks/day_files.py), views over the day files the working state already keeps, and for the
+(tasks/day_files.py), views over the day files the working state already keeps, for the
 keyed ones (pools, statements: tasks/keyed_files.py) a view over their base files and the
-rows changed since: publishing costs
+rows changed since, and for rejected_events a view over the files of the rows each run added
+(tasks/appended_files.py): publishing costs
 the small tables and what the run changed, not the history, and the history is on disk once.
 Each publish writes a new file beside the old one and renames it over it: a reader that has
 the old file open keeps reading it (and the day files it names, kept for
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import duckdb
 
+from tasks import appended_files as appended
 from tasks import keyed_files as keyed
 from tasks.day_files import PARTITIONED, current_files, literal, quoted, read_sql
 from tasks.db import transaction
@@ -96,6 +98,10 @@ def build(con: duckdb.DuckDBPyConnection) -> None:
         select = ""
         if table in keyed.TABLES:  # its base files, without the rows changed since, + those
             select = keyed.read_sql(con, table, *keyed.files(con, table, STATE), STATE)
+        elif table in appended.TABLES:  # the files of the rows each run added
+            added = appended.files(con, table, STATE)
+            if added:
+                select = read_sql(con, table, added, database=STATE)
         if select:
             con.execute(f"create view {name} as {select}")
         elif files:
