@@ -5,32 +5,37 @@
 -- semi-join on the new lines' hashes, so the earlier days are probed, never grouped); the ids
 -- themselves decide. Few rows: the per-copy decision is made in tasks/ingest_usage.py
 -- judge_copies().
--- The earlier events first, in two steps: those sharing a hash with a new line are found on
--- four narrow columns of the window (day, file_id, id_hash, event_key), and only those few
--- rows are then read whole; one scan reading every column of the window's events cost
--- seconds once the window held a month of them (temp.history_events: also the days the
--- working database no longer holds).
-create or replace temp table earlier_events as
+-- The earlier events first, in steps: the new lines' hashes (a table of its own, so that the
+-- probe below builds on them, not on the window); the window's events sharing one, found on
+-- narrow columns (day, event_key, id_hash, file_id — the files' own events skipped by key
+-- before any hash is compared: they lie at and after $before_key, the first key of files
+-- ingested afresh; a resumed file's are set apart by file_id on the few matches); then only
+-- those few rows read whole (the join hands their keys' range and a Bloom filter to the
+-- scan, so only the row groups around them are read: reading the window's every column cost
+-- seconds once it held a month of events). temp.history_events: also the days the working
+-- database no longer holds.
+create or replace temp table new_hashes as
+select id_hash from events
+where event_key >= $first_key and file_id in (select file_id from decide_files);
+
+create or replace temp table earlier_keys as
 with hashed as materialized (
     -- (materialized: the files' own events are set apart on these few rows afterwards; a
     -- NOT IN over the whole window before the semi-join cost seconds)
     select event_key, file_id
     from history_events
     where day between $min_day and $max_day
-        and id_hash in (
-            select id_hash from events
-            where event_key >= $first_key and file_id in (select file_id from decide_files)
-        )
-),
-
-earlier_keys as (
-    select event_key from hashed where file_id not in (select file_id from decide_files)
+        and event_key < $before_key
+        and id_hash in (select id_hash from temp.new_hashes)
 )
 
+select event_key from hashed where file_id not in (select file_id from decide_files);
+
+create or replace temp table earlier_events as
 select *
 from history_events
 where day between $min_day and $max_day
-    and event_key in (select event_key from earlier_keys);
+    and event_key in (select event_key from temp.earlier_keys);
 
 create or replace temp table duplicate_candidates as
 with mine as (

@@ -228,10 +228,17 @@ class UsageIngest:
         min_day = lo - w if lo > date(2000, 1, 1) else date.min
         max_day = hi + w if hi < date(9000, 1, 1) else date.max
         history_events(con, min_day, max_day)
+        # the files' own events lie at and after first_key, unless one was resumed (0)
+        before_key = first_key if first_key > 0 else (1 << 62)
         run_sql(
             con,
             "duplicate_candidates",
-            {"min_day": min_day, "max_day": max_day, "first_key": first_key},
+            {
+                "min_day": min_day,
+                "max_day": max_day,
+                "first_key": first_key,
+                "before_key": before_key,
+            },
         )
         copies = con.sql(
             "select * from duplicate_candidates order by event_id, is_new, event_key"
