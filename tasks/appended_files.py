@@ -16,7 +16,15 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tasks.day_files import DAYS_DIR, current_files, literal, quoted, state_dir, written_columns
+from tasks.day_files import (
+    DAYS_DIR,
+    copy_to_parquet,
+    current_files,
+    literal,
+    quoted,
+    state_dir,
+    written_columns,
+)
 from tasks.db import scalar, transaction
 
 log = logging.getLogger(__name__)
@@ -62,18 +70,15 @@ def _write(con, root: Path, table: str, column: str, run_id: str):
     if whole and through is not None and written + new != held:
         log.warning("%s: its files do not add up to the table; written whole", table)
     cond = "" if whole else f"where {quoted(column)} > {literal(through.isoformat())}::timestamptz"
-    out = root / DAYS_DIR / table / run_id
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{'whole' if whole else PART}.parquet"
-    [(rows,)] = con.execute(
-        f"copy (select {written_columns(con, table)} from {quoted(table)} {cond} "
-        f"order by {quoted(column)}) to {literal(str(path))} (format parquet, compression zstd)"
-    ).fetchall()
+    path = root / DAYS_DIR / table / run_id / f"{'whole' if whole else PART}.parquet"
+    rows = copy_to_parquet(
+        con,
+        f"select {written_columns(con, table)} from {quoted(table)} {cond} "
+        f"order by {quoted(column)}",
+        path,
+    )
     last = scalar(con, f"select max({quoted(column)}) from {quoted(table)}")
-    if not rows:
-        path.unlink(missing_ok=True)
-        return table, None, 0, last, whole
-    return table, str(path.relative_to(root)), rows, last, whole
+    return table, str(path.relative_to(root)) if rows else None, rows, last, whole
 
 
 def _record(con, table, path, rows, through, whole, run_id) -> None:

@@ -149,6 +149,18 @@ def read_sql(
     return f"select {cols} from read_parquet([{listed}], union_by_name = true)"
 
 
+def copy_to_parquet(con, select: str, path: Path) -> int:
+    """A SELECT's rows written as one zstd Parquet file at `path`; the rows written (none:
+    no file left)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    [(rows,)] = con.execute(
+        f"copy ({select}) to {literal(str(path))} (format parquet, compression zstd)"
+    ).fetchall()
+    if not rows:
+        path.unlink(missing_ok=True)
+    return rows
+
+
 def quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 

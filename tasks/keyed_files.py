@@ -28,6 +28,7 @@ from pathlib import Path
 from tasks.day_files import (
     DAYS_DIR,
     MONTHLY,
+    copy_to_parquet,
     current_files,
     literal,
     quoted,
@@ -169,15 +170,11 @@ def _write(con, root: Path, g: Group, day: date, run_id: str, whole=False) -> Wr
             )
         cond = f"where {' and '.join(where)}" if where else ""
         out = root / DAYS_DIR / table / run_id / (f"month={day}" if g.by_month else "")
-        out.mkdir(parents=True, exist_ok=True)
         path = out / f"{w.part}.parquet"
-        [(rows,)] = con.execute(
-            f"copy (select {written_columns(con, table)} from {quoted(table)} {cond}) "
-            f"to {literal(str(path))} (format parquet, compression zstd)"
-        ).fetchall()
+        rows = copy_to_parquet(
+            con, f"select {written_columns(con, table)} from {quoted(table)} {cond}", path
+        )
         w.files.append((table, str(path.relative_to(root)) if rows else None, rows))
-        if not rows:
-            path.unlink(missing_ok=True)
     return w
 
 

@@ -11,7 +11,7 @@ import duckdb
 
 from tasks import appended_files
 from tasks.db import connect
-from tests.ops_helpers import bill, deliver, scenario, warehouse, write_usage
+from tests.ops_helpers import bill, deliver, query, scenario, warehouse, write_usage
 
 SC = scenario(days=8, customers=6, events_per_day=8, seed=3)
 LISTS = ("suspensions", "suspension_changes", "at_risk")
@@ -27,13 +27,8 @@ def state(data: Path) -> Path:
     return data / "state" / "adbill.duckdb"
 
 
-def table_rows(db: Path, table: str, schema: str = "main") -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        con.execute("set TimeZone = 'UTC'")
-        return con.execute(f"select * from {schema}.{table} order by all").fetchall()
-    finally:
-        con.close()
+def table_rows(db: Path, table: str) -> list[tuple]:
+    return query(db, f"select * from {table} order by all")
 
 
 def files(data: Path, table: str = "rejected_events") -> list[tuple[str, bool]]:
