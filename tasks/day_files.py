@@ -132,12 +132,35 @@ def written_columns(con, table: str, database: str | None = None) -> str:
     return ", ".join(quoted(c) for c in columns(con, table, database) if c not in skip)
 
 
+def uniform(con, table: str, database: str | None = None) -> bool:
+    """Whether every current day file of a table holds the table's written columns of today
+    (then its files are read without comparing their schemas: DuckDB reads each file's footer
+    to match columns by name, which grows with the days)."""
+    listing = f"{quoted(database)}.main.day_files" if database else "day_files"
+    return bool(
+        scalar(
+            con,
+            f"select coalesce(bool_and(columns is not distinct from $c), true) from {listing} "
+            "where table_name = $t and superseded_at is null and path is not null "
+            "and part is null",
+            {"t": table, "c": written_columns(con, table, database)},
+        )
+    )
+
+
 def read_sql(
-    con, table: str, files: list[str], *, rehash: bool = False, database: str | None = None
+    con,
+    table: str,
+    files: list[str],
+    *,
+    rehash: bool = False,
+    database: str | None = None,
+    by_name: bool = True,
 ) -> str:
-    """A SELECT of `files` as rows of `table` (a column added since a file was written reads
-    as null): its written columns, or with `rehash` all of them, the event id hash computed by
-    this DuckDB (tasks/db.py)."""
+    """A SELECT of `files` as rows of `table` (with `by_name`, a column added since a file
+    was written reads as null; without it every file must hold the written columns): its
+    written columns, or with `rehash` all of them, the event id hash computed by this DuckDB
+    (tasks/db.py)."""
     if rehash:
         cols = ", ".join(
             "hash(event_id) as id_hash" if c == "id_hash" else quoted(c)
@@ -146,7 +169,8 @@ def read_sql(
     else:
         cols = written_columns(con, table, database)
     listed = ", ".join(literal(f) for f in files)
-    return f"select {cols} from read_parquet([{listed}], union_by_name = true)"
+    union = ", union_by_name = true" if by_name else ""
+    return f"select {cols} from read_parquet([{listed}]{union})"
 
 
 def copy_to_parquet(con, select: str, path: Path) -> int:
@@ -249,8 +273,9 @@ def export_days(con, run_id: str) -> Exported:
     for table in PARTITIONED:
         todo = sorted(set(days) | set(_never_written(con, table)))
         written += _write_table(con, root, table, run_id, todo)
+    cols = {t: written_columns(con, t) for t in PARTITIONED}
     with transaction(con):
-        if days:
+        if written:
             con.execute("create or replace temp table replaced (table_name varchar, day date)")
             con.executemany("insert into temp.replaced values (?, ?)", [w[:2] for w in written])
             con.execute(
@@ -260,8 +285,8 @@ def export_days(con, run_id: str) -> Exported:
             )
             con.executemany(
                 "insert into day_files by name select $1 as table_name, $2 as day, $3 as path, "
-                "$4 as rows, $5 as run_id, now() as written_at",
-                [(t, d, p, n, run_id) for t, d, p, n in written],
+                "$4 as rows, $5 as run_id, now() as written_at, $6 as columns",
+                [(t, d, p, n, run_id, cols[t]) for t, d, p, n in written],
             )
         con.execute("delete from day_changes")
         con.execute(

@@ -22,7 +22,7 @@ import duckdb
 
 from tasks import appended_files as appended
 from tasks import keyed_files as keyed
-from tasks.day_files import PARTITIONED, current_files, literal, quoted, read_sql
+from tasks.day_files import PARTITIONED, current_files, literal, quoted, read_sql, uniform
 from tasks.db import transaction
 
 # the run lock lived here; tasks.pipeline still imports it from this module
@@ -105,7 +105,9 @@ def build(con: duckdb.DuckDBPyConnection) -> None:
         if select:
             con.execute(f"create view {name} as {select}")
         elif files:
-            con.execute(f"create view {name} as {read_sql(con, table, files, database=STATE)}")
+            same = uniform(con, table, database=STATE)
+            select = read_sql(con, table, files, database=STATE, by_name=not same)
+            con.execute(f"create view {name} as {select}")
         elif by_day:  # nothing written yet: an empty table of the same shape
             con.execute(f"create table {name} as select * from {source} limit 0")
         else:

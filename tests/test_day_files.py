@@ -17,7 +17,15 @@ from tasks.day_files import DAYS_DIR, MONTHLY, PARTITIONED, collect, context_fro
 from tasks.db import connect
 from tasks.pipeline import run_billing
 from tasks.publish import INTERNAL
-from tests.ops_helpers import assert_same, deliver, scenario, settings, snapshot, warehouse
+from tests.ops_helpers import (
+    assert_same,
+    deliver,
+    query,
+    scenario,
+    settings,
+    snapshot,
+    warehouse,
+)
 
 SC = scenario(days=40, customers=6, events_per_day=8, seed=11)
 HOT = 3  # days the small-window data dir keeps in its working database
@@ -140,3 +148,29 @@ def test_replaced_day_files_are_kept_for_readers_then_collected(kept_everything,
     assert not stray.parent.exists()
     assert all((root / p).exists() for (p,) in current)
     snapshot(data)  # the warehouse still reads every current file
+
+
+def test_files_of_todays_columns_are_read_without_matching_names_and_older_ones_by_name(
+    tmp_path,
+):
+    """The warehouse names a table's day files without union_by_name when every file holds the
+    table's columns of today (DuckDB would read every file's footer to match names); a file of
+    older columns (here: recorded before 013, columns unknown) makes it read them by name —
+    the same rows either way."""
+    deliver(tmp_path, SC, through=SC.day(3))
+    run(tmp_path, SC.day(3), hot_days=0)
+
+    def view_sql(table: str) -> str:
+        sql = "select sql from duckdb_views() where view_name = $v"
+        [(text,)] = query(warehouse(tmp_path), sql, {"v": table})
+        return text.lower()
+
+    assert all("union_by_name" not in view_sql(t) for t in ("customer_days", "pool_days"))
+    rows = snapshot(tmp_path)
+    con = connect(tmp_path / "state" / "adbill.duckdb")
+    con.execute("update day_files set columns = null where table_name = 'customer_days'")
+    con.close()
+    run(tmp_path, SC.day(3), hot_days=0)  # nothing new: published again
+    assert "union_by_name" in view_sql("customer_days")
+    assert "union_by_name" not in view_sql("pool_days")
+    assert_same(snapshot(tmp_path), rows)
