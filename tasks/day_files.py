@@ -73,11 +73,11 @@ def hot_from(last_billed: date, max_late_days: int, hot_days: int = 0) -> date:
 def last_event_key(con) -> int:
     """The highest event key ever given (a day dropped from the working database takes its
     events away, not its keys: the written-out watermark keeps them)."""
-    return scalar(
-        con,
-        "select greatest((select coalesce(max(event_key), 0) from events), "
-        "(select coalesce(max(event_key), 0) from day_exports))",
-    )
+    written = scalar(con, "select coalesce(max(event_key), 0) from day_exports")
+    # (a constant bound: the scan skips, by its row groups' key ranges, every event written
+    # out already, instead of reading the keys of the months the working database holds)
+    newer = scalar(con, "select max(event_key) from events where event_key > $w", {"w": written})
+    return max(written, newer or 0)
 
 
 def current_files(
@@ -215,11 +215,10 @@ def changed_days(con) -> list[date]:
     from before this layout), or written but no longer billed (unbilled by a failed run)."""
     rows = con.execute(
         """
-        with kept as (select max(event_key) as k from day_exports)
         select day from billing_runs
         where run_id not in (select run_id from day_exports)
         union
-        select day from events where event_key > coalesce((select k from kept), -1)
+        select day from events where event_key > $kept
         union
         select day from day_changes
         union
@@ -234,8 +233,13 @@ def changed_days(con) -> list[date]:
             and table_name not in (select unnest($unbilled_too))
             and day >= $hot and day not in (select day from billed_days)
         """,
-        # (events of a day not billed are written all the same; a month's file is by month)
-        {"hot": frozen_before(con), "unbilled_too": ["events", *MONTHLY]},
+        # (events of a day not billed are written all the same; a month's file is by month;
+        # `kept`: a constant, so the scan skips the events written out by their key ranges)
+        {
+            "hot": frozen_before(con),
+            "unbilled_too": ["events", *MONTHLY],
+            "kept": scalar(con, "select coalesce(max(event_key), -1) from day_exports"),
+        },
     ).fetchall()
     return sorted(r[0] for r in rows if r[0] is not None)
 
@@ -289,18 +293,18 @@ def export_days(con, run_id: str) -> Exported:
                 [(t, d, p, n, run_id, cols[t]) for t, d, p, n in written],
             )
         con.execute("delete from day_changes")
+        # every event key given so far is written out (never less than before: a day frozen
+        # takes its events away, not its keys)
+        top = last_event_key(con)
         con.execute(
-            "insert into day_exports select run_id, now(), "
-            "(select coalesce(max(event_key), 0) from events) from ("
+            "insert into day_exports select run_id, now(), $top from ("
             "select distinct run_id from billing_runs union select $run) "
             "where run_id not in (select run_id from day_exports)",
-            {"run": run_id},
+            {"run": run_id, "top": top},
         )
-        # the event watermark must never go down (a day frozen takes its events away)
-        con.execute(
-            "update day_exports set event_key = (select max(event_key) from day_exports) "
-            "where run_id = $run",
-            {"run": run_id},
+        con.execute(  # (a run exporting again)
+            "update day_exports set event_key = $top where run_id = $run",
+            {"run": run_id, "top": top},
         )
     done.days, done.rows = len(days), sum(w[3] for w in written)
     done.files = sum(1 for w in written if w[2] is not None)
