@@ -385,6 +385,11 @@ def thaw(con, first: date) -> int:
         for table in PARTITIONED:
             files = [p for _, p in current_files(con, table, first, before)]
             if files:
+                # (a table laid out by day since these days were billed still holds their
+                # rows until the window moves on: never twice)
+                con.execute(
+                    f"delete from {table} where day >= $f and day < $b", {"f": first, "b": before}
+                )
                 rows = read_sql(con, table, files, rehash=table == "events")
                 con.execute(f"insert into {table} {rows}")
         _set_frozen_before(con, first)

@@ -174,3 +174,30 @@ def test_files_of_todays_columns_are_read_without_matching_names_and_older_ones_
     assert "union_by_name" in view_sql("customer_days")
     assert "union_by_name" not in view_sql("pool_days")
     assert_same(snapshot(tmp_path), rows)
+
+
+def test_a_table_laid_out_by_day_after_its_days_were_billed_is_never_read_back_twice(tmp_path):
+    """A data dir whose suspension lists were kept in the working database only (before they
+    were laid out by day): the next run writes their files while the rows stay until the window
+    moves on; a rebill reaching those days then reads them back without doubling them."""
+    lists = ("suspensions", "suspension_changes", "at_risk")
+    deliver(tmp_path, SC, through=SC.day(8))
+    run(tmp_path, SC.day(8), hot_days=HOT)
+    published = {t: query(warehouse(tmp_path), f"select * from {t} order by all") for t in lists}
+    assert published["suspensions"], "the scenario suspends someone in its first days"
+    # as the engine before left it: every day's rows in the database, no files
+    con = connect(tmp_path / "state" / "adbill.duckdb")
+    con.execute(f"attach '{warehouse(tmp_path)}' as wh (read_only)")
+    for t in lists:
+        con.execute(f"delete from {t}")
+        con.execute(f"insert into {t} select * from wh.main.{t}")
+    con.execute("detach wh")
+    con.execute("delete from day_files where table_name in ?", [list(lists)])
+    con.close()
+    run(tmp_path, SC.day(8), hot_days=HOT)  # nothing new: the lists' files written
+    run(tmp_path, SC.day(8), hot_days=HOT, rebill_from=SC.day(4))  # reads days 1-4 back
+    for t in lists:
+        assert query(warehouse(tmp_path), f"select * from {t} order by all") == published[t], t
+        # and the working database holds each row once (one per customer and day)
+        twice = f"select count(*) - (select count(*) from (select distinct * from {t})) from {t}"
+        assert query(tmp_path / "state" / "adbill.duckdb", twice) == [(0,)], t
