@@ -23,6 +23,7 @@ from tasks.day_files import (
     literal,
     quoted,
     state_dir,
+    table_in,
     written_columns,
 )
 from tasks.db import scalar, transaction
@@ -53,12 +54,7 @@ def _write(con, root: Path, table: str, column: str, run_id: str):
     through = _watermark(con, table)
     files = current_files(con, table, part=PART)
     held = scalar(con, f"select count(*) from {quoted(table)}")
-    written = scalar(
-        con,
-        "select coalesce(sum(rows), 0) from day_files where table_name = $t "
-        "and part = $p and superseded_at is null",
-        {"t": table, "p": PART},
-    )
+    written = _written_rows(con, table)
     new = scalar(
         con,
         f"select count(*) from {quoted(table)} where {quoted(column)} > $w",
@@ -114,14 +110,17 @@ def _key(table: str) -> str:
 def files(con, table: str, database: str | None = None) -> list[str] | None:
     """The current files of an appended table when they hold every row of it (None: they do
     not — a data dir never written out — and the table is to be copied)."""
-    listing = f"{quoted(database)}.main.day_files" if database else "day_files"
-    source = f"{quoted(database)}.main.{quoted(table)}" if database else quoted(table)
-    written = scalar(
-        con,
-        f"select coalesce(sum(rows), 0) from {listing} where table_name = $t and part = $p "
-        "and superseded_at is null",
-        {"t": table, "p": PART},
-    )
-    if written != scalar(con, f"select count(*) from {source}"):
+    held = scalar(con, f"select count(*) from {table_in(table, database)}")
+    if _written_rows(con, table, database) != held:
         return None
     return [p for _, p in current_files(con, table, database=database, part=PART)]
+
+
+def _written_rows(con, table: str, database: str | None = None) -> int:
+    """The rows the current files of an appended table hold."""
+    return scalar(
+        con,
+        f"select coalesce(sum(rows), 0) from {table_in('day_files', database)} "
+        "where table_name = $t and part = $p and superseded_at is null",
+        {"t": table, "p": PART},
+    )

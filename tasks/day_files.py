@@ -91,9 +91,8 @@ def current_files(
     """(day, absolute path) of a table's current files, in day order, optionally in a range;
     of the connection's working database or an attached one (`database`); of the per-day
     tables, or the `part` ('base', 'delta') of a keyed one (tasks/keyed_files.py)."""
-    listing = f"{quoted(database)}.main.day_files" if database else "day_files"
     rows = con.execute(
-        f"select day, path from {listing} where table_name = $t "
+        f"select day, path from {table_in('day_files', database)} where table_name = $t "
         "and superseded_at is null and path is not null "
         "and part is not distinct from $part "
         "and day >= coalesce($first, date '0001-01-01') "
@@ -136,11 +135,11 @@ def uniform(con, table: str, database: str | None = None) -> bool:
     """Whether every current day file of a table holds the table's written columns of today
     (then its files are read without comparing their schemas: DuckDB reads each file's footer
     to match columns by name, which grows with the days)."""
-    listing = f"{quoted(database)}.main.day_files" if database else "day_files"
     return bool(
         scalar(
             con,
-            f"select coalesce(bool_and(columns is not distinct from $c), true) from {listing} "
+            "select coalesce(bool_and(columns is not distinct from $c), true) "
+            f"from {table_in('day_files', database)} "
             "where table_name = $t and superseded_at is null and path is not null "
             "and part is null",
             {"t": table, "c": written_columns(con, table, database)},
@@ -183,6 +182,11 @@ def copy_to_parquet(con, select: str, path: Path) -> int:
     if not rows:
         path.unlink(missing_ok=True)
     return rows
+
+
+def table_in(table: str, database: str | None = None) -> str:
+    """A table of the connection's database, or of an attached one, as SQL names it."""
+    return f"{quoted(database)}.main.{quoted(table)}" if database else quoted(table)
 
 
 def quoted(name: str) -> str:
