@@ -1,15 +1,18 @@
 -- Business checks of a batch of usage lines (billing-rules §3), in rule order: the first
--- failing rule names the reason (row-schema failures, from Pandera, come first). Lines
--- that pass every rule go into `events` with their credits, rated by the catalog version in
--- force at occurred_at (the file's duplicate check, sql/dedupe_events.sql, follows in the
--- same transaction); the others are rejected with their raw line.
-create or replace temp table batch_checked as
+-- failing rule names the reason. A query over `batch`, the lines' facts
+-- (sql/extract_events.sql): tasks/ingest_usage.py runs the two as one statement, so the
+-- lines are parsed, checked, rated and materialised once (`batch_checked`). The row schema's
+-- failures (Pandera, only for the lines that are not `clean`) come first: they replace
+-- `reason` afterwards. Lines that pass every rule go into `events` with their credits, rated
+-- by the catalog version in force at occurred_at (the file's duplicate check,
+-- sql/dedupe_events.sql, follows in the same transaction); the others are rejected with
+-- their raw line.
 with lines as (
     select
         b.line_no,
         b.file_id,
         b.file_line,
-        f.reason,
+        b.clean,
         b.event_id,
         b.customer_id,
         b.account_id,
@@ -21,7 +24,6 @@ with lines as (
         timezone($tz, b.occurred_at_ts)::date as day,
         k.customer_key
     from batch as b
-    left join batch_failures as f using (line_no)
     left join customers as k on k.customer_id = b.customer_id
 ),
 
@@ -55,13 +57,14 @@ entitled as (
         and list_contains(p.editions, s.product)
         and s.available_from <= p.occurred_at_ts
         and p.occurred_at_ts < s.expires_at
-    where p.reason is null and p.needs_entitlement
+    where p.needs_entitlement
 )
 
 select
     p.line_no,
     p.file_id,
     p.file_line,
+    p.clean,
     p.event_id,
     p.customer_key,
     p.account_id,
@@ -71,7 +74,6 @@ select
     p.occurred_at_ts as occurred_at,
     p.day,
     case
-        when p.reason is not null then p.reason
         -- §3 "Time window": dated after today + 1 day
         when p.day > $last_day then 'in_future'
         when not p.known_function then 'unknown_function'

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tasks.day_files import history_events, last_event_key
-from tasks.db import run_sql, sql, transaction
+from tasks.db import execute, frame, run_sql, sql, transaction
 from tasks.inbox_files import FastReadFailed, group_lines, iter_line_chunks, lines_at
 from tasks.validate import CONTROL_CHARACTER, EVENT_COLUMNS, TIMESTAMP_WITH_OFFSET, failing_rows
 
@@ -39,6 +39,13 @@ if TYPE_CHECKING:
 EVENT_CHECKS = ", ".join(EVENT_COLUMNS)
 # event content compared between two copies of an event_id
 CONTENT = ["customer_key", "account_id", "function", "quantity", "status", "occurred_at"]
+# a batch's lines (`chunk`) parsed, checked and rated in one statement: their facts
+# (sql/extract_events.sql) as `batch` of the business rules (sql/accept_events.sql)
+FACTS = sql("extract_events")
+CHECKED = (
+    f"create or replace temp table batch_checked as\nwith batch as (\n{FACTS}\n)\n"
+    f"select * from (\n{sql('accept_events')}\n)"
+)
 
 
 @dataclass(frozen=True)
@@ -158,35 +165,59 @@ class UsageIngest:
     # ------------------------------------------------------------ one batch
 
     def batch(self, rows: pa.Table, files: list[UsageFile], base: int) -> None:
-        """Validate, check and write one batch of rows (no commit: the caller's
+        """Validate, check, rate and write one batch of rows (no commit: the caller's
         transaction). `rows`: line_no (the batch's row key), file_id, file_line, raw."""
         con, report = self.con, self.report
         con.register("chunk", rows)
         con.register("batch_files", _files_table(files))
+        params = {
+            "timestamp_pattern": TIMESTAMP_WITH_OFFSET,
+            "control": CONTROL_CHARACTER,
+            "tz": self.tz,
+            "last_day": self.last_day,
+        }
         try:
             with report.timed("validate"):
-                con.execute(
-                    "create or replace temp table batch as " + sql("extract_events"),
-                    {"timestamp_pattern": TIMESTAMP_WITH_OFFSET, "control": CONTROL_CHARACTER},
-                )
-                # only lines that fail a check go to Pandera for their reason (most pass);
-                # a failure's index is mapped back to its row
-                checked = con.sql(f"select line_no, {EVENT_CHECKS} from batch where not clean").pl()
-                failing = failing_rows(checked, "usage")
-                failures = pl.DataFrame(
-                    {
-                        "line_no": checked["line_no"].gather(failing["index"]),
-                        "reason": failing["reason"],
-                    }
-                )
+                # one pass: every line parsed, its facts checked (`clean`), its business
+                # rules applied and rated (issue 16: no second scan of a materialised batch)
+                execute(con, CHECKED, params)
+                unclean = con.execute(
+                    "select list(line_no order by line_no) from batch_checked where not clean"
+                ).fetchall()[0][0]
             with report.timed("rate"):
-                con.register("batch_failures", failures.to_arrow())
-                run_sql(con, "accept_events", {"tz": self.tz, "last_day": self.last_day})
-                con.unregister("batch_failures")
+                if unclean:
+                    # only the lines that failed a check go to Pandera for their reason (most
+                    # pass): their facts read again, and its reason comes first (§3 order)
+                    self._row_schema_reasons(rows, unclean, params)
             with report.timed("store"):
                 run_sql(con, "store_events", {"first_key": base, "run_id": self.run_id})
         finally:  # (after a failed statement the connection refuses even this: keep the error)
             _unregister(con, "chunk", "batch_files")
+
+    def _row_schema_reasons(self, rows: pa.Table, unclean: list[int], params: dict) -> None:
+        """`batch_checked.reason` of the lines that are not clean: the row schema's reason
+        (tasks/validate.py) where it names one."""
+        con = self.con
+        con.register("chunk", rows.filter(pc.is_in(rows["line_no"], pa.array(unclean))))
+        try:
+            checked = frame(con, f"select line_no, {EVENT_CHECKS} from ({FACTS})", params)
+        finally:
+            con.register("chunk", rows)
+        failing = failing_rows(checked, "usage")
+        failures = pa.table(
+            {
+                "line_no": checked["line_no"].gather(failing["index"]).to_arrow(),
+                "reason": failing["reason"].to_arrow(),
+            }
+        )
+        con.register("batch_failures", failures)
+        try:
+            con.execute(
+                "update batch_checked as c set reason = f.reason "
+                "from batch_failures as f where c.line_no = f.line_no"
+            )
+        finally:
+            con.unregister("batch_failures")
 
     # ------------------------------------------------------------ file-wide decisions
 
