@@ -6,11 +6,10 @@
 The inbox is bench/inbox.py's (orders before the bench day, then a usage file a day), always
 written by this checkout's generator (tasks.synthetic.stream). The history days are ingested
 once (not billed) into a saved state; each repeat copies that state and times
-`tasks.ingest.ingest_inbox` over the bench day's files (read, validate, rate, store — the
-duplicate check over the late window included). `--code DIR` imports the engine from another
-checkout (e.g. a `git worktree` of an older commit) to compare the two on the same machine
-and data. Prints the median seconds and the steps of the fastest run.
-"""
+`tasks.ingest.ingest_inbox` over the bench day's files (read, validate and rate, reasons,
+store — the duplicate check over the late window included). `--code DIR` imports the engine
+from another checkout (e.g. a `git worktree` of an older commit) to compare the two on the
+same machine and data. Prints the median seconds and the steps of the fastest run."""
 
 from __future__ import annotations
 

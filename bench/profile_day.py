@@ -4,11 +4,11 @@
 
 Needs a `bench/run.py --events N` before it (the warmed-up state and the day's files). On a
 scratch copy of the warmed-up state it ingests the bench day's usage file through the
-engine, printing the steps as the engine times them (read, validate, rate, store) and each
-SQL file's share; then the file's sha256, and the deduct stage's pieces (shard inputs, the
-Polars draw, building ledger rows, the load). The deduct functions are called directly, so
-that part follows the engine's code and may need adjusting when the engine changes.
-"""
+engine, printing the steps as the engine times them (read, validate and rate in one pass,
+reasons of the lines not clean, store) and each SQL file's share; then the file's sha256,
+and the deduct stage's pieces (shard inputs, the Polars draw, building ledger rows, the
+load). The deduct functions are called directly, so that part follows the engine's code and
+may need adjusting when the engine changes."""
 
 from __future__ import annotations
 

@@ -20,8 +20,9 @@ from run_states import billrun, restore
 STAGES = {
     "open": "open the warehouse (schema checks)",
     "read": "ingest (read)",
-    "validate": "validate",
-    "rate": "rate (business checks, rating)",
+    "validate": "validate and rate (one pass: facts, business rules, credits)",
+    "reasons": "reasons of the lines not clean (Pandera)",
+    "rate": "apply the catalog (re-rate after a price change or a rebill)",
     "store": "store (write events)",
     "orders": "orders, pools rebuild, file checks",
     "unbill": "unbill the day, count shards",
@@ -85,7 +86,7 @@ def floor(files: list[Path], repeat: int) -> dict:
     }
 
 
-INGEST_STEPS = ("read", "validate", "rate", "store")
+INGEST_STEPS = ("read", "validate", "reasons", "store")
 
 
 def stages_of(run: dict) -> dict[str, float]:

@@ -184,7 +184,7 @@ class UsageIngest:
                 unclean = con.execute(
                     "select list(line_no order by line_no) from batch_checked where not clean"
                 ).fetchall()[0][0]
-            with report.timed("rate"):
+            with report.timed("reasons"):
                 if unclean:
                     # only the lines that failed a check go to Pandera for their reason (most
                     # pass): their facts read again, and its reason comes first (§3 order)

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STAGE_KEYS = [
     "read",
     "validate",
+    "reasons",
     "rate",
     "store",
     "orders",
