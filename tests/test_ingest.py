@@ -57,6 +57,32 @@ def test_each_bad_usage_line_is_rejected_with_its_reason_and_raw_text(inbox, raw
     assert one(con, "select count(*), sum(credits) from rated_events") == (2, 2)
 
 
+# a line breaking a row-schema rule and a business rule at once: the row schema's reason
+# (the business checks run over every line in the same pass, its reason replaces theirs)
+BOTH_BROKEN = [
+    (good("y1", customer_id="c404", status="maybe"), "bad_status"),
+    (good("y2", function="teleportation", quantity="abc"), "wrong_type:quantity"),
+    (
+        good("y3", function="material_recreation", occurred_at="2026-11-26T11:00:00"),
+        "timestamp_without_offset",
+    ),
+    (good("y4", quantity=2.5, occurred_at="2026-11-26T11:00:00+15:00"), "bad_timestamp"),
+    (good("y6", occurred_at="2031-01-01T00:00:00+08:00", status="maybe"), "bad_status"),
+    (good("y5", function="image_to_video", quantity=12.0000001), "quantity_too_precise"),
+]
+
+
+def test_a_row_schema_reason_comes_before_the_business_checks(inbox):
+    inbox.orders([BASIC])
+    inbox.usage([good("ok1"), *[line for line, _ in BOTH_BROKEN], good("ok2")])
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select line_no, reason from rejected_events order by 1") == [
+        (i, reason) for i, (_, reason) in enumerate(BOTH_BROKEN, start=2)
+    ]
+    assert one(con, "select count(*) from rated_events") == 2
+
+
 def test_all_bad_lines_in_one_gzip_file_leave_the_good_ones_billed(inbox):
     inbox.orders([BASIC])
     inbox.usage([good("ok1")] + [raw for raw, _ in BAD_LINES] + [good("ok2")], gz=True)
