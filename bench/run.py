@@ -255,11 +255,20 @@ def last_day(args: argparse.Namespace, b: Bench, engine: dict) -> tuple[dict, di
     """The last of --history days billed after the others, against day 1; its result and the
     stage table of its runs (the state after it is kept for the late runs)."""
     before_last, series = history_chain(b)
-    files = all_files(b)
-    last_runs = timed_runs(
-        b.run_dir, before_last, b.src, files, b.last, args.repeat, f"day {b.days}"
-    )
-    last = stage_table(last_runs)
+    files, first_files = all_files(b), b.warm_files + b.day_files
+    # day 1 again beside each run of the last day, alternately: the ratio compares runs
+    # minutes apart, not day 1 measured before a chain of hours on a shared machine whose
+    # speed drifts by more than the target (day 1 ran 2.98-3.24 s at the start of a year's
+    # chain and 3.50-4.24 s at its end)
+    paired_runs, last_runs = [], []
+    for i in range(args.repeat):
+        paired_runs += timed_runs(
+            b.run_dir, b.warm, b.src, first_files, b.day1, 1, f"day 1 (pair {i + 1})"
+        )
+        last_runs += timed_runs(
+            b.run_dir, before_last, b.src, files, b.last, 1, f"day {b.days} (pair {i + 1})"
+        )
+    last, paired = stage_table(last_runs), stage_table(paired_runs)
     disk = disk_use(b.run_dir)
     if args.late_days:  # the state the late runs start from
         save_state(b.run_dir, b.cache / f"after-{b.days}")
@@ -267,7 +276,21 @@ def last_day(args: argparse.Namespace, b: Bench, engine: dict) -> tuple[dict, di
     # this disk: the median of the differences, not the difference of the medians)
     without = statistics.median(r["wall_seconds"] - final_documents(r) for r in last_runs)
     final_first = engine.get("final_documents_seconds", 0.0)
+    paired_without = statistics.median(r["wall_seconds"] - final_documents(r) for r in paired_runs)
     return {
+        # the comparison with day 1 run alternately with the last day (the figure to quote)
+        "paired": {
+            "first_day_seconds": paired["total_seconds"],
+            "ratio": last["total_seconds"] / paired["total_seconds"],
+            "ratio_without_final_documents": without / paired_without,
+            "ratio_cpu": last["cpu_seconds"] / paired["cpu_seconds"],
+            "pair_ratios": [
+                a["wall_seconds"] / f["wall_seconds"]
+                for a, f in zip(last_runs, paired_runs, strict=True)
+            ],
+            "first_day": paired,
+        },
+        # against the day 1 runs at the start of the benchmark (before the chain)
         "disk": disk,
         "last_day_without_final_documents_seconds": without,
         "ratio_without_final_documents": without / (engine["total_seconds"] - final_first),

@@ -237,8 +237,16 @@ def print_table(res: dict) -> None:
             f"history: day {h['days']} {h['last_day_seconds']:.2f} s vs day 1 "
             f"{h['first_day_seconds']:.2f} s: {h['ratio']:.2f}x; "
             f"CPU {h['ratio_cpu']:.2f}x; without the final documents of a closed month "
-            f"{h['ratio_without_final_documents']:.2f}x"
+            f"{h['ratio_without_final_documents']:.2f}x (day 1 run before the chain)"
         )
+        if pr := h.get("paired"):
+            pairs = ", ".join(f"{x:.2f}" for x in pr["pair_ratios"])
+            print(
+                f"history, day 1 run alternately with day {h['days']}: day 1 "
+                f"{pr['first_day_seconds']:.2f} s: {pr['ratio']:.2f}x (pairs {pairs}); CPU "
+                f"{pr['ratio_cpu']:.2f}x; without final documents "
+                f"{pr['ratio_without_final_documents']:.2f}x"
+            )
         if d := h.get("disk"):
             print(
                 f"disk after day {h['days']}: working state {d['state_bytes'] / 2**30:.2f} GiB "
