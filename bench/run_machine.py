@@ -82,18 +82,42 @@ def busy_seconds() -> float:
         return 0.0
 
 
-def wait_quiet(max_wait: float, cores: float = 0.3, window: float = 3.0) -> float | None:
-    """Wait (at most max_wait s) until the rest of the machine uses under `cores` CPUs.
+def disk_busy_ms() -> int:
+    """Milliseconds the machine's disks have spent doing I/O since boot (/proc/diskstats
+    io_ticks, whole disks only: /sys/block without loop and ram devices)."""
+    try:
+        disks = {d.name for d in Path("/sys/block").iterdir()}
+        disks = {d for d in disks if not d.startswith(("loop", "ram", "zram"))}
+        total = 0
+        for line in Path("/proc/diskstats").read_text().splitlines():
+            f = line.split()
+            if len(f) > 12 and f[2] in disks:
+                total += int(f[12])
+        return total
+    except (OSError, ValueError):
+        return 0
+
+
+def wait_quiet(
+    max_wait: float, cores: float = 0.3, window: float = 3.0, disk: float = 0.1
+) -> float | None:
+    """Wait (at most max_wait s) until the rest of the machine uses under `cores` CPUs and
+    its disks are busy under `disk` of the time.
 
     The machine may be shared (other sessions' tests): a run started in a busy moment
-    measures the contention, not the engine. Returns the CPUs the others used last.
+    measures the contention, not the engine. The disk matters too: restoring a large state
+    deletes and copies gigabytes, and this disk (ext4 mounted with `discard`) may still be
+    trimming and writing back when the copy returns (a year-old state's last day took
+    5.54 s right after its restore, 3.77 and 4.67 s after a 30 s pause). Returns the CPUs
+    the others used last.
     """
     if max_wait <= 0:
         return None
     deadline = time.monotonic() + max_wait
     while True:
-        b = busy_seconds()
+        b, d = busy_seconds(), disk_busy_ms()
         time.sleep(window)
         used = (busy_seconds() - b) / window
-        if used < cores or time.monotonic() >= deadline:
+        io = (disk_busy_ms() - d) / (window * 1000)
+        if (used < cores and io < disk) or time.monotonic() >= deadline:
             return used
