@@ -88,8 +88,11 @@ def _new_files(
     by_stat = {(p, b, m) for p, b, m, *_, done in known if done}
     complete = {sha for _, _, _, sha, *_, done in known if done}
     complete |= {r[0] for r in con.execute("select sha256 from rejected_files").fetchall()}
+    # files recognised by content before under this path and stat (a moved data dir)
+    seen = con.execute("select path, bytes, mtime_ns, sha256 from inbox_seen").fetchall()
+    by_stat |= {(p, b, m) for p, b, m, sha in seen if sha in complete}
     partial = {sha: (fid, n) for _, _, _, sha, fid, n, done in known if not done}
-    fresh = []
+    fresh, recognised = [], []
     for path in paths:
         try:
             st = path.lstat()
@@ -105,11 +108,38 @@ def _new_files(
             continue
         if sha in complete:
             report.skipped_files.append(str(path))
+            recognised.append((str(path), st.st_size, st.st_mtime_ns, sha))
             continue
         complete.add(sha)
         fid, done = partial.get(sha, (None, 0))
         fresh.append(InboxFile(path, sha, fid, done or 0, has_cr, st.st_size))
+    _remember_stats(con, recognised)
     return fresh
+
+
+def _remember_stats(con, recognised: list[tuple[str, int, int, str]]) -> None:
+    """The path and stat of files just recognised by their content (`inbox_seen`): the next
+    runs skip them by stat, not by hashing them again."""
+    if not recognised:
+        return
+    con.register(
+        "recognised",
+        pa.table(
+            {
+                "path": [r[0] for r in recognised],
+                "bytes": pa.array([r[1] for r in recognised], pa.int64()),
+                "mtime_ns": pa.array([r[2] for r in recognised], pa.int64()),
+                "sha256": [r[3] for r in recognised],
+            }
+        ),
+    )
+    try:
+        con.execute(
+            "insert or replace into inbox_seen select path, bytes, mtime_ns, sha256, now() "
+            "from recognised"
+        )
+    finally:
+        con.unregister("recognised")
 
 
 def _purge_partial_files(con, keep: set[str]) -> None:

@@ -37,6 +37,7 @@ INTERNAL = frozenset(
         "events",
         "ledger_entries",
         "ingested_files",
+        "inbox_seen",
         "order_prices",
         "written_documents",
         "adbill_meta",

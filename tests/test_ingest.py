@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from decimal import Decimal
 
 import pytest
@@ -131,6 +132,31 @@ def test_a_file_is_ingested_once_by_content_whatever_its_name(inbox):
     assert report.ingest.files == [] and len(report.ingest.skipped_files) == 3
     con = inbox.warehouse()
     assert one(con, "select count(*) from rated_events") == 2
+
+
+def test_a_moved_data_dir_hashes_its_inbox_once_not_every_run(inbox, tmp_path, monkeypatch):
+    """Files known by content under a new path or stat (a data dir moved or restored, a file
+    touched) are hashed once, then skipped by path and stat like the files ingested there."""
+    inbox.orders([BASIC])
+    inbox.usage([good("e1"), good("e2")])
+    inbox.bill("2026-11-26")
+    moved = inbox.copy_to(tmp_path / "moved")
+    hashed: list[str] = []
+    digest = ingest_module.file_digest
+    monkeypatch.setattr(
+        ingest_module, "file_digest", lambda path: hashed.append(path.name) or digest(path)
+    )
+    moved.bill("2026-11-26")
+    listed = sorted(p.name for p in (moved.root / "inbox").rglob("*") if p.is_file())
+    assert sorted(hashed) == listed and len(listed) == 2
+    hashed.clear()
+    report = moved.bill("2026-11-26")
+    assert hashed == [] and len(report.ingest.skipped_files) == 2
+    usage = next(p for p in (moved.root / "inbox").rglob("*.jsonl"))
+    os.utime(usage, ns=(10**18, 10**18))  # touched: hashed again, still known
+    report = moved.bill("2026-11-26")
+    assert hashed == [usage.name] and report.ingest.files == []
+    assert one(moved.warehouse(), "select count(*) from rated_events") == 2
 
 
 def test_failed_events_are_recorded_and_cost_nothing(inbox):
