@@ -78,10 +78,17 @@ class InboxFile:
 
 
 def _new_files(
-    con, paths: list[Path], report: IngestReport, turn_away: Callable[[Path, str, str], None]
+    con,
+    paths: list[Path],
+    report: IngestReport,
+    turn_away: Callable[[Path, str, str], None],
+    *,
+    remember: bool = True,
 ) -> list[InboxFile]:
     """The files whose content was never fully ingested nor turned away; known files are not
-    re-read. A file that cannot be opened as a regular file is turned away here."""
+    re-read. A file that cannot be opened as a regular file is turned away here. remember:
+    keep the stat of files recognised by content (False: `adbill plan`, which writes
+    nothing)."""
     known = con.execute(
         "select path, bytes, mtime_ns, sha256, file_id, lines_done, complete from ingested_files"
     ).fetchall()
@@ -113,7 +120,8 @@ def _new_files(
         complete.add(sha)
         fid, done = partial.get(sha, (None, 0))
         fresh.append(InboxFile(path, sha, fid, done or 0, has_cr, st.st_size))
-    _remember_stats(con, recognised)
+    if remember:
+        _remember_stats(con, recognised)
     return fresh
 
 

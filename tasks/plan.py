@@ -117,7 +117,13 @@ def plan_run(settings: Settings, through: date, rebill_from: date | None = None)
         plan = RunPlan(through=through, last_billed=last_billed(con))
         paths = _inbox(settings, plan)
         report = IngestReport()
-        fresh = _new_files(con, paths, report, lambda p, r, _d: plan.turned_away.append((p, r)))
+        fresh = _new_files(
+            con,
+            paths,
+            report,
+            lambda p, r, _d: plan.turned_away.append((p, r)),
+            remember=False,  # a plan writes nothing
+        )
         plan.turned_away = [(str(p), r) for p, r in plan.turned_away]
         cutoff = late_cutoff(con, through, settings)
         latest = settings.today() + timedelta(days=1)
