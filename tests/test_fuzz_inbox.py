@@ -220,9 +220,17 @@ def deliver(inbox: Inbox, files: list[tuple[str, list[bytes]]], outside: Path) -
 
 
 def same_content_ingested(con, path: str) -> bool:
-    """A file whose bytes were ingested before under another name (ingested once)."""
+    """A file whose bytes were ingested, or turned away, before under another name (each
+    content ingested once; a turned-away content listed once, docs/decisions.md)."""
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    return bool(rows(con, "select 1 from ingested_files where sha256 = ?", [digest]))
+    return bool(
+        rows(
+            con,
+            "select 1 from ingested_files where sha256 = $d "
+            "union all select 1 from rejected_files where sha256 = $d",
+            {"d": digest},
+        )
+    )
 
 
 def accounted_for(con, written: dict) -> None:
@@ -291,6 +299,7 @@ def accounted_for(con, written: dict) -> None:
     ]
 )
 @example(files=[("truncated.gz", [b'{"a": 1}'] * 50), ("link", [b"{}"])])
+@example(files=[("truncated.gz", []), ("truncated.gz", [])])  # one content, turned away once
 @example(files=[("orders", [b"o9,c9,basic,1,30,9999-12-31T00:00:00+08:00", b"\xff\xfe,1"])])
 @example(files=[("jsonl", [b'{"quantity": NaN}', b"\x00", b'{"quantity": 1e400}'])])
 def test_nothing_in_the_inbox_stops_the_run_or_changes_the_good_customers_bills(baseline, files):
