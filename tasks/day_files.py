@@ -388,15 +388,17 @@ def thaw(con, first: date) -> int:
     with transaction(con):
         for table in PARTITIONED:
             files = [p for _, p in current_files(con, table, first, before)]
-            if files and table != "events":
-                # a day's rows of these come only from billing it: any the working database
-                # holds are a table laid out by day since these days were billed (kept until
-                # the window moves on), never read back twice. (Events accepted late into a
-                # frozen day are in the database and not in its file: kept.)
-                con.execute(
-                    f"delete from {table} where day >= $f and day < $b", {"f": first, "b": before}
-                )
             if files:
+                if table != "events":
+                    # a day's rows of these come only from billing it: any the working
+                    # database holds are a table laid out by day since these days were billed
+                    # (kept until the window moves on), never read back twice. (Events
+                    # accepted late into a frozen day are in the database and not in its
+                    # file: kept.)
+                    con.execute(
+                        f"delete from {table} where day >= $f and day < $b",
+                        {"f": first, "b": before},
+                    )
                 rows = read_sql(con, table, files, rehash=table == "events")
                 con.execute(f"insert into {table} {rows}")
         _set_frozen_before(con, first)

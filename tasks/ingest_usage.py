@@ -181,11 +181,12 @@ class UsageIngest:
                 # one pass: every line parsed, its facts checked (`clean`), its business
                 # rules applied and rated (issue 16: no second scan of a materialised batch)
                 execute(con, CHECKED, params)
-                unclean = con.execute(
-                    "select list(line_no order by line_no) from batch_checked where not clean"
-                ).fetchall()[0][0]
+                # (Arrow, not a Python list: a file of bad lines has a million of them)
+                unclean = con.sql(
+                    "select line_no from batch_checked where not clean"
+                ).to_arrow_table()["line_no"]
             with report.timed("reasons"):
-                if unclean:
+                if len(unclean):
                     # only the lines that failed a check go to Pandera for their reason (most
                     # pass): their facts read again, and its reason comes first (§3 order)
                     self._row_schema_reasons(rows, unclean, params)
@@ -194,11 +195,11 @@ class UsageIngest:
         finally:  # (after a failed statement the connection refuses even this: keep the error)
             _unregister(con, "chunk", "batch_files")
 
-    def _row_schema_reasons(self, rows: pa.Table, unclean: list[int], params: dict) -> None:
+    def _row_schema_reasons(self, rows: pa.Table, unclean: pa.ChunkedArray, params: dict) -> None:
         """`batch_checked.reason` of the lines that are not clean: the row schema's reason
         (tasks/validate.py) where it names one."""
         con = self.con
-        con.register("chunk", rows.filter(pc.is_in(rows["line_no"], pa.array(unclean))))
+        con.register("chunk", rows.filter(pc.is_in(rows["line_no"], value_set=unclean)))
         try:
             checked = frame(con, f"select line_no, {EVENT_CHECKS} from ({FACTS})", params)
         finally:
