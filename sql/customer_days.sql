@@ -63,9 +63,13 @@ listed as (
     -- are carried above)
     select customer_key from moved_customers
     union
+    -- (every customer with an order purchased before the day before's cutoff has a row
+    -- that day when it was billed: then only the day's orders can add one, and they are
+    -- among moved_customers; so the orders are read only when it was not billed)
     select o.customer_key
     from orders as o, bounds as b
     where o.purchased_at < b.cutoff
+        and not exists (select 1 from billed_days where day = $day - 1)
         and not exists (select 1 from previous as p where p.customer_key = o.customer_key)
 ),
 

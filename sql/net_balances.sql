@@ -1,8 +1,38 @@
--- Every listed customer's net balance at the cutoff of billing day $day (billing-rules §9),
--- with the credits rated over the last 7 days; suspensions and at_risk read it.
+-- The net balance at the cutoff of billing day $day (billing-rules §9) of every listed
+-- customer whose standing can have changed since the day before, with the credits rated
+-- over the last 7 days; suspensions and at_risk read it.
 create or replace temp table net_balances as
 with bounds as (
     select timezone($tz, ($day + 1)::timestamp) as cutoff
+),
+
+candidates as (
+    -- the customers whose standing can differ from the day before's: anything moved on
+    -- the day (a grant, a draw, a settlement, an expiry, arrears, a payment), usage over
+    -- the 7 days (at risk), an order purchased on the day, no row the day before, or on
+    -- the day before's suspension list. Any other customer is quiet: its balance, arrears
+    -- and 7 days' use stand as the day before, when it was neither suspended nor at risk
+    -- (so a quiet million costs nothing here). Every customer when the day before was
+    -- not billed (its list is not there to stand on).
+    select customer_key
+    from customer_days
+    where day = $day
+        and (
+            granted <> 0 or used <> 0 or settled <> 0 or expired <> 0 or arrears_opened <> 0
+            or payments_cny <> 0 or not exists (select 1 from billed_days where day = $day - 1)
+        )
+    union
+    select customer_key from customer_days where day between $day - 6 and $day and rated <> 0
+    union
+    select customer_key from orders where purchase_day = $day
+    union
+    select customer_key from suspensions where day = $day - 1
+    union
+    (
+        select customer_key from customer_days where day = $day
+        except
+        select customer_key from customer_days where day = $day - 1
+    )
 ),
 
 listed as (
@@ -10,6 +40,7 @@ listed as (
     select distinct o.customer_key
     from orders as o, bounds as b
     where o.purchased_at < b.cutoff
+        and o.customer_key in (select customer_key from candidates)
 ),
 
 valid_pools as (
@@ -20,11 +51,12 @@ valid_pools as (
     from (
         select customer_key, balance as credits
         from customer_days
-        where day = $day
+        where day = $day and customer_key in (select customer_key from listed)
         union all
         select p.customer_key, p.credits
         from pools as p, bounds as b
         where p.available_from = b.cutoff
+            and p.customer_key in (select customer_key from listed)
     )
     group by customer_key
 ),
@@ -32,13 +64,13 @@ valid_pools as (
 arrears as (
     select customer_key, arrears_outstanding
     from customer_days
-    where day = $day
+    where day = $day and customer_key in (select customer_key from listed)
 ),
 
 rated_7d as (
     select customer_key, sum(rated) as total_rated_7d
     from customer_days
-    where day between $day - 6 and $day
+    where day between $day - 6 and $day and rated <> 0
     group by customer_key
 ),
 

@@ -64,7 +64,22 @@ shown as (
     where p.expires_at > b.month_start
 ),
 
+carried_pools as (
+    -- the pools as the statements stand, as of the day before $pools_first (like $first; the
+    -- month's first while the month is young: tasks/statements.py): a pool without a day in
+    -- the month before $pools_first stands at zero, and its first day after (its grant)
+    -- opens at zero as well
+    select
+        customer_key, pool_id, granted, opening, used, settled, expired, remaining,
+        revenue_cny, revenue_to_date_cny, breakage_cny
+    from statement_pools
+    where month = $month and $pools_first > $month
+        and customer_key in (select customer_key from statement_customers)
+    qualify revision = max(revision) over (partition by customer_key)
+),
+
 month_figures as (
+    -- the days from $pools_first: the month's, or the ones after the statements as they stand
     select
         pool_key,
         sum(granted) as granted,
@@ -77,7 +92,7 @@ month_figures as (
         arg_max(revenue_cum, day) as revenue_to_date_cny,
         sum(breakage_cny) as breakage_cny
     from pool_days
-    where day between $month and $day
+    where day between $pools_first and $day
         and customer_key in (select customer_key from statement_customers)
     group by pool_key
 ),
@@ -92,18 +107,19 @@ pool_lines as (
             when s.expires_at <= b.cutoff then 'expired'
             else 'active'
         end as state,
-        coalesce(f.granted, 0) as granted,
-        coalesce(f.opening, 0) as opening,
-        coalesce(f.used, 0) as used,
-        coalesce(f.settled, 0) as settled,
-        coalesce(f.expired, 0) as expired,
-        coalesce(f.remaining, 0) as remaining,
-        coalesce(f.revenue_cny, 0) as revenue_cny,
-        coalesce(f.revenue_to_date_cny, 0) as revenue_to_date_cny,
-        coalesce(f.breakage_cny, 0) as breakage_cny
+        coalesce(c.granted, 0) + coalesce(f.granted, 0) as granted,
+        coalesce(c.opening, f.opening, 0) as opening,
+        coalesce(c.used, 0) + coalesce(f.used, 0) as used,
+        coalesce(c.settled, 0) + coalesce(f.settled, 0) as settled,
+        coalesce(c.expired, 0) + coalesce(f.expired, 0) as expired,
+        coalesce(f.remaining, c.remaining, 0) as remaining,
+        coalesce(c.revenue_cny, 0) + coalesce(f.revenue_cny, 0) as revenue_cny,
+        coalesce(f.revenue_to_date_cny, c.revenue_to_date_cny, 0) as revenue_to_date_cny,
+        coalesce(c.breakage_cny, 0) + coalesce(f.breakage_cny, 0) as breakage_cny
     from shown as s
     cross join bounds as b
     left join month_figures as f using (pool_key)
+    left join carried_pools as c on c.customer_key = s.customer_key and c.pool_id = s.pool_id
 )
 
 -- §7 per pool: revenue to date + breakage + deferred = amount paid

@@ -6,6 +6,9 @@ from datetime import date, timedelta
 
 from tasks.db import run_sql, scalar
 
+# from this day of a month on (0: the first), the pools' drafts add the days since the last
+# refresh to the pools as they stand, instead of summing the month's pool_days
+POOLS_CARRIED_FROM = 7
 DRAFTS = (
     "statement_customers",
     "statement_line_drafts",
@@ -45,12 +48,21 @@ def statements_day(con, day: date, *, tz: str, refresh: bool = True) -> int:
     params = {"day": day, "tz": tz, "month": month_of(day), "final": is_month_end(day)}
     run_sql(con, "statement_customers", params)
     params["first"] = first_day_summed(con, params["month"])
+    params["pools_first"] = pools_first_day(day, params["month"], params["first"])
     run_sql(con, "statement_drafts", params)
     run_sql(con, "statements", params)
     written = scalar(con, "select count(*) from statement_revisions")
     for table in (*DRAFTS, "statement_scope", "statement_revisions"):
         con.execute(f"drop table if exists {table}")
     return written
+
+
+def pools_first_day(day: date, month: date, first: date) -> date:
+    """The first day the pools' drafts sum: `first`, once the month is POOLS_CARRIED_FROM days
+    old. Before that, the month's first: a young month's few days of `pool_days` cost less
+    to read than the statements' pools as they stand (every pool of every drafted customer,
+    queued ones included). The figures are the same either way."""
+    return first if (day - month).days >= POOLS_CARRIED_FROM else month
 
 
 def first_day_summed(con, month: date) -> date:

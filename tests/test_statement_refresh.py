@@ -144,9 +144,20 @@ def test_statements_drafted_for_changed_customers_equal_statements_drafted_for_a
         summed_from.append((month, first_day_summed(con, month)))
         return summed_from[-1][1]
 
+    pools_from: list[tuple[date, date]] = []
+    pools_first_day = tasks.statements.pools_first_day
+
+    def recording_pools(day, month, first):
+        pools_from.append((month, pools_first_day(day, month, first)))
+        return pools_from[-1][1]
+
     monkeypatch.setattr(tasks.statements, "run_sql", counting)
     monkeypatch.setattr(tasks.statements, "first_day_summed", recording)
+    monkeypatch.setattr(tasks.statements, "pools_first_day", recording_pools)
     got = history(tmp_path / "changed")
+    # the pools too: added to as they stood late in November, summed in young December
+    assert any(first > month for month, first in pools_from), pools_from
+    assert any(first == month and first.month == 12 for month, first in pools_from), pools_from
     # most refreshes summed only the days since the last one; some (a new month, late data,
     # the rebill) the whole month
     assert any(first > month for month, first in summed_from), summed_from

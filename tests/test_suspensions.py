@@ -161,6 +161,41 @@ def test_suspended_since_runs_unbroken_and_a_pool_starting_at_the_cutoff_counts_
     ]
 
 
+def test_a_customer_suspended_then_quiet_for_weeks_is_listed_every_day(inbox):
+    # net balances are figured only for customers whose standing can change (anything on
+    # the day, usage in the week, on yesterday's list): a quiet suspended customer stays
+    # listed, in arrears (a1) or out of credits (n1), long after its last usage left the week
+    inbox.orders(
+        [
+            order("o1", "a1", "basic", 1, "30", "2026-11-01T10:00:00+08:00"),
+            order("o2", "n1", "basic", 1, "30", "2026-11-01T10:00:00+08:00"),
+            order("o3", "q1", "basic", 1, "30", "2026-11-01T10:00:00+08:00"),
+        ]
+    )
+    inbox.usage(
+        copy_requests("a1", range(1, 2), 350)
+        + copy_requests("n1", range(1, 2), 300)
+        + copy_requests("q1", range(1, 2), 10)
+    )
+    bill_with_lists(inbox, "2026-11-20")
+    con = inbox.warehouse()
+    days = [date(2026, 11, d) for d in range(1, 21)]
+    listed = rows(
+        con,
+        "select customer_id, day, reason, net_balance, suspended_since from suspensions "
+        "order by customer_id, day",
+    )
+    assert listed == [("a1", d, "arrears", -50, days[0]) for d in days] + [
+        ("n1", d, "no_credits", 0, days[0]) for d in days
+    ]
+    assert rows(con, "select customer_id, day, change from suspension_changes order by 1") == [
+        ("a1", days[0], "suspended"),
+        ("n1", days[0], "suspended"),
+    ]
+    # q1 (290 credits left after 10 used) is never at risk, and never listed
+    assert rows(con, "select distinct customer_id from at_risk") == []
+
+
 def test_only_customers_with_an_order_purchased_before_the_cutoff_are_listed(inbox):
     inbox.orders(
         [
