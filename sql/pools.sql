@@ -58,7 +58,12 @@ keyed as (
                 )
         ) as pool_key
     from periods as p
-    left join pools as k on k.order_id = p.order_id and k.period_index = p.period_index
+    left join (
+        -- (the scope's customers' pools, picked by key before their order ids are compared)
+        select pool_key, order_id, period_index
+        from pools
+        where customer_key in (select customer_key from starts)
+    ) as k on k.order_id = p.order_id and k.period_index = p.period_index
 ),
 
 pooled as (
