@@ -24,6 +24,15 @@ carried as (
     where day = $day - 1
 ),
 
+opened as materialized (
+    -- (materialized: the live pools are joined with the day before's close once, not once
+    -- for `busy` and once for the result — a million customers' pools)
+    select l.*, c.pool_key is not null as closed_before, c.remaining as closed_remaining,
+        c.drawn_cum as closed_drawn, c.revenue_cum as closed_revenue
+    from live as l
+    left join carried as c using (pool_key)
+),
+
 busy as (
     select customer_key from events
     where day = $day and credits > 0 and $shard_filter
@@ -31,10 +40,9 @@ busy as (
     select customer_key from customer_days
     where day = $day - 1 and arrears_outstanding > 0 and $shard_filter
     union
-    select l.customer_key
-    from live as l
-    left join carried as c using (pool_key)
-    where l.grant_day = $day or c.pool_key is null
+    select customer_key
+    from opened
+    where grant_day = $day or not closed_before
 )
 
 select
@@ -45,9 +53,8 @@ select
     l.credits,
     l.amount_cny,
     case when l.grant_day = $day then l.credits else 0 end as granted,
-    coalesce(c.remaining, l.credits) as opening,
-    coalesce(c.drawn_cum, 0) as drawn_before,
-    coalesce(c.revenue_cum, 0) as revenue_before,
+    coalesce(l.closed_remaining, l.credits) as opening,
+    coalesce(l.closed_drawn, 0) as drawn_before,
+    coalesce(l.closed_revenue, 0) as revenue_before,
     l.customer_key in (select customer_key from busy) as busy
-from live as l
-left join carried as c using (pool_key)
+from opened as l

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import polars as pl
 import pytest
 
 import tasks.deduct as deduct
-from tasks.invariants import InvariantError
+from tasks.db import connect
+from tasks.invariants import InvariantError, check_day
 from tests.conftest import event, one, order
 
 
@@ -45,3 +48,36 @@ def test_a_credit_lost_in_deduction_stops_the_run_and_leaves_the_warehouse_as_it
         )
         == "failed"
     )
+
+
+BREACHES = {
+    # each a change to a billed day's rows that breaks exactly the one invariant
+    "pool_conservation": "update pool_days set remaining = remaining - 1, opening = opening - 1",
+    "pool_money": "update pool_days set revenue_cny = -1",
+    "rated_equals_drawn_plus_arrears": "update customer_days set rated = rated + 1",
+    "arrears_not_negative": "update customer_days set arrears_outstanding = -1",
+    "deferred_not_negative": "update customer_days set deferred_cny = -1",
+    "balance_rolls_forward": "update customer_days set balance = balance + 1",
+    "event_charged_once": "update events set credits = credits + 1",
+    "ledger_matches_pool_days": "update pool_days set used = used + 1, opening = opening + 1",
+}
+
+
+def test_every_invariant_names_its_own_breach(inbox):
+    inbox.orders([order("o1", "c1", "basic", 1, "30", "2026-11-26T10:00:00+08:00")])
+    inbox.usage([event("e1", "c1", "copy_generation", 3, "2026-11-26T11:00:00+08:00")])
+    inbox.bill("2026-11-26")
+    day = date(2026, 11, 26)
+    con = connect(inbox.settings.state_db)
+    try:
+        assert set(check_day(con, day)) == set(BREACHES)  # all counted, none broken
+        for name, breach in BREACHES.items():
+            con.execute("begin")
+            con.execute(f"{breach} where day = ?", [day])
+            with pytest.raises(InvariantError) as broken:
+                check_day(con, day)
+            con.execute("rollback")
+            assert f"invariants: {name} (1 rows); nothing published" in str(broken.value)
+        assert not any(check_day(con, day).values())
+    finally:
+        con.close()
