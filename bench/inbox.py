@@ -26,9 +26,15 @@ __all__ += ["src_key", "version", "warmup_files", "write_late_usage"]
 
 
 def src_key(
-    workdir: Path, customers: int, events: int, seed: int, active: int | None = None
+    workdir: Path,
+    customers: int,
+    events: int,
+    seed: int,
+    active: int | None = None,
+    mature: bool = False,
 ) -> Path:
     """The folder of one inbox and the states billed from it: its parameters, the generator's
     version and the catalog's digest."""
     quiet = f"-a{active}" if active is not None and active < customers else ""
+    quiet += "-m" if mature else ""
     return Path(workdir).absolute() / f"c{customers}{quiet}-e{events}-s{seed}-v{version()}"

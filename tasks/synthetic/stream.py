@@ -85,11 +85,14 @@ def make_plan(
     seed: int,
     catalog: Catalog | None = None,
     active: int | None = None,
+    mature: bool = False,
 ) -> Plan:
     """Customers, their editions, packages and the warm-up arrears, from the seed.
 
     active: only the first `active` customers use the service or buy packages (the others
-    hold a subscription, renew it, and are quiet); None: all of them."""
+    hold a subscription, renew it, and are quiet); None: all of them.
+    mature: the base has bought packages every day for a year before day 0, as it goes on
+    doing (`_top_up`): on day 0 it holds as many live packages as a year later."""
     model = Model(catalog or load_catalog(DEFAULT_CATALOG), seed)
     rng, n = np.random.default_rng([seed, customers, 0]), customers
     cust = Customers.new(n)
@@ -114,7 +117,31 @@ def make_plan(
     plan.carriers = np.sort(rng.choice(plain, k, replace=False)) if k else plan.carriers
     plan.carrier_credits = total[plan.carriers] + 500
     plan.balance[plan.carriers] = -500.0
+    if mature:
+        _year_of_packages(plan, monthly)
     return plan
+
+
+def _year_of_packages(plan: Plan, monthly: np.ndarray) -> None:
+    """The packages a year of top-ups before day 0 left (a mature base): each of the 365 days
+    before day 0, BUYER_SHARE of the active customers buy the package that covers about
+    TOP_UP_DAYS of their use, as `_top_up` does on event days; the carriers of the warm-up
+    arrears buy none (their arrears need pools smaller than their oversized event). A
+    generator of its own, so that the rest of the plan is the same with or without it."""
+    if not plan.model.packages:
+        return
+    rng = np.random.default_rng([plan.seed, plan.customers, 6])
+    who = np.setdiff1d(np.arange(plan.active), plan.carriers)
+    buyers = min(len(who), max(1, round(BUYER_SHARE * plan.active)))
+    daily = monthly / plan.model.period_days
+    for d in range(-365, 0):
+        d0 = midnight_of(d)
+        for c in rng.choice(who, buyers, replace=False).astype(int):
+            pk = _package_for(plan.model, TOP_UP_DAYS * daily[c])
+            ts = int(d0 + rng.integers(8 * 3600, 20 * 3600))
+            plan.history_orders.append(
+                {"ts": ts, "cust": int(c), "product": pk["code"], "term": None}
+            )
 
 
 def _terms(rng, model: Model, edition: np.ndarray) -> np.ndarray:
