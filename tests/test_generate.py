@@ -309,3 +309,28 @@ def test_bench_days_depend_only_on_their_day_and_keep_their_shape(tmp_path):
     state = {"customers": everyone, "enterprise": everyone, "lines": set(), "ids": set()}
     kinds = [classify_event(line, state) for line in read_lines(files[3])]
     assert len(kinds) == events and kinds.count(None) >= 0.99 * events
+
+
+def test_a_mature_bench_base_holds_a_year_of_packages_and_is_otherwise_the_same(tmp_path):
+    """`make_plan(mature=True)` (bench/run.py --mature-base): 2 % of the customers bought a
+    package on each of the 365 days before day 0 (not the carriers of the warm-up arrears);
+    the subscriptions, carriers and event days are those of the plain plan, byte for byte."""
+    customers, events = 200, 2000
+    plain = stream.make_plan(customers, events, 5)
+    mature = stream.make_plan(customers, events, 5, mature=True)
+    base = len(plain.history_orders)
+    assert mature.history_orders[:base] == plain.history_orders
+    year = mature.history_orders[base:]
+    assert len(year) == 365 * 4 and {o["term"] for o in year} == {None}
+    days = Counter((o["ts"] - stream.midnight_of(0)) // 86400 for o in year)
+    assert sorted(days) == list(range(-365, 0)) and set(days.values()) == {4}
+    assert not {o["cust"] for o in year} & set(plain.carriers.tolist())
+    files = stream.warmup_files(tmp_path / "m", mature)
+    assert stream.day_files(tmp_path / "m", mature, 0)[1].read_bytes() == (
+        stream.day_files(tmp_path / "p", plain, 0)[1].read_bytes()
+    )
+    with files[0].open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    seen: dict = {}
+    assert len(rows) == base + len(year)
+    assert [classify_order(r, seen) for r in rows] == [None] * len(rows)
