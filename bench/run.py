@@ -216,11 +216,14 @@ def history_chain(b: Bench) -> tuple[Path, list[dict]]:
     # the chain's runs are minutes apart, the nights they stand for a day apart: each collects
     # the day files the runs before it replaced, as a run a day later would (kept two hours for
     # readers, tasks/day_files.py collect) — not a year's worth at once on the last day
+    kept = os.environ.get("ADBILL_KEEP_OLD_FILES_SECONDS")
     os.environ["ADBILL_KEEP_OLD_FILES_SECONDS"] = "0"
     try:
         _chain(b, series)
     finally:
-        del os.environ["ADBILL_KEEP_OLD_FILES_SECONDS"]
+        os.environ.pop("ADBILL_KEEP_OLD_FILES_SECONDS")
+        if kept is not None:
+            os.environ["ADBILL_KEEP_OLD_FILES_SECONDS"] = kept
     save_state(b.run_dir, snap)
     log.write_text(json.dumps(series))
     return snap, series
