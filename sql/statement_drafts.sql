@@ -71,11 +71,12 @@ carried_pools as (
     -- the pools as the statements stand, as of the day before $pools_first (like $first; the
     -- month's first while the month is young: tasks/statements.py): a pool without a day in
     -- the month before $pools_first stands at zero, and its first day after (its grant)
-    -- opens at zero as well
+    -- opens at zero as well; so does a queued pool, which a month-to-date statement does not
+    -- store (sql/schema/015)
     select
         customer_key, pool_id, granted, opening, used, settled, expired, remaining,
         revenue_cny, revenue_to_date_cny, breakage_cny
-    from statement_pools
+    from statement_pool_rows
     where month = $month and $pools_first > $month
         and customer_key in (select customer_key from statement_customers)
     qualify revision = max(revision) over (partition by customer_key)

@@ -43,7 +43,7 @@ delete from statement_lines as s
 using statement_revisions as r
 where s.month = $month and s.customer_key = r.customer_key and s.revision = r.revision;
 
-delete from statement_pools as s
+delete from statement_pool_rows as s
 using statement_revisions as r
 where s.month = $month and s.customer_key = r.customer_key and s.revision = r.revision;
 
@@ -62,10 +62,13 @@ select l.*, $month as month, r.revision
 from statement_line_drafts as l
 join statement_revisions as r using (customer_key);
 
-insert into statement_pools by name
+-- a month-to-date statement's queued pools are not stored (the view statement_pools derives
+-- them: sql/schema/015); a final one keeps every pool as issued
+insert into statement_pool_rows by name
 select p.*, $month as month, r.revision
 from statement_pool_drafts as p
-join statement_revisions as r using (customer_key);
+join statement_revisions as r using (customer_key)
+where $final or p.state <> 'queued';
 
 -- the month's refresh: its month-to-date statements (of the customers not drafted again
 -- too: statement_customers, nothing of theirs changed) run through this day, final on the

@@ -221,13 +221,23 @@ def _day_stages(
 def _mark_billed(con, day: date, run_id: str | None) -> None:
     """The pools' remaining credits as the day left them, and the day recorded as billed (with
     the last file it saw, so a later file that touches it makes it stale)."""
-    moved = (
-        "pool_days as d where d.pool_key = pools.pool_key and d.day = $day "
-        "and pools.remaining is distinct from d.remaining"
+    # the pools whose remaining the day changed, found once (a million customers' pools are
+    # joined with the day's pool_days once, not once to record them and once to update them)
+    execute(
+        con,
+        "create or replace temp table moved_pools as select d.pool_key, d.remaining "
+        "from pool_days as d join pools using (pool_key) "
+        "where d.day = $day and pools.remaining is distinct from d.remaining",
+        {"day": day},
     )
     # the published pools are written as the rows changed (tasks/keyed_files.py)
-    record_changes(con, "pools", f"select pools.pool_key from pools, {moved}", {"day": day})
-    execute(con, f"update pools set remaining = d.remaining from {moved}", {"day": day})
+    record_changes(con, "pools", "select pool_key from moved_pools")
+    execute(
+        con,
+        "update pools set remaining = m.remaining from moved_pools as m "
+        "where m.pool_key = pools.pool_key",
+    )
+    con.execute("drop table moved_pools")
     execute(
         con,
         "insert into billed_days select $day, $run_id, now(), "

@@ -39,7 +39,7 @@ PARTITIONED = (
 # the per-month tables (a statement of a month, its lines and pools): written by month as a
 # base and the statements changed since (tasks/keyed_files.py); the working database keeps
 # them whole
-MONTHLY = ("statement_rows", "statement_lines", "statement_pools")
+MONTHLY = ("statement_rows", "statement_lines", "statement_pool_rows")
 # columns not written (recomputed when read: the event id hash depends on the DuckDB reading)
 NOT_WRITTEN = {"events": ("id_hash",)}
 DAYS_DIR = "days"  # under the state dir

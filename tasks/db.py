@@ -101,8 +101,19 @@ def _statements_to_rows(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("alter table statements rename to statement_rows")
 
 
+def _statement_pools_to_rows(con: duckdb.DuckDBPyConnection) -> None:
+    """Before 015: the table `statement_pools` renamed statement_pool_rows (the name is the
+    view's from then on) — once, as for 011."""
+    if scalar(
+        con,
+        "select count(*) from duckdb_tables() where database_name = current_database() "
+        "and schema_name = 'main' and table_name = 'statement_pools'",
+    ):
+        con.execute("alter table statement_pools rename to statement_pool_rows")
+
+
 # a step a migration needs that SQL cannot guard, run just before its file, in its transaction
-BEFORE = {11: _statements_to_rows}
+BEFORE = {11: _statements_to_rows, 15: _statement_pools_to_rows}
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection, schema_dir: Path | None = None) -> None:

@@ -82,12 +82,57 @@ order by l.credits desc, l.function
 # only the pools a page shows: granted, expired or active in the month, or queued and paid
 # for in the month; most pools are later periods paid for earlier
 POOLS = """,
+stored as (
+    select l.*
+    from statement_pool_rows as l
+    join chosen as s using (customer_key, month, revision)
+    where l.month in (select unnest($months))
+),
+
+paid as (
+    select
+        customer_key,
+        order_id,
+        min(purchased_at) as purchased_at,
+        min(purchase_day) as purchase_day,
+        min(ingested_at) as ingested_at
+    from orders
+    where customer_key in (select customer_key from chosen)
+    group by customer_key, order_id
+),
+
+queued as (
+    -- a month-to-date statement's queued pools are not stored (sql/schema/015, the view
+    -- statement_pools derives them for every statement): here only the ones a page shows,
+    -- paid for in the month
+    select
+        s.customer_key, s.month, p.pool_id, p.order_id, o.purchased_at, p.source, p.product,
+        p.period_index, 'queued' as state, p.credits, 0 as granted, 0 as expired,
+        0 as remaining, p.amount_cny, 0::decimal(18, 2) as breakage_cny, p.available_from,
+        p.expires_at
+    from chosen as s
+    join statement_rows as r using (customer_key, month, revision)
+    join pools as p on p.customer_key = s.customer_key and p.grant_day > s.through_day
+    join paid as o
+        on o.customer_key = p.customer_key
+        and o.order_id = p.order_id
+        and o.purchase_day between s.month and s.through_day
+        and o.ingested_at <= s.updated_at
+    where r.status = 'month_to_date'
+),
+
 shown as (
     select l.*,
            strftime(timezone($tz, l.purchased_at), '%Y-%m-%d') as paid_on
-    from statement_pools as l
-    join chosen as s using (customer_key, month, revision)
-    where l.month in (select unnest($months))
+    from (
+        select
+            customer_key, month, pool_id, order_id, purchased_at, source, product,
+            period_index, state, credits, granted, expired, remaining, amount_cny,
+            breakage_cny, available_from, expires_at
+        from stored
+        union all by name
+        select * from queued
+    ) as l
 )
 select customer_key, month, pool_id, order_id, source, product, period_index, state,
        credits, granted, expired, remaining, amount_cny, breakage_cny, paid_on,

@@ -48,6 +48,7 @@ INTERNAL = frozenset(
         "keyed_changes",
         "statement_rows",
         "statement_months",
+        "statement_pool_rows",
     }
 )
 
