@@ -67,6 +67,13 @@ where not s.every
 
 union
 
+-- an order paid on one of the days (one of no amount moves no figure, but shows its pools)
+select o.customer_key
+from orders as o, scope as s
+where not s.every and o.purchase_day between s.day and $day
+
+union
+
 select c.customer_key
 from customer_days as c, scope as s
 where c.day = $day

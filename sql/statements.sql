@@ -70,6 +70,26 @@ from statement_pool_drafts as p
 join statement_revisions as r using (customer_key)
 where $final or p.state <> 'queued';
 
+-- the month's last refresh makes the month-to-date statements not drafted again final as they
+-- stand: their queued pools, derived while the month was open (the view statement_pools,
+-- sql/schema/015; an open month stores none), are stored as issued before the month is
+-- marked final (once: a final month's are stored already)
+create or replace temp table issued_queued as
+select p.*
+from statement_pools as p
+join statement_rows as s using (customer_key, month, revision)
+where $final and p.month = $month and p.state = 'queued' and s.status = 'month_to_date'
+    and not exists (select 1 from statement_months as m where m.month = $month and m.final);
+
+insert into statement_pool_rows by name
+select * from issued_queued;
+
+insert or replace into keyed_changes
+select distinct 'statements', $month, customer_key, false
+from issued_queued;
+
+drop table issued_queued;
+
 -- the month's refresh: its month-to-date statements (of the customers not drafted again
 -- too: statement_customers, nothing of theirs changed) run through this day, final on the
 -- month's last; a final month stays as it was finalised

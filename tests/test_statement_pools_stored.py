@@ -1,6 +1,7 @@
-"""A month-to-date statement does not store its queued pools (sql/schema/015): the view
+"""An open month's statement does not store its queued pools (sql/schema/015): the view
 `statement_pools` derives them, so analysts and documents see every pool as before, while a
-customer drafted again writes its started pools only. A final statement stores every pool."""
+customer drafted again writes its started pools only. Once the month is final every pool of
+its statements is stored, as issued: later orders that move pools do not change them."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import duckdb
 import pytest
 
 from tasks.db import connect
-from tests.conftest import Inbox, rows
+from tests.conftest import Inbox, event, order, rows
 from tests.helpers_issue3 import billed_example
+from tests.test_prices import catalog
 from tests.test_statements import mixed_inbox
 
 pytestmark = pytest.mark.usefixtures("today_after_the_examples")
@@ -60,16 +62,68 @@ def test_an_order_paid_after_the_cutoff_is_not_among_the_queued_pools(mid_month)
     assert rows(con, "select * from statement_pools where order_id = 'p3'") == []
 
 
-def test_a_final_statement_stores_its_queued_pools_as_issued(billed):
+def test_a_final_month_stores_every_pool_of_its_statements_as_issued(billed):
     con = billed_example(billed, mixed_inbox, "2026-12-31").warehouse()
-    stored = dict(
-        rows(
-            con,
-            "select state, count(*) from statement_pool_rows as p join statements as s "
-            "using (customer_key, month, revision) where s.status = 'final' group by all",
-        )
-    )
-    assert stored.get("queued", 0) > 0
+    final = "from {} as p join statements as s using (customer_key, month, revision) "
+    final += "where s.status = 'final'"
+    stored = rows(con, "select * exclude (customer_key) " + final.format("statement_pool_rows"))
+    shown = rows(con, "select * exclude (customer_key) " + final.format("statement_pools"))
+    assert sorted(stored) == sorted(shown)  # nothing derived
+    assert any(r[13] == "queued" for r in stored)  # (the 14th column: state)
+    assert rows(con, UNBALANCED) == []
+
+
+def test_an_issued_statement_keeps_its_pools_when_a_late_order_moves_them(inbox):
+    """x's 12-month professional term (bought 2026-11-10) queues its later months; x is quiet
+    after the refresh of 2026-11-20, so the month's last refresh makes its statement final as
+    it stands (not drafted again) and stores the queued pools it derived. A 1-month
+    professional order bought 2026-11-05, delivered in December, comes first: the term's
+    pools move later, November gets a second revision, and the first keeps its pools."""
+    inbox.orders([order("a", "x", "professional", 12, "1416", "2026-11-10T10:00:00+08:00")])
+    inbox.usage([event("x-1", "x", "copy_generation", 3, "2026-11-12T10:00:00+08:00")])
+    inbox.bill("2026-11-20")
+    inbox.bill("2026-12-02")
+    con = inbox.warehouse()
+    carried = "select status from statement_rows where customer_id = 'x' and month = $m"
+    assert rows(con, carried, {"m": NOV}) == [("month_to_date",)]  # final by the refresh
+    mine = "select * from statement_pools where customer_id = 'x' and month = $m"
+    issued = rows(con, mine + " and revision = 1 order by all", {"m": NOV})
+    assert [r[-11] for r in issued].count("queued") == 11  # (state)
+    stored = "select * from statement_pool_rows where customer_id = 'x' and month = $m"
+    assert rows(con, stored + " order by all", {"m": NOV}) == issued
+    con.close()
+    inbox.orders([order("b", "x", "professional", 1, "118", "2026-11-05T10:00:00+08:00")])
+    inbox.bill("2026-12-03")
+    con = inbox.warehouse()
+    revisions = "select revision from statements where customer_id = 'x' and month = $m"
+    assert sorted(r[0] for r in rows(con, revisions, {"m": NOV})) == [1, 2]
+    assert rows(con, mine + " and revision = 1 order by all", {"m": NOV}) == issued
+    moved = rows(con, mine + " and revision = 2 and order_id = 'a' order by all", {"m": NOV})
+    assert moved != [r for r in issued if r[5] == "a"]  # (order_id) the term starts later now
+    assert rows(con, UNBALANCED) == []
+
+
+FREE_BASIC_FROM_NOV_21 = """
+[[editions]]
+code = "basic"
+effective_from = 2026-11-21T00:00:00+08:00
+monthly_fee_cny = "0"
+"""
+
+
+def test_an_order_of_no_amount_on_a_quiet_day_drafts_its_statement_again(inbox, tmp_path):
+    """An order whose price is 0 moves no figure of its day (no payment, its pools queued),
+    yet its pools are part of the statement: the statement is drafted again that day."""
+    inbox.settings_overrides = {"catalog_path": catalog(tmp_path, FREE_BASIC_FROM_NOV_21)}
+    inbox.orders([order("a", "x", "basic", 1, "30", "2026-11-02T10:00:00+08:00")])
+    inbox.bill("2026-11-20")
+    inbox.orders([order("b", "x", "basic", 6, "0", "2026-11-21T10:00:00+08:00")])
+    inbox.bill("2026-11-22")
+    con = inbox.warehouse()
+    drafted = "select through_day from statement_rows where customer_id = 'x' and month = $m"
+    assert rows(con, drafted, {"m": NOV}) == [(date(2026, 11, 22),)]  # not 20: drafted
+    shown = "select state, count(*) from statement_pools where order_id = 'b' group by all"
+    assert rows(con, shown) == [("queued", 6)]
     assert rows(con, UNBALANCED) == []
 
 

@@ -1,25 +1,36 @@
 -- A month-to-date statement's queued pools (the later periods of a long term, paid for and
 -- not started at the cutoff: ~85 % of a month's statement pools with annual subscriptions)
--- are not stored: every figure of a queued pool is zero but its deferred amount, and which
--- pools are queued follows from `pools` and `orders`. So a customer drafted again (a grant,
--- an expiry, a day's usage) writes its few started pools, not a year of queued ones.
--- `statement_pool_rows` holds the stored pools (every pool of a final statement: its record
--- as issued); the view `statement_pools` adds a month-to-date statement's queued pools as of
--- its month's last refresh. The table `statement_pools` of a data dir from before is renamed
--- statement_pool_rows just before this file runs (tasks/db.py BEFORE). Re-runnable.
+-- are not stored while its month is open: every figure of a queued pool is zero but its
+-- deferred amount, and which pools are queued follows from `pools` and `orders`. So a
+-- customer drafted again (a grant, an expiry, a day's usage) writes its few started pools,
+-- not a year of queued ones. `statement_pool_rows` holds the stored pools: every pool of a
+-- statement once its month is final (a final draft stores them all; the month's last refresh
+-- stores the derived ones of the statements it makes final: sql/statements.sql), so an issued
+-- statement keeps its pools when later orders move them. The view `statement_pools` adds an
+-- open month's queued pools as of its last refresh. The table `statement_pools` of a data dir
+-- from before is renamed statement_pool_rows just before this file runs (tasks/db.py BEFORE).
+-- Re-runnable.
 
--- a data dir from before stored them: their statements are written to the next delta files
--- without them (tasks/keyed_files.py), and the view derives them
-insert or replace into keyed_changes
-select distinct 'statements', p.month, p.customer_key, false
+-- a data dir from before stored them: an open month's statements are written to the next
+-- delta files without them (tasks/keyed_files.py), and the view derives them; a final month
+-- keeps them as issued
+create or replace temp table open_queued as
+select p.customer_key, p.month, p.revision, p.pool_id
 from statement_pool_rows as p
 join statement_rows as s using (customer_key, month, revision)
-where s.status = 'month_to_date' and p.state = 'queued';
+left join statement_months as m on m.month = p.month
+where s.status = 'month_to_date' and p.state = 'queued' and not coalesce(m.final, false);
+
+insert or replace into keyed_changes
+select distinct 'statements', month, customer_key, false
+from open_queued;
 
 delete from statement_pool_rows as p
-using statement_rows as s
-where p.customer_key = s.customer_key and p.month = s.month and p.revision = s.revision
-    and s.status = 'month_to_date' and p.state = 'queued';
+using open_queued as q
+where p.customer_key = q.customer_key and p.month = q.month and p.revision = q.revision
+    and p.pool_id = q.pool_id;
+
+drop table open_queued;
 
 update day_files set table_name = 'statement_pool_rows' where table_name = 'statement_pools';
 
@@ -29,10 +40,10 @@ from statement_pool_rows
 
 union all by name
 
--- a month-to-date statement's queued pools as of its month's last refresh (through_day): the
--- pools not started at its cutoff (grant_day after it) whose order was paid by then
--- (purchase_day) and known then (ingested before the refresh: a late order does not change a
--- statement already issued, it gets a new revision)
+-- an open month's month-to-date statement's queued pools as of the month's last refresh
+-- (through_day): the pools not started at its cutoff (grant_day after it) whose order was
+-- paid by then (purchase_day) and known then (ingested before the refresh: an order of a run
+-- that failed before its statements is not shown before they count it)
 select
     s.customer_id,
     s.customer_key,
@@ -78,7 +89,7 @@ join (
     and o.order_id = p.order_id
     and o.purchase_day <= coalesce(m.through_day, s.through_day)
     and o.ingested_at <= coalesce(m.refreshed_at, s.updated_at)
-where s.status = 'month_to_date';
+where s.status = 'month_to_date' and not coalesce(m.final, false);
 
 comment on table statement_pool_rows is 'The stored pools of each statement revision (a month-to-date one''s queued pools are derived: the view statement_pools); internal';
 comment on view statement_pools is 'One row per statement and pool: every pool paid for by the statement''s cutoff that had not expired when the month began, with its figures over the month';
