@@ -5,6 +5,7 @@ its statements is stored, as issued: later orders that move pools do not change 
 
 from __future__ import annotations
 
+import shutil
 from datetime import date
 
 import duckdb
@@ -159,3 +160,27 @@ def test_a_data_dir_from_before_loses_no_pool_and_its_next_warehouse_shows_each_
         con.close()
     inbox.bill("2026-11-15")  # nothing new: the files written again, the warehouse published
     assert rows(inbox.warehouse(), POOLS) == before
+
+
+def test_documents_read_a_warehouse_published_before_015_as_they_read_todays(mid_month, tmp_path):
+    """`adbill statement` reads the published warehouse, which may come from before 015 (every
+    pool stored in statement_pools) until the next run: the pages show the same pools."""
+    from tasks.documents_data import statement_data
+
+    old = tmp_path / "old.duckdb"
+    shutil.copy(mid_month.settings.db, old)
+    con = duckdb.connect(str(old))
+    con.execute("create table main.every_pool as select * from main.statement_pools")
+    con.execute("drop view main.statement_pools")
+    con.execute("drop view internal.statement_pool_rows")
+    con.execute("alter table main.every_pool rename to statement_pools")
+    con.close()
+    today = connect(mid_month.settings.db, read_only=True)
+    before = connect(old, read_only=True)
+    try:
+        got = [statement_data(c, [NOV], "Asia/Shanghai") for c in (today, before)]
+    finally:
+        today.close()
+        before.close()
+    assert [s["pools"] for s in got[0]] == [s["pools"] for s in got[1]]
+    assert any(p["state"] == "queued" for s in got[0] for p in s["pools"])
