@@ -91,7 +91,7 @@ join (
     and o.ingested_at <= coalesce(m.refreshed_at, s.updated_at)
 where s.status = 'month_to_date' and not coalesce(m.final, false);
 
-comment on table statement_pool_rows is 'The stored pools of each statement revision (a month-to-date one''s queued pools are derived: the view statement_pools); internal';
+comment on table statement_pool_rows is 'The stored pools of each statement revision (every pool once its month is final; an open month''s queued pools are derived by the view statement_pools); internal';
 comment on view statement_pools is 'One row per statement and pool: every pool paid for by the statement''s cutoff that had not expired when the month began, with its figures over the month';
 comment on column statement_pools.state is 'queued (not started at the cutoff), active or expired';
 comment on column statement_pools.granted is 'Credits granted in the month';
