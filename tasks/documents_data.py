@@ -79,67 +79,15 @@ where l.month in (select unnest($months))
 order by l.credits desc, l.function
 """
 
-# the pools a page shows: the stored ones, and an open month's queued ones derived
-# (sql/schema/015); a warehouse published before 015 stored them all in statement_pools
-STORED = """,
-stored as (
-    select l.*
-    from {table} as l
-    join chosen as s using (customer_key, month, revision)
-    where l.month in (select unnest($months))
-),
-
-"""
-
-QUEUED = """paid as (
-    select
-        customer_key,
-        order_id,
-        min(purchased_at) as purchased_at,
-        min(purchase_day) as purchase_day,
-        min(ingested_at) as ingested_at
-    from orders
-    where customer_key in (select customer_key from chosen)
-    group by customer_key, order_id
-),
-
-queued as (
-    -- an open month's statements do not store their queued pools (sql/schema/015, the view
-    -- statement_pools derives them for every statement): here only the ones a page shows,
-    -- paid for in the month
-    select
-        s.customer_key, s.month, p.pool_id, p.order_id, o.purchased_at, p.source, p.product,
-        p.period_index, 'queued' as state, p.credits, 0 as granted, 0 as expired,
-        0 as remaining, p.amount_cny, 0::decimal(18, 2) as breakage_cny, p.available_from,
-        p.expires_at
-    from chosen as s
-    join statement_rows as r using (customer_key, month, revision)
-    left join statement_months as m on m.month = s.month
-    join pools as p on p.customer_key = s.customer_key and p.grant_day > s.through_day
-    join paid as o
-        on o.customer_key = p.customer_key
-        and o.order_id = p.order_id
-        and o.purchase_day between s.month and s.through_day
-        and o.ingested_at <= s.updated_at
-    where r.status = 'month_to_date' and not coalesce(m.final, false)
-),
-
-"""
-
 # only the pools a page shows: granted, expired or active in the month, or queued and paid
 # for in the month; most pools are later periods paid for earlier
-SHOWN = """shown as (
+POOLS = """,
+shown as (
     select l.*,
            strftime(timezone($tz, l.purchased_at), '%Y-%m-%d') as paid_on
-    from (
-        select
-            customer_key, month, pool_id, order_id, purchased_at, source, product,
-            period_index, state, credits, granted, expired, remaining, amount_cny,
-            breakage_cny, available_from, expires_at
-        from stored
-        union all by name
-        select * from queued
-    ) as l
+    from statement_pools as l
+    join chosen as s using (customer_key, month, revision)
+    where l.month in (select unnest($months))
 )
 select customer_key, month, pool_id, order_id, source, product, period_index, state,
        credits, granted, expired, remaining, amount_cny, breakage_cny, paid_on,
@@ -150,11 +98,6 @@ where granted <> 0 or state in ('expired', 'active')
     or (state = 'queued' and starts_with(paid_on, strftime(month, '%Y-%m')))
 order by available_from, pool_id
 """
-
-POOLS = STORED.format(table="statement_pool_rows") + QUEUED + SHOWN
-POOLS_BEFORE_015 = STORED.format(table="statement_pools") + SHOWN.replace(
-    "        union all by name\n        select * from queued\n", ""
-)
 
 DAYS = """
 select d.customer_key, s.month, d.day, d.used, d.arrears_opened
@@ -219,8 +162,7 @@ def statement_data(
     lines = read(con, _with_chosen(LINES, chosen), params)
     for u in usage_by_statement(lines).iter_rows(named=True):
         by_key[(u["customer_key"], u["month"])]["usage"] = u
-    pools = POOLS if _has_relation(con, "statement_pool_rows") else POOLS_BEFORE_015
-    for pool in _rows(con, _with_chosen(pools, chosen), params):  # in query order
+    for pool in _rows(con, _with_chosen(POOLS, chosen), params):  # in query order
         by_key[(pool["customer_key"], pool["month"])]["pools"].append(pool)
     keys = list(by_key)  # the statements' order
     days = read(con, _with_chosen(DAYS, chosen), params)
@@ -285,15 +227,3 @@ def _rows(con, text: str, params: dict) -> list[dict]:
     cur = execute(con, text, params)
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-
-
-def _has_relation(con, name: str) -> bool:
-    """Whether the database has a table or view `name` (in any schema: the published
-    warehouse keeps the engine's own ones in `internal`, most of them views over files)."""
-    found = con.execute(
-        "select count(*) from (select table_name as name, database_name from duckdb_tables() "
-        "union all select view_name, database_name from duckdb_views()) "
-        "where database_name = current_database() and name = $t",
-        {"t": name},
-    ).fetchall()
-    return found[0][0] > 0
