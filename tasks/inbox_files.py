@@ -8,7 +8,8 @@ import hashlib
 import os
 import stat
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,6 +160,51 @@ def iter_line_chunks(
         yield from _arrow_line_chunks(path, chunk_bytes)
     else:
         yield from _python_line_chunks(path, chunk_bytes)
+
+
+_END = object()
+
+
+def read_ahead(items: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    """`items`, with the next one read in a background thread while the caller works on the
+    current one (issue 16: reading a usage file's next batch overlaps checking and storing
+    this one; pyarrow and file reads release the GIL). The same items in the same order;
+    an exception the reader raises comes out where that item would have (a FastReadFailed
+    after the batches before it, as without read-ahead); at most one item is held ahead.
+    Leaving early (an exception in the caller) waits for the item being read, then closes
+    `items`, so its file is closed."""
+    with ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as pool:
+        try:
+            pending = pool.submit(next, items, _END)
+            while True:
+                item = pending.result()
+                if item is _END:
+                    return
+                pending = pool.submit(next, items, _END)
+                yield item
+        finally:
+            pool.shutdown(wait=True)  # (the reader is idle from here: it can be closed)
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+
+def in_threads(work: Callable, items: Iterable, threads: int | None = None) -> list:
+    """[(result, None) or (None, exception)] of work(item) for each item, in their order,
+    run on up to `threads` threads (default: the machine's CPUs, at most 8)."""
+    items = list(items)
+    if len(items) <= 1:
+        return [_outcome(work, i) for i in items]
+    threads = threads or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(min(threads, len(items)), thread_name_prefix="inbox") as pool:
+        return list(pool.map(lambda i: _outcome(work, i), items))
+
+
+def _outcome(work: Callable, item) -> tuple:
+    try:
+        return work(item), None
+    except Exception as exc:  # handed back with its item: the caller decides
+        return None, exc
 
 
 class FastReadFailed(Exception):

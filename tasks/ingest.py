@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -17,6 +18,7 @@ from tasks.inbox_files import (
     NotARegularFile,
     UnreadableFile,
     file_digest,
+    in_threads,
     list_inbox,
     path_text,
     read_whole,
@@ -100,19 +102,33 @@ def _new_files(
     by_stat |= {(p, b, m) for p, b, m, sha in seen if sha in complete}
     partial = {sha: (fid, n) for _, _, _, sha, fid, n, done in known if not done}
     fresh, recognised = [], []
+    # the files not known by stat are digested a few at a time (hashlib and reads release
+    # the GIL: many small files cost their bytes, not a file's latency each); their
+    # outcomes are then taken in path order, as before
+    stats: list[tuple[Path, os.stat_result | None, Exception | None]] = []
     for path in paths:
         try:
             st = path.lstat()
-            if (str(path), st.st_size, st.st_mtime_ns) in by_stat:
-                report.skipped_files.append(str(path))
-                continue
-            sha, has_cr = file_digest(path)
-        except NotARegularFile as exc:
-            turn_away(path, "not_a_regular_file", str(exc))
-            continue
         except OSError as exc:
-            turn_away(path, "unreadable_file", f"{type(exc).__name__}: {exc.strerror or exc}")
+            stats.append((path, None, exc))
             continue
+        if (str(path), st.st_size, st.st_mtime_ns) in by_stat:
+            report.skipped_files.append(str(path))
+            continue
+        stats.append((path, st, None))
+    to_digest = [path for path, st, _ in stats if st is not None]
+    digests = dict(zip(to_digest, in_threads(file_digest, to_digest), strict=True))
+    for path, st, error in stats:
+        digest, error = digests.get(path, (None, error))
+        if isinstance(error, NotARegularFile):
+            turn_away(path, "not_a_regular_file", str(error))
+            continue
+        if isinstance(error, OSError):
+            turn_away(path, "unreadable_file", f"{type(error).__name__}: {error.strerror or error}")
+            continue
+        if error is not None:
+            raise error
+        sha, has_cr = digest
         if sha in complete:
             report.skipped_files.append(str(path))
             recognised.append((str(path), st.st_size, st.st_mtime_ns, sha))

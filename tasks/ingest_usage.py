@@ -15,7 +15,7 @@ the files' lines are all in, and a file counts as ingested only after them.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -29,7 +29,13 @@ import pyarrow.compute as pc
 
 from tasks.day_files import history_events, last_event_key
 from tasks.db import execute, frame, run_sql, sql, transaction
-from tasks.inbox_files import FastReadFailed, group_lines, iter_line_chunks, lines_at
+from tasks.inbox_files import (
+    FastReadFailed,
+    group_lines,
+    iter_line_chunks,
+    lines_at,
+    read_ahead,
+)
 from tasks.validate import CONTROL_CHARACTER, EVENT_COLUMNS, TIMESTAMP_WITH_OFFSET, failing_rows
 
 if TYPE_CHECKING:
@@ -99,20 +105,25 @@ class UsageIngest:
         # (a resumed file's first batches were written before: their keys are lower)
         self.first_key[f.file_id] = 0 if skip_lines else base + 1
         try:
-            lines = self._batches(
-                f, iter_line_chunks(f.path, chunk_bytes, fast=f.fast), base, skip_lines
-            )
+            chunks = read_ahead(iter_line_chunks(f.path, chunk_bytes, fast=f.fast))
+            lines = self._batches(f, chunks, base, skip_lines)
         except FastReadFailed:
             # the plain reader splits the same lines (no carriage return in the file): go
             # on after the last committed one
             f = UsageFile(f.file_id, f.path, fast=False)
-            chunks = iter_line_chunks(f.path, chunk_bytes, fast=False)
+            chunks = read_ahead(iter_line_chunks(f.path, chunk_bytes, fast=False))
             lines = self._batches(f, chunks, base, self.done.get(f.file_id) or skip_lines)
         with transaction(self.con):
             self.decide([f], {f.file_id: lines})
         self.progress(f"{f.path.name}: {lines:,} lines ingested")
 
-    def _batches(self, f: UsageFile, chunks: Iterator[pa.Table], base: int, skip: int) -> int:
+    def _batches(self, f: UsageFile, chunks: Generator[pa.Table], base: int, skip: int) -> int:
+        try:
+            return self._each_batch(f, chunks, base, skip)
+        finally:  # (the read-ahead stops and the file is closed, whatever happened)
+            chunks.close()
+
+    def _each_batch(self, f: UsageFile, chunks: Generator[pa.Table], base: int, skip: int) -> int:
         lines = 0
         while True:
             with self.report.timed("read"):
