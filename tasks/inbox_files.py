@@ -173,8 +173,8 @@ def read_ahead(items: Iterator[pa.Table]) -> Iterator[pa.Table]:
     after the batches before it, as without read-ahead); at most one item is held ahead.
     Leaving early (an exception in the caller) waits for the item being read, then closes
     `items`, so its file is closed."""
-    with ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as pool:
-        try:
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as pool:
             pending = pool.submit(next, items, _END)
             while True:
                 item = pending.result()
@@ -182,11 +182,10 @@ def read_ahead(items: Iterator[pa.Table]) -> Iterator[pa.Table]:
                     return
                 pending = pool.submit(next, items, _END)
                 yield item
-        finally:
-            pool.shutdown(wait=True)  # (the reader is idle from here: it can be closed)
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
+    finally:  # (leaving the pool waited for the reader: it is idle and can be closed)
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 def in_threads(work: Callable, items: Iterable, threads: int | None = None) -> list:

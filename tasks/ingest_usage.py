@@ -15,7 +15,7 @@ the files' lines are all in, and a file counts as ingested only after them.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -105,42 +105,39 @@ class UsageIngest:
         # (a resumed file's first batches were written before: their keys are lower)
         self.first_key[f.file_id] = 0 if skip_lines else base + 1
         try:
-            chunks = read_ahead(iter_line_chunks(f.path, chunk_bytes, fast=f.fast))
-            lines = self._batches(f, chunks, base, skip_lines)
+            lines = self._batches(f, chunk_bytes, base, skip_lines)
         except FastReadFailed:
             # the plain reader splits the same lines (no carriage return in the file): go
             # on after the last committed one
             f = UsageFile(f.file_id, f.path, fast=False)
-            chunks = read_ahead(iter_line_chunks(f.path, chunk_bytes, fast=False))
-            lines = self._batches(f, chunks, base, self.done.get(f.file_id) or skip_lines)
+            lines = self._batches(f, chunk_bytes, base, self.done.get(f.file_id) or skip_lines)
         with transaction(self.con):
             self.decide([f], {f.file_id: lines})
         self.progress(f"{f.path.name}: {lines:,} lines ingested")
 
-    def _batches(self, f: UsageFile, chunks: Generator[pa.Table], base: int, skip: int) -> int:
-        try:
-            return self._each_batch(f, chunks, base, skip)
-        finally:  # (the read-ahead stops and the file is closed, whatever happened)
-            chunks.close()
-
-    def _each_batch(self, f: UsageFile, chunks: Generator[pa.Table], base: int, skip: int) -> int:
+    def _batches(self, f: UsageFile, chunk_bytes: int, base: int, skip: int) -> int:
+        """The file's batches after line `skip`, each committed with the file's progress; the
+        next one read ahead while this one is checked and stored (closed on any exit: the
+        read-ahead stops and the file is closed). Its lines."""
         lines = 0
-        while True:
-            with self.report.timed("read"):
-                chunk = next(chunks, None)
-            if chunk is None:
-                return lines
-            lines += chunk.num_rows
-            if skip:
-                chunk = chunk.filter(pc.greater(chunk["line_no"], skip))
-                if chunk.num_rows == 0:
-                    continue
-            # a large file's batch rows are numbered by their line: event_key = base + line
-            rows = keyed(chunk, f.file_id)
-            with transaction(self.con):
-                self._file_batch(f, rows, base, lines)
-            self.done[f.file_id] = lines
-            self.progress(f"{f.path.name}: {lines:,} lines read")
+        reader = read_ahead(iter_line_chunks(f.path, chunk_bytes, fast=f.fast))
+        with contextlib.closing(reader) as chunks:
+            while True:
+                with self.report.timed("read"):
+                    chunk = next(chunks, None)
+                if chunk is None:
+                    return lines
+                lines += chunk.num_rows
+                if skip:
+                    chunk = chunk.filter(pc.greater(chunk["line_no"], skip))
+                    if chunk.num_rows == 0:
+                        continue
+                # a large file's batch rows are numbered by their line: event_key = base + line
+                rows = keyed(chunk, f.file_id)
+                with transaction(self.con):
+                    self._file_batch(f, rows, base, lines)
+                self.done[f.file_id] = lines
+                self.progress(f"{f.path.name}: {lines:,} lines read")
 
     def _file_batch(self, f: UsageFile, rows: pa.Table, base: int, lines: int) -> None:
         self.batch(rows, [f], base)
