@@ -36,6 +36,7 @@ STAGES = {
     "plan": "plan the days (late data, rebill)",
     "documents": "documents",
     "export": "write the changed days' files",
+    "compact": "merge closed months' files, collect old ones",
     "checkpoint": "checkpoint and close",
     "publish": "publish",
 }

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -46,6 +47,8 @@ DAYS_DIR = "days"  # under the state dir
 # up to this many days a table's changed days are written one plain COPY each; more (a
 # catch-up, a rebill) in one COPY partitioned by day, which costs less per day
 FEW_DAYS = 3
+# a closed month's file of a per-day table (`compact`): <run_id>-month-<token>/month=YYYY-MM/
+MONTH_PREFIX = "month="
 NOTHING_FROZEN = date(1, 1, 1)
 
 
@@ -90,7 +93,9 @@ def current_files(
 ) -> list[tuple[date, str]]:
     """(day, absolute path) of a table's current files, in day order, optionally in a range;
     of the connection's working database or an attached one (`database`); of the per-day
-    tables, or the `part` ('base', 'delta') of a keyed one (tasks/keyed_files.py)."""
+    tables, or the `part` ('base', 'delta') of a keyed one (tasks/keyed_files.py). A file
+    holding several days (a closed month's, `compact`) comes once, with its first day in the
+    range: read it with `days=` (read_sql) when the range may cut through its month."""
     rows = con.execute(
         f"select day, path from {table_in('day_files', database)} where table_name = $t "
         "and superseded_at is null and path is not null "
@@ -100,7 +105,13 @@ def current_files(
         {"t": table, "first": first, "before": before, "part": part},
     ).fetchall()
     root = state_dir(con, database)
-    return [(d, str(root / p)) for d, p in rows]
+    seen: set[str] = set()
+    found = []
+    for d, p in rows:
+        if p not in seen:
+            seen.add(p)
+            found.append((d, str(root / p)))
+    return found
 
 
 def state_dir(con, database: str | None = None) -> Path:
@@ -155,11 +166,13 @@ def read_sql(
     rehash: bool = False,
     database: str | None = None,
     by_name: bool = True,
+    days: tuple[date, date] | None = None,
 ) -> str:
     """A SELECT of `files` as rows of `table` (with `by_name`, a column added since a file
     was written reads as null; without it every file must hold the written columns): its
     written columns, or with `rehash` all of them, the event id hash computed by this DuckDB
-    (tasks/db.py)."""
+    (tasks/db.py); with `days` (first, before) only the rows of those days (a month's file
+    holds days on either side of a range's ends)."""
     if rehash:
         cols = ", ".join(
             "hash(event_id) as id_hash" if c == "id_hash" else quoted(c)
@@ -169,7 +182,11 @@ def read_sql(
         cols = written_columns(con, table, database)
     listed = ", ".join(literal(f) for f in files)
     union = ", union_by_name = true" if by_name else ""
-    return f"select {cols} from read_parquet([{listed}]{union})"
+    where = ""
+    if days is not None:
+        first, before = days
+        where = f" where day >= date '{first.isoformat()}' and day < date '{before.isoformat()}'"
+    return f"select {cols} from read_parquet([{listed}]{union}){where}"
 
 
 def copy_to_parquet(con, select: str, path: Path) -> int:
@@ -210,6 +227,7 @@ class Exported:
     files: int = 0
     rows: int = 0
     frozen: int = 0  # days dropped from the working database
+    months: int = 0  # closed months' files merged (table × month)
     collected: int = 0  # old files deleted
 
 
@@ -248,6 +266,21 @@ def changed_days(con) -> list[date]:
     return sorted(r[0] for r in rows if r[0] is not None)
 
 
+def _months_of(con, days: list[date]) -> list[date]:
+    """Every day held by a closed month's file (`compact`) that holds one of `days`: a day of
+    it written again takes the whole month back to a file per day, so that no file holds a
+    day another file holds (the month is merged again once it is frozen)."""
+    if not days:
+        return []
+    rows = con.execute(
+        "select distinct day from day_files where superseded_at is null and part is null "
+        "and path in (select path from day_files where superseded_at is null "
+        "and part is null and list_contains($days, day) and path like $months)",
+        {"days": days, "months": f"%/{MONTH_PREFIX}%"},
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
 def _never_written(con, table: str) -> list[date]:
     """Billed days with no file of this table (none: a table laid out by day since a data
     dir's earlier days were billed; their rows are still in the working database, never
@@ -272,6 +305,7 @@ def export_days(con, run_id: str) -> Exported:
     disk; a run killed in between leaves files no record names, collected later."""
     done = Exported()
     days = changed_days(con)
+    days = sorted(set(days) | set(_months_of(con, days)))
     if days and days[0] < frozen_before(con):
         # a day the working database no longer holds whole (an event accepted late into it
         # and not billed again): read it back first, so that its file is written whole
@@ -399,7 +433,7 @@ def thaw(con, first: date) -> int:
                         f"delete from {table} where day >= $f and day < $b",
                         {"f": first, "b": before},
                     )
-                rows = read_sql(con, table, files, rehash=table == "events")
+                rows = read_sql(con, table, files, rehash=table == "events", days=(first, before))
                 con.execute(f"insert into {table} {rows}")
         _set_frozen_before(con, first)
     return (before - first).days
@@ -421,8 +455,76 @@ def history_events(con, first: date, last: date) -> None:
     cols = ", ".join(quoted(c) for c in columns(con, "events"))
     con.execute(
         f"create or replace temp view history_events as select {cols} from events "
-        f"union all {read_sql(con, 'events', files, rehash=True)}"
+        f"union all {read_sql(con, 'events', files, rehash=True, days=(first, upto))}"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Closed months: one file per table × month
+
+
+def compact(con, run_id: str) -> int:
+    """Merge the day files of each month the working database no longer holds (closed, past
+    the late window) into one file per table, recorded as each of its days' current file (the
+    day files it replaces are superseded, kept for readers, then collected): the warehouse's
+    views and the reads of old days name ~12 files a year per table instead of ~365. The
+    rows are checked against the day files' before the records change; the month files
+    written."""
+    before = frozen_before(con)
+    if before == NOTHING_FROZEN:
+        return 0
+    months = con.execute(
+        "select table_name, date_trunc('month', day)::date as month from day_files "
+        "where superseded_at is null and part is null and path is not null "
+        "and date_trunc('month', day) + interval 1 month <= $b "
+        "group by all having count(distinct path) > 1 order by all",
+        {"b": before},
+    ).fetchall()
+    if not months:
+        return 0
+    root = state_dir(con)
+    folder = f"{run_id}-month-{uuid.uuid4().hex[:8]}"  # (a retry never writes over a kept one)
+    merged: list[tuple[str, date, str, dict[date, int]]] = []
+    for table, month in months:
+        after = _next_month(month)
+        files = [p for _, p in current_files(con, table, month, after)]
+        counts = dict(
+            con.execute(
+                "select day, sum(rows) from day_files where table_name = $t "
+                "and superseded_at is null and part is null and path is not null "
+                "and day >= $m and day < $a group by day",
+                {"t": table, "m": month, "a": after},
+            ).fetchall()
+        )
+        path = root / DAYS_DIR / table / folder / f"{MONTH_PREFIX}{month:%Y-%m}" / "data_0.parquet"
+        # (every file of a closed month lies in it: no day range to cut; by name, as files
+        # of older columns may be among them)
+        rows = copy_to_parquet(con, read_sql(con, table, files), path)
+        if rows != sum(counts.values()):
+            raise RuntimeError(
+                f"merging {table} of {month:%Y-%m}: {rows} rows read from its day files, "
+                f"{sum(counts.values())} recorded"
+            )
+        merged.append((table, month, str(path.relative_to(root)), counts))
+    cols = {t: written_columns(con, t) for t, *_ in merged}
+    with transaction(con):
+        for table, month, path, counts in merged:
+            con.execute(
+                "update day_files set superseded_at = now() where table_name = $t "
+                "and superseded_at is null and part is null and path is not null "
+                "and day >= $m and day < $a",
+                {"t": table, "m": month, "a": _next_month(month)},
+            )
+            con.executemany(
+                "insert into day_files by name select $1 as table_name, $2 as day, $3 as path, "
+                "$4 as rows, $5 as run_id, now() as written_at, $6 as columns",
+                [(table, d, path, n, run_id, cols[table]) for d, n in sorted(counts.items())],
+            )
+    return len(merged)
+
+
+def _next_month(month: date) -> date:
+    return (month.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,8 +537,10 @@ def collect(con, keep_seconds: float) -> int:
     files deleted."""
     root = state_dir(con)
     old = con.execute(
-        "select path from day_files where superseded_at is not null and path is not null "
-        "and superseded_at < now() - to_seconds($keep)",
+        "select distinct path from day_files where superseded_at is not null "
+        "and path is not null and superseded_at < now() - to_seconds($keep) "
+        "and path not in (select path from day_files where superseded_at is null "
+        "and path is not null)",  # (a file still current for another of its days: kept)
         {"keep": float(keep_seconds)},
     ).fetchall()
     gone = 0

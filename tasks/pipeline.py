@@ -15,6 +15,7 @@ from tasks.billing import DayPlan, bill_day, call_directly, last_billed, plan_da
 from tasks.catalog import Catalog, load_catalog
 from tasks.day_files import (
     collect,
+    compact,
     context_from,
     export_days,
     freeze,
@@ -318,6 +319,8 @@ def _export(run: _Run, con) -> None:
         if last is not None:
             first_hot = hot_from(last, settings.max_late_days, settings.hot_days)
             exported.frozen = freeze(con, first_hot)
+    with run.step("compact", "merging the closed months' day files"):
+        exported.months = compact(con, run.run_id)  # (once a month: timed apart)
         exported.collected = collect(con, settings.keep_old_files_seconds)
         run.hook("export")
     run.report.exported = {
@@ -325,6 +328,7 @@ def _export(run: _Run, con) -> None:
         "files": exported.files,
         "rows": exported.rows,
         "days_dropped_from_working_db": exported.frozen,
+        "closed_months_merged": exported.months,
         "old_files_deleted": exported.collected,
     }
 

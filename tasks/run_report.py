@@ -91,7 +91,16 @@ class RunReport:
         for d in self.days:
             for k, v in d.get("timings", {}).items():
                 out[k] = out.get(k, 0.0) + v
-        for step in ("open", "rate", "plan", "documents", "export", "checkpoint", "publish"):
+        for step in (
+            "open",
+            "rate",
+            "plan",
+            "documents",
+            "export",
+            "compact",
+            "checkpoint",
+            "publish",
+        ):
             if step in self.seconds:  # (rate: the run's re-rating beside the ingest's rating)
                 out[step] = out.get(step, 0.0) + self.seconds[step]
         return out

@@ -51,6 +51,12 @@ def history(data: Path, hot_days: int) -> list[dict]:
     snaps.append(snapshot(data))
     run(data, SC.day(40), hot_days, rebill_from=SC.day(5))
     snaps.append(snapshot(data))
+    # days 1-8 delivered once more, in other files: (with a small window) duplicates of
+    # events that only a closed month's merged file holds
+    deliver(data, SC, through=SC.day(8), part="second", prefix="late-again-", days_per_file=3)
+    report = run(data, SC.day(40), hot_days)
+    assert report.summary()["duplicates"] > 0
+    snaps.append(snapshot(data))
     return snaps
 
 
@@ -72,6 +78,64 @@ def test_a_working_db_of_three_days_bills_what_one_of_every_day_bills(kept_every
         for table in PARTITIONED:
             old = con.execute(f"select count(*) from {table} where day < ?", [first_kept])
             assert old.fetchall() == [(0,)], table
+        # the closed month (November: days 1-30) is one file per table, current for each of
+        # its days; the rebill from day 5 took it back to a file per day (superseded), and
+        # it was merged again
+        month = con.execute(
+            "select table_name, count(distinct path) filter (where superseded_at is null), "
+            "count(distinct path) filter (where superseded_at is not null), "
+            "count(*) filter (where superseded_at is null) from day_files "
+            "where part is null and path like '%/month=2026-11/%' group by all"
+        ).fetchall()
+        assert {t for t, *_ in month} == set(PARTITIONED)
+        assert all(current == 1 and superseded >= 1 for _, current, superseded, _ in month)
+        days = {t: n for t, _, _, n in month}
+        assert days["events"] == days["customer_days"] == 30
+        per_day = con.execute(
+            "select count(*) from day_files where superseded_at is null and part is null "
+            "and path is not null and day < date '2026-12-01' and path not like '%/month=%'"
+        ).fetchall()
+        assert per_day == [(0,)]
+    finally:
+        con.close()
+    # collecting every superseded file keeps the month files still current
+    con = connect(tmp_path / "state" / "adbill.duckdb")
+    try:
+        assert collect(con, keep_seconds=0) > 0
+    finally:
+        con.close()
+    assert_same(snapshot(tmp_path), expected[-1])
+
+
+def test_a_closed_months_files_are_merged_into_one_and_the_rows_checked(tmp_path):
+    from tasks.day_files import compact, current_files
+
+    deliver(tmp_path, SC, through=SC.day(35))
+    run(tmp_path, SC.day(35), hot_days=HOT)  # November closed and merged by the run
+    con = connect(tmp_path / "state" / "adbill.duckdb")
+    try:
+        files = current_files(con, "events", SC.day(1), SC.day(31))
+        assert len(files) == 1 and "/month=2026-11/" in files[0][1]
+        [(rows,)] = con.execute(f"select count(*) from read_parquet('{files[0][1]}')").fetchall()
+        [(recorded,)] = con.execute(
+            "select sum(rows) from day_files where table_name = 'events' "
+            "and superseded_at is null and day < date '2026-12-01'"
+        ).fetchall()
+        assert rows == recorded > 0
+        assert compact(con, "again") == 0  # nothing left to merge
+        # a record that disagrees with the files: nothing merged, nothing changed
+        con.execute(
+            "update day_files set superseded_at = null where table_name = 'usage_days' "
+            "and day = date '2026-11-03' and path not like '%/month=%'"
+        )
+        con.execute(
+            "update day_files set rows = rows + 1 where table_name = 'usage_days' "
+            "and day = date '2026-11-03' and path not like '%/month=%'"
+        )
+        before = con.execute("select count(*) from day_files").fetchall()
+        with pytest.raises(RuntimeError, match="usage_days of 2026-11"):
+            compact(con, "again")
+        assert con.execute("select count(*) from day_files").fetchall() == before
     finally:
         con.close()
 
