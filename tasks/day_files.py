@@ -12,6 +12,8 @@ The working database keeps only the days a run can still change without being as
 (`hot_from`: the late window and the month before it); older days are dropped from it once
 written (`freeze`) and read back when a rebill or a price change reaches them (`thaw`). So
 its size and every per-day query's cost stay those of the recent days, year after year.
+Once a month is older than that window its day files are merged into one file per table
+(`compact`), so that what names the files (the warehouse's views) stays small too.
 """
 
 from __future__ import annotations
