@@ -28,6 +28,11 @@ from tests.ops_helpers import (
 )
 
 SC = scenario(days=40, customers=6, events_per_day=8, seed=11)
+# what an analyst reads: every day's rated events and figures
+READ = (
+    "select day, count(*), sum(credits), (select count(*) from customer_days c "
+    "where c.day = e.day) from rated_events e group by day order by day"
+)
 HOT = 3  # days the small-window data dir keeps in its working database
 
 
@@ -110,8 +115,20 @@ def test_a_working_db_of_three_days_bills_what_one_of_every_day_bills(kept_every
 def test_a_closed_months_files_are_merged_into_one_and_the_rows_checked(tmp_path):
     from tasks.day_files import compact, current_files
 
-    deliver(tmp_path, SC, through=SC.day(35))
-    run(tmp_path, SC.day(35), hot_days=HOT)  # November closed and merged by the run
+    deliver(tmp_path, SC, through=SC.day(20))
+    run(tmp_path, SC.day(20), hot_days=HOT)  # November still open
+    # an analyst's session on this warehouse keeps its answers through the merge, the rebill
+    # that takes the month back to a file per day, and the merge again
+    reader = duckdb.connect(str(warehouse(tmp_path)), read_only=True)
+    seen = reader.execute(READ).fetchall()
+    assert seen
+    deliver(tmp_path, SC, since=SC.day(21), through=SC.day(35))
+    report = run(tmp_path, SC.day(35), hot_days=HOT)  # November closed and merged
+    assert report.summary()["day_files"]["closed_months_merged"] == len(PARTITIONED)
+    report = run(tmp_path, SC.day(35), hot_days=HOT, rebill_from=SC.day(5))
+    assert report.summary()["day_files"]["closed_months_merged"] == len(PARTITIONED)
+    assert reader.execute(READ).fetchall() == seen
+    reader.close()
     con = connect(tmp_path / "state" / "adbill.duckdb")
     try:
         files = current_files(con, "events", SC.day(1), SC.day(31))
