@@ -465,16 +465,17 @@ def history_events(con, first: date, last: date) -> None:
 # Closed months: one file per table × month
 
 
-def compact(con, run_id: str) -> int:
+def compact(con, run_id: str) -> tuple[int, list[str]]:
     """Merge the day files of each month the working database no longer holds (closed, past
     the late window) into one file per table, recorded as each of its days' current file (the
     day files it replaces are superseded, kept for readers, then collected): the warehouse's
     views and the reads of old days name ~12 files a year per table instead of ~365. The
-    rows are checked against the day files' before the records change; the month files
-    written."""
+    rows written are checked against the day files' records before any record changes: a
+    month whose rows do not add up keeps its day files (its file deleted; a warning: the
+    billing is not stopped by its housekeeping). The months merged, the warnings."""
     before = frozen_before(con)
     if before == NOTHING_FROZEN:
-        return 0
+        return 0, []
     months = con.execute(
         "select table_name, date_trunc('month', day)::date as month from day_files "
         "where superseded_at is null and part is null and path is not null "
@@ -483,10 +484,11 @@ def compact(con, run_id: str) -> int:
         {"b": before},
     ).fetchall()
     if not months:
-        return 0
+        return 0, []
     root = state_dir(con)
     folder = f"{run_id}-month-{uuid.uuid4().hex[:8]}"  # (a retry never writes over a kept one)
     merged: list[tuple[str, date, str, dict[date, int]]] = []
+    warnings: list[str] = []
     for table, month in months:
         after = _next_month(month)
         files = [p for _, p in current_files(con, table, month, after)]
@@ -503,10 +505,12 @@ def compact(con, run_id: str) -> int:
         # of older columns may be among them)
         rows = copy_to_parquet(con, read_sql(con, table, files), path)
         if rows != sum(counts.values()):
-            raise RuntimeError(
-                f"merging {table} of {month:%Y-%m}: {rows} rows read from its day files, "
-                f"{sum(counts.values())} recorded"
+            path.unlink(missing_ok=True)
+            warnings.append(
+                f"{table} of {month:%Y-%m} not merged into one file: its day files hold "
+                f"{rows} rows, day_files records {sum(counts.values())}; its day files kept"
             )
+            continue
         merged.append((table, month, str(path.relative_to(root)), counts))
     cols = {t: written_columns(con, t) for t, *_ in merged}
     with transaction(con):
@@ -522,7 +526,7 @@ def compact(con, run_id: str) -> int:
                 "$4 as rows, $5 as run_id, now() as written_at, $6 as columns",
                 [(table, d, path, n, run_id, cols[table]) for d, n in sorted(counts.items())],
             )
-    return len(merged)
+    return len(merged), warnings
 
 
 def _next_month(month: date) -> date:

@@ -320,7 +320,10 @@ def _export(run: _Run, con) -> None:
             first_hot = hot_from(last, settings.max_late_days, settings.hot_days)
             exported.frozen = freeze(con, first_hot)
     with run.step("compact", "merging the closed months' day files"):
-        exported.months = compact(con, run.run_id)  # (once a month: timed apart)
+        exported.months, problems = compact(con, run.run_id)  # (once a month: timed apart)
+        run.report.housekeeping += problems
+        for problem in problems:
+            run.warn(problem)
         exported.collected = collect(con, settings.keep_old_files_seconds)
         run.hook("export")
     run.report.exported = {

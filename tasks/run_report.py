@@ -31,6 +31,8 @@ class RunReport:
     # working database, old files deleted; and the days it read back into it (a rebill)
     exported: dict[str, int] = field(default_factory=dict)
     thawed_days: int = 0
+    # what the run's housekeeping left undone (a closed month's day files not merged)
+    housekeeping: list[str] = field(default_factory=list)
 
     @property
     def warnings(self) -> list[str]:
@@ -52,6 +54,7 @@ class RunReport:
                 "(inbox/usage/**/*.jsonl[.gz]); rename it to have it read"
                 for path in ignored
             ]
+            + self.housekeeping
         )
 
     def summary(self) -> dict:
