@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+import duckdb
+
 from tasks.db import scalar, transaction
 
 # the per-day tables stored by day (each has a `day` column); the small ones stay in DuckDB
@@ -175,13 +177,27 @@ def read_sql(
     written columns, or with `rehash` all of them, the event id hash computed by this DuckDB
     (tasks/db.py); with `days` (first, before) only the rows of those days (a month's file
     holds days on either side of a range's ends)."""
-    if rehash:
-        cols = ", ".join(
-            "hash(event_id) as id_hash" if c == "id_hash" else quoted(c)
-            for c in columns(con, table, database)
-        )
-    else:
-        cols = written_columns(con, table, database)
+    skip = () if rehash else NOT_WRITTEN.get(table, ())
+    held = _held_columns(con, files, database) if by_name else None
+    types = dict(
+        con.execute(
+            "select column_name, data_type from duckdb_columns() "
+            "where database_name = coalesce($db, current_database()) "
+            "and schema_name = 'main' and table_name = $t",
+            {"db": database, "t": table},
+        ).fetchall()
+    )
+    picked = []
+    for c in columns(con, table, database):
+        if c in skip:
+            continue
+        if rehash and c == "id_hash":
+            picked.append("hash(event_id) as id_hash")
+        elif held is not None and c not in held:  # added after every one of these was written
+            picked.append(f"cast(null as {types[c]}) as {quoted(c)}")
+        else:
+            picked.append(quoted(c))
+    cols = ", ".join(picked)
     listed = ", ".join(literal(f) for f in files)
     union = ", union_by_name = true" if by_name else ""
     where = ""
@@ -189,6 +205,29 @@ def read_sql(
         first, before = days
         where = f" where day >= date '{first.isoformat()}' and day < date '{before.isoformat()}'"
     return f"select {cols} from read_parquet([{listed}]{union}){where}"
+
+
+def _held_columns(con, files: list[str], database: str | None) -> set[str] | None:
+    """The columns the files hold by their records in `day_files` (None: a file recorded
+    without them, or not recorded: then every column is taken as held)."""
+    root = state_dir(con, database)
+    try:
+        paths = [str(Path(f).relative_to(root)) for f in files]
+    except ValueError:
+        return None
+    rows = con.execute(
+        f"select path, any_value(columns) from {table_in('day_files', database)} "
+        "where list_contains($p, path) group by path",
+        {"p": paths},
+    ).fetchall()
+    if len(rows) < len(set(paths)) or any(c is None for _, c in rows):
+        return None
+    held: set[str] = set()
+    for _, cols in rows:  # as written_columns wrote them: quoted, comma-separated
+        for name in cols.split(", "):
+            name = name.strip()
+            held.add(name[1:-1].replace('""', '"') if name.startswith('"') else name)
+    return held
 
 
 def copy_to_parquet(con, select: str, path: Path) -> int:
@@ -274,10 +313,11 @@ def _months_of(con, days: list[date]) -> list[date]:
     day another file holds (the month is merged again once it is frozen)."""
     if not days:
         return []
-    rows = con.execute(
+    rows = con.execute(  # (every day of the calendar months any table's merged file holds)
         "select distinct day from day_files where superseded_at is null and part is null "
-        "and path in (select path from day_files where superseded_at is null "
-        "and part is null and list_contains($days, day) and path like $months)",
+        "and date_trunc('month', day) in (select date_trunc('month', day) from day_files "
+        "where superseded_at is null and part is null and list_contains($days, day) "
+        "and path like $months)",
         {"days": days, "months": f"%/{MONTH_PREFIX}%"},
     ).fetchall()
     return [r[0] for r in rows]
@@ -477,19 +517,26 @@ def compact(con, run_id: str) -> tuple[int, list[str]]:
     if before == NOTHING_FROZEN:
         return 0, []
     months = con.execute(
-        "select table_name, date_trunc('month', day)::date as month from day_files "
+        "select table_name, date_trunc('month', day)::date as month, "
+        "count(*) || ' records, ' || count(distinct path) || ' files, ' || sum(rows) "
+        "|| ' rows' from day_files "
         "where superseded_at is null and part is null and path is not null "
         "and date_trunc('month', day) + interval 1 month <= $b "
         "group by all having count(distinct path) > 1 order by all",
         {"b": before},
     ).fetchall()
+    # a month that could not be merged is tried again only once its files change
+    failed = dict(
+        con.execute("select key, value from adbill_meta where key like 'not merged:%'").fetchall()
+    )
+    months = [(t, m, sig) for t, m, sig in months if failed.get(_failed_key(t, m)) != sig]
     if not months:
         return 0, []
     root = state_dir(con)
     folder = f"{run_id}-month-{uuid.uuid4().hex[:8]}"  # (a retry never writes over a kept one)
     merged: list[tuple[str, date, str, dict[date, int]]] = []
     warnings: list[str] = []
-    for table, month in months:
+    for table, month, signature in months:
         after = _next_month(month)
         files = [p for _, p in current_files(con, table, month, after)]
         counts = dict(
@@ -503,12 +550,24 @@ def compact(con, run_id: str) -> tuple[int, list[str]]:
         path = root / DAYS_DIR / table / folder / f"{MONTH_PREFIX}{month:%Y-%m}" / "data_0.parquet"
         # (every file of a closed month lies in it: no day range to cut; by name, as files
         # of older columns may be among them)
-        rows = copy_to_parquet(con, read_sql(con, table, files), path)
-        if rows != sum(counts.values()):
+        try:
+            rows = copy_to_parquet(con, read_sql(con, table, files), path)
+            problem = (
+                f"its day files hold {rows} rows, day_files records {sum(counts.values())}"
+                if rows != sum(counts.values())
+                else ""
+            )
+        except duckdb.Error as e:  # (a file unreadable: the billing goes on without the merge)
+            problem = f"{type(e).__name__}: {str(e).splitlines()[0]}"
+        if problem:
             path.unlink(missing_ok=True)
             warnings.append(
-                f"{table} of {month:%Y-%m} not merged into one file: its day files hold "
-                f"{rows} rows, day_files records {sum(counts.values())}; its day files kept"
+                f"{table} of {month:%Y-%m} not merged into one file ({problem}); its day files "
+                "kept, tried again when they change"
+            )
+            con.execute(
+                "insert or replace into adbill_meta values ($k, $v)",
+                {"k": _failed_key(table, month), "v": signature},
             )
             continue
         merged.append((table, month, str(path.relative_to(root)), counts))
@@ -526,7 +585,12 @@ def compact(con, run_id: str) -> tuple[int, list[str]]:
                 "$4 as rows, $5 as run_id, now() as written_at, $6 as columns",
                 [(table, d, path, n, run_id, cols[table]) for d, n in sorted(counts.items())],
             )
+            con.execute("delete from adbill_meta where key = ?", [_failed_key(table, month)])
     return len(merged), warnings
+
+
+def _failed_key(table: str, month: date) -> str:
+    return f"not merged:{table}:{month:%Y-%m}"
 
 
 def _next_month(month: date) -> date:
@@ -542,11 +606,11 @@ def collect(con, keep_seconds: float) -> int:
     warehouse has had them that long) and the files of killed exports no record names; the
     files deleted."""
     root = state_dir(con)
-    old = con.execute(
-        "select distinct path from day_files where superseded_at is not null "
-        "and path is not null and superseded_at < now() - to_seconds($keep) "
-        "and path not in (select path from day_files where superseded_at is null "
-        "and path is not null)",  # (a file still current for another of its days: kept)
+    old = con.execute(  # (a file of several days: once every day of it is superseded, by
+        # the latest of them)
+        "select path from day_files where path is not null group by path "
+        "having bool_and(superseded_at is not null) "
+        "and max(superseded_at) < now() - to_seconds($keep)",
         {"keep": float(keep_seconds)},
     ).fetchall()
     gone = 0

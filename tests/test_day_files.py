@@ -283,3 +283,39 @@ def test_a_table_laid_out_by_day_after_its_days_were_billed_is_never_read_back_t
         # and the working database holds each row once (one per customer and day)
         twice = f"select count(*) - (select count(*) from (select distinct * from {t})) from {t}"
         assert query(tmp_path / "state" / "adbill.duckdb", twice) == [(0,)], t
+
+
+def test_a_month_merged_after_a_column_was_added_reads_it_as_null(tmp_path):
+    """A column added to a per-day table (a migration) after a month's files were written:
+    the month is merged all the same, the column null in it, and read back whole."""
+    from tasks.day_files import compact, current_files, frozen_before, thaw
+
+    deliver(tmp_path, SC, through=SC.day(30))
+    run(tmp_path, SC.day(30), hot_days=HOT)  # November billed, its last days still held
+    con = connect(tmp_path / "state" / "adbill.duckdb")
+    try:
+        con.execute("alter table at_risk add column extra integer")
+        # (as if the working window had moved past November: every day of it in files only)
+        con.execute("delete from at_risk")
+        for table in PARTITIONED:
+            if table != "at_risk":
+                con.execute(f"delete from {table} where day < date '2026-12-01'")
+        con.execute("insert or replace into adbill_meta values ('frozen_before', '2026-12-01')")
+        merged, warnings = compact(con, "after-migration")
+        assert (merged, warnings) == (len(PARTITIONED), [])
+        [(_, month_file)] = current_files(con, "at_risk", SC.day(1), SC.day(31))
+        extra = con.execute(
+            f"select count(*), count(extra) from read_parquet('{month_file}')"
+        ).fetchall()
+        assert extra[0][0] > 0 and extra[0][1] == 0
+        assert thaw(con, SC.day(10)) == 21 and frozen_before(con) == SC.day(10)
+        back = con.execute(
+            "select count(*), count(extra) from at_risk where day >= $d", {"d": SC.day(10)}
+        ).fetchall()
+        want = con.execute(
+            f"select count(*), 0 from read_parquet('{month_file}') where day >= $d",
+            {"d": SC.day(10)},
+        ).fetchall()
+        assert back == want
+    finally:
+        con.close()
