@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE))
 import inbox  # noqa: E402
 from run_machine import engine_version, git_head, machine, say, wait_quiet  # noqa: E402
 from run_stages import stages_of  # noqa: E402
-from run_states import billrun, link_inbox, restore  # noqa: E402
+from run_states import billrun, clone_state, link_inbox, restore  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -68,14 +68,10 @@ def copy_state(billed: Path, run_dir: Path) -> None:
     documents hard-linked, the inbox copied (with the same stat: known files are skipped)."""
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    (run_dir / "state").mkdir(parents=True)
-    for f in (billed / "state").iterdir():
-        if f.name == "days":
-            shutil.copytree(f, run_dir / "state" / "days", copy_function=os.link)
-        elif f.name != "run.lock":
-            shutil.copy2(f, run_dir / "state" / f.name)
+    run_dir.mkdir(parents=True)
+    clone_state(billed / "state", run_dir / "state")
     if (billed / "out").is_dir():
-        shutil.copytree(billed / "out", run_dir / "out", copy_function=os.link)
+        clone_state(billed / "out", run_dir / "out")
     shutil.copytree(billed / "inbox", run_dir / "inbox")
     os.sync()
 
