@@ -96,13 +96,17 @@ def _keep_inbox(run_dir: Path, keep: int = 2) -> None:
 
 def _take_inbox(run_dir: Path, src: Path, files: list[Path]) -> None:
     """run_dir/inbox holding exactly `files` (with their bytes and stat): the kept inbox that
-    shares the most of them, trimmed and completed, or fresh copies."""
+    shares more of them than it holds others (the most so), trimmed and completed, or fresh
+    copies. (Not merely the one sharing the most: trimming a year's inbox down to day 1's
+    files and copying the year back for the next run is the disk work this avoids.)"""
     wanted = {str(f.relative_to(src)): f for f in files}
-    store, best, best_shared = _inboxes(run_dir), None, 0
+    store, best, best_score = _inboxes(run_dir), None, 0
     for kept in store.iterdir() if store.is_dir() else ():
-        shared = sum(1 for rel in _listing(kept) if rel in wanted)
-        if shared > best_shared:
-            best, best_shared = kept, shared
+        listing = _listing(kept)
+        shared = sum(1 for rel in listing if rel in wanted)
+        score = shared - (len(listing) - shared)
+        if score > best_score:
+            best, best_score = kept, score
     inbox = run_dir / "inbox"
     if best is not None:
         os.rename(best, inbox)
