@@ -131,13 +131,17 @@ def state_dir(con, database: str | None = None) -> Path:
 def columns(con, table: str, database: str | None = None) -> list[str]:
     """A table's columns in order (the files are read back by these names), in the
     connection's database or an attached one."""
-    rows = con.execute(
-        "select column_name from duckdb_columns() "
+    return [name for name, _ in column_types(con, table, database)]
+
+
+def column_types(con, table: str, database: str | None = None) -> list[tuple[str, str]]:
+    """A table's (column, SQL type) in order, in the connection's database or an attached one."""
+    return con.execute(
+        "select column_name, data_type from duckdb_columns() "
         "where database_name = coalesce($db, current_database()) "
         "and schema_name = 'main' and table_name = $t order by column_index",
         {"db": database, "t": table},
     ).fetchall()
-    return [r[0] for r in rows]
 
 
 def written_columns(con, table: str, database: str | None = None) -> str:
@@ -179,22 +183,14 @@ def read_sql(
     holds days on either side of a range's ends)."""
     skip = () if rehash else NOT_WRITTEN.get(table, ())
     held = _held_columns(con, files, database) if by_name else None
-    types = dict(
-        con.execute(
-            "select column_name, data_type from duckdb_columns() "
-            "where database_name = coalesce($db, current_database()) "
-            "and schema_name = 'main' and table_name = $t",
-            {"db": database, "t": table},
-        ).fetchall()
-    )
     picked = []
-    for c in columns(con, table, database):
+    for c, sql_type in column_types(con, table, database):
         if c in skip:
             continue
         if rehash and c == "id_hash":
             picked.append("hash(event_id) as id_hash")
         elif held is not None and c not in held:  # added after every one of these was written
-            picked.append(f"cast(null as {types[c]}) as {quoted(c)}")
+            picked.append(f"cast(null as {sql_type}) as {quoted(c)}")
         else:
             picked.append(quoted(c))
     cols = ", ".join(picked)
