@@ -18,6 +18,7 @@ Once a month is older than that window its day files are merged into one file pe
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 import uuid
@@ -54,6 +55,7 @@ FEW_DAYS = 3
 # a closed month's file of a per-day table (`compact`): <run_id>-month-<token>/month=YYYY-MM/
 MONTH_PREFIX = "month="
 NOTHING_FROZEN = date(1, 1, 1)
+QUOTED_NAME = re.compile(r'"((?:[^"]|"")*)"')  # a name as `quoted` writes it
 
 
 def frozen_before(con) -> date:
@@ -219,10 +221,8 @@ def _held_columns(con, files: list[str], database: str | None) -> set[str] | Non
     if len(rows) < len(set(paths)) or any(c is None for _, c in rows):
         return None
     held: set[str] = set()
-    for _, cols in rows:  # as written_columns wrote them: quoted, comma-separated
-        for name in cols.split(", "):
-            name = name.strip()
-            held.add(name[1:-1].replace('""', '"') if name.startswith('"') else name)
+    for _, cols in rows:  # as written_columns wrote them: each quoted (a name may hold ", ")
+        held.update(n.replace('""', '"') for n in QUOTED_NAME.findall(cols))
     return held
 
 

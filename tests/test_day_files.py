@@ -12,6 +12,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tasks.day_files import DAYS_DIR, MONTHLY, PARTITIONED, collect, context_from, hot_from
 from tasks.db import connect
@@ -319,3 +321,13 @@ def test_a_month_merged_after_a_column_was_added_reads_it_as_null(tmp_path):
         assert back == want
     finally:
         con.close()
+
+
+@given(st.lists(st.text(max_size=12), max_size=8))
+def test_the_columns_a_day_file_records_read_back_as_written(names):
+    """`day_files.columns` as written (each name quoted, joined by ", ") gives back the names,
+    whatever they hold: commas, spaces, quotes."""
+    from tasks.day_files import QUOTED_NAME, quoted
+
+    written = ", ".join(quoted(n) for n in names)
+    assert [n.replace('""', '"') for n in QUOTED_NAME.findall(written)] == names
