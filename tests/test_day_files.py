@@ -331,3 +331,34 @@ def test_the_columns_a_day_file_records_read_back_as_written(names):
 
     written = ", ".join(quoted(n) for n in names)
     assert [n.replace('""', '"') for n in QUOTED_NAME.findall(written)] == names
+
+
+def test_a_closed_month_with_a_damaged_day_file_keeps_its_day_files_and_warns(tmp_path):
+    """A day file cut short (a disk fault) in a month being merged: that table's month keeps
+    its day files with a warning, nothing recorded, no file left, the other tables merged; not
+    tried again until the month's files change."""
+    from tasks.day_files import compact
+
+    deliver(tmp_path, SC, through=SC.day(30))
+    run(tmp_path, SC.day(30), hot_days=HOT)  # November billed, not closed yet
+    con = connect(tmp_path / "state" / "adbill.duckdb")
+    try:
+        [(path,)] = con.execute(
+            "select path from day_files where table_name = 'ledger_entries' "
+            "and superseded_at is null and day = date '2026-11-10'"
+        ).fetchall()
+        victim = tmp_path / "state" / path
+        victim.write_bytes(victim.read_bytes()[:100])
+        # (as if the working window had moved past November)
+        con.execute("insert or replace into adbill_meta values ('frozen_before', '2026-12-01')")
+        merged, warnings = compact(con, "damaged")
+        assert merged == len(PARTITIONED) - 1
+        assert len(warnings) == 1 and "ledger_entries of 2026-11" in warnings[0]
+        assert con.execute(
+            "select count(distinct path) from day_files where table_name = 'ledger_entries' "
+            "and superseded_at is null and day < date '2026-12-01'"
+        ).fetchall() == [(30,)]
+        assert compact(con, "again") == (0, [])  # not tried again: its files are the same
+    finally:
+        con.close()
+    assert not list((tmp_path / "state" / DAYS_DIR / "ledger_entries").glob("*-month-*/*/*"))
