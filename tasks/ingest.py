@@ -27,9 +27,7 @@ from tasks.ingest_orders import ingest_orders_file
 from tasks.ingest_report import IngestReport
 from tasks.ingest_usage import UsageFile, UsageIngest
 from tasks.pools import rebuild_pools
-from tasks.validate import (
-    quantity_literal,
-)
+from tasks.validate import quantity_literal, warm_up_in_background
 
 CHUNK_BYTES = 64 << 20  # a usage batch: about this many bytes of lines, one transaction
 # files up to SMALL_FILE_BYTES are ingested together, GROUP_BYTES or GROUP_FILES at a time
@@ -209,6 +207,7 @@ def ingest_inbox(
     """
     report = IngestReport()
     say = progress or (lambda _msg: None)
+    warm_up_in_background()  # Pandera's first-use cost, while the files are listed and digested
     listing = list_inbox(inbox)
     report.ignored_files = [path_text(p) for p in listing.ignored]
     _register_catalog(con, catalog)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import threading
 
 import pandera.polars as pa
 import polars as pl
@@ -162,12 +164,46 @@ def _reason(columns: dict, column: str, check: str, check_number: int | None) ->
     return reasons[check_number or 0] if reasons else f"invalid:{column}"
 
 
+_WARM_UP = threading.Lock()
+_warmed_up = False
+
+
+def warm_up() -> None:
+    """Pandera's first validation in a process registers its Polars backends, which imports
+    hypothesis when it is installed (0.3-0.5 s here): done once, on empty frames, so that
+    it can happen off the critical path (`warm_up_in_background`). Idempotent; a caller
+    arriving while another thread warms up waits for it."""
+    global _warmed_up
+    with _WARM_UP:
+        if _warmed_up:
+            return
+        for schema in (EVENT_SCHEMA, ORDER_SCHEMA):
+            schema.validate(
+                pl.DataFrame(schema={n: c.dtype.type for n, c in schema.columns.items()})
+            )
+        _warmed_up = True
+
+
+def warm_up_in_background() -> None:
+    """`warm_up` on a thread while the caller goes on (reading and digesting files, which
+    release the GIL); the first validation waits for it. An error there is left for that
+    validation to raise in the caller's thread."""
+    if not _warmed_up:
+        threading.Thread(target=_warm_up_quietly, name="pandera-warm-up", daemon=True).start()
+
+
+def _warm_up_quietly() -> None:
+    with contextlib.suppress(Exception):
+        warm_up()
+
+
 def failing_rows(df: pl.DataFrame, kind: str) -> pl.DataFrame:
     """The rows that break the row schema: (index, reason), the first reason by priority.
 
     One lazy Pandera validation; `index` is the row's position in `df`. Rows that pass are
     not listed, so the answer is small when the data is good.
     """
+    warm_up()
     columns, schema = (
         (EVENT_COLUMNS, EVENT_SCHEMA) if kind == "usage" else (ORDER_COLUMNS, ORDER_SCHEMA)
     )

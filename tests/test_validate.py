@@ -89,3 +89,37 @@ def test_a_clean_quantity_is_exactly_the_number_written(micro, style, zeros):
     assert facts["clean"].to_list() == [True], q
     assert facts["quantity_micro"].to_list() == [micro], q
     assert Decimal(str(facts["quantity"][0])) == Decimal(micro) / 1_000_000, q
+
+
+_WARM_UP_SCRIPT = """
+import sys
+import polars as pl
+from tasks import validate as V
+if sys.argv[1] == "background":
+    V.warm_up_in_background()  # the call below races it and must wait for it
+facts = pl.DataFrame(
+    {n: [None, None] for n in V.EVENT_COLUMNS},
+    schema={n: c.dtype.type for n, c in V.EVENT_SCHEMA.columns.items()},
+).with_columns(
+    utf8_ok=pl.Series([True, False]), json_ok=pl.Series([False, True]),
+)
+print(V.failing_rows(facts, "usage").rows(), V._warmed_up)
+"""
+
+
+def test_pandera_warmed_up_on_a_thread_gives_the_same_reasons_as_a_cold_start():
+    """The first validation of a process waits for the background warm-up, and answers as
+    one that never had it (fresh interpreters: this one's Pandera is warm already)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+
+    def answer(mode: str) -> str:
+        run = [sys.executable, "-c", _WARM_UP_SCRIPT, mode]
+        out = subprocess.run(run, cwd=root, capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+
+    cold, warmed = answer("cold"), answer("background")
+    assert cold == warmed == "[(0, 'malformed_json'), (1, 'bad_encoding')] True"
