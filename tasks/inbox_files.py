@@ -19,6 +19,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 CHUNK_BYTES = 64 << 20
+# the fast reader parses a file in blocks of at most this many bytes, on several threads, and
+# a batch is whole blocks: the first batch one block, so checking starts after a block's
+# read, not a batch's (a line longer than a block goes to the plain reader)
+READ_BLOCK_BYTES = 8 << 20
 
 USAGE_SUFFIXES = (".jsonl", ".jsonl.gz")
 
@@ -211,8 +215,13 @@ class FastReadFailed(Exception):
 
 
 def _arrow_line_chunks(path: Path, chunk_bytes: int) -> Iterator[pa.Table]:
+    """The lines as pyarrow's CSV reader splits them, in blocks of READ_BLOCK_BYTES (or
+    chunk_bytes, if smaller): the first batch is the first block, later ones the next
+    blocks up to about chunk_bytes together (issue 16: the first batch is checked after a
+    block's read, and the reader's threads parse small blocks faster than one large one)."""
     compression = "gzip" if path.name.endswith(".gz") else None
     next_line = 1
+    pending: list[pa.RecordBatch] = []
     with (
         _open_for_lines(path) as raw_file,
         pa.input_stream(_native(raw_file), compression=compression) as source,
@@ -220,7 +229,9 @@ def _arrow_line_chunks(path: Path, chunk_bytes: int) -> Iterator[pa.Table]:
         try:
             reader = pcsv.open_csv(
                 source,
-                read_options=pcsv.ReadOptions(column_names=["raw"], block_size=chunk_bytes),
+                read_options=pcsv.ReadOptions(
+                    column_names=["raw"], block_size=min(chunk_bytes, READ_BLOCK_BYTES)
+                ),
                 parse_options=pcsv.ParseOptions(
                     delimiter="\x1f",
                     quote_char=False,
@@ -234,27 +245,40 @@ def _arrow_line_chunks(path: Path, chunk_bytes: int) -> Iterator[pa.Table]:
                     quoted_strings_can_be_null=False,
                 ),
             )
+            first = True
             while True:
                 try:
-                    batch = reader.read_next_batch()
+                    pending.append(reader.read_next_batch())
                 except StopIteration:
-                    return
-                n = batch.num_rows
-                yield pa.table(
-                    {
-                        "line_no": pa.array(range(next_line, next_line + n), pa.int64()),
-                        "raw": batch["raw"],
-                        "utf8_ok": pa.repeat(True, n),
-                    }
-                )
-                next_line += n
+                    break
+                if first or sum(b.nbytes for b in pending) >= chunk_bytes:
+                    table = _numbered(pending, next_line)
+                    next_line += table.num_rows
+                    pending, first = [], False
+                    yield table
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
             if "Empty CSV file" in str(exc):
                 return
-            # invalid UTF-8, a 0x1f byte, a corrupt gzip: the plain reader decides
+            # invalid UTF-8, a 0x1f byte, a corrupt gzip, a line longer than a block: the
+            # plain reader decides (after the batches before it)
             raise FastReadFailed(str(exc)) from exc
         except OSError as exc:
             raise UnreadableFile(f"{type(exc).__name__}: {exc}") from exc
+    if pending:
+        yield _numbered(pending, next_line)
+
+
+def _numbered(batches: list[pa.RecordBatch], first_line: int) -> pa.Table:
+    """Record batches of raw lines as one batch table (line_no, raw, utf8_ok)."""
+    raw = pa.chunked_array([b.column(0) for b in batches], pa.string())
+    n = len(raw)
+    return pa.table(
+        {
+            "line_no": pa.array(np.arange(first_line, first_line + n, dtype=np.int64)),
+            "raw": raw,
+            "utf8_ok": pa.repeat(True, n),
+        }
+    )
 
 
 def _python_line_chunks(path: Path, chunk_bytes: int) -> Iterator[pa.Table]:
