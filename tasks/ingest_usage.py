@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -193,29 +194,50 @@ class UsageIngest:
                 unclean = con.sql(
                     "select line_no from batch_checked where not clean"
                 ).to_arrow_table()["line_no"]
-            with report.timed("reasons"):
+            # only the lines that failed a check go to Pandera for their reason (most pass):
+            # their facts read again, and Pandera names the reasons on a thread while the
+            # accepted (clean) events are written, which does not wait for them
+            with ThreadPoolExecutor(1, thread_name_prefix="reasons") as pool:
+                named = None
                 if len(unclean):
-                    # only the lines that failed a check go to Pandera for their reason (most
-                    # pass): their facts read again, and its reason comes first (§3 order)
-                    self._row_schema_reasons(rows, unclean, params)
+                    with report.timed("reasons"):
+                        facts = self._unclean_facts(rows, unclean, params)
+                    named = pool.submit(failing_rows, facts, "usage")
+                with report.timed("store"):
+                    run_sql(con, "store_events", {"first_key": base})
+                with report.timed("reasons"):
+                    if named is not None:
+                        self._row_schema_reasons(facts, named.result())
             with report.timed("store"):
-                run_sql(con, "store_events", {"first_key": base, "run_id": self.run_id})
+                run_sql(con, "store_rejects", {"run_id": self.run_id})
         finally:  # (after a failed statement the connection refuses even this: keep the error)
             _unregister(con, "chunk", "batch_files")
 
-    def _row_schema_reasons(self, rows: pa.Table, unclean: pa.ChunkedArray, params: dict) -> None:
-        """`batch_checked.reason` of the lines that are not clean: the row schema's reason
-        (tasks/validate.py) where it names one."""
+    def _unclean_facts(self, rows: pa.Table, unclean: pa.ChunkedArray, params: dict):
+        """The facts of the lines that are not clean, parsed again (few lines): line_no and
+        the row schema's columns."""
         con = self.con
         con.register("chunk", rows.filter(pc.is_in(rows["line_no"], value_set=unclean)))
         try:
-            checked = frame(con, f"select line_no, {EVENT_CHECKS} from ({FACTS})", params)
+            return frame(con, f"select line_no, {EVENT_CHECKS} from ({FACTS})", params)
         finally:
             con.register("chunk", rows)
-        failing = failing_rows(checked, "usage")
+
+    def _row_schema_reasons(self, facts: pl.DataFrame, failing: pl.DataFrame) -> None:
+        """`batch_checked.reason` of the lines that are not clean: the row schema's reason
+        (tasks/validate.py `failing_rows` of their facts), which comes first (§3 order).
+        Every such line has one (tests/test_validate.py): one without would be neither an
+        event nor a reject, so the batch stops instead."""
+        con = self.con
+        if failing.height != facts.height:
+            raise RuntimeError(
+                f"{facts.height - failing.height} line(s) failed a check of "
+                "sql/extract_events.sql that the row schema (tasks/validate.py) names no "
+                "reason for: the two disagree"
+            )
         failures = pa.table(
             {
-                "line_no": checked["line_no"].gather(failing["index"]).to_arrow(),
+                "line_no": facts["line_no"].gather(failing["index"]).to_arrow(),
                 "reason": failing["reason"].to_arrow(),
             }
         )

@@ -84,6 +84,22 @@ def test_a_row_schema_reason_comes_before_the_business_checks(inbox):
     assert one(con, "select count(*) from rated_events") == 2
 
 
+def test_a_line_not_clean_that_the_row_schema_names_no_reason_for_stops_the_run(
+    inbox, monkeypatch
+):
+    """sql/extract_events.sql's `clean` and the row schema agree (tests/test_validate.py);
+    were they not to, such a line would be neither an event nor a reject: the batch stops,
+    nothing of it committed, rather than lose the line."""
+    import tasks.ingest_usage as usage_module
+
+    real = usage_module.failing_rows
+    monkeypatch.setattr(usage_module, "failing_rows", lambda df, kind: real(df, kind).head(0))
+    inbox.orders([BASIC])
+    inbox.usage([good("ok1"), BOTH_BROKEN[0][0], good("ok2")])
+    with pytest.raises(RuntimeError, match="names no reason"):
+        inbox.bill("2026-11-26")
+
+
 def test_all_bad_lines_in_one_gzip_file_leave_the_good_ones_billed(inbox):
     inbox.orders([BASIC])
     inbox.usage([good("ok1")] + [raw for raw, _ in BAD_LINES] + [good("ok2")], gz=True)
