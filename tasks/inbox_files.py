@@ -324,15 +324,95 @@ def _line_blocks(path: Path, block_bytes: int) -> Iterator[bytes]:
         yield rest
 
 
+class LineIndex:
+    """Where every `step`-th line of a file starts (its byte offset), built from the batches
+    the fast reader gave (line_no, raw: a line's exact bytes, line 1 without its byte-order
+    mark), so that lines_at can seek to a few lines instead of reading the file from its
+    start (issue 16: the lines the file-wide decisions reject, a few in a million). Only for
+    an uncompressed file read to its end by the fast reader (`complete`)."""
+
+    def __init__(self, path: Path, step: int = 256) -> None:
+        self.path, self.step = path, step
+        with _open_for_lines(path) as f:
+            self._offset = 3 if f.read(3) == b"\xef\xbb\xbf" else 0  # line 1's first byte
+        self._line = 1
+        self._lines: list[np.ndarray] = []
+        self._starts: list[np.ndarray] = []
+        self.complete = False
+
+    def add(self, batch: pa.Table) -> None:
+        """The next batch of the file's lines (numbered from where the last one ended)."""
+        n = batch.num_rows
+        if n == 0:
+            return
+        lengths = pc.binary_length(batch["raw"]).to_numpy(zero_copy_only=False).astype(np.int64)
+        starts = np.empty(n, np.int64)
+        starts[0] = self._offset
+        np.cumsum(lengths[:-1] + 1, out=starts[1:])
+        starts[1:] += self._offset
+        numbers = np.arange(self._line, self._line + n, dtype=np.int64)
+        keep = (numbers - 1) % self.step == 0
+        self._lines.append(numbers[keep])
+        self._starts.append(starts[keep])
+        self._offset = int(starts[-1] + lengths[-1] + 1)
+        self._line += n
+
+    def start_of(self, line: int) -> tuple[int, int]:
+        """(a line at or before `line`, the byte offset where that line starts)."""
+        lines = np.concatenate(self._lines) if len(self._lines) != 1 else self._lines[0]
+        starts = np.concatenate(self._starts) if len(self._starts) != 1 else self._starts[0]
+        self._lines, self._starts = [lines], [starts]
+        j = int(np.searchsorted(lines, line, side="right")) - 1
+        return int(lines[j]), int(starts[j])
+
+
+def _lines_by_index(index: LineIndex, wanted: list[int]) -> dict[int, str]:
+    """The wanted lines' text, each read from the indexed line before it."""
+    found: dict[int, str] = {}
+    with _open_for_lines(index.path) as f:
+        for number in wanted:
+            line, offset = index.start_of(number)
+            f.seek(offset)
+            skip, buf = number - line, bytearray()
+            while buf.count(b"\n") <= skip:
+                more = _read(f, 1 << 16)
+                if not more:
+                    break
+                buf += more
+            start = 0
+            for _ in range(skip):
+                start = buf.find(b"\n", start) + 1
+                if start == 0:  # the file has fewer lines
+                    break
+            else:
+                if start >= len(buf):  # a line starts only before the file's end
+                    continue
+                end = buf.find(b"\n", start)
+                # (line 1's indexed start is after the file's byte-order mark, if any)
+                found[number] = bytes(buf[start : end if end >= 0 else len(buf)]).decode("utf-8")
+    return found
+
+
 def lines_at(
-    path: Path, numbers: list[int], *, fast: bool = True, block_bytes: int = 16 << 20
+    path: Path,
+    numbers: list[int],
+    *,
+    fast: bool = True,
+    block_bytes: int = 16 << 20,
+    index: LineIndex | None = None,
 ) -> pa.Table:
     """The raw text of the file's lines with these numbers (line_no, raw), numbered as
     iter_line_chunks numbers them. A file the fast reader read (no carriage return, valid
     UTF-8) is scanned block by block for its newlines and only the wanted lines are cut out:
-    a few lines cost a read of the file, not a parse of every line. Any other
-    file is read again as it was read the first time."""
+    a few lines cost a read of the file, not a parse of every line; with the `index` the
+    reader's batches built (a complete one), each is read from the indexed line before it.
+    Any other file is read again as it was read the first time."""
     wanted = sorted(set(numbers))
+    if fast and index is not None and index.complete:
+        found = _lines_by_index(index, wanted)
+        return pa.table(
+            {"line_no": pa.array(list(found), pa.int64()), "raw": pa.array(list(found.values()))}
+        )
     if not fast:
         value_set = pa.array(wanted, pa.int64())
         hits = [

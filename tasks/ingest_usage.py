@@ -32,6 +32,7 @@ from tasks.day_files import history_events, last_event_key
 from tasks.db import execute, frame, run_sql, sql, transaction
 from tasks.inbox_files import (
     FastReadFailed,
+    LineIndex,
     group_lines,
     iter_line_chunks,
     lines_at,
@@ -97,6 +98,8 @@ class UsageIngest:
     # for the files' events from there on (events are stored in event_key order, so the
     # history before it is skipped, not scanned); 0 for a resumed file
     first_key: dict[int, int] = field(default_factory=dict)
+    # file_id -> where its lines start, from the fast reader's batches (lines_at seeks)
+    indexes: dict[int, LineIndex] = field(default_factory=dict)
 
     # ------------------------------------------------------------ a large file
 
@@ -121,14 +124,21 @@ class UsageIngest:
         next one read ahead while this one is checked and stored (closed on any exit: the
         read-ahead stops and the file is closed). Its lines."""
         lines = 0
+        index = None
+        if f.fast and not f.path.name.endswith(".gz"):
+            index = self.indexes[f.file_id] = LineIndex(f.path)
         reader = read_ahead(iter_line_chunks(f.path, chunk_bytes, fast=f.fast))
         with contextlib.closing(reader) as chunks:
             while True:
                 with self.report.timed("read"):
                     chunk = next(chunks, None)
                 if chunk is None:
+                    if index is not None:
+                        index.complete = True
                     return lines
                 lines += chunk.num_rows
+                if index is not None:
+                    index.add(chunk)
                 if skip:
                     chunk = chunk.filter(pc.greater(chunk["line_no"], skip))
                     if chunk.num_rows == 0:
@@ -262,7 +272,7 @@ class UsageIngest:
             first_key = min(self.first_key.get(f.file_id, 0) for f in files)
             try:
                 self._decide_duplicates(first_key)
-                _store_file_rejects(con, files, self.run_id)
+                _store_file_rejects(con, files, self.run_id, self.indexes)
                 run_sql(con, "complete_files", {"first_key": first_key})
             finally:
                 _unregister(con, "decide_files")
@@ -381,9 +391,11 @@ def judge_copies(copies: pl.DataFrame, window: int, late_before: date) -> pl.Dat
     return pl.DataFrame(decided, schema=schema, orient="row")
 
 
-def _store_file_rejects(con, files: list[UsageFile], run_id: str) -> None:
+def _store_file_rejects(
+    con, files: list[UsageFile], run_id: str, indexes: dict[int, LineIndex]
+) -> None:
     """The lines the file-wide decisions rejected, with their raw text read again from their
-    files (only the files that have such lines)."""
+    files (only the files that have such lines; a large file's by its line index)."""
     wanted = con.execute(
         "select file_id, list(line_no order by line_no) from file_decisions "
         "where reason <> 'duplicate' group by file_id"
@@ -391,7 +403,7 @@ def _store_file_rejects(con, files: list[UsageFile], run_id: str) -> None:
     by_id = {f.file_id: f for f in files}
     for file_id, numbers in wanted:
         f = by_id[file_id]
-        con.register("hit", lines_at(f.path, numbers, fast=f.fast))
+        con.register("hit", lines_at(f.path, numbers, fast=f.fast, index=indexes.get(file_id)))
         con.execute(
             "insert into rejected_events select ?, d.line_no, h.raw, d.reason, now(), "
             "? from file_decisions as d join hit as h using (line_no) "
