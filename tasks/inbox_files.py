@@ -341,21 +341,23 @@ class LineIndex:
         self.complete = False
 
     def add(self, batch: pa.Table) -> None:
-        """The next batch of the file's lines (numbered from where the last one ended)."""
-        n = batch.num_rows
-        if n == 0:
-            return
-        lengths = pc.binary_length(batch["raw"]).to_numpy(zero_copy_only=False).astype(np.int64)
-        starts = np.empty(n, np.int64)
-        starts[0] = self._offset
-        np.cumsum(lengths[:-1] + 1, out=starts[1:])
-        starts[1:] += self._offset
-        numbers = np.arange(self._line, self._line + n, dtype=np.int64)
-        keep = (numbers - 1) % self.step == 0
-        self._lines.append(numbers[keep])
-        self._starts.append(starts[keep])
-        self._offset = int(starts[-1] + lengths[-1] + 1)
-        self._line += n
+        """The next batch of the file's lines (numbered from where the last one ended): the
+        lines' starts read off the Arrow strings' offsets, no pass over the text."""
+        for chunk in batch["raw"].chunks:
+            n = len(chunk)
+            if n == 0:
+                continue
+            # (large_string offsets are 64-bit; a batch's are 32-bit unless it is huge)
+            width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+            ends = np.frombuffer(chunk.buffers()[1], width)[chunk.offset : chunk.offset + n + 1]
+            first = (-(self._line - 1)) % self.step  # the chunk's first indexed line
+            at = np.arange(first, n, self.step, dtype=np.int64)
+            # a line starts after the text and the newline of every line before it
+            starts = self._offset + (ends[at].astype(np.int64) - int(ends[0])) + at
+            self._lines.append(self._line + at)
+            self._starts.append(starts)
+            self._offset += int(ends[n]) - int(ends[0]) + n
+            self._line += n
 
     def start_of(self, line: int) -> tuple[int, int]:
         """(a line at or before `line`, the byte offset where that line starts)."""
