@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -84,21 +85,13 @@ def _new_files(
     turn_away: Callable[[Path, str, str], None],
     *,
     remember: bool = True,
+    digested: dict[Path, tuple[tuple[int, int], tuple]] | None = None,
 ) -> list[InboxFile]:
     """The files whose content was never fully ingested nor turned away; known files are not
     re-read. A file that cannot be opened as a regular file is turned away here. remember:
     keep the stat of files recognised by content (False: `adbill plan`, which writes
-    nothing)."""
-    known = con.execute(
-        "select path, bytes, mtime_ns, sha256, file_id, lines_done, complete from ingested_files"
-    ).fetchall()
-    by_stat = {(p, b, m) for p, b, m, *_, done in known if done}
-    complete = {sha for _, _, _, sha, *_, done in known if done}
-    complete |= {r[0] for r in con.execute("select sha256 from rejected_files").fetchall()}
-    # files recognised by content before under this path and stat (a moved data dir)
-    seen = con.execute("select path, bytes, mtime_ns, sha256 from inbox_seen").fetchall()
-    by_stat |= {(p, b, m) for p, b, m, sha in seen if sha in complete}
-    partial = {sha: (fid, n) for _, _, _, sha, fid, n, done in known if not done}
+    nothing). digested: `digest_ahead`'s outcomes, used for files whose stat is unchanged."""
+    by_stat, complete, partial = _known(con)
     fresh, recognised = [], []
     # the files not known by stat are digested a few at a time (hashlib and reads release
     # the GIL: many small files cost their bytes, not a file's latency each); their
@@ -115,7 +108,16 @@ def _new_files(
             continue
         stats.append((path, st, None))
     to_digest = [path for path, st, _ in stats if st is not None]
-    digests = dict(zip(to_digest, in_threads(file_digest, to_digest), strict=True))
+    # (digested ahead, while the orders were ingested: taken if the file's stat is the same)
+    ahead = {
+        path: digested[path][1]
+        for path, st, _ in stats
+        if st is not None
+        and path in (digested or {})
+        and digested[path][0] == (st.st_size, st.st_mtime_ns)
+    }
+    rest = [path for path in to_digest if path not in ahead]
+    digests = {**ahead, **dict(zip(rest, in_threads(file_digest, rest), strict=True))}
     for path, st, error in stats:
         digest, error = digests.get(path, (None, error))
         if isinstance(error, NotARegularFile):
@@ -137,6 +139,39 @@ def _new_files(
     if remember:
         _remember_stats(con, recognised)
     return fresh
+
+
+def _known(con) -> tuple[set, set, dict]:
+    """What the data dir knows of inbox files: the (path, bytes, mtime_ns) of files ingested
+    whole or recognised by content before, the digests of files complete or turned away, and
+    the files a killed run left half done (digest -> file_id, lines done)."""
+    known = con.execute(
+        "select path, bytes, mtime_ns, sha256, file_id, lines_done, complete from ingested_files"
+    ).fetchall()
+    by_stat = {(p, b, m) for p, b, m, *_, done in known if done}
+    complete = {sha for _, _, _, sha, *_, done in known if done}
+    complete |= {r[0] for r in con.execute("select sha256 from rejected_files").fetchall()}
+    # files recognised by content before under this path and stat (a moved data dir)
+    seen = con.execute("select path, bytes, mtime_ns, sha256 from inbox_seen").fetchall()
+    by_stat |= {(p, b, m) for p, b, m, sha in seen if sha in complete}
+    partial = {sha: (fid, n) for _, _, _, sha, fid, n, done in known if not done}
+    return by_stat, complete, partial
+
+
+def digest_ahead(paths: list[Path], by_stat: set) -> dict[Path, tuple[tuple[int, int], tuple]]:
+    """The digests `_new_files` will need for these paths (those not known by their stat),
+    computed beforehand, on another thread (issue 16: a large usage file's sha256 while the
+    orders are ingested): path -> ((bytes, mtime_ns) when digested, file_digest outcome)."""
+    todo = []
+    for path in paths:
+        try:
+            st = path.lstat()
+        except OSError:
+            continue  # (_new_files says why)
+        if (str(path), st.st_size, st.st_mtime_ns) not in by_stat:
+            todo.append((path, (st.st_size, st.st_mtime_ns)))
+    outcomes = in_threads(file_digest, [path for path, _ in todo])
+    return {path: (key, out) for (path, key), out in zip(todo, outcomes, strict=True)}
 
 
 def _remember_stats(con, recognised: list[tuple[str, int, int, str]]) -> None:
@@ -221,15 +256,19 @@ def ingest_inbox(
     for path, reason, detail in listing.refused:
         turn_away(path, reason, detail)
     limits = {"late_before": late_before, "today": today}
-    for f in _new_files(con, listing.orders, report, turn_away):
-        try:
-            _ingest_orders(con, f, catalog, report, tz=tz, run_id=run_id, limits=limits)
-        except UnreadableFile as exc:
-            turn_away(f.path, "unreadable_file", str(exc), f.sha)
-            continue
-        report.files.append(str(f.path))
-        say(f"ingested orders {f.path.name}")
-    fresh = _new_files(con, listing.usage, report, turn_away)
+    with ThreadPoolExecutor(1, thread_name_prefix="digest-ahead") as pool:
+        # the usage files are digested while the orders are ingested (hashlib releases the GIL)
+        ahead = pool.submit(digest_ahead, listing.usage, _known(con)[0])
+        for f in _new_files(con, listing.orders, report, turn_away):
+            try:
+                _ingest_orders(con, f, catalog, report, tz=tz, run_id=run_id, limits=limits)
+            except UnreadableFile as exc:
+                turn_away(f.path, "unreadable_file", str(exc), f.sha)
+                continue
+            report.files.append(str(f.path))
+            say(f"ingested orders {f.path.name}")
+        digested = ahead.result()
+    fresh = _new_files(con, listing.usage, report, turn_away, digested=digested)
     _purge_partial_files(con, {f.sha for f in fresh})
     usage = UsageIngest(
         con,

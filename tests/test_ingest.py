@@ -100,6 +100,33 @@ def test_a_line_not_clean_that_the_row_schema_names_no_reason_for_stops_the_run(
         inbox.bill("2026-11-26")
 
 
+def test_a_usage_file_rewritten_after_it_was_digested_ahead_is_ingested_as_it_is_now(
+    inbox, monkeypatch
+):
+    """The usage files are digested while the orders are ingested; a file whose bytes
+    changed since is digested again, so its content and digest agree (no stale digest
+    recorded, no line of the old content billed)."""
+    import tasks.ingest as ingest
+
+    inbox.orders([BASIC])
+    path = inbox.usage([good("old1"), good("old2")])
+    real = ingest.digest_ahead
+
+    def then_rewritten(paths, by_stat):
+        outcome = real(paths, by_stat)
+        path.write_text(json.dumps(good("new1")) + "\n", encoding="utf-8")
+        return outcome
+
+    monkeypatch.setattr(ingest, "digest_ahead", then_rewritten)
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select event_id from rated_events") == [("new1",)]
+    import hashlib
+
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert one(con, f"select count(*) from ingested_files where sha256 = '{sha}'") == 1
+
+
 def test_all_bad_lines_in_one_gzip_file_leave_the_good_ones_billed(inbox):
     inbox.orders([BASIC])
     inbox.usage([good("ok1")] + [raw for raw, _ in BAD_LINES] + [good("ok2")], gz=True)
