@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -221,6 +222,20 @@ def transaction(con: duckdb.DuckDBPyConnection):
     except BaseException:
         con.execute("rollback")
         raise
+
+
+@contextmanager
+def unordered(con: duckdb.DuckDBPyConnection):
+    """Statements in the block may write their rows in any order (DuckDB's
+    preserve_insertion_order off): inserts and file writes then run on all its threads. For
+    rows whose order nothing reads (keys and queries say it). A failed transaction refuses the
+    setting back; the error to see is the one that failed it."""
+    con.execute("set preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("set preserve_insertion_order = true")
 
 
 @cache

@@ -84,9 +84,7 @@ def test_a_row_schema_reason_comes_before_the_business_checks(inbox):
     assert one(con, "select count(*) from rated_events") == 2
 
 
-def test_a_line_not_clean_that_the_row_schema_names_no_reason_for_stops_the_run(
-    inbox, monkeypatch
-):
+def test_a_line_not_clean_that_the_row_schema_names_no_reason_for_stops_the_run(inbox, monkeypatch):
     """sql/extract_events.sql's `clean` and the row schema agree (tests/test_validate.py);
     were they not to, such a line would be neither an event nor a reject: the batch stops,
     nothing of it committed, rather than lose the line."""
