@@ -481,7 +481,10 @@ def group_lines(contents: list[bytes]) -> tuple[pa.Table, list[int]]:
         raw, utf8_ok = lines["raw"].combine_chunks(), lines["utf8_ok"].combine_chunks()
     else:
         pieces = pc.split_pattern(pa.array([text], pa.large_string()), "\n").flatten()
-        raw = pc.utf8_rtrim(pieces.slice(0, len(pieces) - 1), "\r").cast(pa.string())
+        raw = pieces.slice(0, len(pieces) - 1)
+        if b"\r" in whole:  # (most files have none: trimming copies every line)
+            raw = pc.utf8_rtrim(raw, "\r")
+        raw = raw.cast(pa.string())
         utf8_ok = pa.repeat(True, len(raw))
     total = sum(counts)
     starts = np.repeat(np.cumsum([0, *counts[:-1]]), counts)
@@ -509,7 +512,9 @@ def _lines_table(block: bytes, first_line: int) -> pa.Table:
         utf8_ok = pa.array(oks, pa.bool_())
     else:
         lines = pc.split_pattern(pa.array([text], pa.large_string()), "\n").flatten()
-        lines = pc.utf8_rtrim(lines, "\r").cast(pa.string())
+        if b"\r" in block:  # (most blocks have none: trimming copies every line)
+            lines = pc.utf8_rtrim(lines, "\r")
+        lines = lines.cast(pa.string())
         utf8_ok = pa.repeat(True, len(lines))
     numbers = pa.array(range(first_line, first_line + len(lines)), pa.int64())
     return pa.table({"line_no": numbers, "raw": lines, "utf8_ok": utf8_ok})

@@ -178,7 +178,7 @@ class UsageIngest:
             }
         )
         self.batch(rows, files, base)
-        self.decide(files, {f.file_id: c for f, c in zip(files, counts, strict=True)})
+        self.decide(files, {f.file_id: c for f, c in zip(files, counts, strict=True)}, rows)
         self.progress(f"{len(files):,} small usage files: {n:,} lines ingested")
 
     # ------------------------------------------------------------ one batch
@@ -262,7 +262,9 @@ class UsageIngest:
 
     # ------------------------------------------------------------ file-wide decisions
 
-    def decide(self, files: list[UsageFile], lines: dict[int, int]) -> None:
+    def decide(
+        self, files: list[UsageFile], lines: dict[int, int], read: pa.Table | None = None
+    ) -> None:
         """The file-wide decisions once the files' lines are all in (no commit): duplicates
         and too-late lines leave `events` (for `rejected_events`, raw text looked up in the
         file again: they are few, or the duplicate count), and each file is complete."""
@@ -272,7 +274,7 @@ class UsageIngest:
             first_key = min(self.first_key.get(f.file_id, 0) for f in files)
             try:
                 self._decide_duplicates(first_key)
-                _store_file_rejects(con, files, self.run_id, self.indexes)
+                _store_file_rejects(con, files, self.run_id, self.indexes, read)
                 run_sql(con, "complete_files", {"first_key": first_key})
             finally:
                 _unregister(con, "decide_files")
@@ -392,10 +394,29 @@ def judge_copies(copies: pl.DataFrame, window: int, late_before: date) -> pl.Dat
 
 
 def _store_file_rejects(
-    con, files: list[UsageFile], run_id: str, indexes: dict[int, LineIndex]
+    con,
+    files: list[UsageFile],
+    run_id: str,
+    indexes: dict[int, LineIndex],
+    read: pa.Table | None = None,
 ) -> None:
-    """The lines the file-wide decisions rejected, with their raw text read again from their
-    files (only the files that have such lines; a large file's by its line index)."""
+    """The lines the file-wide decisions rejected, with their raw text: small files' from
+    the lines of theirs still at hand (`read`: file_id, file_line, raw), a large file's read
+    again from it (only the files that have such lines; by its line index when it has one)."""
+    if read is not None:
+        con.register("decided_lines", read.select(["file_id", "file_line", "raw"]))
+        try:
+            con.execute(
+                "insert into rejected_events select f.path, d.line_no, h.raw, d.reason, now(), "
+                "? from file_decisions as d "
+                "join decided_lines as h on h.file_id = d.file_id and h.file_line = d.line_no "
+                "join decide_files as f on f.file_id = d.file_id "
+                "where d.reason <> 'duplicate' order by d.file_id, d.line_no",
+                [run_id],
+            )
+        finally:
+            con.unregister("decided_lines")
+        return
     wanted = con.execute(
         "select file_id, list(line_no order by line_no) from file_decisions "
         "where reason <> 'duplicate' group by file_id"

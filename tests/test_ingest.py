@@ -500,7 +500,7 @@ def test_a_group_of_small_files_killed_midway_leaves_nothing_and_is_ingested_aga
     spread(box, MANY, 5)
     real = UsageIngest.decide
 
-    def dies(self, files, lines):
+    def dies(self, files, lines, read=None):
         raise KeyboardInterrupt("killed")
 
     monkeypatch.setattr(UsageIngest, "decide", dies)
