@@ -13,7 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from tasks.catalog import Catalog
-from tasks.db import run_sql, scalar, transaction
+from tasks.db import scalar, transaction
 from tasks.inbox_files import (
     LargerThanItLooked,
     NotARegularFile,
@@ -26,9 +26,9 @@ from tasks.inbox_files import (
 )
 from tasks.ingest_orders import ingest_orders_file
 from tasks.ingest_report import IngestReport
-from tasks.ingest_usage import UsageFile, UsageIngest
+from tasks.ingest_usage import UsageFile, UsageIngest, line_functions
 from tasks.pools import rebuild_pools
-from tasks.validate import quantity_literal, warm_up_in_background
+from tasks.validate import warm_up_in_background
 
 CHUNK_BYTES = 64 << 20  # a usage batch: about this many bytes of lines, one transaction
 # files up to SMALL_FILE_BYTES are ingested together, GROUP_BYTES (a large file's batch) or
@@ -288,15 +288,7 @@ def ingest_inbox(
 
 def _register_catalog(con, catalog: Catalog) -> None:
     """The macros and the catalog's products, editions and functions that ingest's SQL reads."""
-    run_sql(con, "ingest_macros")
-    con.create_function(  # NULL in, NULL out; a line it cannot read gives NULL
-        "quantity_literal",
-        quantity_literal,
-        ["VARCHAR"],
-        "VARCHAR",
-        null_handling="special",
-        side_effects=False,
-    )
+    line_functions(con)
     con.register("catalog_products", catalog.products().to_arrow())
     con.register("catalog_editions", catalog.editions.to_arrow())
     con.register("catalog_functions", catalog.functions.to_arrow())

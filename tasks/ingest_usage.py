@@ -38,7 +38,13 @@ from tasks.inbox_files import (
     lines_at,
     read_ahead,
 )
-from tasks.validate import CONTROL_CHARACTER, EVENT_COLUMNS, TIMESTAMP_WITH_OFFSET, failing_rows
+from tasks.validate import (
+    CONTROL_CHARACTER,
+    EVENT_COLUMNS,
+    TIMESTAMP_WITH_OFFSET,
+    failing_rows,
+    quantity_literal,
+)
 
 if TYPE_CHECKING:
     from tasks.ingest_report import IngestReport
@@ -210,28 +216,17 @@ class UsageIngest:
             with ThreadPoolExecutor(1, thread_name_prefix="reasons") as pool:
                 named = None
                 if len(unclean):
-                    with report.timed("reasons"):
-                        facts = self._unclean_facts(rows, unclean, params)
-                    named = pool.submit(failing_rows, facts, "usage")
+                    # (a connection of its own: the run's is busy writing meanwhile)
+                    named = pool.submit(_reasons, _cursor(con), rows, unclean, params)
                 with report.timed("store"):
                     run_sql(con, "store_events", {"first_key": base})
                 with report.timed("reasons"):
                     if named is not None:
-                        self._row_schema_reasons(facts, named.result())
+                        self._row_schema_reasons(*named.result())
             with report.timed("store"):
                 run_sql(con, "store_rejects", {"run_id": self.run_id})
         finally:  # (after a failed statement the connection refuses even this: keep the error)
             _unregister(con, "chunk", "batch_files")
-
-    def _unclean_facts(self, rows: pa.Table, unclean: pa.ChunkedArray, params: dict):
-        """The facts of the lines that are not clean, parsed again (few lines): line_no and
-        the row schema's columns."""
-        con = self.con
-        con.register("chunk", rows.filter(pc.is_in(rows["line_no"], value_set=unclean)))
-        try:
-            return frame(con, f"select line_no, {EVENT_CHECKS} from ({FACTS})", params)
-        finally:
-            con.register("chunk", rows)
 
     def _row_schema_reasons(self, facts: pl.DataFrame, failing: pl.DataFrame) -> None:
         """`batch_checked.reason` of the lines that are not clean: the row schema's reason
@@ -347,6 +342,47 @@ class UsageIngest:
             report.rejected_by_reason[reason] = report.rejected_by_reason.get(reason, 0) + n
         report.touch(first_day)
         report.files.extend(str(f.path) for f in files)
+
+
+def line_functions(con):
+    """The macros and functions sql/extract_events.sql calls, defined on `con`: its own
+    macros; the Python function once per database (its connections share it). `con`."""
+    run_sql(con, "ingest_macros")
+    known = "select count(*) from duckdb_functions() where function_name = 'quantity_literal'"
+    if con.execute(known).fetchall()[0][0]:
+        return con
+    con.create_function(  # NULL in, NULL out; a line it cannot read gives NULL
+        "quantity_literal",
+        quantity_literal,
+        ["VARCHAR"],
+        "VARCHAR",
+        null_handling="special",
+        side_effects=False,
+    )
+    return con
+
+
+def _cursor(con):
+    """A connection of its own to `con`'s database, for another thread, with the session's
+    time zone (a cursor starts in the machine's) and the line functions."""
+    [(zone,)] = con.execute("select current_setting('TimeZone')").fetchall()
+    cur = con.cursor()
+    cur.execute("set TimeZone = " + "'" + zone.replace("'", "''") + "'")
+    return line_functions(cur)
+
+
+def _reasons(
+    cur, rows: pa.Table, unclean: pa.ChunkedArray, params: dict
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The facts of a batch's lines that are not clean, parsed again (few lines: line_no and
+    the row schema's columns), and the row schema's `failing_rows` of them; on `cur`, a
+    connection of this thread's own (closed here)."""
+    try:
+        cur.register("chunk", rows.filter(pc.is_in(rows["line_no"], value_set=unclean)))
+        facts = frame(cur, f"select line_no, {EVENT_CHECKS} from ({FACTS})", params)
+        return facts, failing_rows(facts, "usage")
+    finally:
+        cur.close()
 
 
 def _unregister(con, *names: str) -> None:

@@ -526,3 +526,22 @@ def ingest_outcome_many(con) -> tuple:
             "from ingested_files where kind = 'usage' order by path",
         ),
     )
+
+
+def test_the_reasons_thread_connection_keeps_the_session_time_zone():
+    """The lines that are not clean are parsed again on a connection of the reasons thread's
+    own: it has the run's time zone (a DuckDB cursor starts in the machine's), so their
+    timestamps come back as the row schema expects, and the line functions."""
+    import duckdb
+
+    from tasks.ingest_usage import _cursor
+
+    con = duckdb.connect()
+    for zone in ("UTC", "Asia/Shanghai", "America/St_Johns"):
+        con.execute(f"set TimeZone = '{zone}'")
+        cur = _cursor(con)
+        assert cur.execute("select current_setting('TimeZone')").fetchall() == [(zone,)]
+        assert cur.execute("select quantity_literal('{\"quantity\": 1.50}')").fetchall() == [
+            ("1.50",)
+        ]
+        cur.close()
