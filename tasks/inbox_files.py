@@ -216,9 +216,10 @@ class FastReadFailed(Exception):
 
 def _arrow_line_chunks(path: Path, chunk_bytes: int) -> Iterator[pa.Table]:
     """The lines as pyarrow's CSV reader splits them, in blocks of READ_BLOCK_BYTES (or
-    chunk_bytes, if smaller): the first batch is the first block, later ones the next
-    blocks up to about chunk_bytes together (issue 16: the first batch is checked after a
-    block's read, and the reader's threads parse small blocks faster than one large one)."""
+    chunk_bytes, if smaller), a batch being the next blocks up to about chunk_bytes
+    together, except that a file larger than chunk_bytes has its first block as its first
+    batch (issue 16: checking starts after a block's read; and the reader's threads parse
+    small blocks faster than one large one)."""
     compression = "gzip" if path.name.endswith(".gz") else None
     next_line = 1
     pending: list[pa.RecordBatch] = []
@@ -245,7 +246,9 @@ def _arrow_line_chunks(path: Path, chunk_bytes: int) -> Iterator[pa.Table]:
                     quoted_strings_can_be_null=False,
                 ),
             )
-            first = True
+            # (a file of one batch is read as one: a batch of its own costs more than the
+            # wait for the rest of a file that small)
+            first = path.stat().st_size > chunk_bytes
             while True:
                 try:
                     pending.append(reader.read_next_batch())

@@ -36,7 +36,7 @@ CHUNK_BYTES = 64 << 20  # a usage batch: about this many bytes of lines, one tra
 # events as 24 files of 8 MB: 1.4-1.6 x one file, 2.5-4.4 x as a large file each)
 SMALL_FILE_BYTES = 16 << 20
 GROUP_BYTES = CHUNK_BYTES
-GROUP_FILES = 1000
+GROUP_FILES = 5000
 
 
 def _register_file(con, path: Path, kind: str, sha: str, run_id: str) -> int:
