@@ -123,6 +123,7 @@ class UsageIngest:
             lines = self._batches(f, chunk_bytes, base, self.done.get(f.file_id) or skip_lines)
         with transaction(self.con):
             self.decide([f], {f.file_id: lines})
+        self.indexes.pop(f.file_id, None)
         self.progress(f"{f.path.name}: {lines:,} lines ingested")
 
     def _batches(self, f: UsageFile, chunk_bytes: int, base: int, skip: int) -> int:
@@ -261,8 +262,9 @@ class UsageIngest:
         self, files: list[UsageFile], lines: dict[int, int], read: pa.Table | None = None
     ) -> None:
         """The file-wide decisions once the files' lines are all in (no commit): duplicates
-        and too-late lines leave `events` (for `rejected_events`, raw text looked up in the
-        file again: they are few, or the duplicate count), and each file is complete."""
+        and too-late lines leave `events` (for `rejected_events`, raw text from `read`, the
+        small files' lines at hand, or looked up in a large file again: they are few, or the
+        duplicate count), and each file is complete."""
         con, report = self.con, self.report
         with report.timed("store"):
             con.register("decide_files", _files_table(files, lines))
