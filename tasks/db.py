@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
@@ -222,22 +221,6 @@ def transaction(con: duckdb.DuckDBPyConnection):
     except BaseException:
         con.execute("rollback")
         raise
-
-
-@contextmanager
-def unordered(con: duckdb.DuckDBPyConnection):
-    """Statements in the block may write their rows in any order (DuckDB's
-    preserve_insertion_order off): a COPY to a file then writes on all its threads. For rows
-    whose order nothing reads. (Not for inserts into the database's tables: a large insert
-    out of order is ~35 % faster but its rows are not written to the file as it goes, so the
-    checkpoint writes them instead, measured: no gain.) A failed transaction refuses the
-    setting back; the error to see is the one that failed it."""
-    con.execute("set preserve_insertion_order = false")
-    try:
-        yield
-    finally:
-        with contextlib.suppress(duckdb.Error):
-            con.execute("set preserve_insertion_order = true")
 
 
 @cache

@@ -359,19 +359,28 @@ def _large_file(con, usage: UsageIngest, f: InboxFile, run_id: str, turn_away) -
 
 def _small_files(con, usage: UsageIngest, files: list[InboxFile], run_id: str, turn_away):
     """Small usage files together: read (a file that cannot be read to its end is turned
-    away), then registered, checked, written and decided in one transaction. A file whose
-    lines turn out larger than it looked (a gzip) goes batch by batch, in its place."""
+    away), then registered, checked, written and decided in one transaction per group of at
+    most GROUP_BYTES as read (gzips decompress: their size on disk does not bound it). A file
+    whose lines turn out larger than a group goes batch by batch, in its place."""
     read: list[tuple[InboxFile, bytes]] = []
+    held = 0  # the group's bytes as read (a gzip's decompressed: up to GROUP_BYTES each)
     for f in files:
         try:
             with usage.report.timed("read"):
-                read.append((f, read_whole(f.path, GROUP_BYTES)))
+                data = read_whole(f.path, GROUP_BYTES)
         except UnreadableFile as exc:
             turn_away(f.path, "unreadable_file", str(exc), f.sha)
+            continue
         except LargerThanItLooked:
             _ingest_group(con, usage, read, run_id)  # files stay in path order
-            read = []
+            read, held = [], 0
             _large_file(con, usage, f, run_id, turn_away)
+            continue
+        if read and held + len(data) > GROUP_BYTES:  # a group holds GROUP_BYTES at most
+            _ingest_group(con, usage, read, run_id)
+            read, held = [], 0
+        read.append((f, data))
+        held += len(data)
     _ingest_group(con, usage, read, run_id)
 
 

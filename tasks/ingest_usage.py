@@ -368,8 +368,12 @@ def _cursor(con):
     time zone (a cursor starts in the machine's) and the line functions."""
     [(zone,)] = con.execute("select current_setting('TimeZone')").fetchall()
     cur = con.cursor()
-    cur.execute("set TimeZone = " + "'" + zone.replace("'", "''") + "'")
-    return line_functions(cur)
+    try:
+        cur.execute("set TimeZone = " + "'" + zone.replace("'", "''") + "'")
+        return line_functions(cur)
+    except BaseException:
+        cur.close()
+        raise
 
 
 def _reasons(

@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from tasks import db
-from tasks.db import connect, execute, frame, migrations, run_sql, scalar, unordered
+from tasks.db import connect, execute, frame, migrations, run_sql, scalar
 
 TRICKY = """
 -- a file whose literals hold what a hand-made splitter would cut on: ; -- $name
@@ -188,22 +188,3 @@ def test_id_hashes_follow_the_duckdb_that_opens_the_file_on_every_connect(tmp_pa
 def test_a_new_connection_is_free_for_a_query_at_once(tmp_path):
     con = connect(tmp_path / "w.duckdb")
     assert frame(con, "select 1 as x").rows() == [(1,)]
-
-
-def test_unordered_writes_turn_insertion_order_back_on_and_keep_the_failing_error():
-    con = duckdb.connect()
-
-    def setting() -> bool:
-        return con.execute("select current_setting('preserve_insertion_order')").fetchone()[0]
-
-    with unordered(con):
-        assert setting() is False
-    assert setting() is True
-    con.execute("create table t (a integer primary key)")
-    con.execute("begin")
-    with pytest.raises(duckdb.ConstraintException), unordered(con):
-        con.execute("insert into t values (1), (1)")  # the transaction fails: this error shows
-    con.execute("rollback")
-    with unordered(con):
-        pass
-    assert setting() is True

@@ -545,3 +545,29 @@ def test_the_reasons_thread_connection_keeps_the_session_time_zone():
             ("1.50",)
         ]
         cur.close()
+
+
+def test_a_group_of_small_gzip_files_holds_no_more_than_a_group_of_bytes_decompressed(
+    inbox, monkeypatch
+):
+    """Small files are grouped by their size on disk, but a gzip's lines take their
+    decompressed size in memory: a group is cut where its bytes as read would pass
+    GROUP_BYTES (every file still ingested, in path order)."""
+    import tasks.ingest as ingest
+
+    monkeypatch.setattr(ingest, "GROUP_BYTES", 2_000)
+    groups: list[int] = []
+    real = ingest._ingest_group
+
+    def recorded(con, usage, read, run_id):
+        if read:
+            groups.append(sum(len(data) for _, data in read))
+        return real(con, usage, read, run_id)
+
+    monkeypatch.setattr(ingest, "_ingest_group", recorded)
+    inbox.orders([BASIC])
+    for k in range(6):  # ~800 bytes each decompressed, ~150 on disk
+        inbox.usage([good(f"g{k}-{i}") for i in range(4)], gz=True)
+    inbox.bill("2026-11-26")
+    assert len(groups) >= 3 and max(groups) <= 2_000
+    assert one(inbox.warehouse(), "select count(*) from rated_events") == 24

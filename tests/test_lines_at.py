@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -139,3 +140,34 @@ def test_a_group_of_small_files_reads_as_each_file_on_its_own(contents):
             expected += [(r["line_no"], r["raw"], r["utf8_ok"]) for r in alone]
     got = table.select(["file_line", "raw", "utf8_ok"]).to_pylist()
     assert [(r["file_line"], r["raw"], r["utf8_ok"]) for r in got] == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["\ufeff{}\n{}\n", "\ufeff", "\ufeff\n", "\ufeff\ufeffx\ny", "x\ufeff\n\ufeffy"]
+)
+def test_a_byte_order_mark_is_not_part_of_line_1_whichever_way_a_file_is_read(tmp_path, text):
+    """The fast reader (large files), the plain one (files with a carriage return, or after
+    the fast one refused) and a group of small files give the same lines: one mark at the
+    start of the file dropped, any other kept (a file's size decides its way, not its text)."""
+    from tasks.inbox_files import group_lines
+
+    path = tmp_path / "u.jsonl"
+    data = text.encode("utf-8")
+    path.write_bytes(data)
+
+    def lines(fast: bool, chunk: int) -> list[tuple[int, str]]:
+        return [
+            (r["line_no"], r["raw"])
+            for t in iter_line_chunks(path, chunk, fast=fast)
+            for r in t.to_pylist()
+        ]
+
+    group, _ = group_lines([data])
+    grouped = list(zip(group["file_line"].to_pylist(), group["raw"].to_pylist(), strict=True))
+    want = lines(True, 1 << 20)
+    for chunk in (1, 2, 4, 1 << 20):
+        assert lines(False, chunk) == want
+    assert grouped == want
+    assert all(not raw.startswith("\ufeff") for n, raw in want if n == 1) or text.startswith(
+        "\ufeff\ufeff"
+    )
