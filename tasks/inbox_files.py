@@ -310,21 +310,13 @@ def _read(f, size: int) -> bytes:
 def _line_blocks(path: Path, block_bytes: int) -> Iterator[bytes]:
     """The file's bytes (a gzip's: decompressed) in blocks of whole lines, each without its
     last newline; a last line without a newline after it comes as a block of its own."""
-    rest = b""
     with _open_for_lines(path) as raw_file:
         f = _decompressed(path, raw_file)
-        start = True
+        # a UTF-8 byte-order mark is not part of line 1 (as the fast reader has it)
+        head = _read(f, len(_BOM))
+        ahead, rest = (b"" if head == _BOM else head), b""
         while True:
-            data = _read(f, block_bytes)
-            if start:  # a UTF-8 byte-order mark is not part of line 1 (as the fast reader has it)
-                start = False
-                while data and len(data) < len(_BOM) and _BOM.startswith(data):
-                    more = _read(f, block_bytes)
-                    if not more:
-                        break
-                    data += more
-                if data.startswith(_BOM):
-                    data = data[len(_BOM) :] or _read(f, block_bytes)
+            data, ahead = ahead + _read(f, block_bytes), b""
             if not data:
                 break
             data = rest + data
@@ -348,7 +340,7 @@ class LineIndex:
     def __init__(self, path: Path, step: int = 256) -> None:
         self.path, self.step = path, step
         with _open_for_lines(path) as f:
-            self._offset = 3 if f.read(3) == b"\xef\xbb\xbf" else 0  # line 1's first byte
+            self._offset = len(_BOM) if f.read(len(_BOM)) == _BOM else 0  # line 1's first byte
         self._line = 1
         self._lines: list[np.ndarray] = []
         self._starts: list[np.ndarray] = []
@@ -432,9 +424,7 @@ def lines_at(
     wanted = sorted(set(numbers))
     if fast and index is not None and index.complete and len(wanted) <= index.few():
         found = _lines_by_index(index, wanted)
-        return pa.table(
-            {"line_no": pa.array(list(found), pa.int64()), "raw": pa.array(list(found.values()))}
-        )
+        return _found_table(found)
     if not fast:
         value_set = pa.array(wanted, pa.int64())
         hits = [
@@ -458,6 +448,11 @@ def lines_at(
             found[wanted[i]] = block[start:end].decode("utf-8")
             i += 1
         line += n
+    return _found_table(found)
+
+
+def _found_table(found: dict[int, str]) -> pa.Table:
+    """Lines found by number as lines_at gives them (line_no, raw)."""
     return pa.table(
         {"line_no": pa.array(list(found), pa.int64()), "raw": pa.array(list(found.values()))}
     )
@@ -498,17 +493,23 @@ def group_lines(contents: list[bytes]) -> tuple[pa.Table, list[int]]:
         lines = pa.concat_tables([_lines_table(c.removesuffix(b"\n"), 1) for c in contents if c])
         raw, utf8_ok = lines["raw"].combine_chunks(), lines["utf8_ok"].combine_chunks()
     else:
-        pieces = pc.split_pattern(pa.array([text], pa.large_string()), "\n").flatten()
-        raw = pieces.slice(0, len(pieces) - 1)
-        if b"\r" in whole:  # (most files have none: trimming copies every line)
-            raw = pc.utf8_rtrim(raw, "\r")
-        raw = raw.cast(pa.string())
+        raw = _split(text, has_cr=b"\r" in whole)
+        raw = raw.slice(0, len(raw) - 1)  # (after the last newline: nothing)
         utf8_ok = pa.repeat(True, len(raw))
     total = sum(counts)
     starts = np.repeat(np.cumsum([0, *counts[:-1]]), counts)
     file_line = np.arange(total, dtype=np.int64) - starts + 1
     table = pa.table({"raw": raw, "utf8_ok": utf8_ok, "file_line": pa.array(file_line)})
     return table, counts
+
+
+def _split(text: str, *, has_cr: bool) -> pa.Array:
+    """Text split at its newlines, a carriage return before one dropped (the plain reader's
+    lines; trimming copies every line, so only text that holds one is trimmed)."""
+    lines = pc.split_pattern(pa.array([text], pa.large_string()), "\n").flatten()
+    if has_cr:
+        lines = pc.utf8_rtrim(lines, "\r")
+    return lines.cast(pa.string())
 
 
 def _lines_table(block: bytes, first_line: int) -> pa.Table:
@@ -529,10 +530,7 @@ def _lines_table(block: bytes, first_line: int) -> pa.Table:
         lines = pa.array(raws, pa.string())
         utf8_ok = pa.array(oks, pa.bool_())
     else:
-        lines = pc.split_pattern(pa.array([text], pa.large_string()), "\n").flatten()
-        if b"\r" in block:  # (most blocks have none: trimming copies every line)
-            lines = pc.utf8_rtrim(lines, "\r")
-        lines = lines.cast(pa.string())
+        lines = _split(text, has_cr=b"\r" in block)
         utf8_ok = pa.repeat(True, len(lines))
     numbers = pa.array(range(first_line, first_line + len(lines)), pa.int64())
     return pa.table({"line_no": numbers, "raw": lines, "utf8_ok": utf8_ok})

@@ -111,12 +111,11 @@ def _new_files(
         stats.append((path, st, None))
     to_digest = [path for path, st, _ in stats if st is not None]
     # (digested ahead, while the orders were ingested: taken if the file's stat is the same)
+    digested = digested or {}
     ahead = {
         path: digested[path][1]
         for path, st, _ in stats
-        if st is not None
-        and path in (digested or {})
-        and digested[path][0] == (st.st_size, st.st_mtime_ns)
+        if st is not None and digested.get(path, (None,))[0] == (st.st_size, st.st_mtime_ns)
     }
     rest = [path for path in to_digest if path not in ahead]
     digests = {**ahead, **dict(zip(rest, in_threads(file_digest, rest), strict=True))}

@@ -28,7 +28,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.day_files import history_events, last_event_key
+from tasks.day_files import history_events, last_event_key, literal
 from tasks.db import execute, frame, run_sql, sql, transaction
 from tasks.inbox_files import (
     FastReadFailed,
@@ -369,7 +369,7 @@ def _cursor(con):
     [(zone,)] = con.execute("select current_setting('TimeZone')").fetchall()
     cur = con.cursor()
     try:
-        cur.execute("set TimeZone = " + "'" + zone.replace("'", "''") + "'")
+        cur.execute(f"set TimeZone = {literal(zone)}")
         return line_functions(cur)
     except BaseException:
         cur.close()
