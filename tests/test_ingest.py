@@ -571,3 +571,32 @@ def test_a_group_of_small_gzip_files_holds_no_more_than_a_group_of_bytes_decompr
     inbox.bill("2026-11-26")
     assert len(groups) >= 3 and max(groups) <= 2_000
     assert one(inbox.warehouse(), "select count(*) from rated_events") == 24
+
+
+def test_a_line_longer_than_the_fast_readers_block_goes_the_plain_way_and_keeps_every_line(
+    inbox, monkeypatch
+):
+    """pyarrow's reader refuses a line that straddles two of its blocks (READ_BLOCK_BYTES);
+    the file is then read the plain way and every line is billed or rejected as usual."""
+    import tasks.inbox_files as inbox_files
+
+    monkeypatch.setattr(inbox_files, "READ_BLOCK_BYTES", 1024)
+    monkeypatch.setattr(ingest_module, "SMALL_FILE_BYTES", 0)
+    plain = []
+    real = inbox_files._python_line_chunks
+
+    def plain_way(path, chunk_bytes):
+        plain.append(path.name)
+        return real(path, chunk_bytes)
+
+    monkeypatch.setattr(inbox_files, "_python_line_chunks", plain_way)
+    inbox.orders([BASIC])
+    path = inbox.usage([good("a1"), good("long", note="x" * 5000), good("a2")])
+    report = inbox.bill("2026-11-26")
+    assert path.name in plain  # (the fast reader refused it)
+    assert report.ingest.events_accepted == 3
+    assert rows(inbox.warehouse(), "select event_id from rated_events order by 1") == [
+        ("a1",),
+        ("a2",),
+        ("long",),
+    ]
