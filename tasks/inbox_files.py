@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 import stat
 import zlib
@@ -12,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -138,15 +140,32 @@ def _open_for_lines(path: Path):
         raise UnreadableFile(f"{type(exc).__name__}: {exc.strerror or exc}") from exc
 
 
-def file_digest(path: Path) -> tuple[str, bool]:
-    """The file's sha256, and whether its bytes hold a carriage return (see iter_line_chunks)."""
+class Digest(NamedTuple):
+    """A file's sha256, whether its bytes hold a carriage return (see iter_line_chunks), and
+    its bytes when they were kept (a small file read once for its digest and its lines)."""
+
+    sha: str
+    has_cr: bool
+    data: bytes | None = None
+
+
+def file_digest(path: Path, keep: int = 0) -> Digest:
+    """The file's Digest; keep: a file of at most this many bytes is read in one go and its
+    bytes kept (a small file read once for its digest and its lines); a longer one (grown
+    since its size was taken) is hashed block by block, its bytes not kept."""
     h = hashlib.sha256()
     has_cr = False
     with open_regular(path) as f:
+        if keep:
+            data = f.read(keep + 1)
+            if len(data) <= keep:
+                return Digest(hashlib.sha256(data).hexdigest(), b"\r" in data, data)
+            h.update(data)
+            has_cr = b"\r" in data
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
             has_cr = has_cr or b"\r" in block
-    return h.hexdigest(), has_cr
+    return Digest(h.hexdigest(), has_cr)
 
 
 def iter_line_chunks(
@@ -198,13 +217,13 @@ def in_threads(work: Callable, items: Iterable, threads: int | None = None) -> l
     run on up to `threads` threads (default: the machine's CPUs, at most 8)."""
     items = list(items)
     if len(items) <= 1:
-        return [_outcome(work, i) for i in items]
+        return [outcome(work, i) for i in items]
     threads = threads or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(min(threads, len(items)), thread_name_prefix="inbox") as pool:
-        return list(pool.map(lambda i: _outcome(work, i), items))
+        return list(pool.map(lambda i: outcome(work, i), items))
 
 
-def _outcome(work: Callable, item) -> tuple:
+def outcome(work: Callable, item) -> tuple:
     try:
         return work(item), None
     except Exception as exc:  # handed back with its item: the caller decides
@@ -466,12 +485,15 @@ class LargerThanItLooked(Exception):
     """A small file whose lines hold more than a group takes (a highly compressed gzip)."""
 
 
-def read_whole(path: Path, limit: int) -> bytes:
-    """A small file's bytes (a gzip's decompressed), read the plain way in one go; past
-    `limit` bytes it stops (LargerThanItLooked): such a file goes batch by batch, so memory
-    stays bounded."""
-    with _open_for_lines(path) as raw_file:
-        data = _read(_decompressed(path, raw_file), limit + 1)
+def read_whole(path: Path, limit: int, kept: bytes | None = None) -> bytes:
+    """A small file's bytes (a gzip's decompressed), read the plain way in one go, or taken
+    from `kept` (its bytes as read with its digest); past `limit` bytes it stops
+    (LargerThanItLooked): such a file goes batch by batch, so memory stays bounded."""
+    if kept is not None:
+        data = _read(_decompressed(path, io.BytesIO(kept)), limit + 1)
+    else:
+        with _open_for_lines(path) as raw_file:
+            data = _read(_decompressed(path, raw_file), limit + 1)
     if len(data) > limit:
         raise LargerThanItLooked(path)
     return data

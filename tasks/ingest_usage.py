@@ -60,6 +60,7 @@ CHECKED = (
     f"create or replace temp table batch_checked as\nwith batch as (\n{FACTS}\n)\n"
     f"select * from (\n{sql('accept_events')}\n)"
 )
+GROUP_ROWS = 32_768  # a group of small files' lines: rows per record batch (see small_files)
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,9 @@ class UsageIngest:
         lines, counts = group_lines(contents)
         n = lines.num_rows
         ids = np.repeat(np.array([f.file_id for f in files], np.int32), counts)
-        # one contiguous table: DuckDB scans it as one piece, not a file at a time
+        # one table, not a file at a time, in record batches of GROUP_ROWS: DuckDB scans an
+        # Arrow table a record batch per thread (as one batch, 2,000 files of 50 lines were
+        # checked on one thread: 0.22-0.29 s against 0.15-0.17 s)
         rows = pa.table(
             {
                 "line_no": pa.array(np.arange(1, n + 1, dtype=np.int64)),
@@ -184,6 +187,7 @@ class UsageIngest:
                 "utf8_ok": lines["utf8_ok"],
             }
         )
+        rows = pa.Table.from_batches(rows.to_batches(max_chunksize=GROUP_ROWS), rows.schema)
         self.batch(rows, files, base)
         self.decide(files, {f.file_id: c for f, c in zip(files, counts, strict=True)}, rows)
         self.progress(f"{len(files):,} small usage files: {n:,} lines ingested")

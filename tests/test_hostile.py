@@ -5,6 +5,7 @@ bytes from outside the inbox or makes a run take days (billing-rules §3, interf
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 from datetime import date
@@ -77,8 +78,8 @@ def test_a_file_that_vanishes_after_it_was_listed_is_unreadable_and_the_rest_bil
     gone = inbox.usage([line("e2")], name="b.jsonl")
     real = ingest_module.file_digest
 
-    def digest_then_vanish(path):
-        result = real(path)
+    def digest_then_vanish(path, *keep):
+        result = real(path, *keep)
         if path == gone:
             path.unlink()  # a sender's clean-up racing the run
         return result
@@ -90,6 +91,40 @@ def test_a_file_that_vanishes_after_it_was_listed_is_unreadable_and_the_rest_bil
     assert rows(con, "select source_file, reason from rejected_files") == [
         (str(gone), "unreadable_file")
     ]
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_a_small_file_removed_once_it_was_digested_is_billed_from_the_bytes_read_or_turned_away(
+    inbox, monkeypatch, kept
+):
+    """A small usage file's bytes are kept from the read its digest was taken of: removed
+    after that (once the inbox's new files are known), it is billed from those bytes, its
+    content and digest agreeing. Without them (KEEP_BYTES spent) its lines are read again
+    and, the file gone, it is turned away whole; the rest of the inbox billed either way."""
+    if not kept:
+        monkeypatch.setattr(ingest_module, "KEEP_BYTES", 0)
+    inbox.orders([BASIC])
+    inbox.usage([line("e1")], name="a.jsonl")
+    gone = inbox.usage([line("e2")], name="b.jsonl")
+    sha = hashlib.sha256(gone.read_bytes()).hexdigest()
+    real = ingest_module._new_files
+
+    def then_removed(con, paths, *args, **kwargs):
+        fresh = real(con, paths, *args, **kwargs)
+        if gone in paths:
+            gone.unlink()
+        return fresh
+
+    monkeypatch.setattr(ingest_module, "_new_files", then_removed)
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    billed = rows(con, "select event_id from rated_events order by 1")
+    turned_away = rows(con, "select source_file, reason from rejected_files")
+    registered = one(con, f"select count(*) from ingested_files where sha256 = '{sha}'")
+    if kept:
+        assert (billed, turned_away, registered) == ([("e1",), ("e2",)], [], 1)
+    else:
+        assert (billed, turned_away) == ([("e1",)], [(str(gone), "unreadable_file")])
 
 
 def test_a_small_gzip_holding_many_lines_goes_batch_by_batch(inbox, monkeypatch):

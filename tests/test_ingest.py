@@ -185,7 +185,9 @@ def test_a_moved_data_dir_hashes_its_inbox_once_not_every_run(inbox, tmp_path, m
     hashed: list[str] = []
     digest = ingest_module.file_digest
     monkeypatch.setattr(
-        ingest_module, "file_digest", lambda path: hashed.append(path.name) or digest(path)
+        ingest_module,
+        "file_digest",
+        lambda path, *keep: hashed.append(path.name) or digest(path, *keep),
     )
     moved.bill("2026-11-26")
     listed = sorted(p.name for p in (moved.root / "inbox").rglob("*") if p.is_file())
@@ -459,7 +461,15 @@ def spread(box: Inbox, lines: list, per_file: int) -> None:
 MANY = [good(f"m{i}") for i in range(60)] + MIXED + [good("m3", quantity=2), good("m5")]
 
 
-def test_small_files_taken_together_bill_as_one_file_holding_their_lines(tmp_path):
+@pytest.mark.parametrize("keep_bytes, group_rows", [(None, None), (2_000, 7), (0, 1)])
+def test_small_files_taken_together_bill_as_one_file_holding_their_lines(
+    tmp_path, monkeypatch, keep_bytes, group_rows
+):
+    """(also with some or none of the files' bytes kept from their digest's read, and the
+    group's table in record batches of a few rows)"""
+    if keep_bytes is not None:
+        monkeypatch.setattr(ingest_module, "KEEP_BYTES", keep_bytes)
+        monkeypatch.setattr("tasks.ingest_usage.GROUP_ROWS", group_rows)
     single = Inbox(tmp_path / "one")
     single.orders([BASIC])
     single.usage(MANY, name="part-0000.jsonl")

@@ -79,3 +79,22 @@ def test_in_threads_keeps_the_items_order_and_hands_back_each_error():
     ]
     assert in_threads(work, [], threads=4) == []
     assert in_threads(work, [2]) == [(4, None)]
+
+
+@pytest.mark.parametrize("keep_more", [0, 1, -1])
+def test_file_digest_keeps_a_file_of_at_most_keep_bytes_and_hashes_a_longer_one_whole(
+    tmp_path, keep_more
+):
+    """keep = the file's size (and more) keeps its bytes; one byte less (a file grown since
+    its size was taken) hashes the whole file block by block and keeps nothing."""
+    import hashlib
+
+    from tasks.inbox_files import file_digest
+
+    data = b'{"a": 1}\r\n' * 1000
+    path = tmp_path / "u.jsonl"
+    path.write_bytes(data)
+    digest = file_digest(path, len(data) + keep_more)
+    assert (digest.sha, digest.has_cr) == (hashlib.sha256(data).hexdigest(), True)
+    assert digest.data == (data if keep_more >= 0 else None)
+    assert file_digest(path) == (digest.sha, True, None)
