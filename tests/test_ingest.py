@@ -304,15 +304,16 @@ def tiny_batches(monkeypatch):
 
 def test_lines_split_into_many_batches_give_the_same_outcome_as_one_batch(tmp_path, monkeypatch):
     outcomes = []
-    for chunk_bytes in (64 << 20, 300):
+    for chunk_bytes, scan_rows in ((64 << 20, 32_768), (300, 32_768), (64 << 20, 3)):
         monkeypatch.setattr(ingest_module, "CHUNK_BYTES", chunk_bytes)
+        monkeypatch.setattr("tasks.ingest_usage.SCAN_ROWS", scan_rows)  # DuckDB's scan units
         monkeypatch.setattr(ingest_module, "SMALL_FILE_BYTES", 0)
-        box = Inbox(tmp_path / f"data-{chunk_bytes}")
+        box = Inbox(tmp_path / f"data-{chunk_bytes}-{scan_rows}")
         box.orders([BASIC])
         box.usage(MIXED)
         box.bill("2026-11-26")
         outcomes.append(ingest_outcome(box.warehouse()))
-    assert outcomes[0] == outcomes[1]
+    assert outcomes[0] == outcomes[1] == outcomes[2]
     events, rejects, file_row = outcomes[0]
     assert [e for e, *_ in events] == ["b1", "b2", "b4", "b6"]
     assert [(n, r) for n, r, _ in rejects] == [
@@ -469,7 +470,7 @@ def test_small_files_taken_together_bill_as_one_file_holding_their_lines(
     group's table in record batches of a few rows)"""
     if keep_bytes is not None:
         monkeypatch.setattr(ingest_module, "KEEP_BYTES", keep_bytes)
-        monkeypatch.setattr("tasks.ingest_usage.GROUP_ROWS", group_rows)
+        monkeypatch.setattr("tasks.ingest_usage.SCAN_ROWS", group_rows)
     single = Inbox(tmp_path / "one")
     single.orders([BASIC])
     single.usage(MANY, name="part-0000.jsonl")
