@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-CHUNK_BYTES = 128 << 20  # a batch's bytes when the caller names none (tasks.ingest's)
+CHUNK_BYTES = 64 << 20  # a batch's bytes when the caller names none
 # the fast reader parses a file in blocks of at most this many bytes, on several threads, and
 # a batch is whole blocks: the first batch one block, so checking starts after a block's
 # read, not a batch's (a line longer than a block goes to the plain reader)

@@ -31,15 +31,16 @@ from tasks.ingest_usage import UsageFile, UsageIngest, line_functions
 from tasks.pools import rebuild_pools
 from tasks.validate import warm_up_in_background
 
-# a usage batch: about this many bytes of lines, one transaction (a 10M-event file's
-# ingest 28.4 and 30.0 s in batches of 128 MB, 30.7 and 34.6 s in 64 MB, the peak RSS
-# 1.6 GB vs 1.3 GB; 256 MB no faster: DuckDB's insert costs less per row in larger pieces)
+# a large usage file's batch: about this many bytes of lines, one transaction (a 10M-event
+# file's ingest 28.4 and 30.0 s in batches of 128 MB, 30.7 and 34.6 s in 64 MB, the peak
+# RSS 1.6 GB vs 1.3 GB; 256 MB no faster: DuckDB's insert costs less per row in larger pieces)
 CHUNK_BYTES = 128 << 20
-# files up to SMALL_FILE_BYTES are ingested together, GROUP_BYTES (a large file's batch) or
+# files up to SMALL_FILE_BYTES are ingested together, GROUP_BYTES (as read) or
 # GROUP_FILES at a time: producers' hourly files of a few MB cost what their lines cost (1M
 # events as 24 files of 8 MB: 1.4-1.6 x one file, 2.5-4.4 x as a large file each)
 SMALL_FILE_BYTES = 16 << 20
-GROUP_BYTES = CHUNK_BYTES
+# (a group's lines are copied a few times over as they are split: ~5 x this at its peak)
+GROUP_BYTES = 64 << 20
 GROUP_FILES = 5000
 # small usage files' bytes are kept from their digest's read for their lines, up to this
 # many bytes in all (2,000 files of 50 lines: each file opened and read once, not twice)
@@ -79,7 +80,7 @@ def _register_files(con, files: list[InboxFile], kind: str, run_id: str) -> list
     return list(range(first, first + len(files)))
 
 
-@dataclass(frozen=True)
+@dataclass
 class InboxFile:
     """A file to ingest: new, or one a killed run left half done (resume after lines_done)."""
 
@@ -90,7 +91,8 @@ class InboxFile:
     has_cr: bool = False  # a carriage return in its bytes: lines split the plain way
     size: int = 0  # bytes on disk, when digested
     mtime_ns: int = 0
-    kept: bytes | None = field(default=None, repr=False)  # its bytes, read with its digest
+    # its bytes, read with its digest (a new small usage file; let go once its lines are read)
+    kept: bytes | None = field(default=None, repr=False)
 
 
 def _new_files(
@@ -148,6 +150,8 @@ def _new_files(
             continue
         complete.add(sha)
         fid, done = partial.get(sha, (None, 0))
+        if fid is not None or st.st_size > SMALL_FILE_BYTES:
+            kept = None  # (read batch by batch: its bytes are not what its lines come from)
         fresh.append(InboxFile(path, sha, fid, done or 0, has_cr, st.st_size, st.st_mtime_ns, kept))
     if remember:
         _remember_stats(con, recognised)
@@ -303,6 +307,7 @@ def ingest_inbox(
             say(f"ingested orders {f.path.name}")
         digested = ahead.result()
     fresh = _new_files(con, listing.usage, report, turn_away, digested=digested)
+    del ahead, digested  # (the bytes kept with the digests: only the fresh files' from here)
     _purge_partial_files(con, {f.sha for f in fresh})
     usage = UsageIngest(
         con,
@@ -397,9 +402,10 @@ def _small_files(con, usage: UsageIngest, files: list[InboxFile], run_id: str, t
     read: list[tuple[InboxFile, bytes]] = []
     held = 0  # the group's bytes as read (a gzip's decompressed: up to GROUP_BYTES each)
     for f in files:
+        kept, f.kept = f.kept, None  # (from here only the group holds the file's bytes)
         try:
             with usage.report.timed("read"):
-                data = read_whole(f.path, GROUP_BYTES, f.kept)
+                data = read_whole(f.path, GROUP_BYTES, kept)
         except UnreadableFile as exc:
             turn_away(f.path, "unreadable_file", str(exc), f.sha)
             continue

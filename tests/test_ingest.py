@@ -462,14 +462,19 @@ def spread(box: Inbox, lines: list, per_file: int) -> None:
 MANY = [good(f"m{i}") for i in range(60)] + MIXED + [good("m3", quantity=2), good("m5")]
 
 
-@pytest.mark.parametrize("keep_bytes, group_rows", [(None, None), (2_000, 7), (0, 1)])
+@pytest.mark.parametrize(
+    "keep_bytes, group_rows, serial_bytes, kept",
+    [(None, None, None, {True}), (2_000, 7, 1_000, {True, False}), (0, 1, 0, {False})],
+)
 def test_small_files_taken_together_bill_as_one_file_holding_their_lines(
-    tmp_path, monkeypatch, keep_bytes, group_rows
+    tmp_path, monkeypatch, keep_bytes, group_rows, serial_bytes, kept
 ):
-    """(also with some or none of the files' bytes kept from their digest's read, and the
-    group's table in record batches of a few rows)"""
+    """(also with some or none of the files' bytes kept from their digest's read, small and
+    larger files digested on one thread or several, and the group's table in record batches
+    of a few rows)"""
     if keep_bytes is not None:
         monkeypatch.setattr(ingest_module, "KEEP_BYTES", keep_bytes)
+        monkeypatch.setattr(ingest_module, "SERIAL_DIGEST_BYTES", serial_bytes)
         monkeypatch.setattr("tasks.ingest_usage.SCAN_ROWS", group_rows)
     single = Inbox(tmp_path / "one")
     single.orders([BASIC])
@@ -478,7 +483,16 @@ def test_small_files_taken_together_bill_as_one_file_holding_their_lines(
     many = Inbox(tmp_path / "many")
     many.orders([BASIC])
     spread(many, MANY, 5)
+    read_whole, used_kept = ingest_module.read_whole, []
+
+    def reading(path, limit, kept_bytes=None):
+        used_kept.append(kept_bytes is not None)
+        return read_whole(path, limit, kept_bytes)
+
+    monkeypatch.setattr(ingest_module, "read_whole", reading)
     many_counts = counted(many.bill("2026-11-26"))
+    assert len(used_kept) == 15 and set(used_kept) == kept  # (kept in path order: the first)
+    assert used_kept[0] or not any(used_kept)
     q = "select event_id, quantity, credits from rated_events order by event_id"
     assert rows(many.warehouse(), q) == rows(single.warehouse(), q)
     assert many_counts == single_counts
@@ -497,6 +511,39 @@ def test_small_files_taken_together_bill_as_one_file_holding_their_lines(
         (True, 3, "empty_line"),
         (True, 5, "malformed_json"),
     ]
+
+
+def test_a_small_file_rewritten_after_its_digest_is_billed_as_digested_then_as_it_is_now(
+    inbox, monkeypatch
+):
+    """A small file's lines come from the bytes its digest was taken of, and it is registered
+    with the size and mtime it had then: rewritten after that, the next run sees a changed
+    stat, digests it again and ingests the new content (the old stat recorded with the new
+    bytes would have had it skipped)."""
+    inbox.orders([BASIC])
+    path = inbox.usage([good("old1")])
+    st = path.stat()
+    real = ingest_module._new_files
+
+    def then_rewritten(con, paths, *args, **kwargs):
+        fresh = real(con, paths, *args, **kwargs)
+        if path in paths:
+            path.write_text(json.dumps(good("new1")) + "\n", encoding="utf-8")
+            later = st.st_mtime_ns + 10**9
+            os.utime(path, ns=(later, later))
+        return fresh
+
+    monkeypatch.setattr(ingest_module, "_new_files", then_rewritten)
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select event_id from rated_events") == [("old1",)]
+    registered = "select bytes, mtime_ns from ingested_files where kind = 'usage'"
+    assert rows(con, registered) == [(st.st_size, st.st_mtime_ns)]
+    con.close()
+    monkeypatch.setattr(ingest_module, "_new_files", real)
+    inbox.bill("2026-11-26")
+    q = "select event_id from rated_events order by 1"
+    assert rows(inbox.warehouse(), q) == [("new1",), ("old1",)]
 
 
 def test_a_group_of_small_files_killed_midway_leaves_nothing_and_is_ingested_again(
