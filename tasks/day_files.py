@@ -55,6 +55,11 @@ FEW_DAYS = 3
 # a closed month's file of a per-day table (`compact`): <run_id>-month-<token>/month=YYYY-MM/
 MONTH_PREFIX = "month="
 NOTHING_FROZEN = date(1, 1, 1)
+# how the state's Parquet files are written: zstd, Parquet's version 2 encodings (delta and
+# byte-stream-split: a 1M-event day's events file 10 MB and 0.41-0.42 s to write, against
+# 13 MB and 0.45-0.47 s; the ledger's 0.13-0.14 s against 0.18-0.20 s; read as fast or
+# faster by DuckDB, pyarrow and Polars)
+PARQUET = "format parquet, compression zstd, parquet_version v2"
 QUOTED_NAME = re.compile(r'"((?:[^"]|"")*)"')  # a name as `quoted` writes it
 
 
@@ -231,7 +236,7 @@ def copy_to_parquet(con, select: str, path: Path) -> int:
     no file left)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     [(rows,)] = con.execute(
-        f"copy ({select}) to {literal(str(path))} (format parquet, compression zstd)"
+        f"copy ({select}) to {literal(str(path))} ({PARQUET})"
     ).fetchall()
     if not rows:
         path.unlink(missing_ok=True)
@@ -410,7 +415,7 @@ def _write_table(
         out.parent.mkdir(parents=True, exist_ok=True)
         con.execute(
             f"copy (select {cols} from {table} where {key} in ({listed})) to "
-            f"{literal(str(out))} (format parquet, compression zstd, partition_by ({key}), "
+            f"{literal(str(out))} ({PARQUET}, partition_by ({key}), "
             "write_partition_columns true)"
         )
     for d in days:
@@ -422,7 +427,7 @@ def _write_table(
             folder.mkdir(parents=True, exist_ok=True)
             con.execute(
                 f"copy (select {cols} from {table} where {key} = date '{d.isoformat()}') "
-                f"to {literal(str(folder / 'data_0.parquet'))} (format parquet, compression zstd)"
+                f"to {literal(str(folder / 'data_0.parquet'))} ({PARQUET})"
             )
         parts = sorted(folder.glob("*.parquet"))  # a partitioned write: one per writer thread
         for i, part in enumerate(parts):

@@ -362,3 +362,26 @@ def test_a_closed_month_with_a_damaged_day_file_keeps_its_day_files_and_warns(tm
     finally:
         con.close()
     assert not list((tmp_path / "state" / DAYS_DIR / "ledger_entries").glob("*-month-*/*/*"))
+
+
+def test_day_files_are_written_with_version_2_encodings_and_read_beside_older_ones(tmp_path):
+    """The state's Parquet files use the format's version 2 encodings (day_files.PARQUET);
+    a data dir's files written before (version 1) are read beside them as they are."""
+    import duckdb
+
+    from tasks.day_files import copy_to_parquet
+
+    con = duckdb.connect()
+    select = "select range as event_key, 'e-' || range as event_id from range(1000)"
+    new, old = tmp_path / "new.parquet", tmp_path / "old.parquet"
+    assert copy_to_parquet(con, select, new) == 1000
+    con.execute(f"copy ({select}) to '{old}' (format parquet, compression zstd)")
+    encodings = dict(
+        con.execute(f"select path_in_schema, encodings from parquet_metadata('{new}')").fetchall()
+    )
+    assert encodings == {"event_key": "DELTA_BINARY_PACKED", "event_id": "DELTA_LENGTH_BYTE_ARRAY"}
+    both = f"read_parquet(['{old}', '{new}'])"
+    assert con.execute(f"select count(*), count(distinct event_id) from {both}").fetchone() == (
+        2000,
+        1000,
+    )
