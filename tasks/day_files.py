@@ -235,9 +235,7 @@ def copy_to_parquet(con, select: str, path: Path) -> int:
     """A SELECT's rows written as one zstd Parquet file at `path`; the rows written (none:
     no file left)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    [(rows,)] = con.execute(
-        f"copy ({select}) to {literal(str(path))} ({PARQUET})"
-    ).fetchall()
+    [(rows,)] = con.execute(f"copy ({select}) to {literal(str(path))} ({PARQUET})").fetchall()
     if not rows:
         path.unlink(missing_ok=True)
     return rows
