@@ -110,9 +110,8 @@ def _new_files(
     nothing). digested: `digest_ahead`'s outcomes, used for files whose stat is unchanged."""
     by_stat, complete, partial = _known(con)
     fresh, recognised = [], []
-    # the files not known by stat are digested a few at a time (hashlib and reads release
-    # the GIL: many small files cost their bytes, not a file's latency each); their
-    # outcomes are then taken in path order, as before
+    # the files not known by stat are digested (`_digests`: large ones on threads), their
+    # outcomes then taken in path order
     stats: list[tuple[Path, os.stat_result | None, Exception | None]] = []
     for path in paths:
         try:
@@ -202,7 +201,7 @@ def _digests(files: list[tuple[Path, int]], keep_bytes: int = 0) -> list[tuple]:
         keep_bytes -= keep[path]
 
     def digest(path: Path):
-        return file_digest(path, keep[path]) if keep[path] else file_digest(path)
+        return file_digest(path, keep[path])
 
     large = [path for path, size in files if size >= SERIAL_DIGEST_BYTES]
     outcomes = dict(zip(large, in_threads(digest, large), strict=True))

@@ -455,33 +455,36 @@ def _store_file_rejects(
 ) -> None:
     """The lines the file-wide decisions rejected, with their raw text: small files' from
     the lines of theirs still at hand (`read`: file_id, file_line, raw), a large file's read
-    again from it (only the files that have such lines; by its line index when it has one)."""
-    if read is not None:
-        con.register("decided_lines", read.select(["file_id", "file_line", "raw"]))
-        try:
-            con.execute(
-                "insert into rejected_events select f.path, d.line_no, h.raw, d.reason, now(), "
-                "? from file_decisions as d "
-                "join decided_lines as h on h.file_id = d.file_id and h.file_line = d.line_no "
-                "join decide_files as f on f.file_id = d.file_id "
-                "where d.reason <> 'duplicate' order by d.file_id, d.line_no",
-                [run_id],
-            )
-        finally:
-            con.unregister("decided_lines")
-        return
+    again from it (`_rejected_lines`)."""
+    lines = read if read is not None else _rejected_lines(con, files, indexes)
+    con.register("decided_lines", lines.select(["file_id", "file_line", "raw"]))
+    try:
+        con.execute(
+            "insert into rejected_events select f.path, d.line_no, h.raw, d.reason, now(), "
+            "? from file_decisions as d "
+            "join decided_lines as h on h.file_id = d.file_id and h.file_line = d.line_no "
+            "join decide_files as f on f.file_id = d.file_id "
+            "where d.reason <> 'duplicate' order by d.file_id, d.line_no",
+            [run_id],
+        )
+    finally:
+        con.unregister("decided_lines")
+
+
+def _rejected_lines(con, files: list[UsageFile], indexes: dict[int, LineIndex]) -> pa.Table:
+    """(file_id, file_line, raw) of the lines the file-wide decisions rejected, read again
+    from their files: only the files that have such lines, each by its line index when it
+    has one."""
     wanted = con.execute(
         "select file_id, list(line_no order by line_no) from file_decisions "
         "where reason <> 'duplicate' group by file_id"
     ).fetchall()
     by_id = {f.file_id: f for f in files}
+    found = []
     for file_id, numbers in wanted:
         f = by_id[file_id]
-        con.register("hit", lines_at(f.path, numbers, fast=f.fast, index=indexes.get(file_id)))
-        con.execute(
-            "insert into rejected_events select ?, d.line_no, h.raw, d.reason, now(), "
-            "? from file_decisions as d join hit as h using (line_no) "
-            "where d.file_id = ? order by d.line_no",
-            [str(f.path), run_id, file_id],
-        )
-        con.unregister("hit")
+        hit = lines_at(f.path, numbers, fast=f.fast, index=indexes.get(file_id))
+        ids = pa.array([file_id] * hit.num_rows, pa.int32())
+        found.append(pa.table({"file_id": ids, "file_line": hit["line_no"], "raw": hit["raw"]}))
+    schema = pa.schema([("file_id", pa.int32()), ("file_line", pa.int64()), ("raw", pa.string())])
+    return pa.concat_tables(found) if found else schema.empty_table()
