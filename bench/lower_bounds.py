@@ -9,7 +9,13 @@ times, on the same file, in one process, each in a scratch folder:
 
 - parse: DuckDB's own reader keeping every field's JSON value (needed to tell a number from a
   string, §3), into a temporary table; and the engine's parse of a line (`json_valid` and
-  `from_json`, over lines already split into a table);
+  `from_json`, over lines already split into a table), then its reading of the seven fields
+  (`->> '$'` and the JSON type of each);
+- other ways to read a line's fields, over the same lines, each measured and not taken (see
+  docs/performance.md "What limits a day"): `json_extract_string` and `json_type` of the seven
+  paths (two parses, no JSON values built), `from_json` into text fields (types lost: `"5"`
+  and `5` read alike), and one regular expression matching a line written in the common
+  compact form (a match only, no fields extracted);
 - write events: the day's events, with the columns of `events`, inserted into a table of a
   database file and committed (DuckDB's default compression; and with its dictionary-FSST
   string compression disabled, which trades about 2.7x the text storage for speed);
@@ -50,6 +56,14 @@ create table events (event_key bigint, event_id varchar, customer_key integer,
     occurred_at timestamptz, day date, credits bigint, file_id integer, line_no bigint,
     id_hash ubigint)
 """
+# a usage line written compactly in the fields' order, every value plain (no escape, an
+# integer quantity): what a fast path for the common line would have to recognise
+_TEXT = r'"[^"\\\x00-\x1f\x7f]*"'
+COMPACT_LINE = (
+    "^\\{"
+    + ",".join(f'"{f}":' + (r"[1-9][0-9]{0,8}" if f == "quantity" else _TEXT) for f in FIELDS)
+    + "\\}$"
+)
 LEDGER_TABLE = """
 create table ledger_entries (entry_id bigint, day date, customer_key integer, pool_key bigint,
     event_key bigint, posted_at timestamptz, kind varchar, credits bigint)
@@ -147,6 +161,38 @@ def parse(con, usage: Path, repeat: int) -> dict[str, dict]:
         ),
         repeat,
     )
+    read = ", ".join(
+        f"j.{f} ->> '$' as {f}, left(nullif(j.{f}::varchar, 'null'), 1) as {f}_type" for f in FIELDS
+    )
+    out["read fields: ->> '$' and the type of each (engine)"] = timed(
+        lambda: con.execute(f"create or replace temp table fields as select {read} from parsed2"),
+        repeat,
+    )
+    paths = "[" + ", ".join(f"'$.{f}'" for f in FIELDS) + "]"
+    out["other: json_extract_string + json_type of 7 paths"] = timed(
+        lambda: con.execute(
+            "create or replace temp table other as select case when json_valid(raw) then "
+            f"json_extract_string(raw, {paths}) end as v, case when json_valid(raw) then "
+            f"json_type(raw, {paths}) end as t from lines"
+        ),
+        repeat,
+    )
+    as_text = "{" + ", ".join(f'"{f}": "VARCHAR"' for f in FIELDS) + "}"
+    out["other: from_json into text fields (types lost)"] = timed(
+        lambda: con.execute(
+            "create or replace temp table other as select case when json_valid(raw) "
+            f"then from_json(raw, '{as_text}') end as j from lines"
+        ),
+        repeat,
+    )
+    out["other: a regular expression of the compact line"] = timed(
+        lambda: con.execute(
+            "create or replace temp table other as select regexp_matches(raw, $p) as ok from lines",
+            {"p": COMPACT_LINE},
+        ),
+        repeat,
+    )
+    con.execute("drop table if exists other")
     con.execute(
         """
         create temp table day_events as
