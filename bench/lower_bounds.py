@@ -144,53 +144,42 @@ def parse(con, usage: Path, repeat: int) -> dict[str, dict]:
         f"read_json('{usage}', format = 'newline_delimited', columns = {{{as_json}}}, "
         "ignore_errors = true)"
     )
-    out["parse: read_json keeping JSON values"] = timed(
-        lambda: con.execute(f"create or replace temp table parsed as select * from {src}"),
-        repeat,
-    )
+
+    def made(table: str, select: str, params: dict | None = None) -> dict:
+        """A temporary table made from `select`, timed."""
+        q = f"create or replace temp table {table} as {select}"
+        return timed(lambda: con.execute(q, params), repeat)
+
+    out["parse: read_json keeping JSON values"] = made("parsed", f"select * from {src}")
     con.execute(
         f"create temp table lines as select * from read_csv('{usage}', columns = "
         "{'raw': 'VARCHAR'}, delim = '\x1f', quote = '', escape = '', header = false, "
         "auto_detect = false)"
     )
     struct = "{" + ", ".join(f'"{f}": "JSON"' for f in FIELDS) + "}"
-    out["parse: json_valid + from_json (engine)"] = timed(
-        lambda: con.execute(
-            "create or replace temp table parsed2 as select case when json_valid(raw) "
-            f"then from_json(raw, '{struct}') end as j from lines"
-        ),
-        repeat,
+    out["parse: json_valid + from_json (engine)"] = made(
+        "parsed2",
+        f"select case when json_valid(raw) then from_json(raw, '{struct}') end as j from lines",
     )
     read = ", ".join(
         f"j.{f} ->> '$' as {f}, left(nullif(j.{f}::varchar, 'null'), 1) as {f}_type" for f in FIELDS
     )
-    out["read fields: ->> '$' and the type of each (engine)"] = timed(
-        lambda: con.execute(f"create or replace temp table fields as select {read} from parsed2"),
-        repeat,
+    out["read fields: ->> '$' and the type of each (engine)"] = made(
+        "fields", f"select {read} from parsed2"
     )
     paths = "[" + ", ".join(f"'$.{f}'" for f in FIELDS) + "]"
-    out["other: json_extract_string + json_type of 7 paths"] = timed(
-        lambda: con.execute(
-            "create or replace temp table other as select case when json_valid(raw) then "
-            f"json_extract_string(raw, {paths}) end as v, case when json_valid(raw) then "
-            f"json_type(raw, {paths}) end as t from lines"
-        ),
-        repeat,
+    out["other: json_extract_string + json_type of 7 paths"] = made(
+        "other",
+        f"select case when json_valid(raw) then json_extract_string(raw, {paths}) end "
+        f"as v, case when json_valid(raw) then json_type(raw, {paths}) end as t from lines",
     )
     as_text = "{" + ", ".join(f'"{f}": "VARCHAR"' for f in FIELDS) + "}"
-    out["other: from_json into text fields (types lost)"] = timed(
-        lambda: con.execute(
-            "create or replace temp table other as select case when json_valid(raw) "
-            f"then from_json(raw, '{as_text}') end as j from lines"
-        ),
-        repeat,
+    out["other: from_json into text fields (types lost)"] = made(
+        "other",
+        f"select case when json_valid(raw) then from_json(raw, '{as_text}') end as j from lines",
     )
-    out["other: a regular expression of the compact line"] = timed(
-        lambda: con.execute(
-            "create or replace temp table other as select regexp_matches(raw, $p) as ok from lines",
-            {"p": COMPACT_LINE},
-        ),
-        repeat,
+    out["other: a regular expression of the compact line"] = made(
+        "other", "select regexp_matches(raw, $p) as ok from lines", {"p": COMPACT_LINE}
     )
     con.execute("drop table if exists other")
     con.execute(
