@@ -74,21 +74,13 @@ def csv_cell(value):
 
 
 def csv_text(columns: Iterable[str], rows: Iterable[Iterable]) -> str:
-    """A CSV file (RFC 4180 quoting, `\\n` line ends): the header, then the rows, every cell
-    through csv_cell."""
+    """A CSV file as RFC 4180 has it (quoting, and CRLF line ends: a line break inside a quoted
+    cell stays as written): the header, then the rows, every cell through csv_cell."""
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow([csv_cell(c) for c in columns])
     writer.writerows([csv_cell(v) for v in row] for row in rows)
     return buf.getvalue()
-
-
-def csv_fields(values: Iterable) -> str:
-    """The values as one CSV line (each through csv_cell, quoted where needed), without its
-    line end; a line of one empty field is written as `""`, so that it is not a blank line."""
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow([csv_cell(v) for v in values])
-    return buf.getvalue()[:-1]
 
 
 def write_atomic(path: Path, text: str) -> Path:

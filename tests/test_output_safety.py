@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import os
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -119,7 +118,8 @@ def test_text_that_starts_a_formula_gets_a_leading_quote_and_numbers_do_not():
 
 def test_csv_text_is_rfc_4180_and_reads_back_with_the_quote_and_the_numbers():
     text = csv_text(("customer_id", "net_balance"), [('=HYPERLINK("x")\n', -50), ("a,b", 0)])
-    assert text == 'customer_id,net_balance\n"\'=HYPERLINK(""x"")\n",-50\n"a,b",0\n'
+    # CRLF ends every record (RFC 4180 §2); the line break inside the quoted cell is its own
+    assert text == 'customer_id,net_balance\r\n"\'=HYPERLINK(""x"")\n",-50\r\n"a,b",0\r\n'
     assert list(csv.reader(io.StringIO(text))) == [
         ["customer_id", "net_balance"],
         ['\'=HYPERLINK("x")\n', "-50"],
@@ -220,7 +220,9 @@ def test_the_suspension_list_quotes_formula_ids_and_keeps_a_negative_balance_a_n
         "50",
     )
     assert not any(k.startswith(("=", "+", "-", "@", "\t", "\r")) for k in got)
-    assert os.path.getsize(path) > 0
+    # RFC 4180: every record ends with CRLF, the last one too
+    data = path.read_bytes()
+    assert data.endswith(b"\r\n") and data.count(b"\n") == data.count(b"\r\n") > 1
 
 
 def test_two_ids_whose_ten_digit_hashes_meet_still_get_files_of_their_own():
