@@ -34,7 +34,9 @@ objects as (
         json_ok,
         raw,
         -- (a CASE: trimming copies the line, so only the few lines that are not JSON objects)
-        case when json_ok then true else length(trim(raw)) > 0 end as nonblank,
+        -- (blank: nothing, or only JSON's white space — spaces, tabs, a carriage return)
+        case when json_ok then true else length(trim(raw, ' ' || chr(9) || chr(13))) > 0 end
+            as nonblank,
         case
             when json_ok then from_json(
                 raw,

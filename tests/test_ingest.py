@@ -24,6 +24,7 @@ BAD_LINES = [
     ('{"event_id": "x1", "customer_id": ', "malformed_json"),
     ("[1, 2, 3]", "malformed_json"),
     ("", "empty_line"),
+    (" \t  ", "empty_line"),  # only white space: blank, whichever kind
     (
         json.dumps({k: v for k, v in good("x2").items() if k != "account_id"}),
         "missing_field:account_id",
