@@ -12,14 +12,15 @@ import polars as pl
 from pandera.errors import SchemaErrors
 
 # An ISO-8601 instant with an offset (§1; the same without one is `timestamp_without_offset`),
+# its separator T, t or a space and UTC Z or z (RFC 3339 allows the lowercase letters),
 # within §3's limits: a year from 2000 to 2099, an offset within -14:00..+14:00 with
 # minutes < 60 (Z or z, ±HH, ±HHMM or ±HH:MM). Read by sql/ingest_macros.sql.
 TIMESTAMP_WITH_OFFSET = (
-    r"^20[0-9]{2}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
+    r"^20[0-9]{2}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
     r"([Zz]|[+-](0[0-9]|1[0-3])(:?[0-5][0-9])?|[+-]14(:?00)?)$"
 )
 TIMESTAMP_WITHOUT_OFFSET = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)?$"
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?)?$"
 )
 
 EVENT_TEXT_FIELDS = ("event_id", "customer_id", "account_id", "function", "status", "occurred_at")

@@ -99,6 +99,15 @@ LIMIT_LINES = {
     "ts_plus15": (line("ts_plus15", occurred_at="2026-11-26T23:00:00+15"), "bad_timestamp", None),
     "ts_1360": (line("ts_1360", occurred_at="2026-11-26T11:00:00+13:60"), "bad_timestamp", None),
     "ts_z": (line("ts_z", occurred_at="2026-11-26T03:00:00z"), None, 1),
+    # RFC 3339's lowercase separator, with either UTC letter; without an offset it is still
+    # one without
+    "ts_t": (line("ts_t", occurred_at="2026-11-26t11:00:00+08:00"), None, 1),
+    "ts_tz": (line("ts_tz", occurred_at="2026-11-26t03:00:00z"), None, 1),
+    "ts_t_no_offset": (
+        line("ts_t_no_offset", occurred_at="2026-11-26t11:00:00"),
+        "timestamp_without_offset",
+        None,
+    ),
     "ts_2100": (line("ts_2100", occurred_at="2100-01-01T11:00:00+08:00"), "bad_timestamp", None),
     # hostile lines (issue 12 review): two events run together, a decoy key before an
     # escaped one, an escaped key hiding a too precise quantity
