@@ -133,8 +133,24 @@ typed as (
         *,
         -- §3: a finite JSON number > 0 and < 10^9 with at most 6 decimal places
         quantity_is_number and coalesce(isfinite(q_double), false) as quantity_finite,
-        q_double > 0 as quantity_positive,
-        q_double >= 1e9 as quantity_too_large,
+        -- > 0 and < 10^9 judged on the number as written too: a double rounds a positive
+        -- number too small for it to 0 (1e-400) and one just below 10^9 up to 10^9
+        -- (999999999.99999999); only those few are read again from their digits
+        case
+            when q_double is null then null
+            when q_double <> 0 then q_double > 0
+            else not prefix(q, '-') and regexp_matches(split_part(lower(q), 'e', 1), '[1-9]')
+        end as quantity_positive,
+        case
+            when q_double is null then null
+            when q_double <> 1e9 then q_double > 1e9
+            -- digits of the integer part (leading zeros dropped), moved by the exponent
+            when m is null then length(ltrim(split_part(ltrim(q, '-'), '.', 1), '0')) >= 10
+            when length(m.int_sig) > 0 then length(m.int_sig) + length(m.int_zeros)
+                + coalesce(try_cast(nullif(m.exp, '') as bigint), 0) >= 10
+            else coalesce(try_cast(nullif(m.exp, '') as bigint), 0)
+                - (length(m.frac_sig) - length(ltrim(m.frac_sig, '0'))) >= 10
+        end as quantity_too_large,
         -- decimal places of the exact value: fraction digits (trailing zeros dropped) less
         -- the exponent; an integer mantissa's trailing zeros count against a negative one
         greatest(

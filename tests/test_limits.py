@@ -71,6 +71,27 @@ LIMIT_LINES = {
     "q_exp_big": (raw_quantity("q_exp_big", "1.5e1", "digital_human_spokesperson"), None, 15),
     "q_trailing_zeros": (raw_quantity("q_trailing_zeros", "3.000000000"), None, 3),
     "q_zero": (raw_quantity("q_zero", "-0"), "quantity_not_positive", None),
+    # as written, not as a double rounds it: just below 10^9 (the double is 10^9) and too
+    # small for a double (it is 0) are > 0, < 10^9 and too precise; 10^9 written otherwise
+    "q_just_below_1e9": (
+        raw_quantity("q_just_below_1e9", "999999999.99999999"),
+        "quantity_too_precise",
+        None,
+    ),
+    "q_below_1e9_exp": (
+        raw_quantity("q_below_1e9_exp", "0.9999999999999999999e9"),
+        "quantity_too_precise",
+        None,
+    ),
+    "q_1e9_exp": (raw_quantity("q_1e9_exp", "1e9"), "quantity_too_large", None),
+    "q_1e9_and_more": (
+        raw_quantity("q_1e9_and_more", "1000000000.0000001"),
+        "quantity_too_large",
+        None,
+    ),
+    "q_tiny": (raw_quantity("q_tiny", "1e-400"), "quantity_too_precise", None),
+    "q_tiny_negative": (raw_quantity("q_tiny_negative", "-1e-400"), "quantity_not_positive", None),
+    "q_zero_exp": (raw_quantity("q_zero_exp", "0.000e-400"), "quantity_not_positive", None),
     # identifiers (§3): 1-200 characters, no control characters, any other character
     "i" * 200: (line("i" * 200), None, 1),
     "id_201": (line("i" * 201), "bad_id", None),
