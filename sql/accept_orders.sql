@@ -4,7 +4,9 @@ with rows as (
     select
         r.*,
         try_cast(r.term_months as integer) as term,
-        try_cast(r.amount_cny as decimal(18, 2)) as amount,
+        -- exact (tasks/validate.py lets through up to 15 digits and 18 decimal places): an
+        -- amount of more fen than the price is wrong_amount, never rounded to it
+        try_cast(r.amount_cny as decimal(38, 18)) as amount,
         timezone($tz, r.purchased_at_ts)::date as purchase_day,
         -- bought exactly at a local midnight: its pool counts in the day before's list (§9)
         timezone($tz, r.purchased_at_ts)::time = time '00:00:00' as at_midnight

@@ -122,11 +122,16 @@ def _order_columns() -> dict[str, tuple[pa.Column, list[str]]]:
     for f in ("order_id", "customer_id"):
         cols[f] = (pa.Column(pl.String, _valid_id(), nullable=False), ["bad_id"])
     cols["term_months"] = (
-        pa.Column(pl.String, pa.Check.str_matches(r"^[0-9]{1,3}$"), nullable=True),
+        # a whole number of months (written 6, or 6.0 as a spreadsheet may)
+        pa.Column(pl.String, pa.Check.str_matches(r"^[0-9]{1,3}(\.0{1,6})?$"), nullable=True),
         ["bad_term"],
     )
     cols["amount_cny"] = (
-        pa.Column(pl.String, pa.Check.str_matches(r"^[0-9]{1,15}(\.[0-9]{1,2})?$"), nullable=False),
+        # a decimal number (30, 30.00 or 30.000 alike: compared with the price by value,
+        # exactly — sql/accept_orders.sql reads up to 18 decimal places unrounded)
+        pa.Column(
+            pl.String, pa.Check.str_matches(r"^[0-9]{1,15}(\.[0-9]{1,18})?$"), nullable=False
+        ),
         ["bad_amount"],
     )
     cols["purchased_at"] = (

@@ -229,6 +229,11 @@ BAD_ORDERS = [
     ("o5,c5,package_100,12,100,2026-11-26T10:00:00+08:00", "bad_term"),
     ("o6,c6,basic,6,30,2026-11-26T10:00:00+08:00", "wrong_amount"),
     ("o7,c7,basic,1,thirty,2026-11-26T10:00:00+08:00", "bad_amount"),
+    # by value and exactly: a fen too many, or a thousandth, is not the price
+    ("o11,c11,basic,1,30.01,2026-11-26T10:00:00+08:00", "wrong_amount"),
+    ("o12,c12,basic,1,30.001,2026-11-26T10:00:00+08:00", "wrong_amount"),
+    ("o13,c13,basic,1,30.0000000000000000001,2026-11-26T10:00:00+08:00", "bad_amount"),
+    ("o14,c14,basic,1.5,30,2026-11-26T10:00:00+08:00", "bad_term"),
     ("o8,c8,basic,1,30,2026-11-26T10:00:00", "timestamp_without_offset"),
     ("o9,c9,basic,1,30,next tuesday", "bad_timestamp"),
     ("o1,c1,basic,1,30,2026-11-26T12:00:00+08:00", "duplicate_conflict"),
@@ -245,6 +250,24 @@ def test_each_bad_order_row_is_rejected_with_its_reason(inbox, raw, reason):
     con = inbox.warehouse()
     assert rows(con, "select line_no, raw, reason from rejected_orders") == [(3, raw, reason)]
     assert rows(con, "select order_id from orders order by 1") == [("o1",), ("o20",)]
+
+
+def test_an_amount_and_a_term_written_with_zero_decimals_are_the_price_and_the_term(inbox):
+    inbox.orders(
+        [
+            "o1,c1,basic,1.0,30.000,2026-11-26T10:00:00+08:00",
+            "o2,c2,package_100,,100.000000000000000000,2026-11-26T10:00:00+08:00",
+            "o3,c3,basic,6,180.00,2026-11-26T10:00:00+08:00",
+        ]
+    )
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert one(con, "select count(*) from rejected_orders") == 0
+    assert rows(con, "select order_id, term_months, amount_cny from orders order by 1") == [
+        ("o1", 1, Decimal("30.00")),
+        ("o2", None, Decimal("100.00")),
+        ("o3", 6, Decimal("180.00")),
+    ]
 
 
 def test_an_exact_duplicate_order_row_is_ignored(inbox):
