@@ -23,7 +23,13 @@ if TYPE_CHECKING:
 ORDER_FIELDS = ["order_id", "customer_id", "product", "term_months", "amount_cny", "purchased_at"]
 
 
-ROW_SCHEMA = {"line_no": pl.Int64, "raw": pl.String, "utf8_ok": pl.Boolean, "n_fields": pl.Int64}
+ROW_SCHEMA = {
+    "line_no": pl.Int64,
+    "raw": pl.String,
+    "utf8_ok": pl.Boolean,
+    "nonblank": pl.Boolean,
+    "n_fields": pl.Int64,
+}
 ROW_SCHEMA |= {f: pl.String for f in ORDER_FIELDS}
 
 
@@ -65,7 +71,8 @@ def _header_ok(header: list[str]) -> bool:
 
 
 def _csv_rows(text: str) -> tuple[list[str], list[dict]]:
-    """The header's names and a dict per data row (blank lines skipped)."""
+    """The header's names and a dict per data row (a blank line too: `empty_line`, kept with
+    its line number like a blank usage line, never dropped silently)."""
     physical: list[str] = []
 
     def lines() -> Iterator[str]:
@@ -81,7 +88,9 @@ def _csv_rows(text: str) -> tuple[list[str], list[dict]]:
         # no header (or one naming a field twice or not at all): its first line is a row of
         # its own, rejected with the rest as malformed, never lost
         first = physical[0].rstrip("\r\n") if physical else ""
-        rows.append({"line_no": 1, "raw": _shown(first), "utf8_ok": _is_utf8(first)})
+        rows.append(
+            {"line_no": 1, "raw": _shown(first), "utf8_ok": _is_utf8(first), "nonblank": True}
+        )
     while True:
         line_no = reader.line_num + 1
         try:
@@ -91,8 +100,6 @@ def _csv_rows(text: str) -> tuple[list[str], list[dict]]:
         except csv.Error:  # a field past the csv module's limit, ...: the row is malformed
             fields = None
         raw = "".join(physical[line_no - 1 : reader.line_num]).rstrip("\r\n")
-        if fields is not None and not "".join(fields).strip():
-            continue  # a blank line
         rows.append(_order_row(line_no, raw, fields, positions))
     return header, rows
 
@@ -103,7 +110,8 @@ def _order_row(
     """One data row: its line number, raw text, whether it is UTF-8, its fields (None: the
     row could not be split into fields)."""
     utf8_ok = _is_utf8(raw)
-    row = {"line_no": line_no, "raw": raw, "utf8_ok": utf8_ok}
+    # blank: nothing, or only spaces and tabs (`,,,,,` is a row of six empty fields)
+    row = {"line_no": line_no, "raw": raw, "utf8_ok": utf8_ok, "nonblank": bool(raw.strip(" \t"))}
     if not utf8_ok:
         row["raw"] = _shown(raw)
         fields = None

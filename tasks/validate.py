@@ -115,6 +115,7 @@ def _event_columns() -> dict[str, tuple[pa.Column, list[str]]]:
 def _order_columns() -> dict[str, tuple[pa.Column, list[str]]]:
     cols: dict[str, tuple[pa.Column, list[str]]] = {
         "utf8_ok": (pa.Column(pl.Boolean, pa.Check.eq(True)), ["bad_encoding"]),
+        "nonblank": (pa.Column(pl.Boolean, pa.Check.eq(True)), ["empty_line"]),
         "n_fields": (pa.Column(pl.Int64, pa.Check.eq(6)), ["malformed_row"]),
     }
     for f in ("order_id", "customer_id", "product", "amount_cny", "purchased_at"):

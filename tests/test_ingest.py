@@ -239,6 +239,11 @@ BAD_ORDERS = [
     ("o1,c1,basic,1,30,2026-11-26T12:00:00+08:00", "duplicate_conflict"),
     ("o10,c10,basic,1", "malformed_row"),
     (",c11,basic,1,30,2026-11-26T10:00:00+08:00", "missing_field:order_id"),
+    # rows of nothing are kept too, never dropped silently
+    (",,,,,", "missing_field:customer_id"),  # (the first in the reasons' order)
+    ('""', "malformed_row"),
+    ("", "empty_line"),
+    (" \t ", "empty_line"),
 ]
 
 
