@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 YESTERDAY = (
     "yesterday in the billing zone (ADBILL_BILLING_TZ, default Asia/Shanghai; "
@@ -127,3 +129,106 @@ def settings_of(args, **given):
     from tasks.settings import Settings
 
     return Settings.of(args.data_dir, args.db, **given)
+
+
+# ---------------------------------------------------------------- the published warehouse
+
+# bytes 8-11 of every DuckDB database file (its main header)
+DUCKDB_MAGIC = b"DUCK"
+# the folder of a data dir's day files, which a published warehouse names (tasks/publish.py)
+DAY_FILES = "/state/days/"
+
+
+def check_published_db(settings) -> None:
+    """Refuse a --db / ADBILL_DB that a run would wrongly replace: a directory, a file that is
+    not a DuckDB database, a working state, a DuckDB database no adbill run published, or the
+    published warehouse of another data dir. A new file, this data dir's default
+    <data-dir>/warehouse.duckdb and a warehouse a run of this data dir published pass."""
+    db, data = settings.db, Path(os.path.realpath(settings.data_dir))
+    real = Path(os.path.realpath(db))
+    own = data / "warehouse.duckdb"
+    fix = "nothing billed (give a new file or the data dir's own, <data-dir>/warehouse.duckdb)"
+    if real.is_dir():
+        raise Refused(f"--db / ADBILL_DB {db} is a directory, not the warehouse file; {fix}")
+    if real == own:  # where runs of this data dir publish (an analyst may have made it first)
+        return
+    for place in real.parents:
+        if place.name == "state" and place.parent != data and _is_state_dir(place):
+            raise Refused(
+                f"--db / ADBILL_DB {db} lies in the state folder of the data dir {place.parent} "
+                f"(its working state, which only its runs open); {fix}"
+            )
+    if real.parent != data and (real.parent / "state" / "adbill.duckdb").exists():
+        if real.name == "warehouse.duckdb":
+            raise Refused(
+                f"--db / ADBILL_DB {db} is the published warehouse of the data dir "
+                f"{real.parent}, not of {settings.data_dir}; {fix}"
+            )
+    if not real.exists():
+        return
+    if not real.is_file():
+        raise Refused(f"--db / ADBILL_DB {db} is not a regular file; {fix}")
+    with real.open("rb") as f:
+        head = f.read(12)
+    if head[8:12] != DUCKDB_MAGIC:
+        raise Refused(
+            f"--db / ADBILL_DB {db} exists and is not a DuckDB database: a run would replace "
+            f"it; {fix}"
+        )
+    _check_published_by_this_data_dir(settings, real, data, fix)
+
+
+def _is_state_dir(place: Path) -> bool:
+    """A data dir's state folder: its working state or run lock is there, or an inbox beside."""
+    return (
+        (place / "adbill.duckdb").exists()
+        or (place / "run.lock").exists()
+        or (place.parent / "inbox").is_dir()
+    )
+
+
+def _check_published_by_this_data_dir(settings, real: Path, data: Path, fix: str) -> None:
+    """The existing DuckDB file `real` is a warehouse an adbill run published (its engine's
+    tables in schema `internal`), and the day files it names are this data dir's."""
+    import duckdb
+
+    db = settings.db
+    try:
+        con = duckdb.connect(str(real), read_only=True)
+    except duckdb.Error as exc:
+        if "lock" in str(exc).lower():  # open for writing elsewhere: its path passed the checks
+            return
+        reason = " ".join(str(exc).split())[:80]
+        raise Refused(
+            f"--db / ADBILL_DB {db} cannot be read as a DuckDB database ({reason}); {fix}"
+        ) from None
+    try:
+        tables = set(con.execute("select schema_name, table_name from duckdb_tables()").fetchall())
+        views = [
+            s
+            for (s,) in con.execute("select sql from duckdb_views() where not internal").fetchall()
+        ]
+    finally:
+        con.close()
+    if ("main", "adbill_meta") in tables:
+        raise Refused(
+            f"--db / ADBILL_DB {db} is the working state of a data dir (only its runs open it), "
+            f"not a published warehouse; {fix}"
+        )
+    if ("internal", "adbill_meta") not in tables or ("main", "billing_runs") not in tables:
+        raise Refused(
+            f"--db / ADBILL_DB {db} is a DuckDB database that no adbill run published: a run "
+            f"would replace it; {fix}"
+        )
+    named = {
+        Path(os.path.realpath(text.rpartition(DAY_FILES)[0] or "/"))
+        for sql in views
+        for text in re.findall(r"'((?:[^']|'')*)'", sql)
+        if DAY_FILES in text
+    }
+    for other in sorted(named - {data}):
+        if (other / "state" / "adbill.duckdb").exists():  # not a data dir moved since
+            raise Refused(
+                f"--db / ADBILL_DB {db} is the published warehouse of the data dir {other}, "
+                f"not of {settings.data_dir}; {fix}"
+            )

@@ -13,6 +13,7 @@ from flows.cli_common import (
     a_month,
     add_task_runner,
     an_instant,
+    check_published_db,
     check_task_runner,
     common_options,
     settings_of,
@@ -127,7 +128,8 @@ def cmd_serve(args) -> None:
     from flows.serve import serve
 
     check_task_runner(args.task_runner)
-    settings_of(args)  # a bad ADBILL_* is refused here, not in every scheduled run
+    # a bad ADBILL_* or --db is refused here, not in every scheduled run
+    check_published_db(settings_of(args))
     serve(
         data_dir=str(Path(args.data_dir).absolute()),
         db=str(Path(args.db).absolute()) if args.db else None,

@@ -15,6 +15,7 @@ from flows.cli_common import (
     a_count,
     a_date,
     add_task_runner,
+    check_published_db,
     check_task_runner,
     common_options,
     settings_of,
@@ -91,6 +92,8 @@ def _month_to_date_documents(on: bool | None) -> Iterator[None]:
 def cmd_run(args) -> None:
 
     check_task_runner(args.task_runner)
+    settings = settings_of(args, shards=args.shards, max_late_days=args.max_late_days)
+    check_published_db(settings)  # --db is this data dir's warehouse, or a new file
     if not args.plan and (Path(args.data_dir) / "inbox").is_dir():
         # boots while the guards below import the pipeline (a data dir without an inbox is
         # refused by them: nothing is written into a mistyped one)
@@ -98,7 +101,6 @@ def cmd_run(args) -> None:
     from tasks.pipeline import check_run
 
     # the guards before Prefect starts (the flow checks them again for runs from the UI)
-    settings = settings_of(args, shards=args.shards, max_late_days=args.max_late_days)
     through = args.through or settings.yesterday()
     check_run(settings, through, args.rebill_from)
     if args.plan:
