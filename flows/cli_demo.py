@@ -4,8 +4,11 @@ dir's inbox (tasks.generate); the demo then bills them end to end."""
 from __future__ import annotations
 
 import argparse
+import fcntl
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -71,16 +74,20 @@ def _generate(args, start: date, bad_lines: bool = True, gzip_usage: bool = True
     return summary
 
 
-def fresh_demo_dir(data: Path, db: Path) -> None:
-    """Make `data` an empty demo dir; delete only what an earlier demo made (its marker)."""
+@contextmanager
+def fresh_demo_dir(data: Path, db: Path) -> Iterator[ExitStack]:
+    """`data` made an empty demo dir and held for the demo: a new directory, or one an earlier
+    demo made (its marker), emptied. The demo holds its marker's lock to the end (a second
+    demo is refused) and the data-dir lock (state/run.lock, which runs take) from before it
+    deletes anything; it yields that hold, to be closed before its run takes the lock."""
     data = data.absolute()
     if data.is_symlink() or (data.exists() and not data.is_dir()):
         raise Refused(f"{data} is not a directory; nothing deleted")
-    made_by_demo = (data / DEMO_MARKER).is_file()
-    if data.exists() and any(data.iterdir()) and not made_by_demo:
+    marker = data / DEMO_MARKER
+    if data.exists() and not marker.is_file():
         raise Refused(
-            f"{data} is not empty and adbill demo did not make it (no {DEMO_MARKER} in it); "
-            "give another --data-dir; nothing deleted"
+            f"{data} exists and adbill demo did not make it (no {DEMO_MARKER} in it); give a "
+            "--data-dir that does not exist yet; nothing deleted"
         )
     inside = db.absolute().is_relative_to(data)
     if not inside and (db.exists() or db.is_symlink()):
@@ -88,13 +95,51 @@ def fresh_demo_dir(data: Path, db: Path) -> None:
             f"the demo would overwrite {db}, outside its data dir {data}; "
             "give --db inside it or unset ADBILL_DB; nothing deleted"
         )
-    if made_by_demo:
-        shutil.rmtree(data)
-    data.mkdir(parents=True, exist_ok=True)
-    (data / DEMO_MARKER).write_text(
-        "made by `adbill demo`, which deletes this directory when it runs again\n",
-        encoding="utf-8",
-    )
+    if not data.exists():
+        data.mkdir(parents=True, exist_ok=True)
+        marker.write_text(
+            "made by `adbill demo`, which deletes this directory when it runs again\n",
+            encoding="utf-8",
+        )
+    from tasks.run_lock import DataDirBusy
+    from tasks.run_lock import run_lock as data_dir_lock
+
+    with marker.open("rb") as held, ExitStack() as run_lock:
+        try:
+            fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Refused(
+                f"another adbill demo is using {data}; wait for it to finish, then retry; "
+                "nothing deleted"
+            ) from None
+        try:  # the lock a run takes, without waiting: a busy data dir is refused
+            run_lock.enter_context(data_dir_lock(data / "state", wait=0, say=lambda _m: None))
+        except DataDirBusy as exc:
+            busy = str(exc).replace("; waited 0 s", "")
+            raise Refused(f"{busy}; nothing deleted") from None
+        _empty_but_locks(data)
+        yield run_lock
+
+
+def _empty_but_locks(data: Path) -> None:
+    """Everything in the demo dir deleted but its marker and the data-dir lock file, which
+    the demo holds (a file deleted and made again would be another lock)."""
+    for child in data.iterdir():
+        if child.name == DEMO_MARKER:
+            continue
+        if child.name == "state" and child.is_dir() and not child.is_symlink():
+            for item in child.iterdir():
+                if item.name != "run.lock":
+                    _delete(item)
+            continue
+        _delete(child)
+
+
+def _delete(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 def cmd_demo(args) -> None:
@@ -114,10 +159,11 @@ def cmd_demo(args) -> None:
             f"(its orders go back {DEMO_ORDERS_BEFORE} days more; "
             f"ADBILL_MAX_HISTORY_DAYS={settings.max_history_days})"
         )
-    fresh_demo_dir(settings.data_dir, settings.db)
-    cli_flow.start_server(args)
-    summary = _generate(args, start)
-    result = cli_flow.run_flow(args, summary.last_day, trigger="demo")
+    with fresh_demo_dir(settings.data_dir, settings.db) as data_dir_lock:
+        cli_flow.start_server(args)
+        summary = _generate(args, start)
+        data_dir_lock.close()  # the run takes it (the marker's lock keeps other demos out)
+        result = cli_flow.run_flow(args, summary.last_day, trigger="demo")
     from flows.summary import print_demo_summary
 
     print_demo_summary(args, result)

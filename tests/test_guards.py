@@ -203,9 +203,7 @@ def test_demo_refuses_a_directory_it_did_not_make(tmp_path, flow_calls, capsys):
     (d / "inbox" / "orders" / "delivered.csv").write_text("precious\n")
     before = tree(d)
     code, out, err = run_cli(capsys, *demo_args(d))
-    assert_refused(
-        code, err, f"{d} is not empty and adbill demo did not make it", "nothing deleted"
-    )
+    assert_refused(code, err, f"{d} exists and adbill demo did not make it", "nothing deleted")
     assert tree(d) == before and flow_calls == [] and out == ""
     # a file where the data dir should be
     (tmp_path / "file").write_text("x")
@@ -223,8 +221,7 @@ def test_demo_refuses_to_overwrite_a_warehouse_outside_its_dir(tmp_path, flow_ca
 
 
 def test_demo_replaces_its_own_directory_and_bills_through_yesterday(tmp_path, flow_calls, capsys):
-    d = tmp_path / "demo"
-    d.mkdir()  # an empty directory is fine
+    d = tmp_path / "demo"  # a new directory (an existing one without the marker is refused)
     code, _out, err = run_cli(capsys, *demo_args(d))
     assert code == 0, err
     assert (d / cli.DEMO_MARKER).is_file() and (d / "inbox" / "orders").is_dir()
