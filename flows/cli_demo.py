@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -36,7 +37,10 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     gen = sub.add_parser(
         "generate",
         parents=[common_options(), synthetic_options()],
-        help="write synthetic orders and usage into the inbox",
+        help="write synthetic orders and usage into a fresh data dir's inbox",
+        description="Write synthetic orders and usage into <data-dir>/inbox. Refused, nothing "
+        "written: a data dir that has billed (state/adbill.duckdb) or lies in one, a path "
+        "inside an inbox, and a file it would write that exists already.",
     )
     gen.add_argument(
         "--no-bad-lines", action="store_true", help="write no bad lines or orders on purpose"
@@ -171,10 +175,35 @@ def cmd_demo(args) -> None:
 
 def cmd_generate(args) -> None:
     settings = settings_of(args)
-    if settings.state_db.exists() and not (settings.data_dir / DEMO_MARKER).is_file():
-        raise Refused(
-            f"{settings.data_dir} has billed (it has {settings.state_db.name}); generate "
-            "writes synthetic orders and usage only into a fresh data dir; nothing written"
-        )
     start, _last = _window(args, settings)
+    check_generate_target(settings.data_dir, start, args.days, gzip_usage=not args.plain)
     _generate(args, start, bad_lines=not args.no_bad_lines, gzip_usage=not args.plain)
+
+
+def check_generate_target(data: Path, start: date, days: int, gzip_usage: bool) -> None:
+    """generate writes only into a fresh data dir: not into one that has billed or lies in
+    one that has, not inside an inbox, and never over a file already there."""
+    from tasks.generate import existing_files
+
+    data = data.absolute()
+    real = Path(os.path.realpath(data))
+    if "inbox" in data.parts or "inbox" in real.parts:
+        raise Refused(
+            f"{data} lies in an inbox: give a data dir (generate writes its inbox/orders and "
+            "inbox/usage); nothing written"
+        )
+    for place in (real, *real.parents):
+        if (place / "state" / "adbill.duckdb").exists():
+            where = "" if place == real else f" lies in the data dir {place}, which"
+            raise Refused(
+                f"{data}{where} has billed (it has state/adbill.duckdb); nothing written "
+                "(generate writes only into a fresh data dir)"
+            )
+    if real.exists() and not real.is_dir():
+        raise Refused(f"{data} is not a directory; nothing written")
+    there = existing_files(data, start, days, gzip_usage)
+    if there:
+        raise Refused(
+            f"{there[0]} already exists ({len(there)} of the files generate would write): "
+            "generate replaces no file; give a fresh --data-dir; nothing written"
+        )

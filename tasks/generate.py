@@ -20,7 +20,14 @@ from tasks.synthetic.horizon import Horizon, plan_horizon
 from tasks.synthetic.model import DAY, Model, midnight
 from tasks.synthetic.orders import ORDER_KINDS, plant_bad_orders, write_orders
 
-__all__ = ["EVENT_KINDS", "FIELDS", "ORDER_KINDS", "GenerateSummary", "generate"]
+__all__ = [
+    "EVENT_KINDS",
+    "FIELDS",
+    "ORDER_KINDS",
+    "GenerateSummary",
+    "existing_files",
+    "generate",
+]
 
 BAD_RATE = 0.002  # bad usage lines per event (at least one of each kind from 1,000 events)
 
@@ -56,15 +63,22 @@ def generate(
     catalog: Catalog | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> GenerateSummary:
-    """Write a seeded synthetic inbox (orders CSV + daily usage JSON Lines) under data_dir."""
+    """Write a seeded synthetic inbox (orders CSV + daily usage JSON Lines) under data_dir;
+    a file already there is never replaced (FileExistsError, nothing written)."""
     if customers < 1 or days < 1 or events_per_day < 0:
         raise ValueError("generate needs customers >= 1, days >= 1 and events_per_day >= 0")
+    there = existing_files(data_dir, start, days, gzip_usage)
+    if there:
+        raise FileExistsError(
+            f"{there[0]} already exists ({len(there)} of the files generate would write): "
+            "generate replaces no file; nothing written"
+        )
     model, tz = Model(catalog or load_catalog(), seed), ZoneInfo(billing_tz)
     rng, say = np.random.default_rng(seed), progress or (lambda _: None)
     day_list = [start + timedelta(days=d) for d in range(days)]
     bounds = [(midnight(d, tz), midnight(d + timedelta(days=1), tz)) for d in day_list]
     plan = plan_horizon(rng, model, customers, bounds, events_per_day, tz)
-    orders_file = Path(data_dir) / "inbox" / "orders" / f"orders-{start.isoformat()}.csv"
+    orders_file = orders_path(Path(data_dir), start)
     rows = [dict(o) for o in plan.orders]
     span = (bounds[0][0] - 5 * DAY, bounds[-1][1])
     order_kinds = plant_bad_orders(rng, rows, model, customers, span, tz) if bad_lines else {}
@@ -96,6 +110,22 @@ def generate(
     )
 
 
+def orders_path(data_dir: Path, start: date) -> Path:
+    return data_dir / "inbox" / "orders" / f"orders-{start.isoformat()}.csv"
+
+
+def usage_path(data_dir: Path, day: date, gz: bool) -> Path:
+    return data_dir / "inbox" / "usage" / f"{day:%Y/%m}" / f"usage-{day}.jsonl{'.gz' if gz else ''}"
+
+
+def existing_files(data_dir: Path, start: date, days: int, gzip_usage: bool) -> list[Path]:
+    """The files generate would write (the orders CSV, a usage file a day) that exist."""
+    days_of = [start + timedelta(days=d) for d in range(days)]
+    paths = [orders_path(Path(data_dir), start)]
+    paths += [usage_path(Path(data_dir), day, gzip_usage) for day in days_of]
+    return [p for p in paths if p.exists() or p.is_symlink()]
+
+
 @dataclass
 class _Usage:
     """Writes the usage file of each day in turn, bad lines planted across the days."""
@@ -117,8 +147,7 @@ class _Usage:
         n, stamp = len(cols["ms"]), Stamp.of("e", day, self.tz)
         event = partial(event_at, cols, labels=self.labels, stamp=stamp)
         self.bad.start_day(self.rng, n, min(n_bad, n // 2), event)
-        path = self.data_dir / "inbox" / "usage" / f"{day:%Y/%m}" / f"usage-{day}.jsonl"
-        path = path.with_suffix(".jsonl.gz") if self.gz else path
+        path = usage_path(self.data_dir, day, self.gz)
         write_lines(path, day_chunks(cols, self.labels, stamp, self.bad.spoil), self.gz)
         self.bad.end_day()
         return path, n

@@ -334,3 +334,15 @@ def test_a_mature_bench_base_holds_a_year_of_packages_and_is_otherwise_the_same(
     seen: dict = {}
     assert len(rows) == base + len(year)
     assert [classify_order(r, seen) for r in rows] == [None] * len(rows)
+
+
+def test_generate_replaces_no_file_and_writes_nothing_when_one_is_there(tmp_path):
+    first = generate(tmp_path, customers=3, days=2, events_per_day=5)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(FileExistsError, match="already exists .3 of the files generate would"):
+        generate(tmp_path, customers=3, days=2, events_per_day=5, seed=9)
+    first.usage_files[1].unlink()  # one file of the three gone: still nothing written
+    del before[first.usage_files[1]]
+    with pytest.raises(FileExistsError, match=f"{first.orders_file} already exists .2 of"):
+        generate(tmp_path, customers=3, days=2, events_per_day=5, seed=9)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

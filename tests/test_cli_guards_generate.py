@@ -1,0 +1,79 @@
+"""`adbill generate` writes synthetic orders and usage only into a fresh data dir: never into
+one that has billed or lies in one, never inside an inbox (a run would bill the synthetic
+lines), never over a file already there; refused with one line, nothing written."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from tests import test_guards as guards
+from tests.test_guards import YESTERDAY, assert_refused, run_cli, tree
+
+fixed_today = guards.fixed_today  # ADBILL_TODAY fixed (tests/test_guards.py)
+
+SMALL = ["--customers", 2, "--days", 2, "--events-per-day", 3]
+
+
+def billed_data_dir(root: Path) -> Path:
+    """A data dir with a delivered inbox and a working state (as far as generate looks)."""
+    v = root / "v"
+    (v / "inbox" / "usage").mkdir(parents=True)
+    (v / "inbox" / "usage" / "delivered.jsonl").write_text('{"a delivered": "line"}\n')
+    (v / "state").mkdir()
+    (v / "state" / "adbill.duckdb").write_bytes(b"")
+    return v
+
+
+def test_generate_refuses_a_billed_data_dir_what_lies_in_one_and_an_inbox(tmp_path, capsys):
+    v = billed_data_dir(tmp_path)
+    before = tree(tmp_path)
+    cases = [
+        (v, f"{v} has billed"),
+        (v / "inbox" / "usage", f"{v / 'inbox' / 'usage'} lies in an inbox"),
+        (v / "inbox", "lies in an inbox"),
+        (tmp_path / "inbox", "lies in an inbox"),  # any data dir's inbox, billed or not
+        (v / "synthetic", f"lies in the data dir {v}, which has billed"),
+        (v / "state", f"lies in the data dir {v}, which has billed"),
+    ]
+    for target, words in cases:
+        code, out, err = run_cli(capsys, "generate", "--data-dir", target, *SMALL)
+        assert_refused(code, err, words, "nothing written")
+        assert out == ""
+    assert tree(tmp_path) == before
+
+
+def test_generate_replaces_no_file_already_there(tmp_path, capsys):
+    d = tmp_path / "d"
+    delivered = d / "inbox" / "usage" / f"{YESTERDAY:%Y/%m}" / f"usage-{YESTERDAY}.jsonl.gz"
+    delivered.parent.mkdir(parents=True)
+    delivered.write_bytes(b"a delivered file")
+    before = tree(d)
+    code, _out, err = run_cli(capsys, "generate", "--data-dir", d, *SMALL)
+    assert_refused(code, err, f"{delivered} already exists", "replaces no file", "nothing written")
+    assert delivered.read_bytes() == b"a delivered file" and tree(d) == before
+
+
+def test_generate_writes_a_fresh_data_dir_then_refuses_to_write_it_again(tmp_path, capsys):
+    d = tmp_path / "fresh"
+    code, out, err = run_cli(capsys, "generate", "--data-dir", d, *SMALL)
+    assert code == 0, err
+    assert f"into {d / 'inbox'}" in out
+    written = {p: p.read_bytes() for p in d.rglob("*") if p.is_file()}
+    assert len(written) == 3  # the orders and a usage file a day
+    code, _out, err = run_cli(capsys, "generate", "--data-dir", d, *SMALL, "--seed", 8)
+    assert_refused(code, err, "already exists (3 of the files generate would write)")
+    assert {p: p.read_bytes() for p in d.rglob("*") if p.is_file()} == written
+    # other days, other files: written beside them
+    start = YESTERDAY - timedelta(days=5)
+    code, _out, err = run_cli(capsys, "generate", "--data-dir", d, *SMALL, "--start", start)
+    assert code == 0, err
+    assert len([p for p in d.rglob("*") if p.is_file()]) == 6
+
+
+def test_generate_refuses_a_file_as_its_data_dir(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    code, _out, err = run_cli(capsys, "generate", "--data-dir", f, *SMALL)
+    assert_refused(code, err, f"{f} is not a directory", "nothing written")
+    assert f.read_text() == "x"
