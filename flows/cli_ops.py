@@ -87,7 +87,12 @@ def cmd_status(args) -> int:
     from tasks.status import read_status
 
     settings = settings_of(args)
-    st = read_status(settings, since=args.since)
+    try:
+        st = read_status(settings, since=args.since)
+    except Exception as exc:  # duckdb.IOException: another process holds the working state
+        if "lock" not in str(exc).lower() or type(exc).__name__ != "IOException":
+            raise
+        st = _status_of_published(settings, args.since, exc)
     if st is None:
         raise Refused(
             f"{settings.data_dir} has billed nothing yet (no working state, no warehouse)"
@@ -108,6 +113,35 @@ def cmd_status(args) -> int:
         )
         return EXIT_SCHEDULED_RUN_FAILED
     return 0
+
+
+def _status_of_published(settings, since, held: Exception):
+    """The status from the published warehouse while a process other than a run (an
+    analyst's session by mistake) holds the working state open for writing."""
+    import re
+
+    from tasks.db import connect
+    from tasks.status import billing_status
+
+    pid = re.search(r"\(PID (\d+)\)", str(held))
+    holder = f"PID {pid.group(1)}" if pid else "another process"
+    if not settings.db.exists():
+        raise Refused(
+            f"the working state {settings.state_db} is open in another process ({holder}) and "
+            f"there is no published warehouse at {settings.db} to read instead; close that "
+            "session, then retry"
+        )
+    con = connect(settings.db, read_only=True)
+    try:
+        st = billing_status(con, settings, since=since, source=str(settings.db))
+    finally:
+        con.close()
+    st.warnings.insert(
+        0,
+        f"the working state {settings.state_db} is open in another process ({holder}); "
+        "figures as of the last publish; the next run waits for that session to close",
+    )
+    return st
 
 
 def cmd_statement(args) -> None:
