@@ -51,8 +51,39 @@ def last_billed(con) -> date | None:
     return scalar(con, "select max(day) from billed_days")
 
 
+# the pools a day from $day on had drawn, with their remaining credits at the close of the
+# day before (a pool live only from $day on — one a late order now queues later — is back to
+# its credits: nothing was drawn from it before $day)
+UNBILLED_POOLS = """
+create or replace temp table unbilled_pools as
+with touched as (select distinct pool_key from pool_days where day >= $day),
+before as (
+    select pool_key, arg_max(remaining, day) as remaining
+    from pool_days
+    where day < $day and pool_key in (select pool_key from touched)
+    group by pool_key
+)
+select p.pool_key, coalesce(b.remaining, p.credits) as remaining
+from pools as p
+join touched as t using (pool_key)
+left join before as b using (pool_key)
+where p.remaining is distinct from coalesce(b.remaining, p.credits)
+"""
+
+
 def unbill_from(con, day: date) -> None:
-    """Forget billed days from `day` on, so that they are billed again (late data, rebill)."""
+    """Forget billed days from `day` on, so that they are billed again (late data, rebill):
+    their rows go, and the pools' remaining credits go back to the day before's close. A
+    pool the days to come do not draw from (queued later by a late order) so keeps what it
+    had then, not what the forgotten days left it."""
+    execute(con, UNBILLED_POOLS, {"day": day})
+    record_changes(con, "pools", "select pool_key from unbilled_pools")  # (published pools)
+    execute(
+        con,
+        "update pools set remaining = u.remaining from unbilled_pools as u "
+        "where u.pool_key = pools.pool_key",
+    )
+    con.execute("drop table unbilled_pools")
     for table in DAY_TABLES:
         con.execute(f"delete from {table} where day >= $day", {"day": day})
 

@@ -44,6 +44,15 @@ CHECKS: dict[tuple[str, ...], str] = {
         left join customer_days as y on y.customer_key = t.customer_key and y.day = $day - 1
         where t.day = $day
     """,
+    # §5: a pool that has not begun by the day's cutoff holds all its credits (nothing drawn
+    # from it, nothing expired), whatever an earlier billing of the days left it (a late
+    # order queueing it later). Midnight of the day after next in the session's zone lies
+    # past the day's cutoff in any zone within ±14:00.
+    ("queued_pool_untouched",): """
+        select count(*) filter (where remaining <> credits)
+        from pools
+        where available_from >= ($day + 2)::timestamptz
+    """,
     # every charged event is drawn or opened as arrears exactly once, for its full credits
     ("event_charged_once",): """
         with charged as (

@@ -60,11 +60,19 @@ BREACHES = {
     "balance_rolls_forward": "update customer_days set balance = balance + 1",
     "event_charged_once": "update events set credits = credits + 1",
     "ledger_matches_pool_days": "update pool_days set used = used + 1, opening = opening + 1",
+    # (the renewal o2 begins when o1's month ends)
+    "queued_pool_untouched": "update pools set remaining = remaining - 1 "
+    "where available_from >= (?::date + 2)::timestamptz",
 }
 
 
 def test_every_invariant_names_its_own_breach(inbox):
-    inbox.orders([order("o1", "c1", "basic", 1, "30", "2026-11-26T10:00:00+08:00")])
+    inbox.orders(
+        [
+            order("o1", "c1", "basic", 1, "30", "2026-11-26T10:00:00+08:00"),
+            order("o2", "c1", "basic", 1, "30", "2026-11-26T10:05:00+08:00"),
+        ]
+    )
     inbox.usage([event("e1", "c1", "copy_generation", 3, "2026-11-26T11:00:00+08:00")])
     inbox.bill("2026-11-26")
     day = date(2026, 11, 26)
@@ -73,7 +81,7 @@ def test_every_invariant_names_its_own_breach(inbox):
         assert set(check_day(con, day)) == set(BREACHES)  # all counted, none broken
         for name, breach in BREACHES.items():
             con.execute("begin")
-            con.execute(f"{breach} where day = ?", [day])
+            con.execute(breach if " where " in breach else f"{breach} where day = ?", [day])
             with pytest.raises(InvariantError) as broken:
                 check_day(con, day)
             con.execute("rollback")

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.conftest import rows
 from tests.ops_helpers import (
     assert_same,
     at,
@@ -25,6 +27,9 @@ from tests.ops_helpers import (
 )
 
 SC = scenario(days=32, customers=8, events_per_day=10, seed=3)
+
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def delivered_and_billed(sc, **kw):
@@ -210,3 +215,36 @@ def test_a_final_statement_changed_by_late_data_gets_a_new_revision(one_go, tmp_
     assert [r for r in after if r[0] != "c02"] == [r for r in first if r[0] != "c02"]
     kept = query(warehouse(d), old.replace("order by", "and revision = 1 order by"), [november])
     assert kept == before  # earlier revisions are kept as they were
+
+
+def test_a_pool_a_late_order_queues_later_shows_its_full_credits_as_remaining(inbox, monkeypatch):
+    """An order delivered late that comes before a billed subscription in its queue moves
+    that subscription's period later: it was drawn from, now nothing is drawn from it yet,
+    and every pool keeps credits = used + expired + remaining (§5) in the published pools."""
+    monkeypatch.setenv("ADBILL_TODAY", "2026-12-01")
+    inbox.orders(["oB,c1,basic,1,30,2026-11-10T10:00:00+08:00"])
+    inbox.usage(
+        [_event(f"e{d}", "c1", datetime(2026, 11, d, 12, tzinfo=SHANGHAI)) for d in range(10, 30)]
+    )
+    inbox.bill("2026-11-30")
+    con = inbox.warehouse()
+    assert rows(con, "select order_id, remaining from pools") == [("oB", 300 - 20 * 2)]
+    con.close()
+    monkeypatch.setenv("ADBILL_TODAY", "2026-12-02")
+    inbox.orders(["oA,c1,basic,1,30,2026-11-05T10:00:00+08:00"])
+    inbox.bill("2026-12-01")
+    con = inbox.warehouse()
+    # oA is the first month now (its 40 credits drawn); oB renews it and has not begun
+    assert rows(con, "select order_id, remaining from pools order by order_id") == [
+        ("oA", 300 - 20 * 2),
+        ("oB", 300),
+    ]
+    drawn = dict(
+        rows(
+            con,
+            "select p.order_id, coalesce(sum(l.credits), 0) from pools as p "
+            "left join ledger_entries as l on l.pool_key = p.pool_key and l.kind = 'use' "
+            "group by 1",
+        )
+    )
+    assert drawn == {"oA": 40, "oB": 0}
