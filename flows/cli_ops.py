@@ -84,7 +84,7 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
 def cmd_status(args) -> int:
     import json
 
-    from tasks.status import read_status
+    from tasks.status import last_scheduled_failure, read_status
 
     settings = settings_of(args)
     try:
@@ -94,9 +94,17 @@ def cmd_status(args) -> int:
             raise
         st = _status_of_published(settings, args.since, exc)
     if st is None:
-        raise Refused(
-            f"{settings.data_dir} has billed nothing yet (no working state, no warehouse)"
+        failure = last_scheduled_failure(settings)  # (a first scheduled run that failed early)
+        if failure is None:
+            raise Refused(
+                f"{settings.data_dir} has billed nothing yet (no working state, no warehouse)"
+            )
+        print(f"adbill status of {settings.data_dir}: nothing billed yet")
+        print(
+            error_line("status", Refused(f"the last scheduled run failed: {failure['error']}")),
+            file=sys.stderr,
         )
+        return EXIT_SCHEDULED_RUN_FAILED
     if args.json:
         row = st.row() | {"runs": st.runs, "waiting": [[str(p.day), p.reason] for p in st.waiting]}
         print(json.dumps(row, default=str, indent=1))
@@ -107,7 +115,11 @@ def cmd_status(args) -> int:
         print(
             error_line(
                 "status",
-                Refused(f"the last scheduled run {last['run_id']} failed: {last['error']}"),
+                Refused(
+                    f"the last scheduled run {last['run_id']} failed: {last['error']}"
+                    if last["run_id"] != "-"
+                    else f"the last scheduled run failed before it started: {last['error']}"
+                ),
             ),
             file=sys.stderr,
         )

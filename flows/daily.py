@@ -21,6 +21,7 @@ from flows.parallel import api_url_for_workers, dask_runner, shard_deduct
 from flows.report import publish_run_artifacts
 from tasks.pipeline import check_run, run_billing
 from tasks.settings import Settings, today
+from tasks.status import record_scheduled_failure
 
 TASK_RUNNERS = "local, dask or dask=ADDRESS"
 
@@ -206,6 +207,21 @@ def daily_billing(
         raise ValueError(f"task_runner must be {TASK_RUNNERS}, not {task_runner!r}")
     # a parameter left empty falls back to ADBILL_* and then to the built-in default
     settings = Settings.of(data_dir, db, shards=shards, max_late_days=max_late_days)
+    try:
+        return _daily_billing(settings, through, rebill_from, trigger, task_runner)
+    except BaseException as exc:
+        if trigger == "scheduled":  # `adbill status` sees it, whether or not `runs` does
+            record_scheduled_failure(settings, exc)
+        raise
+
+
+def _daily_billing(
+    settings: Settings,
+    through: date | None,
+    rebill_from: date | None,
+    trigger: str,
+    task_runner: str,
+) -> dict:
     through = through or settings.yesterday()
     # the operator's guards hold for every run (CLI, UI, schedule): nothing billed ahead
     check_run(settings, through, rebill_from)

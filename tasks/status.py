@@ -4,9 +4,11 @@ days waiting, recent rejects and warnings (`adbill status`, table billing_status
 from __future__ import annotations
 
 import fcntl
+import json
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +154,10 @@ def billing_status(
     st.waiting = plan_days(con, through)
     st.runs = [_run(r, running, current_run) for r in _runs(con, f"limit {RUNS_SHOWN}")]
     scheduled = _runs(con, "limit 1", "where trigger = 'scheduled'")
-    st.last_scheduled = _run(scheduled[0], running, current_run) if scheduled else None
+    st.last_scheduled = _later_failure(
+        _run(scheduled[0], running, current_run) if scheduled else None,
+        last_scheduled_failure(settings),
+    )
     st.lines_rejected = dict(
         con.execute(
             "select reason, count(*) from rejected_events where ingested_at >= ? group by 1",
@@ -269,3 +274,53 @@ def read_status(settings: Settings, since: datetime | None = None) -> Status | N
             return billing_status(con, settings, since=since, source=str(path), running=running)
         finally:
             con.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Scheduled runs that failed before their run was recorded
+
+# under state/: the last scheduled run that failed before it could record itself in `runs`
+# (the catalog unreadable, the data dir busy, ...): what `adbill status` reads beside `runs`
+SCHEDULED_FAILURE = "last-scheduled-failure.json"
+
+
+def record_scheduled_failure(settings: Settings, error: BaseException | str) -> None:
+    """Keep a scheduled run's failure where `adbill status` finds it even when the run never
+    reached its `runs` row. Only in a data dir that has an inbox (a mistyped or unmounted one
+    is not written into); never raises (the run's own error is what the scheduler reports)."""
+    try:
+        if not settings.inbox.is_dir():
+            return
+        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        record = {"at": datetime.now(UTC).isoformat(), "error": " ".join(text.split())[:300]}
+        settings.state_dir.mkdir(exist_ok=True)
+        path = settings.state_dir / SCHEDULED_FAILURE
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(record), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def last_scheduled_failure(settings: Settings) -> dict[str, Any] | None:
+    """The failure record_scheduled_failure kept, as a `runs` row of a run that never
+    started: run_id `-`, status failed, started_at the failure's time; None if there is none
+    (or it cannot be read)."""
+    try:
+        record = json.loads((settings.state_dir / SCHEDULED_FAILURE).read_text("utf-8"))
+        at = datetime.fromisoformat(record["at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return {"run_id": "-", "status": "failed", "started_at": at, "error": record.get("error")}
+
+
+def _later_failure(
+    last: dict[str, Any] | None, failure: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The last scheduled run: the newest `runs` row, unless a scheduled run failed after it
+    started without a row of its own (a failed row keeps its run id and error)."""
+    if failure is None:
+        return last
+    if last is None or (last["status"] != "failed" and failure["started_at"] > last["started_at"]):
+        return failure
+    return last

@@ -135,3 +135,65 @@ def test_stage_seconds_count_the_ingest_rating_and_the_runs_re_rating_together()
     report = RunReport(run_id="r", through=date(2026, 11, 1), ingest=ingest)
     report.seconds.update({"rate": 0.1, "publish": 0.2})
     assert report.stage_seconds() == pytest.approx({"read": 1.0, "rate": 0.5, "publish": 0.2})
+
+
+# ---------------------------------------------------------------- a scheduled run failing early
+
+
+def test_a_scheduled_run_that_fails_before_it_is_recorded_makes_status_exit_3(
+    billed, tmp_path, capsys, monkeypatch
+):
+    """interfaces.md: status exits non-zero when the last scheduled run failed — also when
+    it failed before its run was recorded (the catalog unreadable, the data dir busy)."""
+    import flows.daily as daily
+
+    data, run_id = billed
+    d = tmp_path / "d"
+    shutil.copytree(data, d)
+
+    def early(*args, **kwargs):
+        raise FileNotFoundError("catalog /nonexistent.toml not found")
+
+    monkeypatch.setattr(daily, "_daily_billing", early)
+    with pytest.raises(FileNotFoundError):
+        daily.daily_billing.fn(data_dir=str(d), trigger="scheduled")
+    code, out, err = status_cli(capsys, d)
+    assert code == cli.EXIT_SCHEDULED_RUN_FAILED
+    assert "last scheduled run: - failed: FileNotFoundError: catalog /nonexistent.toml" in out
+    assert len(err) == 1 and "failed before it started: FileNotFoundError" in err[0]
+    # the run's own row (it succeeded, earlier) is still listed
+    assert f"{run_id}" in out
+    # a later scheduled run that succeeds is the last one again
+    monkeypatch.undo()
+    monkeypatch.setenv("ADBILL_TODAY", TODAY.isoformat())
+    bill(d, SC.last_day, trigger="scheduled")
+    code, out, err = status_cli(capsys, d)
+    assert code == 0 and err == [], err
+
+
+def test_an_early_failure_of_a_first_scheduled_run_exits_3_and_one_from_the_shell_does_not(
+    tmp_path, capsys, monkeypatch
+):
+    import flows.daily as daily
+
+    d = tmp_path / "fresh"
+    (d / "inbox").mkdir(parents=True)
+
+    def early(*args, **kwargs):
+        raise RuntimeError("data dir busy")
+
+    monkeypatch.setattr(daily, "_daily_billing", early)
+    with pytest.raises(RuntimeError):
+        daily.daily_billing.fn(data_dir=str(d), trigger="cli")
+    code, _, err = status_cli(capsys, d)
+    assert code == 2 and "has billed nothing yet" in err[0]  # not a scheduled run: not kept
+    with pytest.raises(RuntimeError):
+        daily.daily_billing.fn(data_dir=str(d), trigger="scheduled")
+    code, out, err = status_cli(capsys, d)
+    assert code == cli.EXIT_SCHEDULED_RUN_FAILED
+    assert "nothing billed yet" in out and "RuntimeError: data dir busy" in err[0]
+    # a data dir without an inbox (mistyped, unmounted) is never written into
+    gone = tmp_path / "typo"
+    with pytest.raises(RuntimeError):
+        daily.daily_billing.fn(data_dir=str(gone), trigger="scheduled")
+    assert not gone.exists()
