@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -16,6 +15,7 @@ import duckdb
 
 from tasks.billing import DayPlan, last_billed, plan_days
 from tasks.db import connect, scalar
+from tasks.documents_files import write_atomic
 from tasks.pipeline import day_spans, days_without_usage
 from tasks.settings import Settings
 
@@ -293,11 +293,7 @@ def record_scheduled_failure(settings: Settings, error: BaseException | str) -> 
             return
         text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
         record = {"at": datetime.now(UTC).isoformat(), "error": " ".join(text.split())[:300]}
-        settings.state_dir.mkdir(exist_ok=True)
-        path = settings.state_dir / SCHEDULED_FAILURE
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(record), encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(settings.state_dir / SCHEDULED_FAILURE, json.dumps(record))
     except OSError:
         pass
 
