@@ -183,7 +183,7 @@ def cmd_generate(args) -> None:
 def check_generate_target(data: Path, start: date, days: int, gzip_usage: bool) -> None:
     """generate writes only into a fresh data dir: not into one that has billed or lies in
     one that has, not inside an inbox, and never over a file already there."""
-    from tasks.generate import existing_files
+    from tasks.generate import refuse_existing_files
 
     data = data.absolute()
     real = Path(os.path.realpath(data))
@@ -201,9 +201,7 @@ def check_generate_target(data: Path, start: date, days: int, gzip_usage: bool) 
             )
     if real.exists() and not real.is_dir():
         raise Refused(f"{data} is not a directory; nothing written")
-    there = existing_files(data, start, days, gzip_usage)
-    if there:
-        raise Refused(
-            f"{there[0]} already exists ({len(there)} of the files generate would write): "
-            "generate replaces no file; give a fresh --data-dir; nothing written"
-        )
+    try:
+        refuse_existing_files(data, start, days, gzip_usage)
+    except FileExistsError as exc:
+        raise Refused(f"{exc} (give a fresh --data-dir)") from None

@@ -25,8 +25,8 @@ __all__ = [
     "FIELDS",
     "ORDER_KINDS",
     "GenerateSummary",
-    "existing_files",
     "generate",
+    "refuse_existing_files",
 ]
 
 BAD_RATE = 0.002  # bad usage lines per event (at least one of each kind from 1,000 events)
@@ -67,12 +67,7 @@ def generate(
     a file already there is never replaced (FileExistsError, nothing written)."""
     if customers < 1 or days < 1 or events_per_day < 0:
         raise ValueError("generate needs customers >= 1, days >= 1 and events_per_day >= 0")
-    there = existing_files(data_dir, start, days, gzip_usage)
-    if there:
-        raise FileExistsError(
-            f"{there[0]} already exists ({len(there)} of the files generate would write): "
-            "generate replaces no file; nothing written"
-        )
+    refuse_existing_files(data_dir, start, days, gzip_usage)
     model, tz = Model(catalog or load_catalog(), seed), ZoneInfo(billing_tz)
     rng, say = np.random.default_rng(seed), progress or (lambda _: None)
     day_list = [start + timedelta(days=d) for d in range(days)]
@@ -118,12 +113,18 @@ def usage_path(data_dir: Path, day: date, gz: bool) -> Path:
     return data_dir / "inbox" / "usage" / f"{day:%Y/%m}" / f"usage-{day}.jsonl{'.gz' if gz else ''}"
 
 
-def existing_files(data_dir: Path, start: date, days: int, gzip_usage: bool) -> list[Path]:
-    """The files generate would write (the orders CSV, a usage file a day) that exist."""
+def refuse_existing_files(data_dir: Path, start: date, days: int, gzip_usage: bool) -> None:
+    """FileExistsError when any file generate would write (the orders CSV, a usage file a
+    day) exists already: generate replaces no file."""
     days_of = [start + timedelta(days=d) for d in range(days)]
     paths = [orders_path(Path(data_dir), start)]
     paths += [usage_path(Path(data_dir), day, gzip_usage) for day in days_of]
-    return [p for p in paths if p.exists() or p.is_symlink()]
+    there = [p for p in paths if p.exists() or p.is_symlink()]
+    if there:
+        raise FileExistsError(
+            f"{there[0]} already exists ({len(there)} of the files generate would write): "
+            "generate replaces no file; nothing written"
+        )
 
 
 @dataclass
