@@ -197,3 +197,13 @@ def test_an_early_failure_of_a_first_scheduled_run_exits_3_and_one_from_the_shel
     with pytest.raises(RuntimeError):
         daily.daily_billing.fn(data_dir=str(gone), trigger="scheduled")
     assert not gone.exists()
+
+
+@pytest.mark.parametrize("text", ["", "{not json", '{"at": "yesterday"}', '["a"]', "\udcff"])
+def test_a_damaged_failure_record_is_no_failure(tmp_path, text):
+    from tasks.status import SCHEDULED_FAILURE, last_scheduled_failure
+
+    s = settings(tmp_path)
+    s.state_dir.mkdir(parents=True)
+    (s.state_dir / SCHEDULED_FAILURE).write_bytes(text.encode("utf-8", "surrogateescape"))
+    assert last_scheduled_failure(s) is None
