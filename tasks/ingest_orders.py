@@ -73,35 +73,80 @@ def _header_ok(header: list[str]) -> bool:
 def _csv_rows(text: str) -> tuple[list[str], list[dict]]:
     """The header's names and a dict per data row (a blank line too: `empty_line`, kept with
     its line number like a blank usage line, never dropped silently)."""
-    physical: list[str] = []
-
-    def lines() -> Iterator[str]:
-        for line in io.StringIO(text, newline=""):
-            physical.append(line)
-            yield line
-
-    reader = csv.reader(lines())
-    header = [h.strip() for h in next(reader, [])]
+    physical = list(io.StringIO(text, newline=""))
+    records = _records(physical)
+    first = next(records, None)
+    # a header that cannot be split (a quote left open) names no field: every row malformed
+    header = [] if first is None else [h.strip() for h in first[2] or ['"']]
     positions = {f: header.index(f) if f in header else None for f in ORDER_FIELDS}
     rows = []
     if header and not _header_ok(header):
         # no header (or one naming a field twice or not at all): its first line is a row of
         # its own, rejected with the rest as malformed, never lost
-        first = physical[0].rstrip("\r\n") if physical else ""
-        rows.append(
-            {"line_no": 1, "raw": _shown(first), "utf8_ok": _is_utf8(first), "nonblank": True}
-        )
-    while True:
-        line_no = reader.line_num + 1
-        try:
-            fields = next(reader)
-        except StopIteration:
-            break
-        except csv.Error:  # a field past the csv module's limit, ...: the row is malformed
-            fields = None
-        raw = "".join(physical[line_no - 1 : reader.line_num]).rstrip("\r\n")
-        rows.append(_order_row(line_no, raw, fields, positions))
+        raw = "".join(physical[first[0] : first[1]]).rstrip("\r\n")
+        rows.append({"line_no": 1, "raw": _shown(raw), "utf8_ok": _is_utf8(raw), "nonblank": True})
+    for start, end, fields in records:
+        raw = "".join(physical[start:end]).rstrip("\r\n")
+        rows.append(_order_row(start + 1, raw, fields, positions))
     return header, rows
+
+
+def _records(physical: list[str]) -> Iterator[tuple[int, int, list[str] | None]]:
+    """Each CSV record of the file's lines: its first line's index, the index past its last
+    line, its fields (None: it could not be split). A quote left open at the end of the file
+    is the row that opened it alone, malformed: reading resumes on the line after it, so an
+    unclosed quote never swallows the rows behind it."""
+    start = 0
+    while start < len(physical):
+        reader = csv.reader(iter(physical[start:]))
+        resume = None
+        while True:
+            first = start + reader.line_num
+            try:
+                fields = next(reader)
+            except StopIteration:
+                break
+            except csv.Error:  # a field past the csv module's limit, ...: the row is malformed
+                fields = None
+            end = start + reader.line_num
+            if end == len(physical) and _ends_in_open_quote("".join(physical[first:end])):
+                yield first, first + 1, None
+                resume = first + 1
+                break
+            yield first, end, fields
+        if resume is None:
+            return
+        start = resume
+
+
+def _ends_in_open_quote(raw: str) -> bool:
+    """Whether a record's text ends inside a quoted field (RFC 4180, as the csv module reads
+    it leniently: text after a closing quote joins the field)."""
+    if '"' not in raw:
+        return False
+    try:
+        for _ in csv.reader(io.StringIO(raw, newline=""), strict=True):
+            pass
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            return True
+    else:
+        return False
+    # the strict reader stopped at text after a closing quote: follow the quotes by hand
+    quoted, at_start, i = False, True, 0
+    while i < len(raw):
+        c = raw[i]
+        if quoted:
+            if c == '"':
+                if raw[i + 1 : i + 2] == '"':
+                    i += 1
+                else:
+                    quoted = False
+        elif c == '"' and at_start:
+            quoted = True
+        at_start = not quoted and c in ",\r\n"
+        i += 1
+    return quoted
 
 
 def _order_row(

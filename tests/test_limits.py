@@ -456,13 +456,14 @@ def test_bad_orders_are_rejected_row_by_row_and_the_file_is_billed(inbox, monkey
         b"o5," + b"c" * 200 + b",basic,1,30,2026-11-26T10:00:00+08:00",
         b"o6,c6,basic,1,30,2026-11-29T00:00:00+08:00",
         b"o7,c7,basic,1,30,2026-11-26T10:00:00+15:00",
-        b'"o8,c8,basic,1,30,2026-11-26T10:00:00+08:00',  # an open quote runs to the end
+        b'"o8,c8,basic,1,30,2026-11-26T10:00:00+08:00',  # a quote never closed: this line
+        b"o9,c9,basic,1,30,2026-11-26T10:00:00+08:00",  # alone; the next row stands
     ]
     path.write_bytes(head + b"\n".join(body) + b"\n")
     inbox.usage([line("e1")])
     inbox.bill("2026-11-26")
     con = inbox.warehouse()
-    assert rows(con, "select order_id from orders order by 1") == [("o1",), ("o5",)]
+    assert rows(con, "select order_id from orders order by 1") == [("o1",), ("o5",), ("o9",)]
     assert rows(con, "select line_no, reason from rejected_orders order by 1") == [
         (3, "bad_timestamp"),
         (4, "bad_encoding"),
@@ -472,3 +473,45 @@ def test_bad_orders_are_rejected_row_by_row_and_the_file_is_billed(inbox, monkey
         (9, "malformed_row"),
     ]
     assert one(con, "select raw from rejected_orders where line_no = 4").startswith("o3,c3\\xff")
+
+
+def _order_rows(tmp_path: Path, text: str) -> list[tuple]:
+    from tasks.ingest_orders import read_order_rows
+
+    path = tmp_path / "o.csv"
+    path.write_bytes(text.encode())
+    df = read_order_rows(path)
+    return list(df.select("line_no", "n_fields", "order_id").iter_rows())
+
+
+HEAD = "order_id,customer_id,product,term_months,amount_cny,purchased_at\n"
+ROW = ",c,basic,1,30,2026-11-26T10:00:00+08:00\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        # a quote opened and never closed is its own line, malformed; the rows after it stand
+        (
+            f'o1{ROW}o2,"c{ROW}o3{ROW}o4{ROW}',
+            [(2, 6, "o1"), (3, -1, None), (4, 6, "o3"), (5, 6, "o4")],
+        ),
+        # the last line's open quote: the same, and no newline at the end
+        (f'o1{ROW}"o2{ROW.rstrip()}', [(2, 6, "o1"), (3, -1, None)]),
+        # text after a closing quote (read leniently) and then a quote left open
+        (f'"o"x,"c{ROW}o3{ROW}', [(2, -1, None), (3, 6, "o3")]),
+        # an escaped quote keeps the field open: still unclosed at the end
+        (f'"o""1{ROW}o2{ROW}', [(2, -1, None), (3, 6, "o2")]),
+        # a quoted field over two lines that closes is one row (RFC 4180), numbered by its first
+        (f'"o\n1"{ROW}o2{ROW}', [(2, 6, "o\n1"), (4, 6, "o2")]),
+    ],
+    ids=["middle", "last-line", "after-close-text", "escaped-quote", "closed-multiline"],
+)
+def test_an_unclosed_quote_in_an_orders_csv_takes_only_its_own_line(tmp_path, body, expected):
+    assert _order_rows(tmp_path, HEAD + body) == expected
+
+
+def test_an_unclosed_quote_in_the_header_rejects_the_header_line_and_keeps_every_row(tmp_path):
+    got = _order_rows(tmp_path, HEAD.replace("amount_cny", '"amount_cny') + f"o1{ROW}o2{ROW}")
+    # no header could be read: every line is a malformed row, none lost
+    assert got == [(1, -1, None), (2, -1, None), (3, -1, None)]
