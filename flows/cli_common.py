@@ -10,6 +10,8 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from tasks.settings import a_day
+
 YESTERDAY = (
     "yesterday in the billing zone (ADBILL_BILLING_TZ, default Asia/Shanghai; "
     "ADBILL_TODAY=YYYY-MM-DD sets today)"
@@ -32,9 +34,18 @@ class Parser(argparse.ArgumentParser):
 
 def a_date(text: str) -> date:
     try:
-        return date.fromisoformat(text)
+        return a_day(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from exc
+
+
+def a_place(text: str) -> str:
+    """A file or dir given on the command line or in ADBILL_DATA_DIR / ADBILL_DB: `~` is the
+    home dir even where no shell expanded it (`--data-dir=~/billing`, an env file), and an
+    empty one is refused rather than read as the current dir."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path (give a directory or file)")
+    return os.path.expanduser(text)
 
 
 def a_month(text: str) -> date:
@@ -81,12 +92,14 @@ def common_options(data_dir: str = "adbill-data") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument(
         "--data-dir",
-        default=os.environ.get("ADBILL_DATA_DIR", data_dir),
+        type=a_place,
+        default=os.environ.get("ADBILL_DATA_DIR") or data_dir,  # empty: unset, as every ADBILL_*
         help=f"data dir (env ADBILL_DATA_DIR; default ./{data_dir})",
     )
     p.add_argument(
         "--db",
-        default=os.environ.get("ADBILL_DB"),
+        type=a_place,
+        default=os.environ.get("ADBILL_DB") or None,
         help="published warehouse (env ADBILL_DB; default <data-dir>/warehouse.duckdb)",
     )
     return p

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -156,12 +157,23 @@ class Settings:
             d.mkdir(parents=True, exist_ok=True)
 
 
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def a_day(text: str) -> date:
+    """A date written YYYY-MM-DD and nothing else: `date.fromisoformat` also reads 20261125
+    and 2026-W48-3, which an operator's typo can produce (ValueError otherwise)."""
+    if not _DAY.fullmatch(text):
+        raise ValueError(f"{text!r} is not written YYYY-MM-DD")
+    return date.fromisoformat(text)
+
+
 def today(tz: str) -> date:
     """Today in the billing zone `tz`, or ADBILL_TODAY (YYYY-MM-DD) when set (§3)."""
     fixed = _env("TODAY")
     if fixed is not None:
         try:
-            return date.fromisoformat(fixed)
+            return a_day(fixed)
         except ValueError:
             raise SettingError(f"ADBILL_TODAY={fixed!r} is not a date (YYYY-MM-DD)") from None
     return datetime.now(ZoneInfo(tz)).date()

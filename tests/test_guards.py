@@ -38,7 +38,16 @@ def flow_calls(monkeypatch):
     calls = []
 
     def fake_run_flow(args, through, rebill_from=None, trigger="cli", **kw):
-        calls.append({"through": through, "rebill_from": rebill_from, "trigger": trigger, **kw})
+        calls.append(
+            {
+                "through": through,
+                "rebill_from": rebill_from,
+                "trigger": trigger,
+                "data_dir": args.data_dir,
+                "db": args.db,
+                **kw,
+            }
+        )
         return {
             "days_billed": 0,
             "first_day": None,
@@ -338,6 +347,38 @@ def test_a_bad_today_or_time_zone_is_one_line(data, flow_calls, capsys, monkeypa
     code, _out, err = run_cli(capsys, "run", "--data-dir", data)
     assert_refused(code, err, "ADBILL_BILLING_TZ='Mars/Olympus' is not a time zone")
     assert flow_calls == []
+
+
+@pytest.mark.parametrize("bad", ["20261125", "2026-W48-3", "2026-11-31", " 2026-11-25"])
+def test_a_date_not_written_yyyy_mm_dd_is_refused(data, flow_calls, capsys, monkeypatch, bad):
+    # date.fromisoformat alone would read the first two as 25 November: a typo's guess
+    for flag in ("--through", "--rebill-from"):
+        code, _out, err = run_cli(capsys, "run", "--data-dir", data, flag, bad)
+        assert_refused(code, err, f"argument {flag}: {bad!r} is not a date (YYYY-MM-DD)")
+    monkeypatch.setenv("ADBILL_TODAY", bad)
+    code, _out, err = run_cli(capsys, "run", "--data-dir", data)
+    assert_refused(code, err, f"ADBILL_TODAY={bad!r} is not a date (YYYY-MM-DD)")
+    assert flow_calls == []
+
+
+def test_a_tilde_no_shell_expanded_is_the_home_dir_and_an_empty_path_is_refused(
+    data, flow_calls, capsys, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("HOME", str(data.parent))
+    monkeypatch.chdir(tmp_path)
+    code, _out, err = run_cli(capsys, "run", f"--data-dir=~/{data.name}", "--db=~/w.duckdb")
+    assert code == 0, err
+    assert flow_calls[0]["data_dir"] == str(data)
+    assert flow_calls[0]["db"] == str(data.parent / "w.duckdb")
+    assert not (tmp_path / "~").exists()  # no directory named ~ made in the current one
+    for flag in ("--data-dir", "--db"):
+        code, _out, err = run_cli(capsys, "run", flag, "")
+        assert_refused(code, err, f"argument {flag}: an empty path")
+    # an empty ADBILL_DATA_DIR is unset, as every ADBILL_* variable: the default data dir
+    monkeypatch.setenv("ADBILL_DATA_DIR", "")
+    code, _out, err = run_cli(capsys, "run")
+    assert_refused(code, err, "no inbox at", "adbill-data")
+    assert len(flow_calls) == 1
 
 
 # ---------------------------------------------------------------- errors and interrupts
