@@ -19,7 +19,7 @@ from prefect.runtime import flow_run as current_flow_run
 from flows.notify import notify_failure
 from flows.parallel import api_url_for_workers, dask_runner, shard_deduct
 from flows.report import publish_run_artifacts
-from tasks.pipeline import check_run, run_billing
+from tasks.pipeline import RunRefused, check_run, run_billing
 from tasks.settings import Settings, today
 from tasks.status import record_scheduled_failure
 
@@ -186,7 +186,8 @@ def daily_billing(
     """Ingest the inbox and bill every due day through `through` (default: yesterday).
 
     Refused before anything is read or written (RunRefused): `through` after yesterday in
-    the billing zone, `rebill_from` after `through`, a data dir without `inbox/`.
+    the billing zone, `rebill_from` after `through`, a data dir without `inbox/`, a `db`
+    that is not this data dir's published warehouse or a new file.
 
     Args:
         through: Last billing day to bill. Empty: yesterday in the billing zone
@@ -215,6 +216,18 @@ def daily_billing(
         raise
 
 
+def _check_db(settings: Settings) -> None:
+    """The `db` guard of `adbill run` (flows/cli_common.py) for a run started from the UI or
+    a deployment with a `db` parameter: never publish over a working state, another data
+    dir's warehouse or a file that is not one."""
+    from flows.cli_common import Refused, check_published_db
+
+    try:
+        check_published_db(settings)
+    except Refused as exc:
+        raise RunRefused(str(exc)) from None
+
+
 def _daily_billing(
     settings: Settings,
     through: date | None,
@@ -225,6 +238,7 @@ def _daily_billing(
     through = through or settings.yesterday()
     # the operator's guards hold for every run (CLI, UI, schedule): nothing billed ahead
     check_run(settings, through, rebill_from)
+    _check_db(settings)
     logger = get_run_logger()
     run_id = uuid.uuid4().hex[:12]
     logger.info(f"adbill run {run_id} through {through} (flow run {current_flow_run.id})")

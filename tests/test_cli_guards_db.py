@@ -13,7 +13,7 @@ import duckdb
 import pytest
 
 from tasks.pipeline import run_billing
-from tasks.settings import Settings
+from tasks.settings import SettingError, Settings
 from tests import test_guards as guards
 from tests.ops_helpers import deliver, scenario
 from tests.test_guards import assert_refused, run_cli
@@ -69,6 +69,26 @@ def test_run_refuses_a_db_that_is_not_this_data_dirs_warehouse_and_writes_nothin
         assert out == ""
     assert flow_calls == [] and snapshot(a, b, tmp_path) == before
     assert not (b / "state" / "new.duckdb").exists()
+
+
+def test_the_flow_refuses_a_db_parameter_given_from_the_ui_the_same_way(two_data_dirs, tmp_path):
+    from flows.daily import daily_billing
+    from tasks.pipeline import RunRefused
+
+    a, b, _a_db = two_data_dirs
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    before = snapshot(a, b, tmp_path)
+    for db, words in (
+        (b / "state" / "adbill.duckdb", f"lies in the state folder of the data dir {b}"),
+        (b / "warehouse.duckdb", f"is the published warehouse of the data dir {b}"),
+        (notes, "is not a DuckDB database"),
+    ):
+        with pytest.raises(RunRefused, match=words):
+            daily_billing.fn(data_dir=str(a), db=str(db), trigger="deployment")
+    with pytest.raises(SettingError, match="lies in"):  # its own state: the settings refuse
+        daily_billing.fn(data_dir=str(a), db=str(a / "state" / "adbill.duckdb"))
+    assert snapshot(a, b, tmp_path) == before
 
 
 def test_a_copied_working_state_is_refused_wherever_it_lies(
