@@ -60,6 +60,10 @@ NOTHING_FROZEN = date(1, 1, 1)
 # 13 MB and 0.45-0.47 s; the ledger's 0.13-0.14 s against 0.18-0.20 s; read as fast or
 # faster by DuckDB, pyarrow and Polars)
 PARQUET = "format parquet, compression zstd, parquet_version v2"
+# a changed day's files (rewritten whenever late data reaches the day; merged into a month's
+# file, at PARQUET's level, once the month is closed) at zstd's fastest level: a 1M-event
+# day's events file 0.50-0.51 CPU-s against 0.60-0.66, 18 MB against 17 MB, read as fast
+DAY_PARQUET = f"{PARQUET}, compression_level 1"
 QUOTED_NAME = re.compile(r'"((?:[^"]|"")*)"')  # a name as `quoted` writes it
 
 
@@ -413,7 +417,7 @@ def _write_table(
         out.parent.mkdir(parents=True, exist_ok=True)
         con.execute(
             f"copy (select {cols} from {table} where {key} in ({listed})) to "
-            f"{literal(str(out))} ({PARQUET}, partition_by ({key}), "
+            f"{literal(str(out))} ({DAY_PARQUET}, partition_by ({key}), "
             "write_partition_columns true)"
         )
     for d in days:
@@ -425,7 +429,7 @@ def _write_table(
             folder.mkdir(parents=True, exist_ok=True)
             con.execute(
                 f"copy (select {cols} from {table} where {key} = date '{d.isoformat()}') "
-                f"to {literal(str(folder / 'data_0.parquet'))} ({PARQUET})"
+                f"to {literal(str(folder / 'data_0.parquet'))} ({DAY_PARQUET})"
             )
         parts = sorted(folder.glob("*.parquet"))  # a partitioned write: one per writer thread
         for i, part in enumerate(parts):
