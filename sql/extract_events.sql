@@ -128,6 +128,21 @@ parts as (
     from written
 ),
 
+exps as (
+    -- the exponent, clamped: past 10^6 either way its size no longer changes a check (the
+    -- value is far past 10^9 or has far more than 6 decimal places), and an exponent of
+    -- twenty digits must not overflow the arithmetic below (it stopped a run)
+    select
+        *,
+        case
+            when m is null or m.exp = '' then 0
+            when length(ltrim(ltrim(m.exp, '+-'), '0')) > 6
+                then case when prefix(m.exp, '-') then -10000000 else 10000000 end
+            else cast(m.exp as bigint)
+        end as q_exp
+    from parts
+),
+
 typed as (
     select
         *,
@@ -146,40 +161,57 @@ typed as (
             when q_double <> 1e9 then q_double > 1e9
             -- digits of the integer part (leading zeros dropped), moved by the exponent
             when m is null then length(ltrim(split_part(ltrim(q, '-'), '.', 1), '0')) >= 10
-            when length(m.int_sig) > 0 then length(m.int_sig) + length(m.int_zeros)
-                + coalesce(try_cast(nullif(m.exp, '') as bigint), 0) >= 10
-            else coalesce(try_cast(nullif(m.exp, '') as bigint), 0)
-                - (length(m.frac_sig) - length(ltrim(m.frac_sig, '0'))) >= 10
+            when length(m.int_sig) > 0 then length(m.int_sig) + length(m.int_zeros) + q_exp >= 10
+            else q_exp - (length(m.frac_sig) - length(ltrim(m.frac_sig, '0'))) >= 10
         end as quantity_too_large,
         -- decimal places of the exact value: fraction digits (trailing zeros dropped) less
         -- the exponent; an integer mantissa's trailing zeros count against a negative one
         greatest(
             case
                 when m is null then plain_decimals
-                when length(m.frac_sig) > 0
-                    then length(m.frac_sig) - coalesce(try_cast(nullif(m.exp, '') as bigint), 0)
-                else -coalesce(try_cast(nullif(m.exp, '') as bigint), 0)
-                    - case when length(m.int_sig) > 0 then length(m.int_zeros) else 0 end
+                when length(m.frac_sig) > 0 then length(m.frac_sig) - q_exp
+                else -q_exp - case when length(m.int_sig) > 0 then length(m.int_zeros) else 0 end
             end,
             0
         ) > 6 as quantity_too_fine,
         strict_timestamptz(occurred_at, $timestamp_pattern) as occurred_at_ts
-    from parts
+    from exps
+),
+
+shifted as (
+    select
+        *,
+        m.int_sig || m.int_zeros || m.frac_sig as digits,
+        length(m.frac_sig) - q_exp as after
+    from typed
 ),
 
 checked as (
     select
         *,
-        -- exact, in micro-units, only for a quantity that passes every rule above: a plain
-        -- integer (most quantities; below 10^9) as an integer, any other number as a decimal
-        -- wide enough for every way of writing it
+        -- exact, in micro-units, only for a quantity that passes every rule above, from its
+        -- digits (a cast to a decimal rounds a mantissa of 40 digits or returns NULL): a
+        -- plain integer (most quantities; below 10^9) as an integer; a plain decimal's
+        -- fraction padded to 6 places; a number with an exponent as its significant digits
+        -- (`digits`: JSON has no leading zeros but a fraction may) shifted to 6 places after
+        -- the point (`after`: how many follow it; the ones dropped are zeros, as a value with
+        -- at most 6 decimal places has no others there)
         case
             when not (quantity_finite and quantity_positive and not quantity_too_large
                 and not quantity_too_fine) then null
             when m is null and not contains(q, '.') then try_cast(q as bigint) * 1000000
-            else cast(try_cast(q as decimal(38, 6)) * 1000000 as bigint)
+            when m is null then cast(
+                split_part(q, '.', 1) || rpad(left(split_part(q, '.', 2), 6), 6, '0') as bigint
+            )
+            else cast(
+                ltrim(
+                    left(digits, length(digits) - greatest(after - 6, 0))
+                        || repeat('0', cast(greatest(6 - after, 0) as bigint)),
+                    '0'
+                ) as bigint
+            )
         end as quantity_micro
-    from typed
+    from shifted
 ),
 
 facts as (

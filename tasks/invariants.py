@@ -53,6 +53,12 @@ CHECKS: dict[tuple[str, ...], str] = {
         from pools
         where available_from >= ($day + 2)::timestamptz
     """,
+    # §3: every accepted event has its quantity (> 0) and its credits (none billed free by
+    # a number the ingest could not read)
+    ("event_rated",): """
+        select count(*) from events
+        where day = $day and (quantity is null or quantity <= 0 or credits is null or credits < 0)
+    """,
     # every charged event is drawn or opened as arrears exactly once, for its full credits
     ("event_charged_once",): """
         with charged as (

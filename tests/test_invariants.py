@@ -59,6 +59,7 @@ BREACHES = {
     "deferred_not_negative": "update customer_days set deferred_cny = -1",
     "balance_rolls_forward": "update customer_days set balance = balance + 1",
     "event_charged_once": "update events set credits = credits + 1",
+    "event_rated": "update events set quantity = null",
     "ledger_matches_pool_days": "update pool_days set used = used + 1, opening = opening + 1",
     # (the renewal o2 begins when o1's month ends)
     "queued_pool_untouched": "update pools set remaining = remaining - 1 "

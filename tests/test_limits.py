@@ -92,6 +92,54 @@ LIMIT_LINES = {
     "q_tiny": (raw_quantity("q_tiny", "1e-400"), "quantity_too_precise", None),
     "q_tiny_negative": (raw_quantity("q_tiny_negative", "-1e-400"), "quantity_not_positive", None),
     "q_zero_exp": (raw_quantity("q_zero_exp", "0.000e-400"), "quantity_not_positive", None),
+    # exponents past 64 bits (they stopped every run) and mantissas past 38 digits (their
+    # value came out NULL or 0: billed free), judged and billed on their digits
+    "q_exp_min64": (
+        raw_quantity("q_exp_min64", "1e-9223372036854775808"),
+        "quantity_too_precise",
+        None,
+    ),
+    "q_exp_min64_zero": (
+        raw_quantity("q_exp_min64_zero", "0e-9223372036854775808"),
+        "quantity_not_positive",
+        None,
+    ),
+    "q_exp_20_digits": (
+        raw_quantity("q_exp_20_digits", "1.5e-99999999999999999999"),
+        "quantity_too_precise",
+        None,
+    ),
+    "q_exp_huge": (  # a double cannot hold it: as 1e400
+        raw_quantity("q_exp_huge", "1e+99999999999999999999"),
+        "bad_quantity",
+        None,
+    ),
+    "q_exp_at_1e6": (raw_quantity("q_exp_at_1e6", "1e-1000000"), "quantity_too_precise", None),
+    "q_long_fraction_exp": (
+        raw_quantity("q_long_fraction_exp", "0." + "0" * 38 + "1e42", "digital_human_spokesperson"),
+        None,
+        1000,
+    ),
+    "q_long_mantissa_exp": (
+        raw_quantity("q_long_mantissa_exp", "1" + "0" * 42 + "e-40", "digital_human_spokesperson"),
+        None,
+        100,
+    ),
+    "q_long_mantissa_fine": (
+        raw_quantity("q_long_mantissa_fine", "1" + "0" * 41 + "1e-40"),
+        "quantity_too_precise",
+        None,
+    ),
+    "q_long_plain_zeros": (
+        raw_quantity("q_long_plain_zeros", "12.5" + "0" * 60, "digital_human_spokesperson"),
+        None,
+        13,
+    ),
+    "q_exp_fraction": (
+        raw_quantity("q_exp_fraction", "1234.56e-4", "video_translation"),
+        None,
+        1,
+    ),
     # identifiers (§3): 1-200 characters, no control characters, any other character
     "i" * 200: (line("i" * 200), None, 1),
     "id_201": (line("i" * 201), "bad_id", None),
@@ -211,6 +259,24 @@ def test_the_good_lines_beside_every_limit_are_billed_and_the_largest_quantity_f
     assert one(con, "select quantity from rated_events where event_id = 'q_largest'") == Decimal(
         "999999999.999999"
     )
+    # the exact value, from the digits as written (not a decimal cast of 40 digits)
+    got = dict(
+        rows(
+            con,
+            "select event_id, quantity from rated_events where event_id in "
+            "('q_long_fraction_exp', 'q_long_mantissa_exp', 'q_long_plain_zeros', "
+            "'q_exp_fraction', 'q_exp_big')",
+        )
+    )
+    assert got == {
+        "q_long_fraction_exp": Decimal("1000"),
+        "q_long_mantissa_exp": Decimal("100"),
+        "q_long_plain_zeros": Decimal("12.5"),
+        "q_exp_fraction": Decimal("0.123456"),
+        "q_exp_big": Decimal("15"),
+    }
+    # no accepted event without its quantity and credits (free usage)
+    assert one(con, "select count(*) from events where quantity is null or credits is null") == 0
     want = sum(1 for _, r, _ in LIMIT_LINES.values() if r is not None) + 1  # + bad_encoding
     assert report.ingest.events_rejected == want
 
