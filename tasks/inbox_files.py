@@ -26,6 +26,13 @@ CHUNK_BYTES = 64 << 20  # a batch's bytes when the caller names none
 # read, not a batch's (a line longer than a block goes to the plain reader)
 READ_BLOCK_BYTES = 8 << 20
 _BOM = b"\xef\xbb\xbf"
+# a usage line longer than this is not read as JSON (a gzip of a few hundred KB can hold a
+# line of gigabytes, which stopped the run): its first LONG_LINE_KEPT characters are kept
+# with LONG_LINE_MARK after them, which no JSON text ends with, so it is `malformed_json`
+# with its start shown (docs/decisions.md); a real usage line is a few hundred bytes
+MAX_LINE_BYTES = 8 << 20
+LONG_LINE_KEPT = 64 << 10
+LONG_LINE_MARK = f" [adbill: line cut here, it is longer than {MAX_LINE_BYTES >> 20} MiB]"
 
 USAGE_SUFFIXES = (".jsonl", ".jsonl.gz")
 
@@ -334,19 +341,52 @@ def _line_blocks(path: Path, block_bytes: int) -> Iterator[bytes]:
         # a UTF-8 byte-order mark is not part of line 1 (as the fast reader has it)
         head = _read(f, len(_BOM))
         ahead, rest = (b"" if head == _BOM else head), b""
+        skipping = False  # inside a line past MAX_LINE_BYTES: its bytes up to its end dropped
         while True:
             data, ahead = ahead + _read(f, block_bytes), b""
             if not data:
                 break
+            if skipping:
+                end = data.find(b"\n")
+                if end < 0:
+                    continue
+                data, skipping = data[end:], False
             data = rest + data
             cut = data.rfind(b"\n")
             if cut < 0:
                 rest = data
+                if len(rest) > MAX_LINE_BYTES:  # (enough of it for cut_long_lines to cut)
+                    rest, skipping = _utf8_prefix(rest, MAX_LINE_BYTES + 8), True
                 continue
             yield data[:cut]
             rest = data[cut + 1 :]
     if rest:
         yield rest
+
+
+def _utf8_prefix(data: bytes, n: int) -> bytes:
+    """At most the first n bytes, not ending inside a UTF-8 character."""
+    data = data[:n]
+    end = len(data)
+    while end > 0 and data[end - 1] & 0xC0 == 0x80:  # continuation bytes
+        end -= 1
+    if end > 0 and data[end - 1] >= 0xC0:  # and the lead byte of the character they end
+        end -= 1
+    return data[:end] if end < len(data) else data
+
+
+def cut_long_lines(raw: pa.Array | pa.ChunkedArray):
+    """Lines longer than MAX_LINE_BYTES as their first LONG_LINE_KEPT characters and
+    LONG_LINE_MARK; the others as they are (one pass over the lengths for most batches).
+    Applied to a batch's lines before they are checked, after LineIndex has their lengths."""
+    lengths = pc.binary_length(raw)
+    longest = pc.max(lengths).as_py()
+    if longest is None or longest <= MAX_LINE_BYTES:
+        return raw
+    cut = pc.binary_join_element_wise(  # (the last argument is the separator)
+        pc.utf8_slice_codeunits(raw, 0, LONG_LINE_KEPT), LONG_LINE_MARK, ""
+    )
+    return pc.if_else(pc.greater(lengths, MAX_LINE_BYTES), cut, raw)
 
 
 class LineIndex:
@@ -518,6 +558,7 @@ def group_lines(contents: list[bytes]) -> tuple[pa.Table, list[int]]:
         raw = _split(text, has_cr=b"\r" in whole)
         raw = raw.slice(0, len(raw) - 1)  # (after the last newline: nothing)
         utf8_ok = pa.repeat(True, len(raw))
+    raw = cut_long_lines(raw)
     total = sum(counts)
     starts = np.repeat(np.cumsum([0, *counts[:-1]]), counts)
     file_line = np.arange(total, dtype=np.int64) - starts + 1

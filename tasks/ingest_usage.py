@@ -33,6 +33,7 @@ from tasks.db import execute, frame, run_sql, sql, transaction
 from tasks.inbox_files import (
     FastReadFailed,
     LineIndex,
+    cut_long_lines,
     group_lines,
     iter_line_chunks,
     lines_at,
@@ -82,7 +83,7 @@ def keyed(lines: pa.Table, file_id: int) -> pa.Table:
             "line_no": lines["line_no"],
             "file_id": pa.repeat(file_id, n).cast(pa.int32()),
             "file_line": lines["line_no"],
-            "raw": lines["raw"],
+            "raw": cut_long_lines(lines["raw"]),
             "utf8_ok": lines["utf8_ok"],
         }
     )

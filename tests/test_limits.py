@@ -461,6 +461,49 @@ def test_a_truncated_gzip_is_turned_away_whole_and_the_rest_of_the_inbox_is_bill
     assert one(inbox.warehouse(), "select count(*) from rated_events") == 202
 
 
+@pytest.mark.parametrize(
+    ("chunk_bytes", "small"),
+    [(64 << 20, True), (64 << 20, False), (1 << 20, False)],
+    ids=["small-files", "one-batch", "many-batches"],
+)
+def test_a_line_past_the_longest_is_cut_rejected_and_the_lines_around_it_billed(
+    inbox, monkeypatch, chunk_bytes, small
+):
+    import tasks.ingest as ingest_module
+    from tasks.inbox_files import LONG_LINE_KEPT, LONG_LINE_MARK, MAX_LINE_BYTES
+
+    monkeypatch.setattr(ingest_module, "CHUNK_BYTES", chunk_bytes)
+    if not small:
+        monkeypatch.setattr(ingest_module, "SMALL_FILE_BYTES", 0)
+    inbox.orders([BASIC])
+    # a gzip of a few KB holding lines of 3 x and just over the limit, beside good lines;
+    # and a plain file whose one line ends at the limit (read as it is)
+    huge = '{"event_id": "h", "x": "' + "é" * (3 * MAX_LINE_BYTES // 2) + '"}'
+    over = "y" * (MAX_LINE_BYTES + 1)
+    at = line("at", note="z" * (MAX_LINE_BYTES - len(line("at", note=""))))
+    assert len(at.encode()) == MAX_LINE_BYTES
+    path = inbox.usage(
+        [line("ok1"), huge, line("ok2"), over, line("ok3")], name="a.jsonl.gz", gz=True
+    )
+    inbox.usage([at], name="b.jsonl")
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select event_id from rated_events order by 1") == [
+        ("at",),
+        ("ok1",),
+        ("ok2",),
+        ("ok3",),
+    ]
+    got = rows(
+        con,
+        "select line_no, reason, raw from rejected_events where source_file = ? order by 1",
+        [str(path)],
+    )
+    assert [(n, r) for n, r, _ in got] == [(2, "malformed_json"), (4, "malformed_json")]
+    assert got[0][2] == huge[:LONG_LINE_KEPT] + LONG_LINE_MARK
+    assert got[1][2] == over[:LONG_LINE_KEPT] + LONG_LINE_MARK
+
+
 def test_a_half_ingested_file_replaced_by_other_content_is_taken_out_before_billing(inbox):
     """What a killed run committed of a file is never billed once the file has changed."""
     import tasks.ingest as ingest_module
