@@ -18,6 +18,8 @@ from flows.cli_common import Refused, common_options, settings_of, synthetic_opt
 
 # the file in a data dir that says `adbill demo` made it (and may delete it again)
 DEMO_MARKER = ".adbill-demo"
+# the file in a data dir that says `adbill generate` wrote its inbox (more may be written)
+GENERATED_MARKER = ".adbill-generated"
 # the demo's orders go back up to 40 days before its first day of usage (tasks.generate)
 DEMO_ORDERS_BEFORE = 40
 
@@ -54,6 +56,38 @@ def _window(args, settings) -> tuple[date, date]:
     latest = settings.yesterday()
     start = args.start or latest - timedelta(days=args.days - 1)
     return start, start + timedelta(days=args.days - 1)
+
+
+def _check_window(args, settings, start: date, last: date, nothing: str) -> None:
+    """The generated days end by yesterday and fit what a fresh data dir accepts."""
+    latest = settings.yesterday()
+    if last > latest:
+        raise Refused(
+            f"--start {start} with --days {args.days} ends on {last}, after yesterday "
+            f"({latest} in {settings.billing_tz}); {nothing}"
+        )
+    longest = settings.max_history_days - DEMO_ORDERS_BEFORE
+    if args.days > longest:
+        raise Refused(
+            f"--days {args.days} is more than the {longest} days a fresh data dir accepts "
+            f"(its orders go back {DEMO_ORDERS_BEFORE} days more; "
+            f"ADBILL_MAX_HISTORY_DAYS={settings.max_history_days}); {nothing}"
+        )
+
+
+def _refuse_inside_a_data_dir(data: Path, nothing: str) -> None:
+    """Synthetic data never goes into an inbox (a run would bill it) nor inside a data dir
+    that has billed (its own state aside: the demo replaces its own)."""
+    data = data.absolute()
+    real = Path(os.path.realpath(data))
+    if "inbox" in data.parts or "inbox" in real.parts:
+        raise Refused(
+            f"{data} lies in an inbox: give a data dir (synthetic data goes into its "
+            f"inbox/orders and inbox/usage, which a run of that inbox would bill); {nothing}"
+        )
+    for place in real.parents:
+        if (place / "state" / "adbill.duckdb").exists():
+            raise Refused(f"{data} lies in the data dir {place}, which has billed; {nothing}")
 
 
 def _generate(args, start: date, bad_lines: bool = True, gzip_usage: bool = True):
@@ -150,19 +184,8 @@ def cmd_demo(args) -> None:
 
     settings = settings_of(args)
     start, last = _window(args, settings)
-    latest = settings.yesterday()
-    if last > latest:
-        raise Refused(
-            f"--start {start} with --days {args.days} ends on {last}, after yesterday "
-            f"({latest} in {settings.billing_tz}); nothing billed"
-        )
-    longest = settings.max_history_days - DEMO_ORDERS_BEFORE
-    if args.days > longest:
-        raise Refused(
-            f"--days {args.days} is more than the {longest} days a fresh data dir accepts "
-            f"(its orders go back {DEMO_ORDERS_BEFORE} days more; "
-            f"ADBILL_MAX_HISTORY_DAYS={settings.max_history_days})"
-        )
+    _check_window(args, settings, start, last, "nothing billed")
+    _refuse_inside_a_data_dir(settings.data_dir, "nothing deleted or billed")
     with fresh_demo_dir(settings.data_dir, settings.db) as data_dir_lock:
         cli_flow.start_server(args)
         summary = _generate(args, start)
@@ -175,8 +198,14 @@ def cmd_demo(args) -> None:
 
 def cmd_generate(args) -> None:
     settings = settings_of(args)
-    start, _last = _window(args, settings)
+    start, last = _window(args, settings)
+    _check_window(args, settings, start, last, "nothing written")
     check_generate_target(settings.data_dir, start, args.days, gzip_usage=not args.plain)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    (settings.data_dir / GENERATED_MARKER).write_text(
+        "its inbox was written by `adbill generate`, which may write more days into it\n",
+        encoding="utf-8",
+    )
     _generate(args, start, bad_lines=not args.no_bad_lines, gzip_usage=not args.plain)
 
 
@@ -187,20 +216,23 @@ def check_generate_target(data: Path, start: date, days: int, gzip_usage: bool) 
 
     data = data.absolute()
     real = Path(os.path.realpath(data))
-    if "inbox" in data.parts or "inbox" in real.parts:
+    _refuse_inside_a_data_dir(data, "nothing written")
+    if (real / "state" / "adbill.duckdb").exists():
         raise Refused(
-            f"{data} lies in an inbox: give a data dir (generate writes its inbox/orders and "
-            "inbox/usage); nothing written"
+            f"{data} has billed (it has state/adbill.duckdb); nothing written "
+            "(generate writes only into a fresh data dir)"
         )
-    for place in (real, *real.parents):
-        if (place / "state" / "adbill.duckdb").exists():
-            where = "" if place == real else f" lies in the data dir {place}, which"
-            raise Refused(
-                f"{data}{where} has billed (it has state/adbill.duckdb); nothing written "
-                "(generate writes only into a fresh data dir)"
-            )
     if real.exists() and not real.is_dir():
         raise Refused(f"{data} is not a directory; nothing written")
+    inbox = real / "inbox"
+    if inbox.is_dir() and not (real / GENERATED_MARKER).is_file():
+        delivered = next((p for p in inbox.rglob("*") if not p.is_dir()), None)
+        if delivered is not None:
+            raise Refused(
+                f"{data} holds deliveries generate did not write ({delivered}); nothing "
+                f"written (generate writes only into a fresh data dir, or one it wrote: "
+                f"{GENERATED_MARKER})"
+            )
     try:
         refuse_existing_files(data, start, days, gzip_usage)
     except FileExistsError as exc:

@@ -48,6 +48,7 @@ def test_generate_replaces_no_file_already_there(tmp_path, capsys):
     delivered = d / "inbox" / "usage" / f"{YESTERDAY:%Y/%m}" / f"usage-{YESTERDAY}.jsonl.gz"
     delivered.parent.mkdir(parents=True)
     delivered.write_bytes(b"a delivered file")
+    (d / ".adbill-generated").write_text("")  # as if generate had written that inbox
     before = tree(d)
     code, _out, err = run_cli(capsys, "generate", "--data-dir", d, *SMALL)
     assert_refused(code, err, f"{delivered} already exists", "replaces no file", "nothing written")
@@ -60,7 +61,8 @@ def test_generate_writes_a_fresh_data_dir_then_refuses_to_write_it_again(tmp_pat
     assert code == 0, err
     assert f"into {d / 'inbox'}" in out
     written = {p: p.read_bytes() for p in d.rglob("*") if p.is_file()}
-    assert len(written) == 3  # the orders and a usage file a day
+    assert (d / ".adbill-generated").is_file()
+    assert len(written) == 4  # the orders and a usage file a day, and its marker
     code, _out, err = run_cli(capsys, "generate", "--data-dir", d, *SMALL, "--seed", 8)
     assert_refused(code, err, "already exists (3 of the files generate would write)")
     assert {p: p.read_bytes() for p in d.rglob("*") if p.is_file()} == written
@@ -68,7 +70,49 @@ def test_generate_writes_a_fresh_data_dir_then_refuses_to_write_it_again(tmp_pat
     start = YESTERDAY - timedelta(days=5)
     code, _out, err = run_cli(capsys, "generate", "--data-dir", d, *SMALL, "--start", start)
     assert code == 0, err
-    assert len([p for p in d.rglob("*") if p.is_file()]) == 6
+    assert len([p for p in d.rglob("*") if p.is_file()]) == 7
+
+
+def test_generate_refuses_an_inbox_holding_deliveries_it_did_not_write(
+    tmp_path, capsys, monkeypatch
+):
+    prod = tmp_path / "prod"
+    delivered = prod / "inbox" / "usage" / "delivered-2026-11-08.jsonl"
+    delivered.parent.mkdir(parents=True)
+    delivered.write_bytes(b'{"a delivered": "line"}\n')
+    before = tree(tmp_path)
+    monkeypatch.setenv("ADBILL_DATA_DIR", str(prod))  # the operator's production data dir
+    code, _out, err = run_cli(capsys, "generate", *SMALL)
+    assert_refused(code, err, f"{prod} holds deliveries generate did not write", "nothing written")
+    assert tree(tmp_path) == before
+    # an empty inbox is still fresh
+    delivered.unlink()
+    code, _out, err = run_cli(capsys, "generate", *SMALL)
+    assert code == 0, err
+
+
+def test_generate_and_demo_days_end_by_yesterday_and_fit_a_fresh_data_dir(tmp_path, capsys):
+    for command in ("generate", "demo"):
+        d = tmp_path / command
+        argv = [command, "--data-dir", d, "--customers", 2, "--events-per-day", 3]
+        code, _out, err = run_cli(capsys, *argv, "--days", 100000)
+        assert_refused(code, err, "--days 100000 is more than the 360 days")
+        code, _out, err = run_cli(capsys, *argv, "--days", 2, "--start", YESTERDAY)
+        assert_refused(code, err, "after yesterday")
+        assert not d.exists()
+
+
+def test_demo_refuses_a_data_dir_in_an_inbox_or_inside_a_billed_data_dir(tmp_path, capsys):
+    v = billed_data_dir(tmp_path)
+    before = tree(tmp_path)
+    for target, words in [
+        (v / "inbox" / "usage" / "sample", "lies in an inbox"),
+        (tmp_path / "other" / "inbox" / "demo", "lies in an inbox"),
+        (v / "demo", f"lies in the data dir {v}, which has billed"),
+    ]:
+        code, _out, err = run_cli(capsys, "demo", "--data-dir", target, *SMALL)
+        assert_refused(code, err, words, "nothing deleted or billed")
+    assert tree(tmp_path) == before
 
 
 def test_generate_refuses_a_file_as_its_data_dir(tmp_path, capsys):
