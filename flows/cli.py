@@ -4,7 +4,10 @@ of the Prefect flow `daily-billing`."""
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 
 from flows import cli_flow
 from flows.cli_common import Parser, Refused
@@ -39,28 +42,90 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; exit status 0, or non-zero with one line on stderr (2: refused by a
-    guard, nothing changed; 1: failed, the traceback in the log; 130: interrupted)."""
+    guard, nothing changed; 1: failed, the traceback in the log; 130: interrupted, 143 and
+    129 when ended by SIGTERM or SIGHUP)."""
     try:
         args = parser().parse_args(argv)
     except SystemExit as exc:  # argparse: -h, or one line about the mistake
         return exc.code if isinstance(exc.code, int) else 2
+    signals = Signals()
     try:
         code = args.func(args)
-    except KeyboardInterrupt:
-        print("adbill: interrupted; the published warehouse is unchanged", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        return _interrupted(getattr(exc, "signum", signal.SIGINT))
     except refusals() as exc:
         print(error_line(args.command, exc), file=sys.stderr)
         return 2
     except Exception as exc:  # one clear line for the user; the traceback is in the log
         LOGS.error(args.command, exc)
+        if (signum := signals.seen()) is not None:  # (a query interrupted by it, say)
+            return _interrupted(signum)
         print(error_line(args.command, exc), file=sys.stderr)
         return 1
     finally:
         LOGS.stop()
         cli_flow.stop_server()
+        signals.restore()
     return code or 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _interrupted(signum: int) -> int:
+    how = "" if signum == signal.SIGINT else f" ({signal.Signals(signum).name})"
+    print(f"adbill: interrupted{how}; the published warehouse is unchanged", file=sys.stderr)
+    return 128 + signum
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler or `kill`) or SIGHUP (the terminal closed): ended as Ctrl-C
+    ends a command, its temporary server stopped, one line; exit 128 + the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _terminate(signum: int, _frame) -> None:
+    raise Terminated(signum)
+
+
+class Signals:
+    """For one command (in the main thread only): SIGTERM and SIGHUP raise Terminated, and
+    every signal that arrives is noted (a wake-up pipe), so that a failure it caused is told
+    as the interruption it is. Prefect's flow engine puts its own SIGTERM handler in place
+    while the flow runs (and sends the signal again to this one after); DuckDB turns a
+    signal that arrives during a query into `RuntimeError: Query interrupted`."""
+
+    WATCHED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self._before: dict[int, object] = {}
+        self._pipe: tuple[int, int] | None = None
+        self._fd_before = -1
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self._before = {s: signal.signal(s, _terminate) for s in (signal.SIGTERM, signal.SIGHUP)}
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        self._pipe = (r, w)
+        self._fd_before = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+
+    def seen(self) -> int | None:
+        """The last watched signal that arrived, if any."""
+        if self._pipe is None:
+            return None
+        try:
+            got = os.read(self._pipe[0], 4096)
+        except BlockingIOError:
+            return None
+        found = [b for b in got if b in self.WATCHED]
+        return found[-1] if found else None
+
+    def restore(self) -> None:
+        for s, handler in self._before.items():
+            signal.signal(s, handler)
+        if self._pipe is not None:
+            signal.set_wakeup_fd(self._fd_before)
+            for fd in self._pipe:
+                os.close(fd)
+            self._pipe = None

@@ -16,6 +16,20 @@ from pathlib import Path
 
 # Prefect's own settings for its temporary server (prefect.server.api.server)
 SERVER_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1"}
+# the server's first step, then it becomes uvicorn: on Linux it asks to be sent SIGTERM when
+# the command that started it dies (PR_SET_PDEATHSIG, kept across exec), so a command
+# killed with SIGKILL, or a closed terminal, leaves no server behind; the command's pid is
+# its first argument (it may have died before the request)
+_ORPHAN_GUARD = """
+import ctypes, os, signal, sys
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+except (OSError, AttributeError):
+    pass
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(0)
+os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+"""
 
 
 class TemporaryServer:
@@ -42,6 +56,9 @@ class TemporaryServer:
             self.proc = subprocess.Popen(
                 [
                     sys.executable,
+                    "-c",
+                    _ORPHAN_GUARD,
+                    str(os.getpid()),
                     "-m",
                     "uvicorn",
                     "--app-dir",

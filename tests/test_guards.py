@@ -427,6 +427,85 @@ def test_an_interrupt_is_one_line(data, capsys, monkeypatch):
     assert err == ["adbill: interrupted; the published warehouse is unchanged"]
 
 
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+@pytest.mark.parametrize("swallowed", [False, True], ids=["raised", "query-interrupted"])
+def test_sigterm_and_sighup_end_a_command_as_an_interrupt_does(
+    data, capsys, monkeypatch, name, swallowed
+):
+    """A scheduler's SIGTERM or a closed terminal's SIGHUP: one line, exit 128 + signal, the
+    temporary server stopped (main's finally) — also when the signal reached a DuckDB query
+    first, which reports `Query interrupted` in its place."""
+    import signal
+    import time
+
+    from flows import cli as cli_module
+
+    signum = getattr(signal, name)
+
+    def signalled(*a, **kw):
+        try:
+            os.kill(os.getpid(), signum)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            if swallowed:
+                raise RuntimeError("Query interrupted") from None
+            raise
+        raise AssertionError("the signal did not interrupt the command")
+
+    monkeypatch.setattr(cli_flow, "run_flow", signalled)
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
+    code, out, err = run_cli(capsys, "run", "--data-dir", data)
+    assert code == 128 + signum and out == ""
+    assert err == [f"adbill: interrupted ({name}); the published warehouse is unchanged"]
+    # the handlers are the process's own again
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)) == before
+    assert cli_module.Signals  # (the class that watches them)
+
+
+def test_the_temporary_server_ends_when_the_command_that_started_it_is_killed(tmp_path):
+    """The server's first step asks Linux to end it with its parent (PR_SET_PDEATHSIG): a
+    `kill -9` of the command leaves no server behind. Here the server is a sleep."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from flows.tempserver import _ORPHAN_GUARD
+
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, subprocess, sys, time\n"
+            "child = subprocess.Popen([sys.executable, '-c', sys.argv[1], str(os.getpid()),"
+            " '-c', 'import time; time.sleep(60)'])\n"
+            "print(child.pid, flush=True)\n"
+            "time.sleep(60)\n",
+            _ORPHAN_GUARD,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    child = int(parent.stdout.readline())
+    time.sleep(0.5)  # (the guard has made its request and become the sleep)
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        # (a zombie until init reaps it: its state in /proc says so)
+        stat = Path(f"/proc/{child}/stat")
+        if stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        raise AssertionError("the child outlived its parent")
+
+
 @pytest.mark.slow  # starts a temporary Prefect server: a minute or more
 def test_a_run_through_the_real_flow_shows_progress_warnings_and_one_error_line(tmp_path):
     """The terminal of `adbill run` (a subprocess: Prefect's own console included): progress
