@@ -51,7 +51,13 @@ def a_place(text: str) -> str:
 def a_month(text: str) -> date:
     """A month as YYYY-MM: its first day."""
     year, dash, month = text.partition("-")
-    if dash and len(year) == 4 and len(month) == 2 and (year + month).isdigit():
+    if (
+        dash
+        and len(year) == 4
+        and len(month) == 2
+        and (year + month).isascii()
+        and (year + month).isdigit()
+    ):
         try:
             return date(int(year), int(month), 1)
         except ValueError:
@@ -59,8 +65,15 @@ def a_month(text: str) -> date:
     raise argparse.ArgumentTypeError(f"{text!r} is not a month (YYYY-MM)")
 
 
+# YYYY-MM-DD, or with a time after T or a space (and an offset): not 20261125 or 2026-W48-3,
+# which datetime.fromisoformat also reads
+_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}:[0-9]{2}[0-9:.,+\-Zz]*)?")
+
+
 def an_instant(text: str) -> datetime:
     try:
+        if not _INSTANT.fullmatch(text):
+            raise ValueError(text)
         value = datetime.fromisoformat(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date or instant") from exc

@@ -174,8 +174,23 @@ def cmd_serve(args) -> None:
     from flows.serve import serve
 
     check_task_runner(args.task_runner)
-    # a bad ADBILL_* or --db is refused here, not in every scheduled run
-    check_published_db(settings_of(args))
+    # a bad ADBILL_* or --db, a data dir without inbox (a typo) or a bad --cron is refused
+    # here, not in every scheduled run
+    settings = settings_of(args)
+    check_published_db(settings)
+    from prefect.client.schemas.schedules import CronSchedule
+    from pydantic import ValidationError
+
+    from tasks.pipeline import check_inbox
+
+    check_inbox(settings)
+    try:
+        CronSchedule(cron=args.cron, timezone=settings.billing_tz)
+    except ValidationError:
+        raise Refused(
+            f"--cron {args.cron!r} is not a cron schedule (five fields: minute hour day "
+            "month weekday, e.g. '30 0 * * *'); nothing served"
+        ) from None
     serve(
         data_dir=str(Path(args.data_dir).absolute()),
         db=str(Path(args.db).absolute()) if args.db else None,

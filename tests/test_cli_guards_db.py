@@ -156,3 +156,22 @@ def test_serve_refuses_a_db_that_is_a_directory_before_it_registers_anything(
     code, _out, err = run_cli(capsys, "serve", "--data-dir", a, "--db", tmp_path)
     assert_refused(code, err, f"--db / ADBILL_DB {tmp_path} is a directory")
     assert served == []
+
+
+def test_serve_refuses_a_data_dir_without_inbox_and_a_bad_cron(
+    two_data_dirs, tmp_path, capsys, monkeypatch
+):
+    import flows.serve
+
+    served = []
+    monkeypatch.setattr(flows.serve, "serve", lambda **kw: served.append(kw))
+    a, _b, _a_db = two_data_dirs
+    code, _out, err = run_cli(capsys, "serve", "--data-dir", tmp_path / "typo")
+    assert_refused(code, err, f"no inbox at {tmp_path / 'typo' / 'inbox'}")
+    for cron in ("bad cron", "30 0 * *", "61 0 * * *"):
+        code, _out, err = run_cli(capsys, "serve", "--data-dir", a, "--cron", cron)
+        assert_refused(code, err, f"--cron {cron!r} is not a cron schedule")
+    assert served == [] and not (tmp_path / "typo").exists()
+    code, _out, err = run_cli(capsys, "serve", "--data-dir", a, "--cron", "15 1 * * *")
+    assert code == 0, err
+    assert [kw["cron"] for kw in served] == ["15 1 * * *"]

@@ -361,6 +361,23 @@ def test_a_date_not_written_yyyy_mm_dd_is_refused(data, flow_calls, capsys, monk
     assert flow_calls == []
 
 
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (
+            ["status", "--since", "20261125"],
+            "argument --since: '20261125' is not a date or instant",
+        ),
+        (["status", "--since", "2026-W48-3"], "is not a date or instant"),
+        (["statement", "c1", "--month", "２０２６-１１"], "is not a month (YYYY-MM)"),
+    ],
+    ids=["since-compact", "since-week", "month-full-width"],
+)
+def test_status_and_statement_dates_are_written_as_iso(data, capsys, argv, words):
+    code, _out, err = run_cli(capsys, *argv, "--data-dir", data)
+    assert_refused(code, err, words)
+
+
 def test_a_tilde_no_shell_expanded_is_the_home_dir_and_an_empty_path_is_refused(
     data, flow_calls, capsys, monkeypatch, tmp_path
 ):
