@@ -20,6 +20,10 @@ from tasks.validate import TIMESTAMP_WITH_OFFSET, reject_reasons
 if TYPE_CHECKING:
     from tasks.ingest_report import IngestReport
 
+# a field as long as the file may be (the default 128 KiB made a long id `malformed_row`
+# rather than `bad_id`); the file is in memory whole anyway
+csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
+
 ORDER_FIELDS = ["order_id", "customer_id", "product", "term_months", "amount_cny", "purchased_at"]
 
 
@@ -72,23 +76,44 @@ def _header_ok(header: list[str]) -> bool:
 
 def _csv_rows(text: str) -> tuple[list[str], list[dict]]:
     """The header's names and a dict per data row (a blank line too: `empty_line`, kept with
-    its line number like a blank usage line, never dropped silently)."""
+    its line number like a blank usage line, never dropped silently).
+
+    The header is the first row that is not blank nor Excel's `sep=` line (each of those a
+    rejected row of its own); its names are matched without case or padding. No header, or
+    one not naming each field once, makes every row malformed (its columns cannot be told:
+    none is guessed)."""
     physical = list(io.StringIO(text, newline=""))
-    records = _records(physical)
-    first = next(records, None)
-    # a header that cannot be split (a quote left open) names no field: every row malformed
-    header = [] if first is None else [h.strip() for h in first[2] or ['"']]
-    positions = {f: header.index(f) if f in header else None for f in ORDER_FIELDS}
+    header: list[str] | None = None
+    positions: dict[str, int | None] = dict.fromkeys(ORDER_FIELDS)
     rows = []
-    if header and not _header_ok(header):
-        # no header (or one naming a field twice or not at all): its first line is a row of
-        # its own, rejected with the rest as malformed, never lost
-        raw = "".join(physical[first[0] : first[1]]).rstrip("\r\n")
-        rows.append({"line_no": 1, "raw": _shown(raw), "utf8_ok": _is_utf8(raw), "nonblank": True})
-    for start, end, fields in records:
+    for start, end, fields in _records(physical):
         raw = "".join(physical[start:end]).rstrip("\r\n")
+        if header is None:
+            names = None if fields is None else [h.strip(" \t").lower() for h in fields]
+            if names is not None and (
+                not raw.strip(" \t") or raw.strip(" \t").lower().startswith("sep=")
+            ):
+                rows.append(_order_row(start + 1, raw, fields, positions))  # (rejected)
+                continue
+            if names is not None and _header_ok(names):
+                header = names
+                positions = {f: names.index(f) for f in ORDER_FIELDS}
+                continue
+            # no header, or one naming a field twice or not at all, or that cannot be
+            # split (a quote left open): its line is a row of its own, rejected with the rest
+            # (the columns cannot be told: none is guessed)
+            header = names if names else ['"']
+            rows.append(
+                {
+                    "line_no": start + 1,
+                    "raw": _shown(raw),
+                    "utf8_ok": _is_utf8(raw),
+                    "nonblank": True,
+                }
+            )
+            continue
         rows.append(_order_row(start + 1, raw, fields, positions))
-    return header, rows
+    return header or [], rows
 
 
 def _records(physical: list[str]) -> Iterator[tuple[int, int, list[str] | None]]:
@@ -98,7 +123,8 @@ def _records(physical: list[str]) -> Iterator[tuple[int, int, list[str] | None]]
     unclosed quote never swallows the rows behind it."""
     start = 0
     while start < len(physical):
-        reader = csv.reader(iter(physical[start:]))
+        # (strict: text after a closing quote, `"c3"x`, is no RFC 4180 field: malformed)
+        reader = csv.reader(iter(physical[start:]), strict=True)
         resume = None
         while True:
             first = start + reader.line_num
@@ -163,8 +189,9 @@ def _order_row(
     row["n_fields"] = len(fields) if fields is not None else -1
     for f, i in positions.items():
         v = fields[i] if fields is not None and i is not None and i < len(fields) else ""
-        # ids are data, kept as sent (§3); padding around the other fields is dropped
-        row[f] = (v if f in ("order_id", "customer_id") else v.strip()) or None
+        # ids are data, kept as sent (§3); spaces and tabs around the other fields are
+        # dropped (not other white space: `basic\u3000` is no product)
+        row[f] = (v if f in ("order_id", "customer_id") else v.strip(" \t")) or None
     return row
 
 

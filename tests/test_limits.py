@@ -624,3 +624,54 @@ def test_an_unclosed_quote_in_the_header_rejects_the_header_line_and_keeps_every
     got = _order_rows(tmp_path, HEAD.replace("amount_cny", '"amount_cny') + f"o1{ROW}o2{ROW}")
     # no header could be read: every line is a malformed row, none lost
     assert got == [(1, -1, None), (2, -1, None), (3, -1, None)]
+
+
+GOOD = "o1,c1,basic,1,30,2026-11-26T10:00:00+08:00\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # blank lines and Excel's `sep=` line before the header: rows of their own (rejected)
+        ("\n" + HEAD + GOOD, [(1, 0, None), (3, 6, "o1")]),
+        ("sep=,\n" + HEAD + GOOD, [(1, 2, None), (3, 6, "o1")]),
+        # the header's names without case or padding
+        (HEAD.upper().replace(",", " , ") + GOOD, [(2, 6, "o1")]),
+        # no header: nothing guessed, every row malformed (tests/test_hostile.py bills it)
+        (GOOD + GOOD.replace("o1", "o2"), [(1, -1, None), (2, -1, None)]),
+        # a header naming only some fields: nothing guessed, every row malformed
+        (HEAD.replace("term_months", "term") + GOOD, [(1, -1, None), (2, -1, None)]),
+    ],
+    ids=["blank-first", "excel-sep", "upper-case", "no-header", "broken-header"],
+)
+def test_an_orders_header_is_found_after_blank_lines_and_in_any_case(tmp_path, text, expected):
+    assert _order_rows(tmp_path, text) == expected
+
+
+def test_orders_keep_unicode_spaces_and_text_after_a_closing_quote_is_malformed(tmp_path):
+    from tasks.ingest_orders import read_order_rows
+
+    body = (
+        "o1,c1,basic\u3000,1,30,2026-11-26T10:00:00+08:00\n"  # an ideographic space
+        'o2,"c2"x,basic,1,30,2026-11-26T10:00:00+08:00\n'  # text after the closing quote
+        "o3, c3 ,\tbasic ,1,30,2026-11-26T10:00:00+08:00\n"  # ids kept, other padding dropped
+    )
+    path = tmp_path / "o.csv"
+    path.write_text(HEAD + body, encoding="utf-8")
+    got = read_order_rows(path).select("line_no", "n_fields", "customer_id", "product").rows()
+    assert got == [(2, 6, "c1", "basic\u3000"), (3, -1, None, None), (4, 6, " c3 ", "basic")]
+
+
+def test_an_order_id_past_the_csv_modules_field_limit_is_bad_id_not_malformed(inbox):
+    path = inbox.root / "inbox" / "orders" / "o.csv"
+    path.parent.mkdir(parents=True)
+    long_id = "c" * 200_000
+    path.write_text(
+        HEAD + f"o1,{long_id},basic,1,30,2026-11-26T10:00:00+08:00\n" + GOOD.replace("o1", "o2"),
+        encoding="utf-8",
+    )
+    inbox.usage([line("e1")])
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select line_no, reason from rejected_orders") == [(2, "bad_id")]
+    assert rows(con, "select order_id from orders") == [("o2",)]
