@@ -73,7 +73,7 @@ fields as (
         left(nullif(j.occurred_at::varchar, 'null'), 1) = '"' as occurred_at_is_text,
         j.quantity ->> '$' as quantity_text,
         -- a JSON number (NaN and Infinity too: `bad_quantity`, not `wrong_type`)
-        contains('-0123456789NI', left(nullif(j.quantity::varchar, 'null'), 1))
+        contains('-0123456789NIni', left(nullif(j.quantity::varchar, 'null'), 1))
             as quantity_is_number,
         -- the number as written: DuckDB keeps an integer's text, but reads any other number
         -- as a double (a long fraction comes back rounded), so those are read off the line

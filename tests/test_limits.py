@@ -46,6 +46,9 @@ LIMIT_LINES = {
     "q_1e400": (raw_quantity("q_1e400", "1e400"), "bad_quantity", None),
     "q_nan": (raw_quantity("q_nan", "NaN"), "bad_quantity", None),
     "q_inf": (raw_quantity("q_inf", "-Infinity"), "bad_quantity", None),
+    # (DuckDB's JSON reader takes them in lower case too: the same reason)
+    "q_nan_lower": (raw_quantity("q_nan_lower", "nan"), "bad_quantity", None),
+    "q_inf_lower": (raw_quantity("q_inf_lower", "inf"), "bad_quantity", None),
     "q_long_one": (
         raw_quantity("q_long_one", "1.000000000000000000000000000001"),
         "quantity_too_precise",
