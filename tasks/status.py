@@ -271,9 +271,46 @@ def read_status(settings: Settings, since: datetime | None = None) -> Status | N
                     scalar(con, "select max(run_id) from runs where status = 'running'")
                     or "unknown"
                 )
-            return billing_status(con, settings, since=since, source=str(path), running=running)
+            st = billing_status(con, settings, since=since, source=str(path), running=running)
+            if free and (behind := _published_behind(con, settings)) is not None:
+                st.warnings.append(behind)
+            return st
         finally:
             con.close()
+
+
+LAST_SUCCEEDED = (
+    "select run_id from runs where status = 'succeeded' order by started_at desc limit 1"
+)
+
+
+def _published_behind(con, settings: Settings) -> str | None:
+    """A warning when the published warehouse does not hold the working state's last
+    succeeded run: the run was killed while it published (its `runs` row says succeeded
+    before the copy is made); the next run publishes. None when it does, or when it cannot
+    be read (an analyst's session writing to it: nothing to say)."""
+    last = scalar(con, LAST_SUCCEEDED)
+    if last is None:
+        return None
+    published = None
+    if settings.db.exists():
+        try:
+            pub = connect(settings.db, read_only=True)
+        except Exception:  # noqa: BLE001 (locked by a writer, or not a warehouse: say nothing)
+            return None
+        try:
+            published = scalar(pub, LAST_SUCCEEDED)
+        except Exception:  # noqa: BLE001
+            return None
+        finally:
+            pub.close()
+    if published == last:
+        return None
+    return (
+        f"the published warehouse {settings.db} does not hold the last succeeded run {last} "
+        f"(it holds {published or 'no run'}): the run was stopped while it published; the "
+        "next run publishes it"
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -85,6 +85,27 @@ def test_a_failed_scheduled_run_exits_3_and_its_late_data_shows_as_stale_days(
     assert any("stale" in w for w in st.warnings)
 
 
+def test_a_run_stopped_while_it_published_is_named_by_status(billed, tmp_path, capsys):
+    """The run records itself succeeded, then copies the warehouse: killed in between, the
+    published warehouse is the night before's, and status says so (the next run publishes)."""
+    data, first = billed
+    d = tmp_path / "d"
+    shutil.copytree(data, d)
+    before = (d / "warehouse.duckdb").read_bytes()
+    write_usage(d, "2026/11/late.jsonl", [_late_line()])
+    second = bill(d, SC.last_day, trigger="scheduled").run_id
+    (d / "warehouse.duckdb").write_bytes(before)  # as a kill before the copy leaves it
+    code, out, err = status_cli(capsys, d)
+    assert code == 0 and err == []
+    assert (
+        f"does not hold the last succeeded run {second} (it holds {first}): the run was "
+        "stopped while it published" in out
+    )
+    bill(d, SC.last_day, trigger="scheduled")  # the next run publishes
+    code, out, _err = status_cli(capsys, d)
+    assert "does not hold" not in out
+
+
 def _late_line() -> str:
     return json.dumps(
         {
