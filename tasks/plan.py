@@ -170,8 +170,14 @@ def _overlay(state_db: Path) -> duckdb.DuckDBPyConnection:
             con.execute(f"attach '{_quoted(state_db)}' as working (read_only)")
         except duckdb.IOException as exc:
             con.close()
-            raise DataDirBusy(
-                f"a run is using {state_db}; ask for the plan when it has finished"
+            if "lock" in str(exc).lower():
+                raise DataDirBusy(
+                    f"a run is using {state_db}; ask for the plan when it has finished"
+                ) from exc
+            reason = " ".join(str(exc).split())[:120]
+            raise RuntimeError(
+                f"the working state {state_db} cannot be read ({reason}): is it damaged? "
+                "nothing planned"
             ) from exc
         names = [
             r[0]

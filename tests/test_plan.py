@@ -81,3 +81,14 @@ def test_plan_of_a_rebill_and_the_cli_prints_it(tmp_path, capsys):
     assert f"{SC.day(7)} .. {SC.last_day}  rebill" in out and "0 file(s) to ingest" in out
     report = bill(data, SC.last_day, rebill_from=SC.day(7))
     assert billed_days_of(data, report.run_id) == expected
+
+
+def test_plan_on_a_damaged_working_state_says_so_not_that_a_run_is_using_it(tmp_path):
+    d = tmp_path / "d"
+    (d / "inbox" / "usage").mkdir(parents=True)
+    (d / "state").mkdir()
+    (d / "state" / "adbill.duckdb").write_bytes(b"not a database, and not locked")
+    with pytest.raises(
+        RuntimeError, match=r"cannot be read \(.*\): is it damaged\? nothing planned"
+    ):
+        plan_run(settings(d), date(2026, 11, 26))
