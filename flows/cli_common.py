@@ -45,6 +45,8 @@ def a_place(text: str) -> str:
     empty one is refused rather than read as the current dir."""
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path (give a directory or file)")
+    if text != text.strip():  # (a stray space from a copy and paste: a folder named " /x")
+        raise argparse.ArgumentTypeError(f"{text!r} has white space around it")
     return os.path.expanduser(text)
 
 

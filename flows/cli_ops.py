@@ -184,6 +184,9 @@ def cmd_serve(args) -> None:
     from tasks.pipeline import check_inbox
 
     check_inbox(settings)
+    from tasks.run_lock import busy_wait_seconds
+
+    busy_wait_seconds()
     try:
         CronSchedule(cron=args.cron, timezone=settings.billing_tz)
     except ValidationError:

@@ -94,6 +94,9 @@ def cmd_run(args) -> None:
     check_task_runner(args.task_runner)
     settings = settings_of(args, shards=args.shards, max_late_days=args.max_late_days)
     check_published_db(settings)  # --db is this data dir's warehouse, or a new file
+    from tasks.run_lock import busy_wait_seconds
+
+    busy_wait_seconds()  # a bad ADBILL_BUSY_WAIT_SECONDS, before the server or any folder
     if not args.plan and (Path(args.data_dir) / "inbox").is_dir():
         # boots while the guards below import the pipeline (a data dir without an inbox is
         # refused by them: nothing is written into a mistyped one)

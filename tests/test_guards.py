@@ -338,6 +338,15 @@ def test_counts_given_as_flow_parameters_are_refused_too(data):
     assert Settings(data_dir=data, max_late_days=0, shards=0).shards == 0
 
 
+def test_a_bad_busy_wait_is_refused_before_the_server_starts(data, flow_calls, capsys, monkeypatch):
+    started = []
+    monkeypatch.setattr(cli_flow, "start_server", lambda args: started.append(args))
+    monkeypatch.setenv("ADBILL_BUSY_WAIT_SECONDS", "abc")
+    code, _out, err = run_cli(capsys, "run", "--data-dir", data)
+    assert_refused(code, err, "ADBILL_BUSY_WAIT_SECONDS='abc' is not a number of seconds >= 0")
+    assert started == [] and flow_calls == [] and not (data / "state").exists()
+
+
 def test_a_bad_today_or_time_zone_is_one_line(data, flow_calls, capsys, monkeypatch):
     monkeypatch.setenv("ADBILL_TODAY", "2026-13-01")
     code, _out, err = run_cli(capsys, "run", "--data-dir", data)
@@ -391,6 +400,8 @@ def test_a_tilde_no_shell_expanded_is_the_home_dir_and_an_empty_path_is_refused(
     for flag in ("--data-dir", "--db"):
         code, _out, err = run_cli(capsys, "run", flag, "")
         assert_refused(code, err, f"argument {flag}: an empty path")
+        code, _out, err = run_cli(capsys, "run", flag, f" {data}")
+        assert_refused(code, err, f"argument {flag}: ' {data}' has white space around it")
     # an empty ADBILL_DATA_DIR is unset, as every ADBILL_* variable: the default data dir
     monkeypatch.setenv("ADBILL_DATA_DIR", "")
     code, _out, err = run_cli(capsys, "run")
