@@ -162,6 +162,12 @@ def cmd_statement(args) -> None:
     from tasks.documents_on_demand import NoStatement, write_statement
 
     settings = settings_of(args)
+    if settings.db.exists():  # (none: write_statement says there is no warehouse yet)
+        if not settings.inbox.is_dir():  # a mistyped data dir: no out/ folder made in it
+            raise Refused(
+                f"no inbox at {settings.inbox} (is the data dir right?); no statement written"
+            )
+        check_published_db(settings)  # a DuckDB warehouse of this data dir, not another's
     month = args.month or settings.today().replace(day=1)
     try:
         page = write_statement(settings, args.customer, month)

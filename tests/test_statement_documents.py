@@ -226,6 +226,22 @@ def test_adbill_statement_without_a_warehouse_refuses_in_one_line(tmp_path, caps
     assert err.count("\n") == 1 and f"no warehouse at {tmp_path / 'warehouse.duckdb'}" in err
 
 
+def test_adbill_statement_refuses_another_data_dirs_warehouse_and_a_mistyped_data_dir(
+    mid_november, tmp_path, capsys
+):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a warehouse\n")
+    db = str(mid_november.settings.db)
+    for argv, says in [
+        (["--data-dir", str(tmp_path / "typo"), "--db", db], "no inbox at"),
+        (["--data-dir", str(mid_november.root), "--db", str(notes)], "is not a DuckDB database"),
+    ]:
+        assert main(["statement", "c1", "--month", NOV, *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and says in err, err
+    assert not (tmp_path / "typo").exists()
+
+
 HOLD = """
 import sys, time
 import duckdb
