@@ -507,6 +507,32 @@ def test_a_line_past_the_longest_is_cut_rejected_and_the_lines_around_it_billed(
     assert got[1][2] == over[:LONG_LINE_KEPT] + LONG_LINE_MARK
 
 
+def test_a_gzip_whose_compressed_bytes_hold_no_carriage_return_splits_lines_as_a_plain_file(
+    inbox, monkeypatch
+):
+    """A lone carriage return joins its line (§3 lines end at newlines) in a gzip too, even
+    one crafted so that its compressed bytes hold no 0x0D (the fast reader would end a line
+    there)."""
+    import tasks.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "SMALL_FILE_BYTES", 0)  # batch by batch
+    inbox.orders([BASIC])
+    for n in range(10_000):  # (an extra field's value changes the compressed bytes)
+        text = (line("a", note=n) + "\r" + line("b") + "\n" + line("c") + "\n").encode()
+        packed = gzip.compress(text, mtime=0)
+        if b"\r" not in packed:
+            break
+    else:
+        pytest.skip("no gzip of these lines without a carriage return byte")
+    gz = inbox.root / "inbox" / "usage" / "a.jsonl.gz"
+    gz.parent.mkdir(parents=True, exist_ok=True)
+    gz.write_bytes(packed)
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select event_id from rated_events") == [("c",)]
+    assert rows(con, "select line_no, reason from rejected_events") == [(1, "malformed_json")]
+
+
 def test_a_half_ingested_file_replaced_by_other_content_is_taken_out_before_billing(inbox):
     """What a killed run committed of a file is never billed once the file has changed."""
     import tasks.ingest as ingest_module
