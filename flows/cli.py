@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         print(error_line(args.command, exc), file=sys.stderr)
         return 2
     except Exception as exc:  # one clear line for the user; the traceback is in the log
-        LOGS.error(args.command, exc)
+        LOGS.error(args.command, exc, getattr(args, "data_dir", None))
         if (signum := signals.seen()) is not None:  # (a query interrupted by it, say)
             return _interrupted(signum)
         print(error_line(args.command, exc), file=sys.stderr)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from flows.cli_common import Refused
 
 LOG_NAME = "adbill.log"
 MAX_LINE = 300
+TRACEBACKS = "adbill.tracebacks"  # a failed command's traceback when it has no run log
 
 
 class _TerminalFilter(logging.Filter):
@@ -60,9 +63,35 @@ class _Logs:
                 lg.addHandler(self._file)
                 self._loggers.append(lg)
 
-    def error(self, command: str, exc: BaseException) -> None:
-        if self._file is not None:
-            logging.getLogger("adbill").error("adbill %s failed", command, exc_info=exc)
+    def error(self, command: str, exc: BaseException, data_dir: str | None = None) -> None:
+        """The traceback of a command that failed, in the run's log; a command that had not
+        started one (status, statement, generate, --plan) starts it now: in its data dir's
+        state/logs when the data dir has a state/, else in a file of its own under the
+        system's temporary folder (never a folder made in a mistyped data dir)."""
+        if self._file is None:
+            state = Path(data_dir).absolute() / "state" if data_dir else None
+            if state is not None and state.is_dir():
+                self.start(state.parent)
+            else:
+                fd, name = tempfile.mkstemp(prefix=f"adbill-{command}-", suffix=".log")
+                os.close(fd)
+                self._start_file(Path(name))
+                # (this logger only: nothing of it on the terminal, whatever else is set up)
+                logging.getLogger(TRACEBACKS).error("adbill %s failed", command, exc_info=exc)
+                return
+        logging.getLogger("adbill").error("adbill %s failed", command, exc_info=exc)
+
+    def _start_file(self, path: Path) -> None:
+        self.stop()
+        self.path = path
+        self._file = logging.FileHandler(path, encoding="utf-8")
+        self._file.setFormatter(
+            logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s")
+        )
+        logger = logging.getLogger(TRACEBACKS)
+        logger.propagate = False
+        logger.addHandler(self._file)
+        self._loggers.append(logger)
 
     def stop(self) -> None:
         for h in self._filtered:

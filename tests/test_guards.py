@@ -445,6 +445,35 @@ def test_a_failing_day_names_the_day_on_the_error(tmp_path):
     )
 
 
+def test_a_failing_command_without_a_run_log_keeps_its_traceback_too(tmp_path, capsys):
+    """status (no flow, no run log started) on a damaged working state: the traceback in the
+    data dir's state/logs; on a data dir without state/, in a file of its own under the
+    temporary folder (no folder made in it)."""
+    d = tmp_path / "d"
+    (d / "inbox").mkdir(parents=True)
+    (d / "state").mkdir()
+    (d / "state" / "adbill.duckdb").write_bytes(b"not a database")
+    code, _out, err = run_cli(capsys, "status", "--data-dir", d)
+    log = d / "state" / "logs" / "adbill.log"
+    assert code == 1 and len(err) == 1 and err[0].endswith(f"; traceback in {log}")
+    assert "Traceback (most recent call last)" in log.read_text()
+    assert "not a valid DuckDB database file" in log.read_text()
+    # no state/ to keep it in: a file of its own
+    from flows.cli_terminal import LOGS
+
+    try:
+        raise ValueError("boom")
+    except ValueError as exc:
+        LOGS.error("generate", exc, str(tmp_path / "typo"))
+    own = LOGS.path
+    LOGS.stop()
+    try:
+        assert own.name.startswith("adbill-generate-") and "ValueError: boom" in own.read_text()
+        assert not (tmp_path / "typo").exists()
+    finally:
+        own.unlink()
+
+
 def test_an_interrupt_is_one_line(data, capsys, monkeypatch):
     def interrupted(*a, **kw):
         raise KeyboardInterrupt
