@@ -96,6 +96,11 @@ def cmd_status(args) -> int:
     if st is None:
         failure = last_scheduled_failure(settings)  # (a first scheduled run that failed early)
         if failure is None:
+            if settings.state_db.exists():  # held by the data dir's first run
+                raise Refused(
+                    f"{settings.data_dir} has billed nothing yet: its first run is in progress "
+                    "(no warehouse published yet)"
+                )
             raise Refused(
                 f"{settings.data_dir} has billed nothing yet (no working state, no warehouse)"
             )
