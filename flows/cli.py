@@ -56,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     except refusals() as exc:
         print(error_line(args.command, exc), file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `adbill status | head`: the reader stopped reading; no message
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # (Python's flush at exit would fail again)
+        os.close(devnull)
+        return 128 + signal.SIGPIPE
     except Exception as exc:  # one clear line for the user; the traceback is in the log
         LOGS.error(args.command, exc, getattr(args, "data_dir", None))
         if (signum := signals.seen()) is not None:  # (a query interrupted by it, say)
