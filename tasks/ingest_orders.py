@@ -82,7 +82,7 @@ def _csv_rows(text: str) -> tuple[list[str], list[dict]]:
     rejected row of its own); its names are matched without case or padding. No header, or
     one not naming each field once, makes every row malformed (its columns cannot be told:
     none is guessed)."""
-    physical = list(io.StringIO(text, newline=""))
+    physical = _physical_lines(text)
     header: list[str] | None = None
     positions: dict[str, int | None] = dict.fromkeys(ORDER_FIELDS)
     rows = []
@@ -114,6 +114,22 @@ def _csv_rows(text: str) -> tuple[list[str], list[dict]]:
             continue
         rows.append(_order_row(start + 1, raw, fields, positions))
     return header or [], rows
+
+
+def _physical_lines(text: str) -> list[str]:
+    """The file's lines, each with its end: lines end at newlines (a carriage return before
+    one is part of the CRLF), so a row's number counts newlines as a usage line's does; a
+    lone carriage return inside a row stays in it (quoted: data; unquoted: the row is
+    malformed). A file with no newline at all but carriage returns (old Mac line ends) is
+    split at those."""
+    if "\n" not in text:
+        return list(io.StringIO(text, newline=""))
+    lines = [line + "\n" for line in text.split("\n")]
+    if text.endswith("\n"):
+        lines.pop()  # (nothing after the last newline)
+    else:
+        lines[-1] = lines[-1][:-1]
+    return lines
 
 
 def _records(physical: list[str]) -> Iterator[tuple[int, int, list[str] | None]]:

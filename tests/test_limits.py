@@ -704,3 +704,15 @@ def test_an_order_id_past_the_csv_modules_field_limit_is_bad_id_not_malformed(in
     con = inbox.warehouse()
     assert rows(con, "select line_no, reason from rejected_orders") == [(2, "bad_id")]
     assert rows(con, "select order_id from orders") == [("o2",)]
+
+
+def test_orders_rows_are_numbered_by_newlines_a_lone_carriage_return_stays_in_its_row(tmp_path):
+    body = (
+        'o1,"c1\r",basic,1,30,2026-11-26T10:00:00+08:00\n'  # quoted: data (bad_id later)
+        "o2,c\r2,basic,1,30,2026-11-26T10:00:00+08:00\r\n"  # unquoted: the row is malformed
+        "o3,c3,basic,1,30,2026-11-26T10:00:00+08:00\n"
+    )
+    assert _order_rows(tmp_path, HEAD + body) == [(2, 6, "o1"), (3, -1, None), (4, 6, "o3")]
+    # a file of old Mac line ends (no newline at all): its carriage returns end its lines
+    mac = (HEAD + GOOD + GOOD.replace("o1", "o2")).replace("\n", "\r")
+    assert _order_rows(tmp_path, mac) == [(2, 6, "o1"), (3, 6, "o2")]
