@@ -134,3 +134,7 @@ class Signals:
             for fd in self._pipe:
                 os.close(fd)
             self._pipe = None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

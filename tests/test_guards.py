@@ -604,3 +604,19 @@ def test_a_run_through_the_real_flow_shows_progress_warnings_and_one_error_line(
         f"traceback in {log}"
     ]
     assert "Traceback (most recent call last)" in log.read_text()
+
+
+def test_the_cli_module_runs_as_a_program():
+    """`python -m flows.cli` (how the slow tests and a deployment's process start it) is the
+    same command as the `adbill` script."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", "--through", "20261125"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "'20261125' is not a date (YYYY-MM-DD)" in done.stderr
