@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import signal
 import sys
 import threading
@@ -56,22 +57,39 @@ def main(argv: list[str] | None = None) -> int:
     except refusals() as exc:
         print(error_line(args.command, exc), file=sys.stderr)
         return 2
-    except BrokenPipeError:  # `adbill status | head`: the reader stopped reading; no message
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # (Python's flush at exit would fail again)
-        os.close(devnull)
-        return 128 + signal.SIGPIPE
     except Exception as exc:  # one clear line for the user; the traceback is in the log
+        if isinstance(exc, BrokenPipeError) and _stdout_closed():
+            # `adbill status | head`: the reader stopped reading; no message
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # (Python's flush at exit would fail again)
+            os.close(devnull)
+            return 128 + signal.SIGPIPE
         LOGS.error(args.command, exc, getattr(args, "data_dir", None))
-        if (signum := signals.seen()) is not None:  # (a query interrupted by it, say)
+        # a DuckDB query a signal interrupted reports `Query interrupted` in its place
+        if "interrupted" in str(exc).lower() and (signum := signals.seen()) is not None:
             return _interrupted(signum)
         print(error_line(args.command, exc), file=sys.stderr)
         return 1
     finally:
-        LOGS.stop()
-        cli_flow.stop_server()
+        # the handlers first: a second SIGTERM while the server stops must not escape main
+        # (the server ends with this process anyway: flows/tempserver.py)
         signals.restore()
+        try:
+            LOGS.stop()
+            cli_flow.stop_server()
+        except KeyboardInterrupt:
+            pass
     return code or 0
+
+
+def _stdout_closed() -> bool:
+    """Whether the reader of this process's standard output has gone (a closed pipe)."""
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poll.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _interrupted(signum: int) -> int:

@@ -224,7 +224,9 @@ def _check_published_by_this_data_dir(settings, real: Path, data: Path, fix: str
     try:
         con = duckdb.connect(str(real), read_only=True)
     except duckdb.Error as exc:
-        if "lock" in str(exc).lower():  # open for writing elsewhere: its path passed the checks
+        from tasks.run_lock import is_lock_error
+
+        if is_lock_error(exc):  # open for writing elsewhere: its path passed the checks
             return
         reason = " ".join(str(exc).split())[:80]
         raise Refused(

@@ -90,7 +90,9 @@ def cmd_status(args) -> int:
     try:
         st = read_status(settings, since=args.since)
     except Exception as exc:  # duckdb.IOException: another process holds the working state
-        if "lock" not in str(exc).lower() or type(exc).__name__ != "IOException":
+        from tasks.run_lock import is_lock_error
+
+        if not is_lock_error(exc) or type(exc).__name__ != "IOException":
             raise
         st = _status_of_published(settings, args.since, exc)
     if st is None:

@@ -66,20 +66,26 @@ class _Logs:
     def error(self, command: str, exc: BaseException, data_dir: str | None = None) -> None:
         """The traceback of a command that failed, in the run's log; a command that had not
         started one (status, statement, generate, --plan) starts it now: in its data dir's
-        state/logs when the data dir has a state/, else in a file of its own under the
-        system's temporary folder (never a folder made in a mistyped data dir)."""
-        if self._file is None:
-            state = Path(data_dir).absolute() / "state" if data_dir else None
-            if state is not None and state.is_dir():
-                self.start(state.parent)
-            else:
-                fd, name = tempfile.mkstemp(prefix=f"adbill-{command}-", suffix=".log")
-                os.close(fd)
-                self._start_file(Path(name))
-                # (this logger only: nothing of it on the terminal, whatever else is set up)
-                logging.getLogger(TRACEBACKS).error("adbill %s failed", command, exc_info=exc)
-                return
-        logging.getLogger("adbill").error("adbill %s failed", command, exc_info=exc)
+        state/logs when the data dir has a state/ it can write in, else in a file of its own
+        under the system's temporary folder (never a folder made in a mistyped data dir);
+        where neither can be written, nowhere (the one line on the terminal stands)."""
+        try:
+            if self._file is None:
+                state = Path(data_dir).absolute() / "state" if data_dir else None
+                try:
+                    if state is None or not state.is_dir():
+                        raise FileNotFoundError(state)
+                    self.start(state.parent)
+                except OSError:
+                    fd, name = tempfile.mkstemp(prefix=f"adbill-{command}-", suffix=".log")
+                    os.close(fd)
+                    self._start_file(Path(name))
+                    # (this logger only: nothing of it on the terminal, whatever else is set up)
+                    logging.getLogger(TRACEBACKS).error("adbill %s failed", command, exc_info=exc)
+                    return
+            logging.getLogger("adbill").error("adbill %s failed", command, exc_info=exc)
+        except OSError:
+            self.stop()
 
     def _start_file(self, path: Path) -> None:
         self.stop()

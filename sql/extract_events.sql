@@ -129,15 +129,15 @@ parts as (
 ),
 
 exps as (
-    -- the exponent, clamped: past 10^6 either way its size no longer changes a check (the
-    -- value is far past 10^9 or has far more than 6 decimal places), and an exponent of
-    -- twenty digits must not overflow the arithmetic below (it stopped a run)
+    -- the exponent, clamped: an exponent of twenty digits must not overflow the arithmetic
+    -- below (it stopped a run); past 10^13 either way its size changes no answer, as no
+    -- mantissa on a line (at most 8 MiB, tasks/inbox_files.py) has that many digits
     select
         *,
         case
             when m is null or m.exp = '' then 0
-            when length(ltrim(ltrim(m.exp, '+-'), '0')) > 6
-                then case when prefix(m.exp, '-') then -10000000 else 10000000 end
+            when length(ltrim(ltrim(m.exp, '+-'), '0')) > 12
+                then case when prefix(m.exp, '-') then -10000000000000 else 10000000000000 end
             else cast(m.exp as bigint)
         end as q_exp
     from parts

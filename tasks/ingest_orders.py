@@ -120,9 +120,10 @@ def _physical_lines(text: str) -> list[str]:
     """The file's lines, each with its end: lines end at newlines (a carriage return before
     one is part of the CRLF), so a row's number counts newlines as a usage line's does; a
     lone carriage return inside a row stays in it (quoted: data; unquoted: the row is
-    malformed). A file with no newline at all but carriage returns (old Mac line ends) is
-    split at those."""
-    if "\n" not in text:
+    malformed). A file with more lone carriage returns than newlines (old Mac line ends,
+    perhaps with a newline or a row of another editor's ends in it) is split at both."""
+    lone_cr = text.count("\r") - text.count("\r\n")
+    if lone_cr > text.count("\n"):
         return list(io.StringIO(text, newline=""))
     lines = [line + "\n" for line in text.split("\n")]
     if text.endswith("\n"):

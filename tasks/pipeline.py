@@ -148,6 +148,9 @@ def run_billing(
         run.doing = f"starting the run in {settings.state_db}"
         try:
             start_run(con, run.run_id, through, rebill_from, trigger)
+            con.execute(
+                "update runs set published_to = ? where run_id = ?", [str(settings.db), run.run_id]
+            )
             _ingest(run, con)
             repriced_from = _rate(run, con)
             plans = _plan(run, con, repriced_from)

@@ -16,7 +16,7 @@ from tasks.inbox_files import list_inbox, path_text
 from tasks.ingest import IngestReport, _new_files
 from tasks.pipeline import late_cutoff
 from tasks.rate import price_change_day
-from tasks.run_lock import DataDirBusy
+from tasks.run_lock import DataDirBusy, is_lock_error
 from tasks.settings import Settings
 
 # what `--plan` cannot know without ingesting (docs/operating.md "Before a run: --plan")
@@ -170,7 +170,7 @@ def _overlay(state_db: Path) -> duckdb.DuckDBPyConnection:
             con.execute(f"attach '{_quoted(state_db)}' as working (read_only)")
         except duckdb.IOException as exc:
             con.close()
-            if "lock" in str(exc).lower():
+            if is_lock_error(exc):
                 raise DataDirBusy(
                     f"a run is using {state_db}; ask for the plan when it has finished"
                 ) from exc

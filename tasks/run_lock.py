@@ -110,6 +110,12 @@ def _wait_for_state_db(path: Path, deadline: float, wait: float, tell) -> None:
         time.sleep(POLL_SECONDS)
 
 
+def is_lock_error(exc: BaseException) -> bool:
+    """DuckDB's refusal to open a file another process holds (its wording, not the word
+    "lock" anywhere in the message: a path may hold it, `clock-billing/`)."""
+    return "could not set lock on file" in str(exc).lower()
+
+
 def state_db_holder(path: Path) -> str | None:
     """The process that holds the database file's lock ("PID n" as DuckDB names it), or None
     when this process can open it for writing (a connection of this process shares it)."""
@@ -119,7 +125,7 @@ def state_db_holder(path: Path) -> str | None:
         duckdb.connect(str(path)).close()
     except duckdb.IOException as exc:
         text = str(exc)
-        if "lock" not in text.lower():
+        if not is_lock_error(exc):
             raise
         pid = re.search(r"\(PID (\d+)\)", text)
         return f"PID {pid.group(1)}" if pid else "a DuckDB lock"

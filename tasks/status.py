@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -282,6 +283,7 @@ def read_status(settings: Settings, since: datetime | None = None) -> Status | N
 LAST_SUCCEEDED = (
     "select run_id from runs where status = 'succeeded' order by started_at desc limit 1"
 )
+TARGET = "select published_to from runs where run_id = ?"
 
 
 def _published_behind(con, settings: Settings) -> str | None:
@@ -292,6 +294,12 @@ def _published_behind(con, settings: Settings) -> str | None:
     last = scalar(con, LAST_SUCCEEDED)
     if last is None:
         return None
+    try:
+        target = con.execute(TARGET, [last]).fetchall()[0][0]
+    except duckdb.BinderException:  # a working state no run of this engine has opened yet
+        target = None
+    if target is not None and os.path.realpath(target) != os.path.realpath(settings.db):
+        return None  # it published elsewhere (another --db): this warehouse is not its
     published = None
     if settings.db.exists():
         try:

@@ -445,7 +445,7 @@ def test_a_failing_day_names_the_day_on_the_error(tmp_path):
     )
 
 
-def test_a_failing_command_without_a_run_log_keeps_its_traceback_too(tmp_path, capsys):
+def test_a_failing_command_without_a_run_log_keeps_its_traceback_too(tmp_path, capsys, monkeypatch):
     """status (no flow, no run log started) on a damaged working state: the traceback in the
     data dir's state/logs; on a data dir without state/, in a file of its own under the
     temporary folder (no folder made in it)."""
@@ -458,8 +458,22 @@ def test_a_failing_command_without_a_run_log_keeps_its_traceback_too(tmp_path, c
     assert code == 1 and len(err) == 1 and err[0].endswith(f"; traceback in {log}")
     assert "Traceback (most recent call last)" in log.read_text()
     assert "not a valid DuckDB database file" in log.read_text()
-    # no state/ to keep it in: a file of its own
+    # no state/ to keep it in (or one it cannot write in): a file of its own
     from flows.cli_terminal import LOGS
+
+    def unwritable(data_dir):
+        raise PermissionError(f"{data_dir}/state/logs: read-only")
+
+    monkeypatch.setattr(LOGS, "start", unwritable)
+    try:
+        raise ValueError("read-only")
+    except ValueError as exc:
+        LOGS.error("status", exc, str(d))
+    own = LOGS.path
+    LOGS.stop()
+    assert own.name.startswith("adbill-status-") and "ValueError: read-only" in own.read_text()
+    own.unlink()
+    monkeypatch.undo()
 
     try:
         raise ValueError("boom")
@@ -511,12 +525,66 @@ def test_sigterm_and_sighup_end_a_command_as_an_interrupt_does(
 
     monkeypatch.setattr(cli_flow, "run_flow", signalled)
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
+    wakeup = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(wakeup)
     code, out, err = run_cli(capsys, "run", "--data-dir", data)
     assert code == 128 + signum and out == ""
     assert err == [f"adbill: interrupted ({name}); the published warehouse is unchanged"]
-    # the handlers are the process's own again
+    # the handlers and the wake-up fd are the process's own again
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)) == before
-    assert cli_module.Signals  # (the class that watches them)
+    assert signal.set_wakeup_fd(wakeup) == wakeup
+    assert cli_module.Signals.WATCHED == (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def test_a_failure_after_a_signal_the_command_handled_is_a_failure(data, capsys, monkeypatch):
+    """Only a DuckDB query's `Query interrupted` is told as the interruption the signal
+    was; a signal the command caught itself does not turn a later error into one; a broken
+    pipe that is not the terminal's output is an error like any other."""
+    import signal
+    import time
+
+    def handled_then_failed(*a, **kw):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            pass
+        raise ValueError("a real failure")
+
+    monkeypatch.setattr(cli_flow, "run_flow", handled_then_failed)
+    code, _out, err = run_cli(capsys, "run", "--data-dir", data)
+    assert code == 1 and err[0].startswith("adbill run: ValueError: a real failure")
+
+    def other_pipe(*a, **kw):
+        r, w = os.pipe()
+        os.close(r)
+        try:
+            os.write(w, b"x")
+        finally:
+            os.close(w)
+
+    monkeypatch.setattr(cli_flow, "run_flow", other_pipe)
+    code, _out, err = run_cli(capsys, "run", "--data-dir", data)
+    assert code == 1 and err[0].startswith("adbill run: BrokenPipeError")
+
+
+def test_a_second_signal_while_the_command_cleans_up_does_not_escape(data, capsys, monkeypatch):
+    import signal
+
+    def failed(*a, **kw):
+        raise ValueError("boom")
+
+    def stop_server_signalled():
+        os.kill(os.getpid(), signal.SIGTERM)  # (default handler restored: ignore it here)
+
+    monkeypatch.setattr(cli_flow, "run_flow", failed)
+    monkeypatch.setattr(cli_flow, "stop_server", stop_server_signalled)
+    before = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        code, _out, err = run_cli(capsys, "run", "--data-dir", data)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert code == 1 and err[0].startswith("adbill run: ValueError: boom")
 
 
 def test_the_temporary_server_ends_when_the_command_that_started_it_is_killed(tmp_path):
@@ -544,7 +612,12 @@ def test_the_temporary_server_ends_when_the_command_that_started_it_is_killed(tm
         text=True,
     )
     child = int(parent.stdout.readline())
-    time.sleep(0.5)  # (the guard has made its request and become the sleep)
+    cmdline = Path(f"/proc/{child}/cmdline")
+    deadline = time.monotonic() + 10
+    # the child alive, the guard done (it made its request and became the sleep)
+    while not (b"time.sleep(60)" in (seen := cmdline.read_bytes()) and b"prctl" not in seen):
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.05)
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
     deadline = time.monotonic() + 10

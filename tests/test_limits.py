@@ -118,6 +118,18 @@ LIMIT_LINES = {
         None,
     ),
     "q_exp_at_1e6": (raw_quantity("q_exp_at_1e6", "1e-1000000"), "quantity_too_precise", None),
+    # a mantissa of a million digits moved by a seven-digit exponent: exactly 1 (a clamp at
+    # 10^7 misjudged it and stopped the run)
+    "q_million_digit_one": (
+        raw_quantity("q_million_digit_one", "0." + "0" * 1_000_000 + "1e1000001"),
+        None,
+        1,
+    ),
+    "q_exp_13_digits": (
+        raw_quantity("q_exp_13_digits", "1e-1000000000000"),
+        "quantity_too_precise",
+        None,
+    ),
     "q_long_fraction_exp": (
         raw_quantity("q_long_fraction_exp", "0." + "0" * 38 + "1e42", "digital_human_spokesperson"),
         None,
@@ -713,6 +725,13 @@ def test_orders_rows_are_numbered_by_newlines_a_lone_carriage_return_stays_in_it
         "o3,c3,basic,1,30,2026-11-26T10:00:00+08:00\n"
     )
     assert _order_rows(tmp_path, HEAD + body) == [(2, 6, "o1"), (3, -1, None), (4, 6, "o3")]
-    # a file of old Mac line ends (no newline at all): its carriage returns end its lines
+    # a file of old Mac line ends: its carriage returns end its lines, also with a newline
+    # at its end, a row of another editor's ends appended, or a newline in a quoted field
     mac = (HEAD + GOOD + GOOD.replace("o1", "o2")).replace("\n", "\r")
     assert _order_rows(tmp_path, mac) == [(2, 6, "o1"), (3, 6, "o2")]
+    assert _order_rows(tmp_path, mac + "\n") == [(2, 6, "o1"), (3, 6, "o2")]
+    appended = mac + GOOD.replace("o1", "o3")
+    assert _order_rows(tmp_path, appended) == [(2, 6, "o1"), (3, 6, "o2"), (4, 6, "o3")]
+    quoted = mac.replace(",c1,", ',"c\n1",')
+    # (both its line ends count there: the quoted newline too)
+    assert [r[:2] for r in _order_rows(tmp_path, quoted)] == [(2, 6), (4, 6)]

@@ -92,3 +92,12 @@ def test_plan_on_a_damaged_working_state_says_so_not_that_a_run_is_using_it(tmp_
         RuntimeError, match=r"cannot be read \(.*\): is it damaged\? nothing planned"
     ):
         plan_run(settings(d), date(2026, 11, 26))
+
+
+def test_plan_on_a_damaged_working_state_whose_path_says_lock_is_still_damaged(tmp_path):
+    d = tmp_path / "clock-billing"  # ("lock" in the path DuckDB puts in its message)
+    (d / "inbox" / "usage").mkdir(parents=True)
+    (d / "state").mkdir()
+    (d / "state" / "adbill.duckdb").write_bytes(b"not a database")
+    with pytest.raises(RuntimeError, match="is it damaged"):
+        plan_run(settings(d), date(2026, 11, 26))

@@ -11,6 +11,8 @@ import pytest
 
 from flows import cli
 from tasks.db import connect
+from tasks.pipeline import run_billing
+from tasks.settings import Settings
 from tasks.status import billing_status, read_status, write_status
 from tests.ops_helpers import bill, deliver, scenario, settings, write_usage
 
@@ -104,6 +106,16 @@ def test_a_run_stopped_while_it_published_is_named_by_status(billed, tmp_path, c
     bill(d, SC.last_day, trigger="scheduled")  # the next run publishes
     code, out, _err = status_cli(capsys, d)
     assert "does not hold" not in out
+    # a run that published to another warehouse (--db) leaves this one behind, rightly
+    elsewhere = tmp_path / "elsewhere.duckdb"
+    write_usage(d, "2026/11/later.jsonl", [_late_line().replace("late-1", "late-2")])
+    run_billing(
+        Settings(data_dir=d, db=elsewhere, billing_tz="Asia/Shanghai", max_late_days=60),
+        SC.last_day,
+        trigger="scheduled",
+    )
+    code, out, _err = status_cli(capsys, d)
+    assert elsewhere.is_file() and "does not hold" not in out
 
 
 def _late_line() -> str:
