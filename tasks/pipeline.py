@@ -343,8 +343,18 @@ def _failed(run: _Run, con, exc: BaseException) -> None:
     """The run recorded as failed with its error, noted with what it was doing; con closed."""
     run.report.status = "failed"
     _note(exc, run.doing)
-    finish_run(con, run.run_id, run.report, error=f"{type(exc).__name__}: {exc}")
+    finish_run(con, run.run_id, run.report, error=_error_text(exc))
     con.close()
+
+
+def _error_text(exc: BaseException) -> str:
+    """`runs.error` of a failed run: the exception and its message; an interrupt without one
+    (Ctrl-C: `KeyboardInterrupt: ` told nothing) says it was interrupted."""
+    if str(exc):
+        return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, KeyboardInterrupt):
+        return f"interrupted ({type(exc).__name__})"
+    return type(exc).__name__
 
 
 def _publish(run: _Run) -> None:

@@ -270,7 +270,7 @@ def read_status(settings: Settings, since: datetime | None = None) -> Status | N
             if not free:
                 running = (
                     scalar(con, "select max(run_id) from runs where status = 'running'")
-                    or "unknown"
+                    or "not recorded yet"
                 )
             st = billing_status(con, settings, since=since, source=str(path), running=running)
             if free and (behind := _published_behind(con, settings)) is not None:

@@ -240,3 +240,11 @@ def test_a_damaged_failure_record_is_no_failure(tmp_path, text):
     s.state_dir.mkdir(parents=True)
     (s.state_dir / SCHEDULED_FAILURE).write_bytes(text.encode("utf-8", "surrogateescape"))
     assert last_scheduled_failure(s) is None
+
+
+def test_a_failed_runs_error_says_what_happened_even_without_a_message():
+    from tasks.pipeline import _error_text
+
+    assert _error_text(KeyboardInterrupt()) == "interrupted (KeyboardInterrupt)"
+    assert _error_text(ValueError("disk full")) == "ValueError: disk full"
+    assert _error_text(RuntimeError()) == "RuntimeError"
