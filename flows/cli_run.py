@@ -59,7 +59,9 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--max-late-days",
         type=a_count(0),
-        help="how many days late a line or order may arrive (env ADBILL_MAX_LATE_DAYS; default 35)",
+        help="how many days late a line or order may arrive (env ADBILL_MAX_LATE_DAYS; default "
+        "35, not 0: a line older than this is rejected too_late for good, its file counted "
+        "as ingested)",
     )
     run.add_argument(
         "--month-to-date-documents",
