@@ -206,6 +206,26 @@ def check_published_db(settings) -> None:
     _check_published_by_this_data_dir(settings, real, data, fix)
 
 
+def check_db_writable(settings) -> None:
+    """Refuse a --db / ADBILL_DB whose folder this process cannot write in (a run would bill
+    every day and only then fail to publish): tried with a file made and removed in the
+    folder, or in the nearest folder above it that exists (a run makes the rest)."""
+    import tempfile
+
+    db = Path(os.path.abspath(settings.db))
+    folder = next((p for p in db.parents if p.exists()), None)
+    try:
+        if folder is None or not folder.is_dir():
+            raise NotADirectoryError(folder)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".adbill-probe-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise Refused(
+            f"--db / ADBILL_DB {settings.db}: cannot write in {folder} ({reason}); nothing billed"
+        ) from None
+
+
 def _is_state_dir(place: Path) -> bool:
     """A data dir's state folder: its working state or run lock is there, or an inbox beside."""
     return (

@@ -175,3 +175,23 @@ def test_serve_refuses_a_data_dir_without_inbox_and_a_bad_cron(
     code, _out, err = run_cli(capsys, "serve", "--data-dir", a, "--cron", "15 1 * * *")
     assert code == 0, err
     assert [kw["cron"] for kw in served] == ["15 1 * * *"]
+
+
+def test_run_refuses_a_db_in_a_folder_it_cannot_write_in_before_billing(
+    two_data_dirs, tmp_path, flow_calls, capsys
+):
+    a, _b, _a_db = two_data_dirs
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x")
+    for db, words in [
+        (Path("/proc/w.duckdb"), "cannot write in /proc"),
+        (notes / "w.duckdb", f"cannot write in {notes}"),
+    ]:
+        code, _out, err = run_cli(capsys, "run", "--data-dir", a, "--db", db)
+        assert_refused(code, err, f"--db / ADBILL_DB {db}: ", words, "nothing billed")
+    assert flow_calls == []
+    # a folder that does not exist yet, under one that can be written in: taken (the run
+    # makes it), and the probe leaves nothing behind
+    code, _out, err = run_cli(capsys, "run", "--data-dir", a, "--db", tmp_path / "new" / "w.duckdb")
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
