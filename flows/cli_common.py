@@ -206,6 +206,13 @@ def check_published_db(settings) -> None:
     _check_published_by_this_data_dir(settings, real, data, fix)
 
 
+def check_run_db(settings) -> None:
+    """The --db a run publishes to (`adbill run`, and the flow for a `db` parameter from the
+    UI): this data dir's warehouse or a new file, in a folder the run can write in."""
+    check_published_db(settings)
+    check_db_writable(settings)
+
+
 def check_db_writable(settings) -> None:
     """Refuse a --db / ADBILL_DB whose folder this process cannot write in (a run would bill
     every day and only then fail to publish): tried with a file made and removed in the

@@ -15,8 +15,7 @@ from flows.cli_common import (
     a_count,
     a_date,
     add_task_runner,
-    check_db_writable,
-    check_published_db,
+    check_run_db,
     check_task_runner,
     common_options,
     settings_of,
@@ -96,8 +95,7 @@ def cmd_run(args) -> None:
 
     check_task_runner(args.task_runner)
     settings = settings_of(args, shards=args.shards, max_late_days=args.max_late_days)
-    check_published_db(settings)  # --db is this data dir's warehouse, or a new file
-    check_db_writable(settings)
+    check_run_db(settings)  # --db is this data dir's warehouse, or a new file it can write
     from tasks.run_lock import busy_wait_seconds
 
     busy_wait_seconds()  # a bad ADBILL_BUSY_WAIT_SECONDS, before the server or any folder

@@ -14,6 +14,7 @@ from flows.cli_common import Refused
 
 LOG_NAME = "adbill.log"
 MAX_LINE = 300
+LOG_FORMAT = "%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"
 TRACEBACKS = "adbill.tracebacks"  # a failed command's traceback when it has no run log
 
 
@@ -48,9 +49,7 @@ class _Logs:
         self._file = logging.handlers.RotatingFileHandler(
             self.path, maxBytes=20_000_000, backupCount=5, encoding="utf-8"
         )
-        self._file.setFormatter(
-            logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s")
-        )
+        self._file.setFormatter(logging.Formatter(LOG_FORMAT))
         known = logging.Logger.manager.loggerDict.values()
         loggers = [logging.getLogger()] + [lg for lg in known if isinstance(lg, logging.Logger)]
         for lg in loggers:
@@ -91,9 +90,7 @@ class _Logs:
         self.stop()
         self.path = path
         self._file = logging.FileHandler(path, encoding="utf-8")
-        self._file.setFormatter(
-            logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s")
-        )
+        self._file.setFormatter(logging.Formatter(LOG_FORMAT))
         logger = logging.getLogger(TRACEBACKS)
         logger.propagate = False
         logger.addHandler(self._file)

@@ -220,11 +220,10 @@ def _check_db(settings: Settings) -> None:
     """The `db` guard of `adbill run` (flows/cli_common.py) for a run started from the UI or
     a deployment with a `db` parameter: never publish over a working state, another data
     dir's warehouse or a file that is not one."""
-    from flows.cli_common import Refused, check_db_writable, check_published_db
+    from flows.cli_common import Refused, check_run_db
 
     try:
-        check_published_db(settings)
-        check_db_writable(settings)
+        check_run_db(settings)
     except Refused as exc:
         raise RunRefused(str(exc)) from None
 

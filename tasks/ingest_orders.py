@@ -103,15 +103,7 @@ def _csv_rows(text: str) -> tuple[list[str], list[dict]]:
             # split (a quote left open): its line is a row of its own, rejected with the rest
             # (the columns cannot be told: none is guessed)
             header = names if names else ['"']
-            rows.append(
-                {
-                    "line_no": start + 1,
-                    "raw": _shown(raw),
-                    "utf8_ok": _is_utf8(raw),
-                    "nonblank": True,
-                }
-            )
-            continue
+            fields = None  # (no column of it can be told either)
         rows.append(_order_row(start + 1, raw, fields, positions))
     return header or [], rows
 
