@@ -149,6 +149,11 @@ def _new_files(
             continue
         complete.add(sha)
         fid, done = partial.get(sha, (None, 0))
+        if fid is not None and st.st_size <= SMALL_FILE_BYTES:
+            # a small file a killed run left half done was one of a group written before
+            # its decisions: taken out (_purge_partial_files) and ingested again with the
+            # files it comes with, as a group decides its copies in ingest order
+            fid, done = None, 0
         if fid is not None or st.st_size > SMALL_FILE_BYTES:
             kept = None  # (read batch by batch: its bytes are not what its lines come from)
         fresh.append(InboxFile(path, sha, fid, done or 0, has_cr, st.st_size, st.st_mtime_ns, kept))
@@ -237,8 +242,9 @@ def _remember_stats(con, recognised: list[tuple[str, int, int, str]]) -> None:
 
 
 def _purge_partial_files(con, keep: set[str]) -> None:
-    """Take out what a killed run committed of a usage file that is no longer in the inbox
-    as it was (removed, or replaced by other content): half a file is never billed."""
+    """Take out what a killed run committed of a usage file that is not resumed: no longer
+    in the inbox as it was (removed, or replaced by other content), or small (ingested
+    again whole, `_new_files`): half a file is never billed."""
     stale = con.execute(
         "select file_id, path, ingested_at, sha256 from ingested_files where not complete"
     ).fetchall()
@@ -307,7 +313,7 @@ def ingest_inbox(
         digested = ahead.result()
     fresh = _new_files(con, listing.usage, report, turn_away, digested=digested)
     del ahead, digested  # (the bytes kept with the digests: only the fresh files' from here)
-    _purge_partial_files(con, {f.sha for f in fresh})
+    _purge_partial_files(con, {f.sha for f in fresh if f.file_id is not None})
     usage = UsageIngest(
         con,
         tz,
@@ -425,14 +431,12 @@ def _ingest_group(con, usage: UsageIngest, read: list[tuple[InboxFile, bytes]], 
     if not read:
         return
 
-    def ingest() -> None:
+    def register() -> list[UsageFile]:
         ids = _register_files(con, [f for f, _ in read], "usage", run_id)
-        registered = [UsageFile(i, f.path, fast=False) for i, (f, _) in zip(ids, read, strict=True)]
-        usage.small_files(registered, [t for _, t in read])
+        return [UsageFile(i, f.path, fast=False) for i, (f, _) in zip(ids, read, strict=True)]
 
     try:
-        with transaction(con):
-            ingest()
+        usage.small_files(register, [t for _, t in read])
     except Exception as exc:
         more = f" and {len(read) - 1} more file(s)" if len(read) > 1 else ""
         exc.add_note(f"while ingesting {read[0][0].path}{more}")

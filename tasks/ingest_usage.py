@@ -178,27 +178,46 @@ class UsageIngest:
 
     # ------------------------------------------------------------ small files
 
-    def small_files(self, files: list[UsageFile], contents: list[bytes]) -> None:
-        """Small files' lines as one batch, and their decisions: one transaction (the
-        caller registered the files in it and commits it)."""
-        base = last_event_key(self.con)
-        self.first_key.update({f.file_id: base + 1 for f in files})
+    def small_files(
+        self, register: Callable[[], list[UsageFile]], contents: list[bytes]
+    ) -> None:
+        """Small files' lines as one batch, then their decisions, in two transactions: the
+        files registered (`register`, called in the first), their lines checked and written
+        with each file's line count, committed; then the file-wide decisions. A kill between
+        the two leaves files that a killed run left half done, which the next run takes one
+        by one like a large file: its lines already written, their decisions only. (In one
+        transaction, a decision taking out an event written in it made DuckDB's commit
+        rewrite the group's rows: 0.19 s per 64 MB group against 0.01 s.)"""
         lines, counts = group_lines(contents)
         n = lines.num_rows
-        ids = np.repeat(np.array([f.file_id for f in files], np.int32), counts)
-        # one table, not a file at a time (in record batches: DuckDB's threads share them)
-        rows = pa.table(
-            {
-                "line_no": pa.array(np.arange(1, n + 1, dtype=np.int64)),
-                "file_id": pa.array(ids),
-                "file_line": lines["file_line"],
-                "raw": lines["raw"],
-                "utf8_ok": lines["utf8_ok"],
-            }
-        )
-        rows = in_record_batches(rows)
-        self.batch(rows, files, base)
-        self.decide(files, {f.file_id: c for f, c in zip(files, counts, strict=True)}, rows)
+        with transaction(self.con):
+            files = register()
+            base = last_event_key(self.con)
+            self.first_key.update({f.file_id: base + 1 for f in files})
+            ids = np.repeat(np.array([f.file_id for f in files], np.int32), counts)
+            # one table, not a file at a time (in record batches: DuckDB's threads share them)
+            rows = pa.table(
+                {
+                    "line_no": pa.array(np.arange(1, n + 1, dtype=np.int64)),
+                    "file_id": pa.array(ids),
+                    "file_line": lines["file_line"],
+                    "raw": lines["raw"],
+                    "utf8_ok": lines["utf8_ok"],
+                }
+            )
+            rows = in_record_batches(rows)
+            self.batch(rows, files, base)
+            counted = {f.file_id: c for f, c in zip(files, counts, strict=True)}
+            self.con.register("group_files", _files_table(files, counted))
+            try:
+                self.con.execute(
+                    "update ingested_files as f set lines = g.lines, lines_done = g.lines "
+                    "from group_files as g where f.file_id = g.file_id"
+                )
+            finally:
+                _unregister(self.con, "group_files")
+        with transaction(self.con):
+            self.decide(files, counted, rows)
         self.progress(f"{len(files):,} small usage files: {n:,} lines ingested")
 
     # ------------------------------------------------------------ one batch

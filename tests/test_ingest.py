@@ -575,9 +575,12 @@ def test_a_small_file_rewritten_after_its_digest_is_billed_as_digested_then_as_i
     assert rows(inbox.warehouse(), q) == [("new1",), ("old1",)]
 
 
-def test_a_group_of_small_files_killed_midway_leaves_nothing_and_is_ingested_again(
+def test_a_group_of_small_files_killed_before_its_decisions_is_ingested_again_alike(
     tmp_path, monkeypatch
 ):
+    """The group's lines are committed before its file-wide decisions: killed between the
+    two, its files are left half done, and the next run takes them out and ingests them
+    again as a group (one by one, a later file's copy could stand before an earlier one's)."""
     whole = Inbox(tmp_path / "whole")
     whole.orders([BASIC])
     spread(whole, MANY, 5)
@@ -593,6 +596,12 @@ def test_a_group_of_small_files_killed_midway_leaves_nothing_and_is_ingested_aga
     monkeypatch.setattr(UsageIngest, "decide", dies)
     with pytest.raises(KeyboardInterrupt):
         box.bill("2026-11-26")
+    from tasks.db import connect
+
+    con = connect(box.settings.state_db)
+    left = rows(con, "select lines_done, complete from ingested_files where kind = 'usage'")
+    con.close()
+    assert len(left) == 15 and {done for done, _ in left} >= {5} and not any(c for _, c in left)
     monkeypatch.setattr(UsageIngest, "decide", real)
     assert counted(box.bill("2026-11-26")) == w_counts
     assert ingest_outcome_many(box.warehouse()) == ingest_outcome_many(whole.warehouse())

@@ -171,3 +171,30 @@ def test_a_byte_order_mark_is_not_part_of_line_1_whichever_way_a_file_is_read(tm
     assert all(not raw.startswith("\ufeff") for n, raw in want if n == 1) or text.startswith(
         "\ufeff\ufeff"
     )
+
+
+# UTF-8's corners: surrogates, overlong forms, past U+10FFFF, stray and missing continuation
+# bytes, the largest code points of each length, a NUL, a byte-order mark
+UTF8_EDGES = [
+    b"\xed\xa0\x80", b"\xed\xbf\xbf", b"\xc0\x80", b"\xc1\xbf", b"\xe0\x80\xaf",
+    b"\xf0\x80\x80\x80", b"\xf4\x90\x80\x80", b"\xf5\x80\x80\x80", b"\xf8\x88\x80\x80\x80",
+    b"\x80", b"\xbf", b"\xc2", b"\xe2\x82", b"\xf0\x9f\x98", b"\x7f", b"\xdf\xbf",
+    b"\xed\x9f\xbf", b"\xee\x80\x80", b"\xef\xbf\xbf", b"\xf4\x8f\xbf\xbf", b"\x00",
+    b"\xef\xbb\xbf", "客户".encode(), b"a",
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.binary(max_size=6), st.sampled_from(UTF8_EDGES)), max_size=8))
+def test_arrows_utf8_check_refuses_exactly_what_pythons_decoder_refuses(parts):
+    """The lines' bytes are checked by Arrow where they lie (_utf8_text), not decoded by
+    Python: a line's `bad_encoding` (§3) must not depend on which one looked at it."""
+    from tasks.inbox_files import _utf8_text
+
+    data = b"".join(parts)
+    try:
+        expected = data.decode("utf-8")
+    except UnicodeDecodeError:
+        expected = None
+    got = _utf8_text(data)
+    assert (None if got is None else got[0].as_py()) == expected
