@@ -66,7 +66,8 @@ def main() -> None:
                 (run / "inbox" / "usage" / f"u-{k:06d}.jsonl").write_bytes(b"".join(part))
             seconds, steps = ingest(run, catalog)
             if args.steps:
-                print(f"  {n_files} file(s): " + ", ".join(f"{k} {v:.2f}" for k, v in steps.items()))
+                shown = ", ".join(f"{k} {v:.2f}" for k, v in steps.items())
+                print(f"  {n_files} file(s): {shown}")
             con = connect(run / "state" / "adbill.duckdb")
             events = con.execute("select event_id, credits from events order by all").fetchall()
             con.close()

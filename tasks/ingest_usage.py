@@ -62,6 +62,7 @@ CHECKED = (
     f"select * from (\n{sql('accept_events')}\n)"
 )
 SCAN_ROWS = 32_768  # rows per record batch of a batch's table (see in_record_batches)
+LONG_LINE_BYTES = 64 << 10  # a line longer than this is scanned alone (in_record_batches)
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,26 @@ def in_record_batches(rows: pa.Table) -> pa.Table:
     scans an Arrow table a record batch per thread. A group of 2,000 small files as one
     record batch was checked on one thread (0.22-0.29 s against 0.15-0.17 s), and a large
     file's first batch is one 8 MB block (1M events: validate 1.11-1.21 s against
-    1.31-1.54 s with the reader's blocks as they come)."""
-    return pa.Table.from_batches(rows.to_batches(max_chunksize=SCAN_ROWS), rows.schema)
+    1.31-1.54 s with the reader's blocks as they come).
+
+    A line longer than LONG_LINE_BYTES gets a record batch of its own: DuckDB parses a
+    vector's JSON lines together, ~16 bytes of memory for each value they hold, so a few
+    lines of a few MB holding millions of values each (an extra field of long arrays, a
+    26 KB gzip) ran the run out of memory; one at a time they fit."""
+    long_rows = np.flatnonzero(
+        pc.greater(pc.binary_length(rows["raw"]), LONG_LINE_BYTES)
+        .fill_null(False)
+        .to_numpy(zero_copy_only=False)
+    )
+    batches = []
+    start = 0
+    for end in [*long_rows.tolist(), rows.num_rows]:
+        if end > start:
+            batches += rows.slice(start, end - start).to_batches(max_chunksize=SCAN_ROWS)
+        if end < rows.num_rows:
+            batches += rows.slice(end, 1).to_batches()
+        start = end + 1
+    return pa.Table.from_batches([b for b in batches if b.num_rows], rows.schema)
 
 
 @dataclass
@@ -178,9 +197,7 @@ class UsageIngest:
 
     # ------------------------------------------------------------ small files
 
-    def small_files(
-        self, register: Callable[[], list[UsageFile]], contents: list[bytes]
-    ) -> None:
+    def small_files(self, register: Callable[[], list[UsageFile]], contents: list[bytes]) -> None:
         """Small files' lines as one batch, then their decisions, in two transactions: the
         files registered (`register`, called in the first), their lines checked and written
         with each file's line count, committed; then the file-wide decisions. A kill between
@@ -415,7 +432,8 @@ def _reasons(
     the row schema's columns), and the row schema's `failing_rows` of them; on `cur`, a
     connection of this thread's own (closed here)."""
     try:
-        cur.register("chunk", rows.filter(pc.is_in(rows["line_no"], value_set=unclean)))
+        unclean_rows = rows.filter(pc.is_in(rows["line_no"], value_set=unclean))
+        cur.register("chunk", in_record_batches(unclean_rows))
         facts = frame(cur, f"select line_no, {EVENT_CHECKS} from ({FACTS})", params)
         return facts, failing_rows(facts, "usage")
     finally:

@@ -290,3 +290,32 @@ def test_the_published_warehouse_may_not_lie_in_the_inbox_or_the_working_state(t
     assert (
         Settings(data_dir=tmp_path, db=tmp_path / "published" / "wh.duckdb").db.name == "wh.duckdb"
     )
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_lines_holding_millions_of_json_values_are_parsed_one_at_a_time_and_billed(
+    inbox, monkeypatch, gz
+):
+    """DuckDB parses the JSON lines of a vector together, ~16 bytes of memory for each value
+    they hold: a few lines of a few MB with long arrays in an ignored extra field (a 26 KB
+    gzip) ran the run out of memory, every run. A long line is now scanned on its own, in
+    the check and in the reasons' second parse alike (here at a quarter of the memory:
+    lines of ~1 MB, 500,000 values each, 40 good and 20 bad)."""
+    import tasks.db as db
+
+    monkeypatch.setattr(db, "MEMORY_LIMIT", "256MB")
+    trace = "[" + "0," * 499_999 + "0]"
+
+    def long(event_id: str, **changes) -> str:
+        return line(event_id, **changes)[:-1] + f', "trace": {trace}}}'
+
+    bad = [long(f"bad{i}", quantity="5") for i in range(20)]
+    lines = [line("good")] + [long(f"big{i}") for i in range(40)] + bad
+    inbox.orders([BASIC])
+    inbox.usage(lines, gz=gz)
+    inbox.bill("2026-11-26")
+    wh = inbox.warehouse()
+    assert one(wh, "select count(*) from rated_events") == 41
+    assert rows(wh, "select line_no, reason from rejected_events order by 1") == [
+        (n, "wrong_type:quantity") for n in range(42, 62)
+    ]
