@@ -49,13 +49,16 @@ checked as (
 ),
 
 ranked as (
+    -- a file's copies of an order_id compared with its first copy that can stand: a copy
+    -- too late is never accepted, so a later copy in the window is not its duplicate (nor
+    -- its conflict); copies too late are compared among themselves (a repeat: `duplicate`)
     select
         c.*,
-        row_number() over (partition by c.order_id order by c.line_no) as copy_no,
+        row_number() over (partition by c.order_id, c.too_late order by c.line_no) as copy_no,
         first_value(
             struct_pack(customer_id := c.customer_id, product := c.product, term := c.term,
                         amount := c.amount, purchased_at := c.purchased_at_ts)
-        ) over (partition by c.order_id order by c.line_no) as first_copy
+        ) over (partition by c.order_id, c.too_late order by c.line_no) as first_copy
     from checked as c
     where c.business_reason is null
 ),

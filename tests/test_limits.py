@@ -321,6 +321,35 @@ def test_history_window_on_a_fresh_data_dir_rejects_too_late_just_past_it(inbox,
     assert [d["day"] for d in report.days][0] == date(2026, 11, 23)
 
 
+def test_an_order_too_late_does_not_make_a_later_copy_of_its_id_a_conflict(inbox, monkeypatch):
+    """A copy too late is never accepted: the file's next copy of the order_id, within the
+    window, is the first that can stand and is granted (it was `duplicate_conflict` against
+    the one turned away, and the paid package was never granted); of two copies too late
+    the second is still an exact duplicate (counted, not rejected)."""
+    monkeypatch.setenv("ADBILL_TODAY", TODAY)
+    inbox.settings_overrides = {"max_history_days": 3}  # through 11-26: from 11-23 on
+    old = order("oX", "c1", "package_100", None, "100", "2026-11-20T10:00:00+08:00")
+    inbox.orders(
+        [
+            BASIC,
+            old,
+            order("oX", "c1", "package_100", None, "100", "2026-11-24T10:00:00+08:00"),
+            order("oY", "c1", "package_100", None, "100", "2026-11-21T10:00:00+08:00"),
+            order("oY", "c1", "package_100", None, "100", "2026-11-21T10:00:00+08:00"),
+        ]
+    )
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select line_no, reason from rejected_orders order by 1") == [
+        (3, "too_late"),
+        (5, "too_late"),
+    ]
+    assert one(con, "select duplicates from ingested_files where kind = 'orders'") == 1
+    assert rows(con, "select purchased_at::date from orders where order_id = 'oX'") == [
+        (date(2026, 11, 24),)
+    ]
+
+
 def test_an_old_line_on_a_billed_data_dir_is_too_late_and_bills_no_old_day(inbox, monkeypatch):
     monkeypatch.setenv("ADBILL_TODAY", TODAY)
     inbox.settings_overrides = {"max_late_days": 3}
