@@ -23,7 +23,7 @@ lines as (
         function,
         sum(events) as events,
         sum(failed_events) as failed_events,
-        cast(sum(quantity) as decimal(18, 6)) as quantity,
+        cast(sum(quantity) as decimal(38, 6)) as quantity,
         sum(credits) as credits
     from (
         select customer_key, function, events, failed_events, quantity, credits

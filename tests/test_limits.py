@@ -764,3 +764,46 @@ def test_orders_rows_are_numbered_by_newlines_a_lone_carriage_return_stays_in_it
     quoted = mac.replace(",c1,", ',"c\n1",')
     # (both its line ends count there: the quoted newline too)
     assert [r[:2] for r in _order_rows(tmp_path, quoted)] == [(2, 6), (4, 6)]
+
+
+def test_a_month_of_the_largest_quantities_sums_on_its_statement(inbox, monkeypatch):
+    """Each quantity below 10^9 (§3), a month of them is not: 1,001 events of 999,999,999
+    sum to 1,000,999,998,999, past decimal(18, 6), which stopped every run (the statement's
+    line, migration 017). The warehouse reads it whole, beside a month's statement_lines
+    file written before the type was widened."""
+    import duckdb
+
+    from tasks.db import connect
+
+    monkeypatch.setenv("ADBILL_TODAY", "2026-11-02")
+    october = "2026-10-31T10:00:00+08:00"
+    inbox.orders([order("o2", "c2", "basic", 1, "30", october)])
+    inbox.usage([line("small", customer_id="c2", occurred_at=october)])
+    inbox.bill("2026-10-31")
+    # October's file as an engine before migration 017 wrote it
+    state = inbox.settings.state_db
+    con = connect(state)
+    (path,) = rows(con, "select path from day_files where table_name = 'statement_lines'")[0]
+    con.close()
+    full = str(state.parent / path)
+    narrow = duckdb.connect()
+    narrow.execute(
+        f"copy (select * replace (cast(quantity as decimal(18, 6)) as quantity) "
+        f"from read_parquet('{full}')) to '{full}.tmp' (format parquet)"
+    )
+    assert narrow.execute(
+        f"select typeof(quantity) from read_parquet('{full}.tmp')"
+    ).fetchone() == ("DECIMAL(18,6)",)
+    narrow.close()
+    os.replace(full + ".tmp", full)
+    big = {"function": "digital_human_spokesperson", "quantity": 999_999_999}
+    inbox.orders([order("o1", "c1", "basic", 1, "30", "2026-11-01T10:00:00+08:00")])
+    inbox.usage(
+        [line(f"e{i}", occurred_at="2026-11-01T11:00:00+08:00", **big) for i in range(1_001)]
+    )
+    inbox.bill("2026-11-01")
+    wh = inbox.warehouse()
+    assert rows(wh, "select customer_id, month, quantity from statement_lines order by 1") == [
+        ("c1", date(2026, 11, 1), Decimal("1000999998999")),
+        ("c2", date(2026, 10, 1), Decimal("1")),
+    ]
