@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -12,9 +12,15 @@ from tasks.catalog import Catalog
 from tasks.db import frame, sql
 from tasks.keyed_files import record_changes
 
+# where a renewal queue stops counting: terms queued past Python's last date (a chain of
+# thousands of terms, each a valid order) all start here, long after anything is billed,
+# their credits kept in the deferred figures (the calendar past it stopped the run)
+NEVER = datetime(9999, 12, 1, tzinfo=UTC)
+
 
 def subscription_starts(orders: pl.DataFrame, period_days: int, tz: str) -> pl.DataFrame:
-    """Start S of every order: the purchase, or the end of the same edition's latest term."""
+    """Start S of every order: the purchase, or the end of the same edition's latest term
+    (NEVER once the queue passes the calendar's end)."""
     zone = ZoneInfo(tz)
     starts: list[tuple[int, datetime]] = []
     latest_end: dict[tuple[int, str], datetime] = {}
@@ -27,8 +33,12 @@ def subscription_starts(orders: pl.DataFrame, period_days: int, tz: str) -> pl.D
             continue
         end = latest_end.get((cust, product))
         start = end if end is not None and end > bought else bought
-        local = start.astimezone(zone).date() + timedelta(days=period_days * term)
-        latest_end[(cust, product)] = datetime.combine(local, time(0), zone)
+        first = start.astimezone(zone).date()
+        if start >= NEVER or first.toordinal() + period_days * term >= NEVER.toordinal():
+            latest_end[(cust, product)] = NEVER
+        else:
+            local = first + timedelta(days=period_days * term)
+            latest_end[(cust, product)] = datetime.combine(local, time(0), zone)
         starts.append((key, start))
     return pl.DataFrame(
         starts,

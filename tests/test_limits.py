@@ -807,3 +807,35 @@ def test_a_month_of_the_largest_quantities_sums_on_its_statement(inbox, monkeypa
         ("c1", date(2026, 11, 1), Decimal("1000999998999")),
         ("c2", date(2026, 10, 1), Decimal("1")),
     ]
+
+
+def test_a_renewal_queue_past_the_calendar_starts_its_last_terms_at_its_end(inbox, monkeypatch):
+    """8,200 annual renewals, each a valid order, queue terms for 8,000 years: the queue's
+    date passed Python's year 9999 and stopped every run (OverflowError). The terms that
+    would start after NEVER start at it (the one straddling it keeps its own start): every
+    order accepted, every credit paid for in the deferred figures."""
+    from tasks.pools import NEVER
+
+    monkeypatch.setenv("ADBILL_TODAY", TODAY)
+    n = 8_200
+    inbox.orders(
+        [BASIC]
+        + [
+            order(f"r{i:05d}", "c9", "basic", 12, "360", "2026-11-26T10:30:00+08:00")
+            for i in range(n)
+        ]
+    )
+    inbox.usage([line("e1")])
+    inbox.bill("2026-11-26")
+    wh = inbox.warehouse()
+    assert one(wh, "select count(*) from orders") == n + 1
+    assert one(wh, "select count(*) from rejected_orders") == 0
+    starts = rows(
+        wh,
+        "select min(available_from) as start from pools where customer_id = 'c9' "
+        "group by order_id order by start",
+    )
+    before = [s for (s,) in starts if s < NEVER]
+    assert len(before) + sum(1 for (s,) in starts if s == NEVER) == n
+    assert 7_900 < len(before) < n  # (each 360 days after the one before it)
+    assert one(wh, "select deferred_cny from customer_days where customer_id = 'c9'") == 360 * n
