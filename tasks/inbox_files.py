@@ -86,8 +86,17 @@ def list_inbox(inbox: Path) -> InboxListing:
             found.refused.append((folder, "not_a_regular_file", "link"))
             continue
         if not folder.is_dir():
+            if os.path.lexists(folder):  # (a file named like the folder: nothing listed)
+                found.refused.append((folder, "unreadable_file", "not a folder"))
             continue
-        for root, dirs, names in os.walk(folder, followlinks=False):
+
+        def unlisted(error: OSError, folder: Path = folder) -> None:
+            # a folder the run cannot list: its files named, never silently skipped
+            where = Path(error.filename) if error.filename else folder
+            reason = error.strerror or type(error).__name__
+            found.refused.append((where, "unreadable_file", f"folder cannot be listed: {reason}"))
+
+        for root, dirs, names in os.walk(folder, onerror=unlisted, followlinks=False):
             here = Path(root)
             for d in dirs:
                 if (here / d).is_symlink():  # listed, never followed

@@ -167,6 +167,45 @@ def test_a_file_that_is_neither_orders_nor_usage_is_named_in_the_warnings(inbox)
     ]
 
 
+def test_a_usage_folder_the_run_cannot_list_is_turned_away_and_the_rest_billed(inbox, monkeypatch):
+    """A sub-folder of inbox/usage the run may not list (its permissions) was skipped with
+    no trace; it is now a rejected file, named, and the other files are billed. (Simulated:
+    the tests run as root, whom permissions do not stop.)"""
+    import tasks.inbox_files as inbox_files
+
+    inbox.orders([BASIC])
+    inbox.usage([line("e1")])
+    hidden = usage_dir(inbox) / "hourly"
+    hidden.mkdir()
+    (hidden / "h.jsonl").write_text(line("e2") + "\n", encoding="utf-8")
+    real_walk = os.walk
+
+    def walk(top, onerror=None, followlinks=False):
+        for root, dirs, names in real_walk(top, followlinks=followlinks):
+            if Path(root) == hidden:
+                onerror(PermissionError(13, "Permission denied", str(hidden)))
+                continue
+            yield root, dirs, names
+
+    monkeypatch.setattr(inbox_files.os, "walk", walk)
+    report = inbox.bill("2026-11-26")
+    wh = inbox.warehouse()
+    assert rows(wh, "select event_id from rated_events") == [("e1",)]
+    assert rows(wh, "select source_file, reason, detail from rejected_files") == [
+        (str(hidden), "unreadable_file", "folder cannot be listed: Permission denied")
+    ]
+    assert report.ingest.rejected_files == [(str(hidden), "unreadable_file")]
+
+
+def test_a_file_named_like_an_inbox_folder_is_turned_away(inbox):
+    inbox.usage([line("e1")])
+    (inbox.root / "inbox" / "orders").write_text("not a folder", encoding="utf-8")
+    inbox.bill("2026-11-26")
+    assert rows(inbox.warehouse(), "select reason, detail from rejected_files") == [
+        ("unreadable_file", "not a folder")
+    ]
+
+
 # ---------------------------------------------------------------- lines and rows
 
 
