@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -108,14 +109,25 @@ def _csv_rows(text: str) -> tuple[list[str], list[dict]]:
     return header or [], rows
 
 
+# a quoted CSV field (RFC 4180: `""` inside it is two of these, back to back)
+_QUOTED = re.compile(r'"[^"]*"')
+
+
+def _lone_crs(text: str) -> int:
+    return text.count("\r") - text.count("\r\n")
+
+
 def _physical_lines(text: str) -> list[str]:
     """The file's lines, each with its end: lines end at newlines (a carriage return before
     one is part of the CRLF), so a row's number counts newlines as a usage line's does; a
     lone carriage return inside a row stays in it (quoted: data; unquoted: the row is
-    malformed). A file with more lone carriage returns than newlines (old Mac line ends,
-    perhaps with a newline or a row of another editor's ends in it) is split at both."""
-    lone_cr = text.count("\r") - text.count("\r\n")
-    if lone_cr > text.count("\n"):
+    malformed). A file with more lone carriage returns than newlines outside quoted fields
+    (old Mac line ends, perhaps with a newline or a row of another editor's ends in it) is
+    split at both; carriage returns inside a quoted field are its data and count for
+    nothing (six in one id made a file of newlines old Mac, its later rows misnumbered)."""
+    if _lone_crs(text) > text.count("\n") and _lone_crs(_QUOTED.sub("", text)) > (
+        _QUOTED.sub("", text).count("\n")
+    ):
         return list(io.StringIO(text, newline=""))
     lines = [line + "\n" for line in text.split("\n")]
     if text.endswith("\n"):

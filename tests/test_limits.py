@@ -764,6 +764,13 @@ def test_orders_rows_are_numbered_by_newlines_a_lone_carriage_return_stays_in_it
     quoted = mac.replace(",c1,", ',"c\n1",')
     # (both its line ends count there: the quoted newline too)
     assert [r[:2] for r in _order_rows(tmp_path, quoted)] == [(2, 6), (4, 6)]
+    # carriage returns inside a quoted field are data: they make no file old Mac
+    crs = (
+        HEAD
+        + '"o1\r\r\r\r\r\r",c1,basic,1,30,2026-11-26T10:00:00+08:00\n'
+        + GOOD.replace("o1", "o2")
+    )
+    assert _order_rows(tmp_path, crs) == [(2, 6, "o1\r\r\r\r\r\r"), (3, 6, "o2")]
 
 
 def test_a_month_of_the_largest_quantities_sums_on_its_statement(inbox, monkeypatch):
