@@ -16,14 +16,22 @@ from pathlib import Path
 
 import polars as pl
 
-from tasks.db import transaction
+from tasks.db import execute, transaction
 from tasks.documents_data import (
     SUSPENSION_COLUMNS,
     key_batches,
     statement_data,
     suspension_list_rows,
 )
-from tasks.documents_files import csv_text, safe_file_stem, safe_file_stems, write_atomic
+from tasks.documents_files import (
+    HASH_DIGITS_WHEN_SHARED,
+    csv_text,
+    is_shared_name,
+    safe_file_stem,
+    safe_file_stems,
+    shared_stems,
+    write_atomic,
+)
 from tasks.documents_page import statement_csv, statement_html, write_pages
 from tasks.settings import Settings
 
@@ -47,6 +55,8 @@ PER_WORKER_MIN = 500  # statements below which a further thread does not pay for
 # (a month of a million customers at once outgrew 23 GB)
 BATCH = 20_000
 file_stem = safe_file_stem  # the name bench/documents_bench.py and older callers know
+# a page under a 32-digit name (documents_files.is_shared_name)
+SHARED_PAGE = rf"~[0-9a-f]{{{HASH_DIGITS_WHEN_SHARED}}}\.html$"
 # the documents stage's steps, timed apart in the run report (RunReport.seconds)
 DOCUMENT_STEPS = ("final documents", "month-to-date documents", "suspension lists")
 
@@ -90,13 +100,20 @@ def write_documents(
             {"m": months},
         ).fetchall()
     ]
+    # the file names of every customer of the months written now or holding documents
+    # already (a name can change when a customer arrives: renamed_documents, retire_names)
+    named = [
+        m
+        for m in months
+        if m in finals or month_to_date or (out_dir / "statements" / f"{m:%Y-%m}").is_dir()
+    ]
+    stems = month_stems(con, named) if named else {}
     for step, chosen, chosen_months in (
         ("final documents", "unwritten_final", sorted(finals)),
         ("month-to-date documents", "month_to_date", months if month_to_date else []),
     ):
         t = time.perf_counter()
         batches = key_batches(con, chosen_months, chosen, BATCH) if chosen_months else []
-        stems = month_stems(con, chosen_months) if batches else {}
         for keys in batches:
             statements = statement_data(con, chosen_months, tz, chosen, keys=keys)
             paths = write_statements(
@@ -109,11 +126,74 @@ def write_documents(
             else:
                 done.finals += len(statements)
         done.seconds[step] = time.perf_counter() - t
+    t = time.perf_counter()  # (rare: timed with the final documents)
+    _write_renamed(con, out_dir, tz, stems, done)
+    retire_names(out_dir, stems)
+    done.seconds["final documents"] += time.perf_counter() - t
     t = time.perf_counter()
     done.paths += [write_suspension_list(con, out_dir, d) for d in days]
     done.lists = len(days)
     done.seconds["suspension lists"] = time.perf_counter() - t
     return done
+
+
+def _write_renamed(con, out_dir: Path, tz: str, stems: dict, done: DocumentsWritten) -> None:
+    """The documents of each customer whose name (stems) is not the one they were last
+    written under (another customer came whose 10-digit name is the same, or left): written
+    again under the new name and recorded, then the files under the old name removed (unless
+    a customer of the month has that name now). A reader finds the statement under one name
+    or the other at every moment."""
+    for key, month, old in renamed_documents(con, stems):
+        statements = statement_data(con, [month], tz, "customer", customer_key=key)
+        if statements:
+            paths = write_statements(
+                con, out_dir, [month], tz, 1, statements=statements, stems=stems
+            )
+            record_written(con, statements, [p.relative_to(out_dir) for p in paths])
+            done.paths += paths
+            if statements[0]["status"] == "month_to_date":
+                done.month_to_date += 1
+            else:
+                done.finals += 1
+        if Path(old).stem not in stems[month].values():
+            for ext in (".html", ".csv"):
+                (out_dir / old).with_suffix(ext).unlink(missing_ok=True)
+
+
+def renamed_documents(con, stems: dict[date, dict[str, str]]) -> list[tuple[int, date, str]]:
+    """(customer_key, month, page) of each customer of the months of `stems` whose documents
+    (written_documents: the page, under <out>) lie under another name than stems gives it.
+    Only names that can change are looked at: those of ids with a 32-digit name now
+    (safe_file_stems), and pages written under such a name."""
+    if not stems:
+        return []
+    shared = [c for names in stems.values() for c, stem in names.items() if is_shared_name(stem)]
+    rows = execute(
+        con,
+        "select customer_key, customer_id, month, path from written_documents "
+        "where month in (select unnest($months)) "
+        "and (customer_id in (select unnest($ids)) or regexp_matches(path, $shared))",
+        {"months": list(stems), "ids": shared, "shared": SHARED_PAGE},
+    ).fetchall()
+    return [
+        (key, month, path)
+        for key, customer_id, month, path in rows
+        if customer_id in stems.get(month, {})
+        and path != f"statements/{month:%Y-%m}/{stems[month][customer_id]}.html"
+    ]
+
+
+def retire_names(out_dir: Path, stems: dict[date, dict[str, str]]) -> None:
+    """Remove, in each month's folder, the documents under a 10-digit name that two of the
+    month's customers share (shared_stems): a name none of them has now, whose document was
+    written for one of them before the other came (a month-to-date one, or a final one that
+    late data's new customer reopened). Files only where ids meet: none in a normal month."""
+    for month, names in stems.items():
+        for stem in shared_stems(names):
+            for ext in ("html", "csv"):
+                (out_dir / "statements" / f"{month:%Y-%m}" / f"{stem}.{ext}").unlink(
+                    missing_ok=True
+                )
 
 
 def record_written(con, statements: list[dict], paths: list[Path]) -> None:
@@ -179,7 +259,8 @@ def write_statements(
     """<out>/statements/YYYY-MM/<stem>.html and .csv (stem: safe_file_stems of the month's
     customer ids) for the `statements` given (default: every statement of the months),
     rendered and written by `workers` threads (default WRITERS; one per PER_WORKER_MIN
-    statements at most). Returns each statement's page and CSV, in the statements' order."""
+    statements at most). Returns each statement's page and CSV, in the statements' order.
+    Files under a name the customers no longer have are the caller's (retire_names)."""
     if statements is None:
         statements = statement_data(con, months, tz)
     if not statements:

@@ -43,7 +43,8 @@ HASH_DIGITS_WHEN_SHARED = 32
 def safe_file_stems(customer_ids) -> dict[str, str]:
     """safe_file_stem of each id, unique among them: 10 hex digits of a hash can be shared by
     two ids (one pair in a million is likely), so ids whose names would meet get 32 digits
-    instead (a name of another length, never met by a 10-digit one)."""
+    instead (a name of another length, never met by a 10-digit one). A name depends on the
+    month's ids only through such a meeting: see shared_stems and documents.retire_names."""
     stems = {c: safe_file_stem(c) for c in set(customer_ids)}
     seen: dict[str, int] = {}
     for stem in stems.values():
@@ -53,6 +54,18 @@ def safe_file_stems(customer_ids) -> dict[str, str]:
             digest = hashlib.sha256(c.encode("utf-8", "surrogatepass")).hexdigest()
             stems[c] = f"{_slug(c)}~{digest[:HASH_DIGITS_WHEN_SHARED]}"
     return stems
+
+
+def shared_stems(stems: dict[str, str]) -> set[str]:
+    """The 10-digit names that two or more of the ids of `stems` (safe_file_stems) would
+    share, so that none of them has it: a document under such a name (written before the
+    second id came) shows a customer the name no longer belongs to."""
+    return {safe_file_stem(c) for c, stem in stems.items() if is_shared_name(stem)}
+
+
+def is_shared_name(stem: str) -> bool:
+    """Whether a stem is the 32-digit name of an id whose 10-digit name is shared."""
+    return "~" in stem and len(stem.rpartition("~")[2]) == HASH_DIGITS_WHEN_SHARED
 
 
 def _slug(text: str) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 
 from tasks.db import connect, scalar
-from tasks.documents import write_statements
+from tasks.documents import month_stems, retire_names, write_statements
 from tasks.documents_data import statement_data
 from tasks.settings import Settings
 
@@ -42,9 +42,18 @@ def write_statement(settings: Settings, customer_id: str, month: date) -> Path:
                 f"customer {customer_id!r} has no statement for {month:%Y-%m} in {db}{since}; "
                 "nothing written"
             )
+        stems = month_stems(con, [month])
         page, _csv = write_statements(
-            con, settings.out_dir, [month], settings.billing_tz, 1, statements=statements
+            con,
+            settings.out_dir,
+            [month],
+            settings.billing_tz,
+            1,
+            statements=statements,
+            stems=stems,
         )
+        # a name this customer and another now share held one of them before: not any more
+        retire_names(settings.out_dir, stems)
     except duckdb.CatalogException as exc:  # a warehouse from before statements existed
         raise NoStatement(f"{db} holds no statements ({exc}); nothing written") from None
     finally:

@@ -5,6 +5,7 @@ warehouse."""
 
 from __future__ import annotations
 
+import csv
 import re
 import subprocess
 import sys
@@ -273,3 +274,133 @@ def test_adbill_statement_works_while_a_run_holds_the_working_state(mid_november
     finally:
         holder.kill()
         holder.wait()
+
+
+# ---------------------------------------------------------------- names that two ids share
+
+# `傿人客户` and `兜原客户` share the first 10 hex digits of their SHA-256 (tests/
+# test_output_safety.py): alone in a month each is named by them, together both get 32
+A_ID, B_ID = "傿人客户", "兜原客户"
+
+
+def buys_and_uses(inbox: Inbox, customer: str, day: str, n: int) -> None:
+    """The customer buys basic (300 credits) on the day and uses n credits of it."""
+    inbox.orders([order(f"o-{customer}", customer, "basic", 1, "30", f"{day}T10:00:00+08:00")])
+    inbox.usage([event(f"e-{customer}", customer, "copy_generation", n, f"{day}T11:00:00+08:00")])
+
+
+def shown_customers(inbox: Inbox, month: str = NOV) -> dict[str, str]:
+    """The month's documents: file name -> the customer id its CSV shows."""
+    folder = inbox.settings.out_dir / "statements" / month
+    out = {}
+    for path in sorted(folder.glob("*.csv")):
+        with path.open(newline="", encoding="utf-8") as f:
+            (customer,) = {row["customer_id"] for row in csv.DictReader(f)}
+        out[path.name] = customer
+        assert f"Customer {customer} " in page(inbox, path.with_suffix(".html").name, month)
+    return out
+
+
+def test_the_two_ids_share_a_ten_digit_name_alone_and_get_a_name_each_together():
+    from tasks.documents_files import safe_file_stem, safe_file_stems, shared_stems
+
+    assert safe_file_stem(A_ID) == safe_file_stem(B_ID) == "_~90a48a6043"
+    assert safe_file_stems([A_ID]) == {A_ID: "_~90a48a6043"}
+    both = safe_file_stems([A_ID, B_ID, "c1", "x" * 32])
+    assert both[A_ID] != both[B_ID] and {both[A_ID], both[B_ID]}.isdisjoint({"_~90a48a6043"})
+    assert shared_stems(both) == {"_~90a48a6043"}
+    assert shared_stems(safe_file_stems([A_ID, "c1", "x" * 32])) == set()
+
+
+def test_a_month_to_date_name_that_a_new_customer_shares_no_longer_holds_the_first_one(
+    tmp_path,
+):
+    from tasks.documents_files import safe_file_stems
+
+    inbox = Inbox(tmp_path / "data", settings_overrides={"write_month_to_date_documents": True})
+    buys_and_uses(inbox, A_ID, "2026-11-26", 2)
+    inbox.bill("2026-11-26")
+    assert shown_customers(inbox) == {"_~90a48a6043.csv": A_ID}
+    buys_and_uses(inbox, B_ID, "2026-11-27", 5)
+    report = inbox.bill("2026-11-27")
+    assert report.documents["month_to_date"] == 2
+    stems = safe_file_stems([A_ID, B_ID])  # the engine's names, now both of 32 digits
+    assert shown_customers(inbox) == {f"{stems[A_ID]}.csv": A_ID, f"{stems[B_ID]}.csv": B_ID}
+    assert set(month_files(inbox)) == {f"{stems[c]}.{e}" for c in stems for e in ("html", "csv")}
+    # and at the month's close, the final documents under the same names
+    inbox.bill("2026-11-30")
+    assert shown_customers(inbox) == {f"{stems[A_ID]}.csv": A_ID, f"{stems[B_ID]}.csv": B_ID}
+    con = inbox.warehouse()
+    try:
+        rows = con.execute(
+            "select customer_id, status, path from written_documents order by customer_id"
+        ).fetchall()
+    finally:
+        con.close()
+    assert sorted(rows) == sorted(
+        (c, "final", f"statements/{NOV}/{stems[c]}.html") for c in (A_ID, B_ID)
+    )
+
+
+def test_late_data_that_adds_a_customer_sharing_a_final_name_moves_the_first_ones_final(
+    tmp_path,
+):
+    from tasks.documents_files import safe_file_stems
+
+    inbox = Inbox(tmp_path / "data")
+    buys_and_uses(inbox, A_ID, "2026-11-26", 2)
+    inbox.bill("2026-11-30")
+    assert shown_customers(inbox) == {"_~90a48a6043.csv": A_ID}
+    buys_and_uses(inbox, B_ID, "2026-11-27", 5)  # late: November is final
+    report = inbox.bill("2026-12-01")
+    stems = safe_file_stems([A_ID, B_ID])
+    # A's final (not revised: the same revision) written again under its new name, B's new
+    assert report.documents["final"] == 2
+    assert shown_customers(inbox) == {f"{stems[A_ID]}.csv": A_ID, f"{stems[B_ID]}.csv": B_ID}
+    assert "Revision 1" in page(inbox, f"{stems[A_ID]}.html")
+    assert set(month_files(inbox)) == {f"{stems[c]}.{e}" for c in stems for e in ("html", "csv")}
+    # nothing left to move: the next run writes no final again
+    assert inbox.bill("2026-12-02").documents["final"] == 0
+
+
+def test_a_name_written_on_demand_that_a_new_customer_shares_is_removed(
+    tmp_path, monkeypatch, capsys
+):
+    from tasks.documents_files import safe_file_stems
+
+    monkeypatch.setenv("ADBILL_TODAY", "2026-11-28")
+    inbox = Inbox(tmp_path / "data")
+    buys_and_uses(inbox, A_ID, "2026-11-26", 2)
+    inbox.bill("2026-11-26")
+    assert main(statement(inbox, A_ID)) == 0
+    assert shown_customers(inbox) == {"_~90a48a6043.csv": A_ID}
+    buys_and_uses(inbox, B_ID, "2026-11-27", 5)
+    inbox.bill("2026-11-27")  # no month-to-date documents: the old name is removed all the same
+    assert shown_customers(inbox) == {}
+    stems = safe_file_stems([A_ID, B_ID])
+    capsys.readouterr()
+    for customer in (B_ID, A_ID):
+        assert main(statement(inbox, customer)) == 0
+        path = inbox.settings.out_dir / "statements" / NOV / f"{stems[customer]}.html"
+        assert capsys.readouterr().out == f"{path}\n"
+    assert shown_customers(inbox) == {f"{stems[A_ID]}.csv": A_ID, f"{stems[B_ID]}.csv": B_ID}
+
+
+def test_adbill_statement_removes_a_shared_name_it_finds(tmp_path, monkeypatch):
+    """A page under the shared name that no run removed (one written on demand from a
+    warehouse a run had not published yet): the next `adbill statement` of the month
+    removes it."""
+    from tasks.documents_files import safe_file_stems
+
+    monkeypatch.setenv("ADBILL_TODAY", "2026-11-28")
+    inbox = Inbox(tmp_path / "data")
+    buys_and_uses(inbox, A_ID, "2026-11-26", 2)
+    buys_and_uses(inbox, B_ID, "2026-11-26", 5)
+    inbox.bill("2026-11-26")
+    folder = inbox.settings.out_dir / "statements" / NOV
+    folder.mkdir(parents=True)
+    for ext in ("html", "csv"):
+        (folder / f"_~90a48a6043.{ext}").write_text("A's statement of before\n")
+    assert main(statement(inbox, B_ID)) == 0
+    stems = safe_file_stems([A_ID, B_ID])
+    assert sorted(p.name for p in folder.iterdir()) == [f"{stems[B_ID]}.csv", f"{stems[B_ID]}.html"]
