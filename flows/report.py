@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -104,6 +105,36 @@ def _cny(value) -> str:
     return f"{Decimal(value or 0):,.2f}"
 
 
+# characters shown as an escape (\xNN, \uNNNN) in the report: control characters (a line
+# break would end the code span's line, and a markdown block begin on the next) and the
+# bidirectional controls (a name that shows itself reversed)
+_UNSHOWN = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_TICKS = re.compile(r"`+")
+
+
+def md_code(text: str) -> str:
+    """Text from outside the code (a file's name, an error's text) as a markdown code span
+    that any CommonMark renderer shows as it is, never as a link, an image or HTML: fenced by
+    a run of backticks longer than any in the text (CommonMark 6.1), padded with a space
+    when it begins or ends with a backtick or a space, control characters shown as escapes
+    (one line). `<`, `[`, `*` and the rest stay as they are: a code span shows them."""
+    text = _UNSHOWN.sub(lambda m: _escape(m.group()), str(text))
+    fence = "`" * (max((len(t) for t in _TICKS.findall(text)), default=0) + 1)
+    if text.strip(" ") and (text[0] in "` " or text[-1] in "` "):
+        text = f" {text} "  # (one space each side is taken off again)
+    return f"{fence}{text or ' '}{fence}"
+
+
+def md_cell(text: str) -> str:
+    """md_code for a table cell: a `|` escaped, so that it does not end the cell (GFM)."""
+    return md_code(text).replace("|", "\\|")
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def run_report_markdown(report: RunReport, figures: list[dict] | None = None) -> str:
     """A markdown account of a run: days billed, events, rejects, credits, money, lists."""
     s = report.summary()
@@ -129,7 +160,7 @@ def _headline(report: RunReport, s: dict) -> list[str]:
         f"- orders accepted {s['orders_accepted']:,}, rejected {s['orders_rejected']:,}",
         f"- events accepted **{s['events_accepted']:,}**, rejected **{s['events_rejected']:,}**, "
         f"exact duplicates ignored {s['duplicates']:,}",
-        f"- published warehouse: `{report.published}`",
+        f"- published warehouse: {md_code(report.published)}",
     ]
     if report.documents:
         took = report.document_seconds()
@@ -191,14 +222,14 @@ def _figures(figures: list[dict]) -> list[str]:
 def _turned_away(report: RunReport, s: dict) -> list[str]:
     """What the run did not bill: its warnings, the files and the lines it rejected."""
     lines = ["", "## Warnings", ""]
-    lines += [f"- {w}" for w in report.warnings] or ["none"]
+    lines += [f"- {w}" for w in report.warning_texts(md_code)] or ["none"]
     turned_away = (report.ingest.rejected_files if report.ingest else None) or []
     lines += ["", "## Files turned away whole (rejected_files)", ""]
-    lines += [f"- `{path}`: {reason}" for path, reason in turned_away] or ["none"]
+    lines += [f"- {md_code(path)}: {md_code(reason)}" for path, reason in turned_away] or ["none"]
     lines += ["", "## Rejected lines by reason", ""]
     if s["rejected_by_reason"]:
         lines += ["| reason | lines |", "|---|---:|"]
-        lines += [f"| {r} | {n:,} |" for r, n in sorted(s["rejected_by_reason"].items())]
+        lines += [f"| {md_cell(r)} | {n:,} |" for r, n in sorted(s["rejected_by_reason"].items())]
     else:
         lines.append("none")
     return lines
@@ -258,7 +289,7 @@ def publish_run_artifacts(settings: Settings, report: RunReport) -> Path:
     markdown = run_report_markdown(report, figures)
     if last is not None:
         csv_path = settings.out_dir / "suspensions" / f"{last.isoformat()}.csv"
-        markdown += f"\n\nSuspension list for operations: `{csv_path}`"
+        markdown += f"\n\nSuspension list for operations: {md_code(csv_path)}"
     path = write_atomic(settings.out_dir / "reports" / f"run-{report.run_id}.md", markdown)
     create_markdown_artifact(
         markdown=markdown,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -37,6 +38,11 @@ class RunReport:
     @property
     def warnings(self) -> list[str]:
         """What an operator should look at although the run succeeded, one sentence each."""
+        return self.warning_texts()
+
+    def warning_texts(self, quote: Callable[[str], str] = str) -> list[str]:
+        """The warnings, each text that came from outside the code (a file's name, an error's
+        text) passed through `quote` (the markdown report makes it inert: flows/report.py)."""
         turned_away = self.ingest.rejected_files if self.ingest else []
         ignored = self.ingest.ignored_files if self.ingest else []
         return (
@@ -46,15 +52,16 @@ class RunReport:
                 for span in day_spans(self.days_without_usage)
             ]
             + [
-                f"{path} turned away whole ({reason}); see rejected_files"
+                f"{quote(path)} turned away whole ({quote(reason)}); see rejected_files"
                 for path, reason in turned_away
             ]
             + [
-                f"{path} ignored: not an orders file (inbox/orders/*.csv) nor a usage file "
-                "(inbox/usage/**/*.jsonl[.gz]); rename it to have it read"
+                f"{quote(path)} ignored: not an orders file ({quote('inbox/orders/*.csv')}) nor "
+                f"a usage file ({quote('inbox/usage/**/*.jsonl[.gz]')}); rename it to have it "
+                "read"
                 for path in ignored
             ]
-            + self.housekeeping
+            + [quote(problem) for problem in self.housekeeping]
         )
 
     def summary(self) -> dict:
