@@ -18,7 +18,7 @@ from flows.cli_common import (
     common_options,
     settings_of,
 )
-from flows.cli_terminal import error_line
+from flows.cli_terminal import error_line, terminal_text
 
 # `adbill status` exits with this when the last scheduled run failed (for monitoring)
 EXIT_SCHEDULED_RUN_FAILED = 3
@@ -116,7 +116,7 @@ def cmd_status(args) -> int:
         row = st.row() | {"runs": st.runs, "waiting": [[str(p.day), p.reason] for p in st.waiting]}
         print(json.dumps(row, default=str, indent=1))
     else:
-        print("\n".join(st.lines()))
+        print(terminal_text("\n".join(st.lines())))
     if st.failed:
         last = st.last_scheduled or {}
         print(

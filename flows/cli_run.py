@@ -20,6 +20,7 @@ from flows.cli_common import (
     common_options,
     settings_of,
 )
+from flows.cli_terminal import terminal_text
 
 MONTH_TO_DATE_DOCUMENTS = "ADBILL_MONTH_TO_DATE_DOCUMENTS"
 
@@ -128,4 +129,4 @@ def cmd_run(args) -> None:
         f"warehouse: {result['published']}"
     )
     for warning in result.get("warnings", []):
-        print(f"warning: {warning}")
+        print(f"warning: {terminal_text(warning)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -18,13 +19,28 @@ LOG_FORMAT = "%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"
 TRACEBACKS = "adbill.tracebacks"  # a failed command's traceback when it has no run log
 
 
+# control characters but the line end and tab (C0, DEL, C1: an ESC or CSI in a sender's
+# file name would drive the operator's terminal)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_text(text: str) -> str:
+    """Text for the terminal: control characters shown as \\xNN, never sent as they are
+    (file names, ids and error texts come from senders)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 class _TerminalFilter(logging.Filter):
-    """On the terminal: progress and warnings; errors and tracebacks go to the log file
-    only (the command prints its own one line)."""
+    """On the terminal: progress and warnings, control characters shown escaped
+    (terminal_text); errors and tracebacks go to the log file only (the command prints its
+    own one line)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.ERROR or record.exc_info:
             return False
+        message = record.getMessage()
+        if _CONTROL.search(message):
+            record.msg, record.args = terminal_text(message), ()
         # Prefect's "Finished in state Failed('...')": the command's own line says it
         return not record.getMessage().startswith(
             ("Finished in state Failed", "Finished in state Crashed")
@@ -130,8 +146,8 @@ def error_line(command: str, exc: BaseException) -> str:
     """One line, at most MAX_LINE characters: what failed, where, and where the details are."""
     refused = isinstance(exc, refusals())
     text = str(exc) if refused else f"{type(exc).__name__}: {exc}"
-    text = " ".join(text.split()) or type(exc).__name__
-    notes = [n for n in getattr(exc, "__notes__", ()) if n.startswith("while ")]
+    text = terminal_text(" ".join(text.split())) or type(exc).__name__
+    notes = [terminal_text(n) for n in getattr(exc, "__notes__", ()) if n.startswith("while ")]
     where = f" ({notes[0]})" if notes else ""
     details = f"; traceback in {LOGS.path}" if LOGS.path and not refused else ""
     head = f"adbill {command}: "

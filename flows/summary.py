@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from flows.cli_terminal import terminal_text
+
 
 def print_demo_summary(args, result: dict) -> None:
     data = Path(args.data_dir).absolute()
@@ -16,7 +18,7 @@ def print_demo_summary(args, result: dict) -> None:
     )
     print(f"  warehouse (open read-only): {db}")
     for warning in result.get("warnings", []):
-        print(f"  warning: {warning}")
+        print(f"  warning: {terminal_text(warning)}")
     months = sorted(p for p in (data / "out" / "statements").glob("*") if p.is_dir())
     statements = sorted(months[-1].glob("*.html")) if months else []
     if statements:

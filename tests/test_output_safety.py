@@ -263,3 +263,23 @@ def test_customers_whose_short_hashes_meet_are_billed_into_two_files(tmp_path):
             (row,) = list(csv.DictReader(f))
         credits.add((row["customer_id"], row["credits"]))
     assert credits == {(a, "2"), (b, "5")}
+
+
+def test_control_characters_from_senders_never_reach_the_terminal_as_they_are():
+    """A file name may hold ESC or CSI (a sender's name for its file): warnings, progress
+    lines and the one-line error show them as \\xNN, so no name drives the operator's
+    terminal; line ends, tabs and other characters stay as they are."""
+    import logging
+
+    from flows.cli_terminal import _TerminalFilter, error_line, terminal_text
+
+    name = "inbox/usage/\x1b[2J\x1b]0;pwned\x07x\x9b31m客户\x7f.jsonl"
+    assert terminal_text(name) == ("inbox/usage/\\x1b[2J\\x1b]0;pwned\\x07x\\x9b31m客户\\x7f.jsonl")
+    assert terminal_text("a\tb\nc") == "a\tb\nc"
+    exc = RuntimeError(f"cannot read {name}")
+    exc.add_note(f"while ingesting {name}")
+    line = error_line("run", exc)
+    assert "\x1b" not in line and "\x9b" not in line and "\\x1b[2J" in line
+    record = logging.LogRecord("adbill", logging.WARNING, "", 0, "turned away %s", (name,), None)
+    assert _TerminalFilter().filter(record)
+    assert record.getMessage() == f"turned away {terminal_text(name)}"
