@@ -4,7 +4,28 @@
 -- strictly here: a bad value becomes NULL or false and validation names the reason.
 -- `utf8_ok` is false for a line that is not valid UTF-8 (its raw text then shows the bytes
 -- as \xNN escapes, never repaired): `bad_encoding`.
-with parsed as (
+with valid as (
+    select
+        *,
+        coalesce(json_valid(raw), false) as raw_valid
+    from chunk
+),
+
+readable as (
+    -- a line DuckDB refuses only for a lone UTF-16 surrogate's escape (`\ud83d`: JSON's
+    -- grammar allows it) is read with it made `\u0001` (lone_surrogates_escaped, Python;
+    -- few lines reach it): an ignored field passes, an id holding one is bad_id
+    select
+        *,
+        case
+            when raw_valid or not utf8_ok or not regexp_matches(raw, '\\u[dD][89a-fA-F]')
+                then null
+            else lone_surrogates_escaped(raw)
+        end as escaped
+    from valid
+),
+
+parsed as (
     select
         line_no,
         file_id,
@@ -15,12 +36,15 @@ with parsed as (
         -- branches run only on the rows that reach them (a projection's AND computes both
         -- sides for every row), so most lines are not trimmed.
         case
-            when not utf8_ok or not coalesce(json_valid(raw), false) then false
-            when prefix(raw, '{') then true
-            else coalesce(ltrim(raw, ' ' || chr(9) || chr(13))[1] = '{', false)
+            when not utf8_ok then false
+            when raw_valid and prefix(raw, '{') then true
+            when raw_valid then coalesce(ltrim(raw, ' ' || chr(9) || chr(13))[1] = '{', false)
+            when escaped is null or not coalesce(json_valid(escaped), false) then false
+            else coalesce(ltrim(escaped, ' ' || chr(9) || chr(13))[1] = '{', false)
         end as json_ok,
+        coalesce(escaped, raw) as json_text,
         raw
-    from chunk
+    from readable
 ),
 
 objects as (
@@ -39,7 +63,7 @@ objects as (
             as nonblank,
         case
             when json_ok then from_json(
-                raw,
+                json_text,
                 '{"event_id": "JSON", "customer_id": "JSON", "account_id": "JSON",
                   "function": "JSON", "quantity": "JSON", "status": "JSON",
                   "occurred_at": "JSON"}'

@@ -44,6 +44,7 @@ from tasks.validate import (
     EVENT_COLUMNS,
     TIMESTAMP_WITH_OFFSET,
     failing_rows,
+    lone_surrogates_escaped,
     quantity_literal,
 )
 
@@ -400,15 +401,19 @@ def line_functions(con):
     macros; the Python function once per database (its connections share it). `con`."""
     run_sql(con, "ingest_macros")
     # (a catalog query to ask first costs ~20 ms; being told it exists costs nothing)
-    with contextlib.suppress(duckdb.CatalogException, duckdb.NotImplementedException):
-        con.create_function(  # NULL in, NULL out; a line it cannot read gives NULL
-            "quantity_literal",
-            quantity_literal,
-            ["VARCHAR"],
-            "VARCHAR",
-            null_handling="special",
-            side_effects=False,
-        )
+    for name, function in (
+        ("quantity_literal", quantity_literal),  # a line it cannot read gives NULL
+        ("lone_surrogates_escaped", lone_surrogates_escaped),  # NULL: the line has none
+    ):
+        with contextlib.suppress(duckdb.CatalogException, duckdb.NotImplementedException):
+            con.create_function(  # NULL in, NULL out
+                name,
+                function,
+                ["VARCHAR"],
+                "VARCHAR",
+                null_handling="special",
+                side_effects=False,
+            )
     return con
 
 

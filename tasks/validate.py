@@ -261,6 +261,36 @@ _NUMBER = re.compile(r"-?(?:\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|-?Infinity|NaN")
 _STRUCTURE = re.compile(r'["{}\[\],]')
 
 
+# in a JSON string: a surrogate pair's two escapes, a lone surrogate's escape, any other escape
+_ESCAPE = re.compile(
+    r"\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})"
+    r"|\\u([dD][89a-fA-F][0-9a-fA-F]{2})|\\.",
+    re.S,
+)
+
+
+def lone_surrogates_escaped(raw: str | None) -> str | None:
+    """The line with each escape of a lone UTF-16 surrogate in its strings (`"\\ud83d"`, as
+    producers that cut text by UTF-16 units write it: JSON's grammar allows it, DuckDB's
+    parser does not) made `\\u0001`, everything else as written (a pair stays a pair; an
+    escaped backslash before `ud800` is no escape). DuckDB then reads the line: an ignored
+    field passes, and an id holding one is `bad_id` for its control character (§3: an id is
+    valid Unicode). None when the line has none."""
+    if raw is None:
+        return None
+    found = False
+
+    def escape(m: re.Match) -> str:
+        nonlocal found
+        if m.group(3) is None:
+            return m.group()
+        found = True
+        return "\\u0001"
+
+    fixed = _STRING.sub(lambda m: _ESCAPE.sub(escape, m.group()), raw)
+    return fixed if found else None
+
+
 def quantity_literal(raw: str | None) -> str | None:
     """The line's top-level "quantity" exactly as written, when it is a JSON number (the
     first of repeated keys, as DuckDB reads them); None when there is none or the line is not

@@ -358,3 +358,29 @@ def test_lines_holding_millions_of_json_values_are_parsed_one_at_a_time_and_bill
     assert rows(wh, "select line_no, reason from rejected_events order by 1") == [
         (n, "wrong_type:quantity") for n in range(42, 62)
     ]
+
+
+def test_a_lone_surrogate_escape_is_bad_id_in_an_id_and_ignored_in_an_extra_field(inbox):
+    """`"\\ud83d"` alone (a producer cutting text by UTF-16 units) is allowed by JSON's
+    grammar and refused by DuckDB's parser: the whole line was malformed_json. In an ignored
+    field the line is now billed; in an id it is bad_id (not valid Unicode, §3); a pair, or
+    an escaped backslash before `ud800`, is what it was."""
+    inbox.orders([BASIC])
+    extra = line("note")[:-1] + ', "note": "cut emoji \\ud83d"}'
+    in_id = line("id").replace('"id"', '"id\\ud800"', 1)
+    pair = line("pair")[:-1] + ', "note": "\\ud83d\\ude00 \\\\ud800"}'
+    key = line("key")[:-1] + ', "k\\udc00": 1}'
+    broken = line("broken")[:-1] + ', "note": "\\ud83d}'
+    inbox.usage([extra, in_id, pair, key, broken, line("plain")])
+    inbox.bill("2026-11-26")
+    wh = inbox.warehouse()
+    assert rows(wh, "select event_id from rated_events order by 1") == [
+        ("key",),
+        ("note",),
+        ("pair",),
+        ("plain",),
+    ]
+    assert rows(wh, "select line_no, reason from rejected_events order by 1") == [
+        (2, "bad_id"),
+        (5, "malformed_json"),
+    ]

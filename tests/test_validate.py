@@ -8,15 +8,14 @@ import duckdb
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.db import frame, run_sql, sql
+from tasks.db import frame, sql
 from tasks.inbox_files import _lines_table
-from tasks.ingest_usage import keyed
+from tasks.ingest_usage import keyed, line_functions
 from tasks.validate import (
     CONTROL_CHARACTER,
     EVENT_COLUMNS,
     TIMESTAMP_WITH_OFFSET,
     failing_rows,
-    quantity_literal,
 )
 from tests.test_fuzz_inbox import usage_lines
 
@@ -24,10 +23,7 @@ from tests.test_fuzz_inbox import usage_lines
 def extracted(lines: list[bytes]):
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
-    run_sql(con, "ingest_macros")
-    con.create_function(
-        "quantity_literal", quantity_literal, ["VARCHAR"], "VARCHAR", null_handling="special"
-    )
+    line_functions(con)  # the engine's macros and Python functions
     con.register("chunk", keyed(_lines_table(b"\n".join(lines), 1), 1))
     params = {"timestamp_pattern": TIMESTAMP_WITH_OFFSET, "control": CONTROL_CHARACTER}
     return frame(con, sql("extract_events"), params)
