@@ -37,6 +37,21 @@ LONG_LINE_MARK = f" [adbill: line cut here, it is longer than {MAX_LINE_BYTES >>
 USAGE_SUFFIXES = (".jsonl", ".jsonl.gz")
 
 
+def gzipped(path: Path) -> bool:
+    """A file read through gzip (its lines decompressed): a name ending .gz."""
+    return path.name.endswith(".gz")
+
+
+def read_as(path: Path, kind: str) -> str:
+    """How an inbox file of this kind (orders, usage: the folder it was listed in) is read:
+    `orders` (CSV), `usage` (JSON Lines) or `usage_gzip`. A file's content is recognised by
+    its digest and this together: the same bytes read another way are other lines (plain
+    text renamed .jsonl.gz, a gzip renamed .jsonl, a usage file the bytes of an orders one)."""
+    if kind == "orders":
+        return "orders"
+    return "usage_gzip" if gzipped(path) else "usage"
+
+
 @dataclass
 class InboxListing:
     """The inbox as listed: order and usage files in path order, the entries turned away
@@ -184,7 +199,7 @@ def file_digest(path: Path, keep: int = 0) -> Digest:
     # a gzip's compressed bytes say nothing of its lines' carriage returns (a crafted one
     # without the byte 0x0D would take the fast reader, which ends a line at a lone one):
     # its lines are split the plain way, as nearly every gzip's were by chance
-    return Digest(h.hexdigest(), has_cr or path.name.endswith(".gz"))
+    return Digest(h.hexdigest(), has_cr or gzipped(path))
 
 
 def iter_line_chunks(
@@ -259,7 +274,7 @@ def _arrow_line_chunks(path: Path, chunk_bytes: int) -> Iterator[pa.Table]:
     together, except that a file larger than chunk_bytes has its first block as its first
     batch (issue 16: checking starts after a block's read; and the reader's threads parse
     small blocks faster than one large one)."""
-    compression = "gzip" if path.name.endswith(".gz") else None
+    compression = "gzip" if gzipped(path) else None
     next_line = 1
     pending: list[pa.RecordBatch] = []
     with (
@@ -333,7 +348,7 @@ def _python_line_chunks(path: Path, chunk_bytes: int) -> Iterator[pa.Table]:
 
 def _decompressed(path: Path, raw_file):
     """The opened file's bytes as the inbox means them: a .gz file's decompressed."""
-    return gzip.GzipFile(fileobj=raw_file, mode="rb") if path.name.endswith(".gz") else raw_file
+    return gzip.GzipFile(fileobj=raw_file, mode="rb") if gzipped(path) else raw_file
 
 
 def _read(f, size: int) -> bytes:

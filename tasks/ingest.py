@@ -23,6 +23,7 @@ from tasks.inbox_files import (
     list_inbox,
     outcome,
     path_text,
+    read_as,
     read_whole,
 )
 from tasks.ingest_orders import ingest_orders_file
@@ -57,23 +58,24 @@ def _register_file(con, f: InboxFile, kind: str, run_id: str) -> int:
 def _register_files(con, files: list[InboxFile], kind: str, run_id: str) -> list[int]:
     """ingested_files rows for new files (not complete yet), in one statement; their ids.
     A file's bytes and mtime are those it had when digested (the stat a later run skips it
-    by goes with the digest recorded)."""
+    by goes with the digest recorded); its content is known by its digest and read_as."""
     first = scalar(con, "select coalesce(max(file_id), 0) + 1 from ingested_files")
     rows = pa.table(
         {
             "file_id": pa.array(range(first, first + len(files)), pa.int32()),
             "path": [str(f.path) for f in files],
             "sha256": [f.sha for f in files],
+            "read_as": [f.read_as for f in files],
             "bytes": pa.array([f.size for f in files], pa.int64()),
             "mtime_ns": pa.array([f.mtime_ns for f in files], pa.int64()),
         }
     )
     con.register("new_files", rows)
     con.execute(
-        "insert into ingested_files (file_id, path, kind, sha256, bytes, mtime_ns, lines, "
-        "accepted, rejected, duplicates, lines_done, complete, ingested_at, run_id) "
-        "select file_id, path, ?, sha256, bytes, mtime_ns, 0, 0, 0, 0, 0, false, now(), ? "
-        "from new_files",
+        "insert into ingested_files (file_id, path, kind, sha256, read_as, bytes, mtime_ns, "
+        "lines, accepted, rejected, duplicates, lines_done, complete, ingested_at, run_id) "
+        "select file_id, path, ?, sha256, read_as, bytes, mtime_ns, 0, 0, 0, 0, 0, false, "
+        "now(), ? from new_files",
         [kind, run_id],
     )
     con.unregister("new_files")
@@ -86,6 +88,7 @@ class InboxFile:
 
     path: Path
     sha: str
+    read_as: str  # orders, usage, usage_gzip (inbox_files.read_as): its content is both
     file_id: int | None = None
     lines_done: int = 0
     has_cr: bool = False  # a carriage return in its bytes: lines split the plain way
@@ -101,13 +104,17 @@ def _new_files(
     report: IngestReport,
     turn_away: Callable[[Path, str, str], None],
     *,
+    kind: str,
     remember: bool = True,
     digested: dict[Path, tuple[tuple[int, int], tuple]] | None = None,
 ) -> list[InboxFile]:
-    """The files whose content was never fully ingested nor turned away; known files are not
-    re-read. A file that cannot be opened as a regular file is turned away here. remember:
-    keep the stat of files recognised by content (False: `adbill plan`, which writes
-    nothing). digested: `digest_ahead`'s outcomes, used for files whose stat is unchanged."""
+    """The files (of this kind: orders, usage) whose content was never fully ingested nor
+    turned away; known files are not re-read. Content is the digest and how the file is read
+    (`read_as`): the same bytes read another way (renamed .jsonl.gz <-> .jsonl, or a usage
+    file the bytes of an orders one) are new. A file that cannot be opened as a regular file
+    is turned away here. remember: keep the stat of files recognised by content (False:
+    `adbill plan`, which writes nothing). digested: `digest_ahead`'s outcomes, used for files
+    whose stat is unchanged."""
     by_stat, complete, partial = _known(con)
     fresh, recognised = [], []
     # the files not known by stat are digested (`_digests`: large ones on threads), their
@@ -143,12 +150,13 @@ def _new_files(
         if error is not None:
             raise error
         sha, has_cr, kept = digest
-        if sha in complete:
+        content = (sha, read_as(path, kind))
+        if content in complete:
             report.skipped_files.append(str(path))
-            recognised.append((str(path), st.st_size, st.st_mtime_ns, sha))
+            recognised.append((str(path), st.st_size, st.st_mtime_ns, *content))
             continue
-        complete.add(sha)
-        fid, done = partial.get(sha, (None, 0))
+        complete.add(content)
+        fid, done = partial.get(content, (None, 0))
         if fid is not None and st.st_size <= SMALL_FILE_BYTES:
             # a small file a killed run left half done was one of a group written before
             # its decisions: taken out (_purge_partial_files) and ingested again with the
@@ -156,7 +164,9 @@ def _new_files(
             fid, done = None, 0
         if fid is not None or st.st_size > SMALL_FILE_BYTES:
             kept = None  # (read batch by batch: its bytes are not what its lines come from)
-        fresh.append(InboxFile(path, sha, fid, done or 0, has_cr, st.st_size, st.st_mtime_ns, kept))
+        fresh.append(
+            InboxFile(path, *content, fid, done or 0, has_cr, st.st_size, st.st_mtime_ns, kept)
+        )
     if remember:
         _remember_stats(con, recognised)
     return fresh
@@ -164,18 +174,21 @@ def _new_files(
 
 def _known(con) -> tuple[set, set, dict]:
     """What the data dir knows of inbox files: the (path, bytes, mtime_ns) of files ingested
-    whole or recognised by content before, the digests of files complete or turned away, and
-    the files a killed run left half done (digest -> file_id, lines done)."""
+    whole or recognised by content before, the contents (sha256, read_as) of files complete
+    or turned away, and the files a killed run left half done (content -> file_id, lines
+    done): a half-done file resumes only when it is read the same way."""
     known = con.execute(
-        "select path, bytes, mtime_ns, sha256, file_id, lines_done, complete from ingested_files"
+        "select path, bytes, mtime_ns, sha256, read_as, file_id, lines_done, complete "
+        "from ingested_files"
     ).fetchall()
     by_stat = {(p, b, m) for p, b, m, *_, done in known if done}
-    complete = {sha for _, _, _, sha, *_, done in known if done}
-    complete |= {r[0] for r in con.execute("select sha256 from rejected_files").fetchall()}
+    complete = {(sha, how) for _, _, _, sha, how, *_, done in known if done}
+    turned_away = "select sha256, read_as from rejected_files where read_as is not null"
+    complete |= set(con.execute(turned_away).fetchall())
     # files recognised by content before under this path and stat (a moved data dir)
-    seen = con.execute("select path, bytes, mtime_ns, sha256 from inbox_seen").fetchall()
-    by_stat |= {(p, b, m) for p, b, m, sha in seen if sha in complete}
-    partial = {sha: (fid, n) for _, _, _, sha, fid, n, done in known if not done}
+    seen = con.execute("select path, bytes, mtime_ns, sha256, read_as from inbox_seen").fetchall()
+    by_stat |= {(p, b, m) for p, b, m, sha, how in seen if (sha, how) in complete}
+    partial = {(sha, how): (fid, n) for _, _, _, sha, how, fid, n, done in known if not done}
     return by_stat, complete, partial
 
 
@@ -216,7 +229,7 @@ def _digests(files: list[tuple[Path, int]], keep_bytes: int = 0) -> list[tuple]:
     return [outcomes[path] for path, _ in files]
 
 
-def _remember_stats(con, recognised: list[tuple[str, int, int, str]]) -> None:
+def _remember_stats(con, recognised: list[tuple[str, int, int, str, str]]) -> None:
     """The path and stat of files just recognised by their content (`inbox_seen`): the next
     runs skip them by stat, not by hashing them again."""
     if not recognised:
@@ -229,27 +242,29 @@ def _remember_stats(con, recognised: list[tuple[str, int, int, str]]) -> None:
                 "bytes": pa.array([r[1] for r in recognised], pa.int64()),
                 "mtime_ns": pa.array([r[2] for r in recognised], pa.int64()),
                 "sha256": [r[3] for r in recognised],
+                "read_as": [r[4] for r in recognised],
             }
         ),
     )
     try:
         con.execute(
-            "insert or replace into inbox_seen select path, bytes, mtime_ns, sha256, now() "
-            "from recognised"
+            "insert or replace into inbox_seen (path, bytes, mtime_ns, sha256, read_as, seen_at) "
+            "select path, bytes, mtime_ns, sha256, read_as, now() from recognised"
         )
     finally:
         con.unregister("recognised")
 
 
-def _purge_partial_files(con, keep: set[str]) -> None:
+def _purge_partial_files(con, keep: set[tuple[str, str]]) -> None:
     """Take out what a killed run committed of a usage file that is not resumed: no longer
-    in the inbox as it was (removed, or replaced by other content), or small (ingested
-    again whole, `_new_files`): half a file is never billed."""
+    in the inbox as it was (removed, replaced by other content, or renamed to be read
+    another way), or small (ingested again whole, `_new_files`): half a file is never
+    billed. keep: the (sha256, read_as) of the files resumed."""
     stale = con.execute(
-        "select file_id, path, ingested_at, sha256 from ingested_files where not complete"
+        "select file_id, path, ingested_at, sha256, read_as from ingested_files where not complete"
     ).fetchall()
-    for file_id, path, ingested_at, sha in stale:
-        if sha in keep:
+    for file_id, path, ingested_at, sha, how in stale:
+        if (sha, how) in keep:
             continue
         _forget_file(con, file_id, path, ingested_at)
 
@@ -290,9 +305,10 @@ def ingest_inbox(
     report.ignored_files = [path_text(p) for p in listing.ignored]
     _register_catalog(con, catalog)
 
-    def turn_away(path: Path, reason: str, detail: str, sha: str | None = None) -> None:
+    def turn_away(path: Path, reason: str, detail: str, f: InboxFile | None = None) -> None:
         """A whole file rejected (§3 "Files"): listed once in rejected_files, never read."""
-        if _record_rejected_file(con, path, reason, detail, sha, run_id):
+        content = (f.sha, f.read_as) if f is not None else None
+        if _record_rejected_file(con, path, reason, detail, content, run_id):
             say(f"turned away {path_text(path)}: {reason} ({detail})")
         report.rejected_files.append((path_text(path), reason))
 
@@ -302,18 +318,18 @@ def ingest_inbox(
     with ThreadPoolExecutor(1, thread_name_prefix="digest-ahead") as pool:
         # the usage files are digested while the orders are ingested (hashlib releases the GIL)
         ahead = pool.submit(digest_ahead, listing.usage, _known(con)[0])
-        for f in _new_files(con, listing.orders, report, turn_away):
+        for f in _new_files(con, listing.orders, report, turn_away, kind="orders"):
             try:
                 _ingest_orders(con, f, catalog, report, tz=tz, run_id=run_id, limits=limits)
             except UnreadableFile as exc:
-                turn_away(f.path, "unreadable_file", str(exc), f.sha)
+                turn_away(f.path, "unreadable_file", str(exc), f)
                 continue
             report.files.append(str(f.path))
             say(f"ingested orders {f.path.name}")
         digested = ahead.result()
-    fresh = _new_files(con, listing.usage, report, turn_away, digested=digested)
+    fresh = _new_files(con, listing.usage, report, turn_away, kind="usage", digested=digested)
     del ahead, digested  # (the bytes kept with the digests: only the fresh files' from here)
-    _purge_partial_files(con, {f.sha for f in fresh if f.file_id is not None})
+    _purge_partial_files(con, {(f.sha, f.read_as) for f in fresh if f.file_id is not None})
     usage = UsageIngest(
         con,
         tz,
@@ -350,7 +366,9 @@ def _ingest_orders(
     that cannot be read to its end, nothing of it kept)."""
     try:
         with transaction(con):
-            con.execute("delete from ingested_files where sha256 = ?", [f.sha])
+            con.execute(
+                "delete from ingested_files where sha256 = ? and read_as = ?", [f.sha, f.read_as]
+            )
             file_id = _register_file(con, f, "orders", run_id)
             ingest_orders_file(con, f.path, file_id, tz=tz, run_id=run_id, report=report, **limits)
             rebuild_pools(con, catalog, tz=tz, file_id=file_id)
@@ -393,7 +411,7 @@ def _large_file(con, usage: UsageIngest, f: InboxFile, run_id: str, turn_away) -
         ).fetchone()
         if row is not None:
             _forget_file(con, file_id, row[0], row[1])
-        turn_away(f.path, "unreadable_file", str(exc), f.sha)
+        turn_away(f.path, "unreadable_file", str(exc), f)
     except Exception as exc:
         exc.add_note(f"while ingesting {f.path}")  # the one line names the file
         raise
@@ -412,7 +430,7 @@ def _small_files(con, usage: UsageIngest, files: list[InboxFile], run_id: str, t
             with usage.report.timed("read"):
                 data = read_whole(f.path, GROUP_BYTES, kept)
         except UnreadableFile as exc:
-            turn_away(f.path, "unreadable_file", str(exc), f.sha)
+            turn_away(f.path, "unreadable_file", str(exc), f)
             continue
         except LargerThanItLooked:
             _ingest_group(con, usage, read, run_id)  # files stay in path order
@@ -444,17 +462,20 @@ def _ingest_group(con, usage: UsageIngest, read: list[tuple[InboxFile, bytes]], 
 
 
 def _record_rejected_file(
-    con, path: Path, reason: str, detail: str, sha: str | None, run_id: str
+    con, path: Path, reason: str, detail: str, content: tuple[str, str] | None, run_id: str
 ) -> bool:
-    """One rejected_files row per file turned away (by content, or by path for a file
-    never read); False when it was listed already."""
-    key = sha or f"{reason}:{path_text(path)}"
-    if con.execute("select count(*) from rejected_files where sha256 = ?", [key]).fetchone()[0]:
+    """One rejected_files row per file turned away (by content: its (sha256, read_as); or
+    by reason and path for a file never read); False when it was listed already."""
+    key, how = content or (f"{reason}:{path_text(path)}", None)
+    listed = (
+        "select count(*) from rejected_files where sha256 = ? and read_as is not distinct from ?"
+    )
+    if con.execute(listed, [key, how]).fetchone()[0]:
         return False
     con.execute(
-        "insert into rejected_files (source_file, reason, detail, ingested_at, run_id, sha256) "
-        "values (?, ?, ?, now(), ?, ?)",
-        [path_text(path), reason, detail[:300], run_id, key],
+        "insert into rejected_files (source_file, reason, detail, ingested_at, run_id, sha256, "
+        "read_as) values (?, ?, ?, now(), ?, ?, ?)",
+        [path_text(path), reason, detail[:300], run_id, key, how],
     )
     return True
 

@@ -115,24 +115,26 @@ def plan_run(settings: Settings, through: date, rebill_from: date | None = None)
     con = _overlay(settings.state_db)
     try:
         plan = RunPlan(through=through, last_billed=last_billed(con))
-        paths = _inbox(settings, plan)
         report = IngestReport()
-        fresh = _new_files(
-            con,
-            paths,
-            report,
-            lambda p, r, _d: plan.turned_away.append((p, r)),
-            remember=False,  # a plan writes nothing
-        )
+        fresh = [
+            (f, kind)
+            for kind, paths in _inbox(settings, plan)
+            for f in _new_files(
+                con,
+                paths,
+                report,
+                lambda p, r, _d: plan.turned_away.append((p, r)),
+                kind=kind,  # (its content is its digest and how it is read, as ingest's)
+                remember=False,  # a plan writes nothing
+            )
+        ]
         plan.turned_away = [(str(p), r) for p, r in plan.turned_away]
         cutoff = late_cutoff(con, through, settings)
         latest = settings.today() + timedelta(days=1)
         catalog = load_catalog(settings.catalog_path, settings.billing_tz)
         con.register("plan_functions_now", catalog.functions.select("code").to_arrow())
         con.execute("create temp table plan_functions as select * from plan_functions_now")
-        orders_dir = settings.inbox / "orders"
-        for f in fresh:
-            kind = "orders" if f.path.parent == orders_dir else "usage"
+        for f, kind in fresh:
             day = _earliest_day(con, f.path, kind, settings.billing_tz, cutoff, latest)
             plan.files.append(NewFile(str(f.path), kind, f.path.stat().st_size, day))
         _add_new_files(con, plan.files)
@@ -149,12 +151,13 @@ def plan_run(settings: Settings, through: date, rebill_from: date | None = None)
         con.close()
 
 
-def _inbox(settings: Settings, plan: RunPlan) -> list[Path]:
+def _inbox(settings: Settings, plan: RunPlan) -> list[tuple[str, list[Path]]]:
+    """The inbox's files by kind (orders, then usage, as ingest takes them)."""
     if not settings.inbox.is_dir():
         return []
     found = list_inbox(settings.inbox)
     plan.turned_away += [(path_text(p), reason) for p, reason, _detail in found.refused]
-    return found.orders + found.usage
+    return [("orders", found.orders), ("usage", found.usage)]
 
 
 def _overlay(state_db: Path) -> duckdb.DuckDBPyConnection:
