@@ -27,6 +27,9 @@ LIMIT = (
     "earlier"
 )
 
+# characters DuckDB's readers take as a file pattern: a file named with one has no estimate
+GLOB = "*?[{"
+
 # lines the run would surely reject or find duplicate are left out (bad time, function or
 # status; an event_id it holds already); what else it rejects is left to LIMIT above
 USAGE_DAY = """
@@ -209,6 +212,8 @@ def _quoted(path: Path) -> str:
 
 def _earliest_day(con, path: Path, kind: str, tz: str, first: date, last: date) -> date | None:
     """The earliest billing day in first..last a file's lines carry (read cheaply: LIMIT)."""
+    if any(c in str(path) for c in GLOB):
+        return None  # (DuckDB would read the name as a pattern: `u[1].jsonl` is u1.jsonl)
     text = ORDER_DAY if kind == "orders" else USAGE_DAY
     try:
         day = scalar(con, text, {"path": str(path), "tz": tz, "first": first, "last": last})

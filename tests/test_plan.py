@@ -101,3 +101,25 @@ def test_plan_on_a_damaged_working_state_whose_path_says_lock_is_still_damaged(t
     (d / "state" / "adbill.duckdb").write_bytes(b"not a database")
     with pytest.raises(RuntimeError, match="is it damaged"):
         plan_run(settings(d), date(2026, 11, 26))
+
+
+def test_a_file_named_like_a_pattern_gets_no_estimate_from_other_files(tmp_path):
+    """DuckDB's readers take `*`, `?`, `[` as a file pattern: the plan read `u[1].jsonl` as
+    u1.jsonl (another file's earliest day). A file named so has no estimate; the run bills
+    it as any other file."""
+    data = tmp_path / "d"
+    deliver(data, SC, through=SC.day(8), part="first")
+    bill(data, SC.day(8))
+    usage = data / "inbox" / "usage"
+
+    def late_usage(day: date, name: str) -> None:
+        files = deliver(data, SC, since=day, through=day, part="second", prefix=f"x{name}-")
+        (path,) = [p for p in files if p.is_relative_to(usage)]
+        path.rename(usage / name)
+
+    late_usage(SC.day(3), "u1.jsonl")
+    late_usage(SC.day(5), "u[1].jsonl")
+    plan = plan_run(settings(data, max_late_days=60), SC.day(8))
+    days = {f.path.rsplit("/", 1)[-1]: f.earliest_day for f in plan.files if "usage" in f.kind}
+    assert days == {"u[1].jsonl": None, "u1.jsonl": SC.day(3)}
+    assert (plan.days[0].day, plan.days[0].reason) == (SC.day(3), "late_data")
