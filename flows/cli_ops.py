@@ -200,9 +200,13 @@ def cmd_serve(args) -> None:
     from tasks.run_lock import busy_wait_seconds
 
     busy_wait_seconds()
+    fields = args.cron.split()
     try:
+        # (six fields read as seconds first: '30 0 * * * *' ran sixty times a night)
+        if len(fields) != 5 and not (len(fields) == 1 and fields[0].startswith("@")):
+            raise ValueError(args.cron)
         CronSchedule(cron=args.cron, timezone=settings.billing_tz)
-    except ValidationError:
+    except (ValidationError, ValueError):
         raise Refused(
             f"--cron {args.cron!r} is not a cron schedule (five fields: minute hour day "
             "month weekday, e.g. '30 0 * * *'); nothing served"

@@ -168,7 +168,7 @@ def test_serve_refuses_a_data_dir_without_inbox_and_a_bad_cron(
     a, _b, _a_db = two_data_dirs
     code, _out, err = run_cli(capsys, "serve", "--data-dir", tmp_path / "typo")
     assert_refused(code, err, f"no inbox at {tmp_path / 'typo' / 'inbox'}")
-    for cron in ("bad cron", "30 0 * *", "61 0 * * *"):
+    for cron in ("bad cron", "30 0 * *", "61 0 * * *", "30 0 * * * *", "0 30 0 * * * *"):
         code, _out, err = run_cli(capsys, "serve", "--data-dir", a, "--cron", cron)
         assert_refused(code, err, f"--cron {cron!r} is not a cron schedule")
     assert served == [] and not (tmp_path / "typo").exists()
