@@ -11,10 +11,10 @@ import duckdb
 
 from tasks.billing import DayPlan, last_billed, plan_days
 from tasks.catalog import load_catalog
-from tasks.db import connect, frame, scalar
+from tasks.db import connect, frame, migrations, scalar
 from tasks.inbox_files import list_inbox, path_text
 from tasks.ingest import IngestReport, _new_files
-from tasks.pipeline import late_cutoff
+from tasks.pipeline import RunRefused, late_cutoff
 from tasks.rate import price_change_day
 from tasks.run_lock import DataDirBusy, is_lock_error
 from tasks.settings import Settings
@@ -163,6 +163,23 @@ def _inbox(settings: Settings, plan: RunPlan) -> list[tuple[str, list[Path]]]:
     return [("orders", found.orders), ("usage", found.usage)]
 
 
+def _check_upgraded(con, state_db: Path) -> None:
+    """A working state an older adbill made (schema migrations not all applied) is upgraded
+    by the next run, not read by a plan (its tables are not yet the ones the plan reads)."""
+    latest = max(m.version for m in migrations())
+    try:
+        applied = scalar(con, "select max(version) from working.main.schema_migrations")
+    except duckdb.Error:
+        applied = None
+    if applied is None or applied < latest:
+        con.close()
+        raise RunRefused(
+            f"the working state {state_db} was made by an older adbill (schema "
+            f"{applied or 'before migrations'}, this one {latest}): the next `adbill run` "
+            "upgrades it; ask for the plan after that. Nothing planned"
+        )
+
+
 def _overlay(state_db: Path) -> duckdb.DuckDBPyConnection:
     """An in-memory database whose tables read the working state (attached read-only) and
     that the plan may change freely: billed_days and ingested_files are copies, and orders
@@ -185,6 +202,7 @@ def _overlay(state_db: Path) -> duckdb.DuckDBPyConnection:
                 f"the working state {state_db} cannot be read ({reason}): is it damaged? "
                 "nothing planned"
             ) from exc
+        _check_upgraded(con, state_db)
         names = [
             r[0]
             for r in con.execute(

@@ -123,3 +123,20 @@ def test_a_file_named_like_a_pattern_gets_no_estimate_from_other_files(tmp_path)
     days = {f.path.rsplit("/", 1)[-1]: f.earliest_day for f in plan.files if "usage" in f.kind}
     assert days == {"u[1].jsonl": None, "u1.jsonl": SC.day(3)}
     assert (plan.days[0].day, plan.days[0].reason) == (SC.day(3), "late_data")
+
+
+def test_plan_on_a_working_state_an_older_adbill_made_says_a_run_upgrades_it(tmp_path):
+    """An older adbill's working state lacks this one's last migrations: the plan read it
+    as if upgraded and failed on a table it lacks; it now says the next run upgrades it."""
+    import duckdb
+
+    from tasks.pipeline import RunRefused
+
+    data = tmp_path / "d"
+    deliver(data, SC, through=SC.day(3))
+    bill(data, SC.day(3))
+    con = duckdb.connect(str(data / "state" / "adbill.duckdb"))
+    con.execute("delete from schema_migrations where version >= 16")
+    con.close()
+    with pytest.raises(RunRefused, match="made by an older adbill .*the next `adbill run`"):
+        plan_run(settings(data, max_late_days=60), SC.day(3))
