@@ -16,7 +16,7 @@ import polars as pl
 from tasks.db import frame, scalar, sql
 from tasks.inbox_files import UnreadableFile, open_regular
 from tasks.keyed_files import record_changes
-from tasks.validate import TIMESTAMP_WITH_OFFSET, reject_reasons
+from tasks.validate import TIMESTAMP_WITH_OFFSET, order_reasons
 
 if TYPE_CHECKING:
     from tasks.ingest_report import IngestReport
@@ -244,7 +244,7 @@ def ingest_orders_file(
     """Accept or reject each order row of one CSV file."""
     df = read_order_rows(path)
     df = _strict_timestamps(con, df, "purchased_at")
-    df = df.with_columns(reject_reasons(df, "orders").alias("reason"))
+    df = df.with_columns(order_reasons(df).alias("reason"))
     con.register("order_rows", df.to_arrow())
     checked = frame(
         con,

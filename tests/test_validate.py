@@ -1,8 +1,11 @@
-"""The usage row schema (Pandera) and the one-expression `clean` test of
-sql/extract_events.sql agree: a line is clean exactly when Pandera finds nothing wrong
-with it, so skipping Pandera for clean lines loses no reason (billing-rules §3)."""
+"""The row schemas (Pandera) and the one-expression `clean` tests agree (sql/extract_events.sql
+for usage lines, validate.ORDER_CLEAN for order rows): a line is clean exactly when Pandera
+finds nothing wrong with it, so skipping Pandera for clean lines loses no reason (§3)."""
 
 from __future__ import annotations
+
+import csv
+import io
 
 import duckdb
 from hypothesis import given, settings
@@ -17,7 +20,7 @@ from tasks.validate import (
     TIMESTAMP_WITH_OFFSET,
     failing_rows,
 )
-from tests.test_fuzz_inbox import usage_lines
+from tests.test_fuzz_inbox import order_rows, usage_lines
 
 
 def extracted(lines: list[bytes]):
@@ -119,3 +122,71 @@ def test_pandera_warmed_up_on_a_thread_gives_the_same_reasons_as_a_cold_start():
 
     cold, warmed = answer("cold"), answer("background")
     assert cold == warmed == "[(0, 'malformed_json'), (1, 'bad_encoding')] True"
+
+
+# each column's plausible values and the corners of its rules (§3 and the row schema)
+ORDER_CORNERS = [
+    ["o1", "", "o" * 200, "o" * 201, "a\x01b", "客户", " o1 ", "=1+2"],
+    ["c1", "", "c" * 200, "c" * 201, "c\x7f", "Zoë"],
+    ["basic", "package_100", "", "BASIC"],
+    ["", "1", "12", "6.0", "6.000000", "6.0000000", "1.5", "1000", "abc", "01"],
+    [
+        "30",
+        "30.00",
+        "",
+        "1e3",
+        "-30",
+        "1" * 15,
+        "1" * 16,
+        "30.",
+        ".5",
+        "1." + "0" * 18,
+        "1." + "0" * 19,
+    ],
+    [
+        "2026-11-26T08:00:00+08:00",
+        "2026-11-26T08:00:00",
+        "2026-11-26",
+        "bad",
+        "2026-13-01T00:00:00Z",
+        "2099-12-31T23:59:59+14:00",
+        "2100-01-01T00:00:00Z",
+        "2026-11-26 08:00:00.5z",
+    ],
+]
+
+
+@st.composite
+def order_like_rows(draw) -> bytes:
+    """Rows near the rules: each cell plausible or at a corner, six cells most often."""
+    cells = [draw(st.sampled_from(values[:1] * len(values) + values)) for values in ORDER_CORNERS]
+    n = draw(st.sampled_from([6, 6, 6, 6, 5, 7]))
+    cells = (cells + ["x"])[:n]
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(cells)
+    return out.getvalue().encode()
+
+
+@settings(max_examples=120, deadline=None, database=None)
+@given(st.lists(st.one_of(order_rows(), order_like_rows(), order_like_rows()), max_size=20))
+def test_an_order_row_is_clean_exactly_when_the_row_schema_finds_nothing_wrong(rows):
+    """ORDER_CLEAN (one Polars expression) lets a row skip Pandera: it must pass exactly the
+    rows the row schema passes, so that every other row still gets its reason."""
+    import tempfile
+    from pathlib import Path
+
+    from tasks.ingest_orders import _strict_timestamps, read_order_rows
+    from tasks.validate import ORDER_CLEAN, order_reasons, reject_reasons
+
+    header = b"order_id,customer_id,product,term_months,amount_cny,purchased_at\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "o.csv"
+        path.write_bytes(header + b"".join(rows))
+        df = read_order_rows(path)
+    con = duckdb.connect()
+    line_functions(con)
+    df = _strict_timestamps(con, df, "purchased_at")
+    failing = set(failing_rows(df, "orders")["index"].to_list())
+    clean = df.select(ORDER_CLEAN.alias("c"))["c"].to_list()
+    assert {i for i, c in enumerate(clean) if not c} == failing
+    assert order_reasons(df).to_list() == reject_reasons(df, "orders").to_list()
