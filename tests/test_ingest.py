@@ -696,3 +696,18 @@ def test_a_line_longer_than_the_fast_readers_block_goes_the_plain_way_and_keeps_
         ("a2",),
         ("long",),
     ]
+
+
+def test_a_line_just_past_the_long_line_size_is_scanned_alone_and_one_at_it_is_not():
+    """in_record_batches: a line of LONG_LINE_BYTES bytes stays in its record batch; one byte
+    more and it has a record batch of its own (DuckDB parses a vector's lines together).
+    Rows keep their order either way."""
+    import pyarrow as pa
+
+    from tasks.ingest_usage import LONG_LINE_BYTES, in_record_batches
+
+    at, past = "é" * (LONG_LINE_BYTES // 2), "x" * (LONG_LINE_BYTES + 1)  # (bytes, not chars)
+    raws = ["a", at, "b", past, "c", past, past]
+    table = in_record_batches(pa.table({"raw": pa.array(raws, pa.string()), "n": range(7)}))
+    assert [b.num_rows for b in table.to_batches()] == [3, 1, 1, 1, 1]
+    assert table["n"].to_pylist() == list(range(7))
