@@ -7,6 +7,8 @@ import os
 import re
 from datetime import date
 
+import markdown
+import markdown_it
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,8 +19,6 @@ from tasks.ingest_report import IngestReport
 from tasks.run_report import RunReport
 from tasks.settings import Settings
 from tests.conftest import Inbox, event, order
-
-markdown_it = pytest.importorskip("markdown_it")
 
 LINK_AND_IMAGE = (
     "[Fix your billing here](javascript:alert(document.domain)) <img src=x onerror=alert(1)>"
@@ -46,7 +46,7 @@ def assert_inert(md: str) -> None:
     tokens = renderer().parse(md)
     made = {t.type for t in tokens} | {c.type for t in tokens for c in (t.children or [])}
     assert not made & LINKS_OR_HTML, made
-    for html in (renderer().render(md), __import__("markdown").markdown(md)):
+    for html in (renderer().render(md), markdown.markdown(md)):
         assert not [m for m in MADE if m in html], html
     rest = outside_code(md)
     assert "](" not in rest and "<" not in rest and ">" not in rest, rest
