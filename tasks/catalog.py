@@ -3,6 +3,7 @@ version of every entry, each in force from its instant until the next version's.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import tomllib
@@ -18,6 +19,50 @@ from tasks.settings import DEFAULT_CATALOG
 
 QUANTITY_SCALE = 1_000_000  # quantities are kept as exact micro-units (6 decimal places)
 DEFAULT_TZ = "Asia/Shanghai"  # billing-rules §1; a run passes its own billing zone
+
+# Bounds of the catalog's values (docs/operating.md §12), so that no price can overflow the
+# engine's BIGINT credits (9.2 x 10^18) or DECIMAL(18, 2) amounts mid-billing:
+# - one event at the largest quantity a function accepts (just under 10^9, billing-rules §3,
+#   or its largest allowed quantity) earns at most 10^12 credits: a customer's 9 million
+#   such events in a month still fit a BIGINT sum;
+# - a pool holds at most 10^12 credits (an edition's month, a package): a million pools of
+#   one customer still fit;
+# - a price is at most 10^10 CNY and a term at most 120 months, so an order's amount
+#   (monthly fee x term) fits DECIMAL(18, 2) and revenue's exact fen arithmetic its HUGEINT;
+# - seats at most 100,000 (INTEGER sums over a customer's pools);
+# - effective dates in the years 2000-2099, as §3 bounds every input's timestamp.
+LARGEST_QUANTITY_MICRO = 10**9 * QUANTITY_SCALE - 1  # §3: quantity < 10^9, 6 decimals
+MAX_EVENT_CREDITS = 10**12
+MAX_POOL_CREDITS = 10**12
+MAX_PRICE_CNY = Decimal(10) ** 10
+MAX_TERM_MONTHS = 120
+MAX_SEATS = 100_000
+MAX_PERIOD_DAYS = 366
+MAX_VALIDITY_MONTHS = 120
+FIRST_YEAR, LAST_YEAR = 2000, 2099
+CURRENCY = "CNY"  # money columns are CNY (billing-rules §2)
+
+# the tables of the file and the fields of each; anything else is a typo, refused
+SETTINGS_FIELDS = ("currency", "period_days", "package_validity_months")
+TABLES = {
+    "settings": "[settings]",
+    "editions": "[[editions]]",
+    "packages": "[[packages]]",
+    "functions": "[[functions]]",
+}
+FIELDS = {
+    "editions": ("monthly_fee_cny", "credits_per_month", "seats", "terms_months"),
+    "packages": ("price_cny", "credits", "seats"),
+    "functions": (
+        "category",
+        "unit",
+        "unit_size",
+        "credits_per_unit",
+        "whole_number",
+        "allowed_quantities",
+        "editions",
+    ),
+}
 
 # the columns every version frame ends with (after its own fields)
 VERSION_SCHEMA = {
@@ -42,6 +87,14 @@ class Catalog:
     functions: pl.DataFrame
     period_days: int
     package_validity_months: int
+    source: str = "catalog"  # what errors name: "catalog file <path>"
+
+    def settings(self) -> dict[str, int]:
+        """The [settings] pools are built with (billing-rules §4), by name."""
+        return {
+            "period_days": self.period_days,
+            "package_validity_months": self.package_validity_months,
+        }
 
     def products(self) -> pl.DataFrame:
         """One row per version of a purchasable product: code, source, price, credits, seats."""
@@ -119,15 +172,47 @@ def _decimal(value, what: str) -> Decimal:
 
 def _money(value, what: str) -> Decimal:
     d = _decimal(value, what)
-    if d < 0 or d != d.quantize(Decimal("0.01")) or d >= Decimal(10) ** 16:
-        raise CatalogError(f"{what} must be an amount >= 0 with at most 2 decimals, not {value!r}")
+    if d < 0 or d != d.quantize(Decimal("0.01")) or d > MAX_PRICE_CNY:
+        raise CatalogError(
+            f"{what} must be an amount from 0 to {MAX_PRICE_CNY:,} with at most 2 decimals, "
+            f"not {value!r}"
+        )
     return d.quantize(Decimal("0.01"))
 
 
-def _count(value, what: str, least: int = 0) -> int:
+def _count(value, what: str, least: int = 0, most: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise CatalogError(f"{what} must be a whole number >= {least}, not {value!r}")
+    if most is not None and value > most:
+        raise CatalogError(f"{what} must be a whole number from {least} to {most:,}, not {value!r}")
     return value
+
+
+def _text(value, what: str) -> str:
+    if not isinstance(value, str):
+        raise CatalogError(f"{what} must be a string, not {value!r}")
+    return value
+
+
+def _flag(value, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise CatalogError(
+            f"{what} must be true or false (a TOML boolean, unquoted), not {value!r}"
+        )
+    return value
+
+
+def _known(table: dict, fields: tuple[str, ...], what: str, kind: str) -> None:
+    """Refuse a key the table does not have (a typo would be ignored and bill wrong)."""
+    for key in table:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = (
+                f"did you mean '{close[0]}'?"
+                if close
+                else f"the fields of {kind}: " + ", ".join(fields)
+            )
+            raise CatalogError(f"{what} has an unknown field {str(key)!r} ({hint})")
 
 
 def _instant(value, zone: ZoneInfo, what: str) -> datetime:
@@ -139,11 +224,16 @@ def _instant(value, zone: ZoneInfo, what: str) -> datetime:
             value = date.fromisoformat(value) if isinstance(value, str) else value
         except ValueError as exc:
             raise CatalogError(f"{what} is not a date or an instant: {value!r}") from exc
+    if not isinstance(value, date):
+        raise CatalogError(f"{what} is not a date or an instant: {value!r}")
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise CatalogError(
+            f"{what} must lie in the years {FIRST_YEAR}-{LAST_YEAR} (as every input's "
+            f"timestamp, billing-rules §3), not {value.isoformat()}"
+        )
     if isinstance(value, datetime):
         return (value if value.tzinfo else value.replace(tzinfo=zone)).astimezone(UTC)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=zone).astimezone(UTC)
-    raise CatalogError(f"{what} is not a date or an instant: {value!r}")
+    return datetime(value.year, value.month, value.day, tzinfo=zone).astimezone(UTC)
 
 
 def _edition(e: dict, what: str) -> dict:
@@ -152,17 +242,21 @@ def _edition(e: dict, what: str) -> dict:
         raise CatalogError(f"{what}: terms_months must be a list of whole numbers >= 1")
     return {
         "monthly_fee_cny": _money(e["monthly_fee_cny"], f"{what}: monthly_fee_cny"),
-        "credits_per_month": _count(e["credits_per_month"], f"{what}: credits_per_month", 1),
-        "seats": _count(e["seats"], f"{what}: seats"),
-        "terms_months": sorted({_count(t, f"{what}: terms_months", 1) for t in terms}),
+        "credits_per_month": _count(
+            e["credits_per_month"], f"{what}: credits_per_month", 1, MAX_POOL_CREDITS
+        ),
+        "seats": _count(e["seats"], f"{what}: seats", 0, MAX_SEATS),
+        "terms_months": sorted(
+            {_count(t, f"{what}: terms_months", 1, MAX_TERM_MONTHS) for t in terms}
+        ),
     }
 
 
 def _package(p: dict, what: str) -> dict:
     return {
         "price_cny": _money(p["price_cny"], f"{what}: price_cny"),
-        "credits": _count(p["credits"], f"{what}: credits", 1),
-        "seats": _count(p.get("seats", 0), f"{what}: seats"),
+        "credits": _count(p["credits"], f"{what}: credits", 1, MAX_POOL_CREDITS),
+        "seats": _count(p.get("seats", 0), f"{what}: seats", 0, MAX_SEATS),
     }
 
 
@@ -171,14 +265,55 @@ def _function(f: dict, what: str) -> dict:
     editions = f.get("editions", [])
     if not isinstance(allowed, list) or not isinstance(editions, list):
         raise CatalogError(f"{what}: allowed_quantities and editions must be lists")
+    unit_size = _micro(f.get("unit_size", "1"), f"{what}: unit_size")
+    if unit_size > 10**9 * QUANTITY_SCALE:
+        raise CatalogError(f"{what}: unit_size must be at most 10^9, not {f['unit_size']!r}")
+    allowed_micro = [_micro(q, f"{what}: allowed_quantities") for q in allowed]
+    if any(q > LARGEST_QUANTITY_MICRO for q in allowed_micro):
+        raise CatalogError(
+            f"{what}: allowed_quantities must be below 10^9 (billing-rules §3), not {allowed!r}"
+        )
+    per_unit = _count(f["credits_per_unit"], f"{what}: credits_per_unit")
+    largest = max(allowed_micro, default=LARGEST_QUANTITY_MICRO)
+    units = -(-largest // unit_size)
+    if units * per_unit > MAX_EVENT_CREDITS:
+        raise CatalogError(
+            f"{what}: credits_per_unit {per_unit:,} is too large: an event of "
+            f"{Decimal(largest) / QUANTITY_SCALE:f} would earn more than 10^12 credits "
+            f"(at most {MAX_EVENT_CREDITS // units:,} a unit of this unit_size)"
+        )
     return {
-        "category": str(f.get("category", "")),
-        "unit": str(f.get("unit", "")),
-        "unit_size_micro": _micro(f.get("unit_size", "1"), f"{what}: unit_size"),
-        "credits_per_unit": _count(f["credits_per_unit"], f"{what}: credits_per_unit"),
-        "whole_number": bool(f.get("whole_number", False)),
-        "allowed_quantities_micro": [_micro(q, f"{what}: allowed_quantities") for q in allowed],
-        "editions": [str(x) for x in editions],
+        "category": _text(f.get("category", ""), f"{what}: category"),
+        "unit": _text(f.get("unit", ""), f"{what}: unit"),
+        "unit_size_micro": unit_size,
+        "credits_per_unit": per_unit,
+        "whole_number": _flag(f.get("whole_number", False), f"{what}: whole_number"),
+        "allowed_quantities_micro": allowed_micro,
+        "editions": [_text(x, f"{what}: editions") for x in editions],
+    }
+
+
+def _settings(raw, where: str) -> dict:
+    """[settings]: the billing-zone-free parameters of pools (billing-rules §4)."""
+    if not isinstance(raw, dict):
+        raise CatalogError(f"{where}: [settings] must be a table")
+    _known(raw, SETTINGS_FIELDS, f"{where}: [settings]", "[settings]")
+    currency = _text(raw.get("currency", CURRENCY), f"{where}: [settings] currency")
+    if currency != CURRENCY:
+        raise CatalogError(
+            f"{where}: [settings] currency must be {CURRENCY!r} (every amount is CNY), "
+            f"not {currency!r}"
+        )
+    return {
+        "period_days": _count(
+            raw.get("period_days", 30), f"{where}: period_days", 1, MAX_PERIOD_DAYS
+        ),
+        "package_validity_months": _count(
+            raw.get("package_validity_months", 12),
+            f"{where}: package_validity_months",
+            1,
+            MAX_VALIDITY_MONTHS,
+        ),
     }
 
 
@@ -224,6 +359,7 @@ def _versions(section: str, entries, zone: ZoneInfo, where: str) -> pl.DataFrame
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise CatalogError(f"{where}: [[{section}]] must be a list of tables")
     by_code: dict[str, list[tuple[datetime | None, int, dict]]] = {}
+    fields = ("code", "effective_from", *FIELDS[section])
     for i, e in enumerate(entries, 1):
         code = e.get("code")
         if not isinstance(code, str) or not code:
@@ -233,6 +369,7 @@ def _versions(section: str, entries, zone: ZoneInfo, where: str) -> pl.DataFrame
         if "effective_from" in e:
             start = _instant(e["effective_from"], zone, f"{where}: {what}: effective_from")
             what += f" from {e['effective_from']}"
+        _known(e, fields, f"{where}: {what}", f"a {kind}")
         versions = by_code.setdefault(code, [])
         if any(s == start for s, _, _ in versions):
             when = "the beginning" if start is None else str(e["effective_from"])
@@ -294,10 +431,19 @@ def load_catalog(path: Path | str = DEFAULT_CATALOG, tz: str = DEFAULT_TZ) -> Ca
     except tomllib.TOMLDecodeError as exc:
         raise CatalogError(f"{where} is not valid TOML: {exc}") from exc
     zone = ZoneInfo(tz)
+    for table in raw:
+        if table not in TABLES:
+            close = difflib.get_close_matches(table, TABLES, n=1)
+            hint = (
+                f"did you mean {TABLES[close[0]]}?"
+                if close
+                else "known: " + ", ".join(TABLES.values())
+            )
+            raise CatalogError(f"{where} has an unknown table or key {table!r} ({hint})")
     for section in ("editions", "functions"):
         if section not in raw:
             raise CatalogError(f"{where} lacks the field '{section}'")
-    settings = raw.get("settings", {})
+    settings = _settings(raw.get("settings", {}), where)
     editions = _versions("editions", raw["editions"], zone, where)
     packages = _versions("packages", raw.get("packages", []), zone, where)
     functions = _versions("functions", raw["functions"], zone, where)
@@ -311,8 +457,7 @@ def load_catalog(path: Path | str = DEFAULT_CATALOG, tz: str = DEFAULT_TZ) -> Ca
         editions=editions,
         packages=packages,
         functions=functions,
-        period_days=_count(settings.get("period_days", 30), f"{where}: period_days", 1),
-        package_validity_months=_count(
-            settings.get("package_validity_months", 12), f"{where}: package_validity_months", 1
-        ),
+        period_days=settings["period_days"],
+        package_validity_months=settings["package_validity_months"],
+        source=where,
     )
