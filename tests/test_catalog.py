@@ -128,3 +128,218 @@ def test_a_run_with_a_catalog_it_cannot_apply_bills_nothing(inbox, tmp_path):
     assert one(con, "select max(day) from customer_days").isoformat() == "2026-11-02"
     assert one(con, "select count(*) from rated_events") == 0
     con.close()
+
+
+# ---------------------------------------------------------------- typos, types and bounds
+
+
+def _refused(tmp_path, text: str) -> str:
+    with pytest.raises(CatalogError) as caught:
+        load_catalog(_catalog(tmp_path, "", text))
+    message = str(caught.value)
+    assert "\n" not in message and len(message) < 300, message
+    return message
+
+
+def test_a_misspelt_table_or_field_is_refused_naming_the_entry_and_the_close_match(tmp_path):
+    seed = DEFAULT_CATALOG.read_text()
+    cases = [  # (what the line says, the catalog)
+        (
+            "function copy_generation from 2026-11-02 has an unknown field 'credit_per_unit' "
+            "(did you mean 'credits_per_unit'?)",
+            seed + COPY_V2.format(at="2026-11-02").replace("credits_per", "credit_per"),
+        ),
+        (
+            "unknown table or key 'function' (did you mean [[functions]]?)",
+            seed + '\n[[function]]\ncode = "voice_clone"\ncredits_per_unit = 1\n',
+        ),
+        (
+            "edition basic from 2026-11-02 has an unknown field 'monthly_fee' "
+            "(did you mean 'monthly_fee_cny'?)",
+            seed
+            + '\n[[editions]]\ncode = "basic"\neffective_from = 2026-11-02\nmonthly_fee = 35\n',
+        ),
+        (
+            "[settings] has an unknown field 'period_day' (did you mean 'period_days'?)",
+            seed.replace("period_days = 30", "period_day = 30"),
+        ),
+        (  # no close match: the fields it may have
+            "package package_100 has an unknown field 'colour' (the fields of a package: code, "
+            "effective_from, price_cny, credits, seats)",
+            seed.replace("credits = 1050\n", 'credits = 1050\ncolour = "red"\n'),
+        ),
+        ("unknown table or key 'discounts'", seed.replace("[settings]", "[discounts]\n[settings]")),
+    ]
+    for expected, text in cases:
+        assert expected in _refused(tmp_path, text)
+    # spelt right, the same entries are versions
+    right = seed + COPY_V2.format(at="2026-11-02")
+    c = load_catalog(_catalog(tmp_path, "", right))
+    assert c.functions.filter(code="copy_generation")["credits_per_unit"].to_list() == [1, 2]
+
+
+def test_a_value_of_the_wrong_type_is_refused_not_converted(tmp_path):
+    seed = DEFAULT_CATALOG.read_text()
+    cases = [
+        (  # bool("false") was True
+            "function copy_generation: whole_number must be true or false (a TOML boolean, "
+            "unquoted), not 'false'",
+            seed.replace("whole_number = true", 'whole_number = "false"', 1),
+        ),
+        (
+            "whole_number must be true or false",
+            seed.replace("whole_number = true", "whole_number = 1", 1),
+        ),
+        (
+            "function copy_generation: category must be a string, not 5",
+            seed.replace('"copywriting"', "5"),
+        ),
+        (
+            "editions must be a string, not 1",
+            seed.replace('editions = ["enterprise"]', "editions = [1]", 1),
+        ),
+        ("period_days must be a whole number >= 1, not '30'", seed.replace("= 30 ", '= "30" ')),
+        ("currency must be 'CNY'", seed.replace('currency = "CNY"', 'currency = "USD"')),
+        ("[settings] must be a table", seed.replace("[settings]", "[[settings]]")),
+    ]
+    for expected, text in cases:
+        assert expected in _refused(tmp_path, text)
+    false = seed.replace("whole_number = true", "whole_number = false", 1)
+    copy = load_catalog(_catalog(tmp_path, "", false)).functions.filter(code="copy_generation")
+    assert copy["whole_number"].to_list() == [False]
+
+
+def _function(code: str, extra: str) -> str:
+    return f'\n[[functions]]\ncode = "{code}"\ncategory = "x"\nunit = "second"\n{extra}\n'
+
+
+def test_prices_at_their_bounds_are_accepted_and_one_past_refused(tmp_path):
+    """One event of the largest quantity (just under 10^9) earns at most 10^12 credits, a
+    pool holds at most 10^12, a price is at most 10^10 CNY: no sum of a customer's month
+    can overflow the engine's BIGINT credits or DECIMAL(18, 2) amounts."""
+    seed = DEFAULT_CATALOG.read_text()
+    package = (
+        '\n[[packages]]\ncode = "big"\nprice_cny = "{price}"\ncredits = {credits}\n'
+        "seats = {seats}\n"
+    )
+    edition = (
+        '\n[[editions]]\ncode = "huge"\nmonthly_fee_cny = "1"\ncredits_per_month = {credits}\n'
+        "seats = 1\nterms_months = [1, {term}]\n"
+    )
+    at_and_past = [  # (accepted, refused, what the refusal says)
+        (
+            _function("f", 'unit_size = "1"\ncredits_per_unit = 1000'),
+            _function("f", 'unit_size = "1"\ncredits_per_unit = 1001'),
+            "function f: credits_per_unit 1,001 is too large: an event of 999999999.999999 "
+            "would earn more than 10^12 credits (at most 1,000 a unit of this unit_size)",
+        ),
+        (
+            _function("f", 'unit_size = "10"\ncredits_per_unit = 10000'),
+            _function("f", 'unit_size = "10"\ncredits_per_unit = 10001'),
+            "at most 10,000 a unit",
+        ),
+        (  # the largest allowed quantity is the largest event
+            _function("f", 'allowed_quantities = ["5", "30"]\ncredits_per_unit = 33333333333'),
+            _function("f", 'allowed_quantities = ["5", "30"]\ncredits_per_unit = 33333333334'),
+            "an event of 30 would earn more than 10^12",
+        ),
+        (
+            _function("f", 'unit_size = "1000000000"\ncredits_per_unit = 1000000000000'),
+            _function("f", 'unit_size = "1000000000.000001"\ncredits_per_unit = 1'),
+            "unit_size must be at most 10^9",
+        ),
+        (
+            _function("f", 'allowed_quantities = ["999999999.999999"]\ncredits_per_unit = 1'),
+            _function("f", 'allowed_quantities = ["1000000000"]\ncredits_per_unit = 1'),
+            "allowed_quantities must be below 10^9",
+        ),
+        (
+            package.format(price="10000000000", credits=10**12, seats=100_000),
+            package.format(price="10000000000", credits=10**12 + 1, seats=100_000),
+            "package big: credits must be a whole number from 1 to 1,000,000,000,000",
+        ),
+        (
+            package.format(price="10000000000", credits=1, seats=1),
+            package.format(price="10000000000.01", credits=1, seats=1),
+            "package big: price_cny must be an amount from 0 to 10,000,000,000",
+        ),
+        (
+            package.format(price="1", credits=1, seats=100_000),
+            package.format(price="1", credits=1, seats=100_001),
+            "package big: seats must be a whole number from 0 to 100,000",
+        ),
+        (
+            edition.format(credits=10**12, term=120),
+            edition.format(credits=10**12, term=121),
+            "edition huge: terms_months must be a whole number from 1 to 120",
+        ),
+        (
+            edition.format(credits=10**12, term=12),
+            edition.format(credits=10**12 + 1, term=12),
+            "edition huge: credits_per_month must be a whole number from 1 to 1,000,000,000,000",
+        ),
+    ]
+    for accepted, refused, expected in at_and_past:
+        load_catalog(_catalog(tmp_path, accepted))
+        assert expected in _refused(tmp_path, seed + refused)
+    for name, most in (("period_days", 366), ("package_validity_months", 120)):
+        current = 30 if name == "period_days" else 12
+        at = seed.replace(f"{name} = {current}", f"{name} = {most}")
+        assert load_catalog(_catalog(tmp_path, "", at)).settings()[name] == most
+        past = seed.replace(f"{name} = {current}", f"{name} = {most + 1}")
+        assert f"{name} must be a whole number from 1 to {most}" in _refused(tmp_path, past)
+
+
+def test_effective_dates_lie_in_the_years_2000_to_2099(tmp_path):
+    seed = DEFAULT_CATALOG.read_text()
+    for at in ("2000-01-01", "2099-12-31", "2099-12-31T23:59:59+08:00", '"2000-01-01"'):
+        load_catalog(_catalog(tmp_path, COPY_V2.format(at=at)))
+    for at in (
+        "0001-01-01",
+        "1999-12-31",
+        "2100-01-01",
+        "0001-01-01T00:00:00+08:00",
+        '"0001-01-01"',
+    ):
+        message = _refused(tmp_path, seed + COPY_V2.format(at=at))
+        assert "function copy_generation: effective_from must lie in the years 2000-2099" in message
+
+
+def test_an_absurd_price_fails_the_run_before_anything_is_billed(inbox, tmp_path):
+    """credits_per_unit 10^17 was accepted and the run failed mid-billing on a DuckDB
+    INT128 -> INT64 overflow naming no entry."""
+    inbox.orders([order("o1", "c1", "package_100", None, "100", "2026-11-01T10:00:00+08:00")])
+    inbox.bill("2026-11-01")
+    absurd = COPY_V2.format(at="2026-11-02").replace("= 2\n", "= 99999999999999999\n")
+    inbox.settings_overrides = {"catalog_path": _catalog(tmp_path, absurd)}
+    inbox.usage([event("e1", "c1", "copy_generation", 1, "2026-11-02T10:00:00+08:00")])
+    with pytest.raises(CatalogError, match="copy_generation from 2026-11-02: credits_per_unit"):
+        inbox.bill("2026-11-02")
+    con = inbox.warehouse()
+    assert one(con, "select max(day) from customer_days").isoformat() == "2026-11-01"
+    con.close()
+
+
+def test_the_largest_event_at_the_largest_price_bills_without_overflow(inbox, tmp_path):
+    """At the bound: three events of 999,999,999.999999 s at 1,000 credits a second (10^12
+    credits each) in one day, summed into the day, the month and the arrears."""
+    dear = (
+        '\n[[functions]]\ncode = "digital_human_spokesperson"\neffective_from = 2026-11-02\n'
+        "credits_per_unit = 1000\n"
+    )
+    inbox.settings_overrides = {"catalog_path": _catalog(tmp_path, dear)}
+    inbox.orders([order("o1", "c1", "package_100", None, "100", "2026-11-01T10:00:00+08:00")])
+    inbox.usage(
+        [
+            event(f"e{i}", "c1", "digital_human_spokesperson", 999999999.999999, at)
+            for i, at in enumerate(["2026-11-02T10:00:00+08:00"] * 3)
+        ]
+    )
+    inbox.bill("2026-11-02")
+    con = inbox.warehouse()
+    assert one(con, "select sum(credits) from rated_events") == 3 * 10**12
+    assert one(con, "select used + arrears_opened from customer_days where day = '2026-11-02'") == (
+        3 * 10**12
+    )
+    assert one(con, "select arrears_outstanding from statements") == 3 * 10**12 - 1050
+    con.close()
