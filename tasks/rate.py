@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 import polars as pl
 
-from tasks.catalog import Catalog
+from tasks.catalog import Catalog, CatalogError
 from tasks.day_files import context_from, frozen_before, mark_changed, thaw
 from tasks.db import frame, run_sql, scalar, transaction
 
@@ -31,6 +31,95 @@ def price_change_day(added: pl.DataFrame, retired: pl.DataFrame, tz: str) -> dat
     return min(starts).astimezone(ZoneInfo(tz)).date()
 
 
+def check_catalog(
+    con: duckdb.DuckDBPyConnection, catalog: Catalog, run_id: str | None = None
+) -> None:
+    """Refuse (CatalogError) a catalog that contradicts what the working state billed with,
+    before anything is read: [settings] that differ from the ones its pools were built with,
+    or a function, edition or package code dropped (or renamed) that accepted events or
+    orders still name. With `run_id`, the settings are then recorded as the run's."""
+    where = catalog.source
+    recorded = dict(con.execute("select name, value from catalog_settings").fetchall())
+    now = {k: str(v) for k, v in catalog.settings().items()}
+    changed = [k for k, v in now.items() if k in recorded and recorded[k] != v]
+    if changed and _has_billed(con):
+        name = changed[0]
+        raise CatalogError(
+            f"{where}: [settings] {name} is {now[name]}, but this data dir billed with "
+            f"{name} = {recorded[name]}: put it back (another {name} needs a new data dir)"
+        )
+    _check_codes(con, catalog, where)
+    for name, value in now.items() if run_id is not None else ():
+        if recorded.get(name) != value:
+            con.execute(
+                "insert or replace into catalog_settings values (?, ?, now(), ?)",
+                [name, value, run_id],
+            )
+
+
+def _has_billed(con) -> bool:
+    """Whether the working state holds anything a catalog's settings shaped: an accepted
+    order (its pools) or a billed day."""
+    return bool(
+        scalar(con, "select exists (select 1 from orders) or exists (select 1 from billed_days)")
+    )
+
+
+def _check_codes(con, catalog: Catalog, where: str) -> None:
+    """A code the working state has rated events or accepted orders of must stay in the
+    catalog: without a version, its events keep a retired price that no rebill re-rates."""
+    functions = set(catalog.functions["code"])
+    products = set(catalog.editions["code"]) | set(catalog.packages["code"])
+    # codes the catalog held before (catalog_versions, retired ones too): a cheap first look,
+    # so that the usual run (no code dropped) reads no events
+    gone = [
+        (kind, code)
+        for kind, code in con.execute(
+            "select distinct kind, code from catalog_versions order by kind desc, code"
+        ).fetchall()
+        if code not in (functions if kind == "function" else products)
+    ]
+    for kind, code in gone:
+        if kind == "function":
+            first, last = _event_days(con, code)
+            what, fix = "events", "end a price with a new version"
+        else:
+            first, last = con.execute(
+                "select min(purchase_day), max(purchase_day) from orders where product = ?",
+                [code],
+            ).fetchall()[0]
+            what, fix = "orders", "change a price with a new version"
+        if first is not None:
+            raise CatalogError(
+                f"{where}: {kind} {code} has accepted {what} from {first} to {last} but is "
+                f"gone from the catalog: keep its versions ({fix}; a new name is a new code)"
+            )
+
+
+def _event_days(con, function: str) -> tuple[date | None, date | None]:
+    """The first and last day of a function's accepted events: those the working database
+    holds (exact days), and before them the billed months whose statements show it (days
+    the working database no longer holds are in the day files only: the month's days)."""
+    return con.execute(
+        """
+        with held as (
+            select day as first, day as last from events where function = $f
+        ),
+
+        billed as (
+            select
+                month as first,
+                least(last_day(month), $frozen - 1, (select max(day) from billed_days)) as last
+            from statement_lines
+            where function = $f and (events > 0 or failed_events > 0) and month < $frozen
+        )
+
+        select min(first), max(last) from (select * from held union all select * from billed)
+        """,
+        {"f": function, "frozen": frozen_before(con)},
+    ).fetchall()[0]
+
+
 def rate_events(
     con: duckdb.DuckDBPyConnection,
     catalog: Catalog,
@@ -50,6 +139,7 @@ def rate_events(
     yet takes the catalog as it is. Edition and package versions are recorded for the audit:
     an accepted order keeps its price and credits (`order_prices`), so they re-bill nothing.
     """
+    check_catalog(con, catalog, run_id)  # (the run checked it before ingest: a second look)
     versions = catalog.versions()
     stored = frame(
         con,
