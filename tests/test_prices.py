@@ -3,10 +3,17 @@ re-billing by rule, and keys that no term length or pool count can overflow."""
 
 from __future__ import annotations
 
+import inspect
+import re
 from datetime import date
 
 import duckdb
+import pytest
 
+import tasks.pipeline
+from tasks.catalog import CatalogError, load_catalog
+from tasks.plan import _overlay as plan_overlay
+from tasks.rate import check_catalog
 from tasks.settings import DEFAULT_CATALOG
 from tests.conftest import event, one, order, rows
 
@@ -331,3 +338,178 @@ def test_two_thousand_pools_on_one_customer_bill_correctly(inbox, tmp_path):
         "select used, balance from customer_days where customer_id = 'other' and day = ?",
         ["2026-10-20"],
     ) == (5, 1045)
+
+
+# ---------------------------------------------------------------- what the data dir billed with
+
+PIPELINE_CHECKS_FIRST = "check_catalog" in inspect.getsource(tasks.pipeline)
+
+
+def without(code: str, seed: str = SEED) -> str:
+    """The seed's catalog without the entry of `code`."""
+    dropped = re.sub(rf'\[\[\w+\]\]\ncode = "{code}"\n(?:[^\[\n][^\n]*\n|\n)*', "", seed, count=1)
+    assert dropped != seed and f'"{code}"' not in dropped
+    return dropped
+
+
+def refused(inbox, through: str, match: str) -> str:
+    with pytest.raises(CatalogError) as caught:
+        inbox.bill(through)
+    message = str(caught.value)
+    assert match in message, message
+    assert "\n" not in message and len(message) < 300, message
+    return message
+
+
+def _billed_november(inbox):
+    inbox.orders(
+        [
+            order("o1", "c1", "package_100", None, "100", "2026-11-01T09:00:00+08:00"),
+            order("o2", "c2", "basic", 1, "30", "2026-11-01T09:00:00+08:00"),
+        ]
+    )
+    inbox.usage(
+        [
+            event("e1", "c1", "product_effects", 2, "2026-11-03T10:00:00+08:00"),
+            event("e2", "c1", "product_effects", 2, "2026-11-05T10:00:00+08:00", status="failed"),
+            event("e3", "c2", "copy_generation", 2, "2026-11-05T10:00:00+08:00"),
+        ]
+    )
+    inbox.bill("2026-11-06")
+
+
+def test_a_changed_period_or_validity_is_refused_once_the_data_dir_has_billed(inbox, tmp_path):
+    _billed_november(inbox)
+    before = look(inbox, "select * from pools order by pool_id")
+    for name, was, now in (("period_days", 30, 31), ("package_validity_months", 12, 11)):
+        changed = SEED.replace(f"{name} = {was}", f"{name} = {now}")
+        inbox.settings_overrides = {"catalog_path": catalog(tmp_path, "", f"{name}.toml", changed)}
+        inbox.orders([order(f"new-{name}", "c3", "basic", 1, "30", "2026-11-06T09:00:00+08:00")])
+        refused(
+            inbox,
+            "2026-11-07",
+            f"[settings] {name} is {now}, but this data dir billed with {name} = {was}: put "
+            f"it back (another {name} needs a new data dir)",
+        )
+        assert look(inbox, "select * from pools order by pool_id") == before
+        assert look1(inbox, "select max(day) from customer_days") == date(2026, 11, 6)
+    # the settings it billed with: the run goes on, the orders held back are billed
+    inbox.settings_overrides = {}
+    inbox.bill("2026-11-07")
+    assert look1(inbox, "select count(*) from pools where customer_id = 'c3'") == 2
+    expiring = "select expires_at::date from pools where customer_id = 'c3' order by 1"
+    assert look(inbox, expiring) == [(date(2026, 12, 6),), (date(2027, 1, 5),)]  # 30 days each
+
+
+@pytest.mark.skipif(
+    not PIPELINE_CHECKS_FIRST,
+    reason="until tasks/pipeline.py calls tasks.rate.check_catalog before ingest",
+)
+def test_a_refused_catalog_reads_nothing_from_the_inbox(inbox, tmp_path):
+    _billed_november(inbox)
+    changed = SEED.replace("period_days = 30", "period_days = 31")
+    inbox.settings_overrides = {"catalog_path": catalog(tmp_path, "", seed=changed)}
+    inbox.orders([order("new", "c3", "basic", 1, "30", "2026-11-06T09:00:00+08:00")])
+    refused(inbox, "2026-11-07", "period_days is 31")
+    con = duckdb.connect(str(inbox.settings.state_db), read_only=True)
+    try:
+        assert one(con, "select count(*) from orders where order_id = 'new'") == 0
+        assert one(
+            con,
+            "select status, error like 'CatalogError: %' from runs "
+            "order by started_at desc limit 1",
+        ) == ("failed", True)
+    finally:
+        con.close()
+
+
+def test_a_new_data_dir_bills_with_the_settings_of_its_catalog(inbox, tmp_path):
+    changed = SEED.replace("period_days = 30", "period_days = 31")
+    inbox.settings_overrides = {"catalog_path": catalog(tmp_path, "", seed=changed)}
+    inbox.orders([order("o1", "c1", "basic", 1, "30", "2026-11-01T09:00:00+08:00")])
+    inbox.bill("2026-11-02")
+    assert look1(inbox, "select expires_at::date from pools") == date(2026, 12, 2)
+    assert look(inbox, "select name, value from catalog_settings order by name") == [
+        ("package_validity_months", "12"),
+        ("period_days", "31"),
+    ]
+    inbox.settings_overrides = {}  # now 30 again: refused
+    refused(
+        inbox, "2026-11-02", "period_days is 30, but this data dir billed with period_days = 31"
+    )
+
+
+def test_a_dropped_or_renamed_function_with_accepted_events_is_refused(inbox, tmp_path):
+    _billed_november(inbox)
+    renamed = SEED.replace('code = "product_effects"', 'code = "effects"')
+    for name, text in (("dropped.toml", without("product_effects")), ("renamed.toml", renamed)):
+        inbox.settings_overrides = {"catalog_path": catalog(tmp_path, "", name, text)}
+        refused(
+            inbox,
+            "2026-11-06",
+            "function product_effects has accepted events from 2026-11-03 to 2026-11-05 but is "
+            "gone from the catalog: keep its versions (end a price with a new version; a new "
+            "name is a new code)",
+        )
+    assert look(inbox, "select event_id, credits from rated_events order by 1") == [
+        ("e1", 10),
+        ("e2", 0),
+        ("e3", 2),
+    ]
+    # a function that no event names may go (and a new code come)
+    unused = without("game_character_image").replace('"game_character_image"', '"x"')
+    inbox.settings_overrides = {"catalog_path": catalog(tmp_path, "", "unused.toml", unused)}
+    assert inbox.bill("2026-11-06").status == "succeeded"
+
+
+def test_a_dropped_product_with_accepted_orders_is_refused(inbox, tmp_path):
+    _billed_november(inbox)
+    for code, month in (("package_100", "2026-11-01"), ("basic", "2026-11-01")):
+        inbox.settings_overrides = {"catalog_path": catalog(tmp_path, "", seed=without(code))}
+        kind = "package" if code.startswith("package") else "edition"
+        refused(
+            inbox,
+            "2026-11-06",
+            f"{kind} {code} has accepted orders from {month} to {month} but is gone from the "
+            "catalog: keep its versions (change a price with a new version",
+        )
+    inbox.settings_overrides = {
+        "catalog_path": catalog(tmp_path, "", seed=without("package_10000"))
+    }
+    assert inbox.bill("2026-11-06").days == []  # (editions and packages re-bill nothing)
+
+
+def test_a_dropped_function_is_found_in_days_the_working_database_no_longer_holds(inbox, tmp_path):
+    inbox.settings_overrides = {"hot_days": 3}
+    inbox.orders([order("o1", "c1", "package_100", None, "100", "2026-10-01T09:00:00+08:00")])
+    inbox.usage([event("e1", "c1", "product_effects", 2, "2026-10-03T10:00:00+08:00")])
+    inbox.bill("2026-11-20")
+    con = duckdb.connect(str(inbox.settings.state_db), read_only=True)
+    assert one(con, "select count(*) from events") == 0  # October is in the day files only
+    con.close()
+    inbox.settings_overrides = {
+        "hot_days": 3,
+        "catalog_path": catalog(tmp_path, "", seed=without("product_effects")),
+    }
+    refused(
+        inbox,
+        "2026-11-20",
+        "function product_effects has accepted events from 2026-10-01 to 2026-10-31",
+    )
+
+
+def test_the_plan_refuses_what_the_run_refuses(inbox, tmp_path):
+    """check_catalog on the plan's read-only view of the working state (tasks/plan.py)."""
+    _billed_november(inbox)
+    settings = inbox.settings
+    for text, match in (
+        (without("product_effects"), "function product_effects has accepted events"),
+        (SEED.replace("period_days = 30", "period_days = 10"), "period_days is 10"),
+    ):
+        con = plan_overlay(settings.state_db)
+        try:
+            with pytest.raises(CatalogError, match=match):
+                check_catalog(con, load_catalog(catalog(tmp_path, "", seed=text)))
+            check_catalog(con, load_catalog(catalog(tmp_path, "", seed=SEED)))
+        finally:
+            con.close()
