@@ -120,6 +120,28 @@ def _event_days(con, function: str) -> tuple[date | None, date | None]:
     ).fetchall()[0]
 
 
+def rating_change_day(
+    con, versions: pl.DataFrame, added: pl.DataFrame, retired: pl.DataFrame, tz: str
+) -> date | None:
+    """price_change_day of the version changes that can alter a rated event: not those of a
+    function code new to the data dir (no catalog it applied had it: every event naming it
+    was rejected `unknown_function`) nor of a code the catalog dropped (check_catalog refuses
+    that while an accepted event names it). So adding or dropping an unused function re-bills
+    nothing."""
+    seen = {
+        c
+        for (c,) in con.execute(
+            "select distinct code from catalog_versions where kind = 'function'"
+        ).fetchall()
+    }
+    listed = set(versions["code"])
+    return price_change_day(
+        added.filter(pl.col("code").is_in(sorted(seen))),
+        retired.filter(pl.col("code").is_in(sorted(listed))),
+        tz,
+    )
+
+
 def rate_events(
     con: duckdb.DuckDBPyConnection,
     catalog: Catalog,
@@ -149,7 +171,7 @@ def rate_events(
     known = scalar(con, "select count(*) from catalog_versions") > 0
     added = versions.filter(~pl.col("version_id").is_in(stored["version_id"].implode()))
     retired = stored.filter(~pl.col("version_id").is_in(versions["version_id"].implode()))
-    changed = price_change_day(added, retired, tz) if known else None
+    changed = rating_change_day(con, versions, added, retired, tz) if known else None
     rerate_from = min((d for d in (changed, rebill_from) if d is not None), default=NOTHING_AFTER)
     if rerate_from < frozen_before(con):  # the days to re-rate back in the working database
         thaw(con, context_from(rerate_from))

@@ -11,8 +11,10 @@ import duckdb
 import pytest
 
 import tasks.pipeline
+import tasks.plan
 from tasks.catalog import CatalogError, load_catalog
 from tasks.plan import _overlay as plan_overlay
+from tasks.plan import plan_run
 from tasks.rate import check_catalog
 from tasks.settings import DEFAULT_CATALOG
 from tests.conftest import event, one, order, rows
@@ -343,6 +345,7 @@ def test_two_thousand_pools_on_one_customer_bill_correctly(inbox, tmp_path):
 # ---------------------------------------------------------------- what the data dir billed with
 
 PIPELINE_CHECKS_FIRST = "check_catalog" in inspect.getsource(tasks.pipeline)
+PLAN_RATES_LIKE_THE_RUN = "rating_change_day" in inspect.getsource(tasks.plan)
 
 
 def without(code: str, seed: str = SEED) -> str:
@@ -456,10 +459,11 @@ def test_a_dropped_or_renamed_function_with_accepted_events_is_refused(inbox, tm
         ("e2", 0),
         ("e3", 2),
     ]
-    # a function that no event names may go (and a new code come)
-    unused = without("game_character_image").replace('"game_character_image"', '"x"')
+    # a function that no event names may go, and re-bills nothing
+    unused = without("game_character_image")
     inbox.settings_overrides = {"catalog_path": catalog(tmp_path, "", "unused.toml", unused)}
-    assert inbox.bill("2026-11-06").status == "succeeded"
+    report = inbox.bill("2026-11-06")
+    assert report.repriced_from is None and report.days == []
 
 
 def test_a_dropped_product_with_accepted_orders_is_refused(inbox, tmp_path):
@@ -496,6 +500,26 @@ def test_a_dropped_function_is_found_in_days_the_working_database_no_longer_hold
         "2026-11-20",
         "function product_effects has accepted events from 2026-10-01 to 2026-10-31",
     )
+
+
+def test_a_new_function_re_bills_nothing(inbox, tmp_path):
+    """No accepted event can name a code no catalog had: its versions alter no rating."""
+    _billed_november(inbox)
+    voice = '\n[[functions]]\ncode = "voice_clone"\ncredits_per_unit = 7\n'
+    later = '\n[[functions]]\ncode = "voice_clone"\neffective_from = 2026-11-02\n'
+    inbox.settings_overrides = {
+        "catalog_path": catalog(tmp_path, voice + later + "credits_per_unit = 8\n")
+    }
+    if PLAN_RATES_LIKE_THE_RUN:
+        assert plan_run(inbox.settings, date(2026, 11, 6)).days == []
+    report = inbox.bill("2026-11-06")
+    assert report.repriced_from is None and report.days == []
+    # from now on it is known: its price changed in the past re-bills from that day
+    inbox.settings_overrides = {
+        "catalog_path": catalog(tmp_path, voice + later + "credits_per_unit = 9\n", "v2.toml")
+    }
+    report = inbox.bill("2026-11-06")
+    assert report.repriced_from == date(2026, 11, 2)
 
 
 def test_the_plan_refuses_what_the_run_refuses(inbox, tmp_path):
