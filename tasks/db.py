@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,10 +15,11 @@ import duckdb
 if TYPE_CHECKING:  # Polars is imported where frames are made: a command that makes none
     import polars as pl  # (adbill statement, status) starts faster
 
-from tasks.settings import SQL_DIR
+from tasks.settings import SQL_DIR, duckdb_memory
 
-# DuckDB's own buffer pool; it spills to disk beyond this (env ADBILL_DUCKDB_MEMORY)
-MEMORY_LIMIT = os.environ.get("ADBILL_DUCKDB_MEMORY", "1GB")
+# DuckDB's own buffer pool; it spills to disk beyond this. None: ADBILL_DUCKDB_MEMORY (read
+# and checked on every connect, tasks.settings.duckdb_memory), default 1GB
+MEMORY_LIMIT: str | None = None
 
 # sql/schema/NNN_name.sql: the numbered migrations, applied in order (see ensure_schema)
 SCHEMA_DIR = SQL_DIR / "schema"
@@ -28,11 +28,12 @@ _MIGRATION_FILE = re.compile(r"(\d+)_(\w+)\.sql")
 
 def connect(path: Path | str = ":memory:", read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open a connection with the house settings (UTC session, schema in place)."""
+    memory_limit = MEMORY_LIMIT or duckdb_memory()  # (a bad ADBILL_DUCKDB_MEMORY: refused)
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path), read_only=read_only)
     con.execute("set TimeZone = 'UTC'")
-    con.execute(f"set memory_limit = '{MEMORY_LIMIT}'")
+    con.execute(f"set memory_limit = '{memory_limit}'")
     if not read_only:
         ensure_schema(con)
     elif scalar(con, "select count(*) from duckdb_schemas() where schema_name = 'internal'"):

@@ -100,6 +100,7 @@ class Settings:
         except (KeyError, ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError
             tz = self.billing_tz
             raise SettingError(f"ADBILL_BILLING_TZ={tz!r} is not a time zone") from None
+        duckdb_memory()  # a bad ADBILL_DUCKDB_MEMORY refused before a run starts
         object.__setattr__(self, "data_dir", Path(self.data_dir).absolute())
         db = self.db or _env("DB")
         object.__setattr__(
@@ -168,12 +169,55 @@ def a_day(text: str) -> date:
     return date.fromisoformat(text)
 
 
+# the years a billing day can fall in (§3: no timestamp outside 2000-2099 is accepted)
+FIRST_TODAY, LAST_TODAY = date(2000, 1, 1), date(2099, 12, 31)
+
+
 def today(tz: str) -> date:
-    """Today in the billing zone `tz`, or ADBILL_TODAY (YYYY-MM-DD) when set (§3)."""
+    """Today in the billing zone `tz`, or ADBILL_TODAY (YYYY-MM-DD, 2000-2099) when set (§3)."""
     fixed = _env("TODAY")
     if fixed is not None:
         try:
-            return a_day(fixed)
+            day = a_day(fixed)
         except ValueError:
             raise SettingError(f"ADBILL_TODAY={fixed!r} is not a date (YYYY-MM-DD)") from None
+        if not FIRST_TODAY <= day <= LAST_TODAY:  # 9999-12-31 + 1 day overflows
+            raise SettingError(
+                f"ADBILL_TODAY={fixed!r} is not a date from {FIRST_TODAY} to {LAST_TODAY} "
+                "(billing-rules §3)"
+            )
+        return day
     return datetime.now(ZoneInfo(tz)).date()
+
+
+# DuckDB's buffer pool (env ADBILL_DUCKDB_MEMORY): a size with its unit, or a share of the
+# machine's memory; DuckDB itself reads "1" or "abc" as a parser error and "1KB" as a limit
+# no query fits in
+DEFAULT_DUCKDB_MEMORY = "1GB"
+_MEMORY = re.compile(
+    r"\s*([0-9]+(?:\.[0-9]+)?)\s*(?:(kb|mb|gb|tb|kib|mib|gib|tib|k|m|g|t)|(%))\s*", re.IGNORECASE
+)
+MIN_DUCKDB_MEMORY = 64 * 10**6  # bytes
+
+
+def duckdb_memory() -> str:
+    """ADBILL_DUCKDB_MEMORY as DuckDB's memory_limit (default 1GB): at least 64MB, or from
+    1% to 100% of the machine's memory; a bad value names the variable."""
+    text = _env("DUCKDB_MEMORY")
+    if text is None:
+        return DEFAULT_DUCKDB_MEMORY
+    match = _MEMORY.fullmatch(text)
+    ok = False
+    if match and match[3]:
+        ok = 1 <= float(match[1]) <= 100
+    elif match:
+        unit = match[2].lower()
+        power = "kmgt".index(unit[0]) + 1
+        size = float(match[1]) * (1024 if "i" in unit else 1000) ** power
+        ok = size >= MIN_DUCKDB_MEMORY
+    if not ok:
+        raise SettingError(
+            f"ADBILL_DUCKDB_MEMORY={text!r} is not a memory size of at least 64MB (e.g. 1GB, "
+            "512MB, 2GiB) or a share of the machine's memory (e.g. 50%)"
+        )
+    return text.strip()
