@@ -26,12 +26,30 @@ SCHEMA_DIR = SQL_DIR / "schema"
 _MIGRATION_FILE = re.compile(r"(\d+)_(\w+)\.sql")
 
 
+class DamagedDatabase(RuntimeError):
+    """A DuckDB file that cannot be opened because its bytes are not a sound database."""
+
+
+# what DuckDB says of a file whose bytes are damaged (a lock held elsewhere is not damage)
+_DAMAGE = (
+    "corrupt database file",
+    "not a valid duckdb database file",
+    "could not read enough bytes",
+    "checksum",
+)
+
+
 def connect(path: Path | str = ":memory:", read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open a connection with the house settings (UTC session, schema in place)."""
     memory_limit = MEMORY_LIMIT or duckdb_memory()  # (a bad ADBILL_DUCKDB_MEMORY: refused)
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), read_only=read_only)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.Error as exc:
+        if (error := damaged(path, exc)) is not None:
+            raise error from exc
+        raise
     con.execute("set TimeZone = 'UTC'")
     con.execute(f"set memory_limit = '{memory_limit}'")
     if not read_only:
@@ -41,6 +59,25 @@ def connect(path: Path | str = ":memory:", read_only: bool = False) -> duckdb.Du
         # the engine's reports read them there by their plain names
         con.execute("set search_path = 'main,internal'")
     return con
+
+
+def damaged(path: Path | str, exc: BaseException) -> DamagedDatabase | None:
+    """The error to tell when DuckDB could not open `path` because the file is damaged: its
+    path and what to do (the working state: restore it, docs/operating.md §17); None for any
+    other error (a lock held by another process, a permission)."""
+    path = Path(path)
+    # (the path named in the message is no evidence: a folder may be called `checksum`)
+    reason = " ".join(str(exc).replace(f'"{path}"', "the file").split())
+    if not any(d in reason.lower() for d in _DAMAGE):
+        return None
+    reason = reason if len(reason) <= 60 else reason[:57] + "..."
+    if path.name == "adbill.duckdb" and path.parent.name == "state":
+        # (DuckDB's own words are in the log: the one line is cut at ~300 characters)
+        return DamagedDatabase(
+            f"the working state {path} is damaged: restore state/ from a backup "
+            "(docs/operating.md §17)"
+        )
+    return DamagedDatabase(f"the DuckDB file {path} is damaged; DuckDB: {reason}")
 
 
 # ---------------------------------------------------------------------------------------------

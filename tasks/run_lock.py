@@ -123,9 +123,13 @@ def state_db_holder(path: Path) -> str | None:
         return None
     try:
         duckdb.connect(str(path)).close()
-    except duckdb.IOException as exc:
+    except duckdb.Error as exc:
         text = str(exc)
         if not is_lock_error(exc):
+            from tasks.db import damaged
+
+            if (error := damaged(path, exc)) is not None:  # its path and what to do
+                raise error from exc
             raise
         pid = re.search(r"\(PID (\d+)\)", text)
         return f"PID {pid.group(1)}" if pid else "a DuckDB lock"
