@@ -84,9 +84,12 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
 def cmd_status(args) -> int:
     import json
 
+    from tasks.state_guard import state_lost
     from tasks.status import last_scheduled_failure, read_status
 
     settings = settings_of(args)
+    if (lost := state_lost(settings)) is not None:  # a state lost, the warehouse billed
+        raise Refused(lost)
     try:
         st = read_status(settings, since=args.since)
     except Exception as exc:  # duckdb.IOException: another process holds the working state
@@ -195,8 +198,10 @@ def cmd_serve(args) -> None:
     from pydantic import ValidationError
 
     from tasks.pipeline import check_inbox
+    from tasks.state_guard import check_working_state
 
     check_inbox(settings)
+    check_working_state(settings)  # its billing zone; a state lost or damaged
     from tasks.run_lock import busy_wait_seconds
 
     busy_wait_seconds()

@@ -105,10 +105,14 @@ def cmd_run(args) -> None:
         # refused by them: nothing is written into a mistyped one)
         cli_flow.start_server(args)
     from tasks.pipeline import check_run
+    from tasks.state_guard import check_working_state
 
     # the guards before Prefect starts (the flow checks them again for runs from the UI)
     through = args.through or settings.yesterday()
     check_run(settings, through, args.rebill_from)
+    # the billing zone the working state records; a state lost, new or damaged while the
+    # warehouse holds billed days (the run checks again under the data dir's lock)
+    check_working_state(settings)
     if args.plan:
         from tasks.plan import plan_run
 

@@ -134,12 +134,13 @@ LOGS = _Logs()
 
 
 def refusals() -> tuple[type[Exception], ...]:
-    """The refusals of a guard (exit 2): tasks.pipeline's RunRefused only once a command has
-    imported the pipeline (`adbill statement` never does, to start in well under a second)."""
+    """The refusals of a guard (exit 2): tasks.state_guard's RunRefused (which tasks.pipeline
+    raises) only once a command has imported it (`adbill statement` never does, to start in
+    well under a second)."""
     from tasks.settings import SettingError
 
-    pipeline = sys.modules.get("tasks.pipeline")
-    return (Refused, SettingError) + ((pipeline.RunRefused,) if pipeline else ())
+    guard = sys.modules.get("tasks.state_guard")
+    return (Refused, SettingError) + ((guard.RunRefused,) if guard else ())
 
 
 def error_line(command: str, exc: BaseException) -> str:

@@ -32,12 +32,9 @@ from tasks.rate import rate_events
 from tasks.run_record import finish_run, record_day, start_run
 from tasks.run_report import RunReport, day_spans, days_without_usage  # noqa: F401 (re-export)
 from tasks.settings import Settings
+from tasks.state_guard import RunRefused, check_working_state, record_zone
 
 Stage = Callable[..., Any]
-
-
-class RunRefused(ValueError):
-    """A run the guards turn away before it reads or writes anything (interfaces.md)."""
 
 
 EARLIEST_DAY = date(2000, 1, 1)  # §3: no timestamp before the year 2000 is accepted
@@ -131,8 +128,10 @@ def run_billing(
 ) -> RunReport:
     """Ingest new inbox files, bill every due day up to `through`, publish the warehouse.
 
-    A data dir without an inbox is refused (RunRefused); `warn` hears the run's warnings
-    (days billed without usage), `progress` the rest.
+    A data dir without an inbox is refused (RunRefused), and so is one whose working state
+    records another billing zone, or is missing while the warehouse holds billed days
+    (tasks/state_guard.py); `warn` hears the run's warnings (days billed without usage),
+    `progress` the rest.
     """
     say = progress or (lambda _m: None)
     report = RunReport(run_id=run_id or uuid.uuid4().hex[:12], through=through)
@@ -143,8 +142,14 @@ def run_billing(
     # a catalog no run can apply fails here, before anything is read or billed
     run.catalog = load_catalog(settings.catalog_path, settings.billing_tz)
     with run_lock(settings.state_dir):
+        check_working_state(settings)  # its zone, a state lost or damaged: before any change
         with run.step("open"):
             con = connect(settings.state_db)
+        try:
+            record_zone(con, settings)  # the data dir's first run (or first since recorded)
+        except BaseException:
+            con.close()
+            raise
         run.doing = f"starting the run in {settings.state_db}"
         try:
             start_run(con, run.run_id, through, rebill_from, trigger)
