@@ -16,6 +16,7 @@ from flows.cli_demo import DEMO_MARKER, add_demo, add_generate, fresh_demo_dir
 from flows.cli_ops import EXIT_SCHEDULED_RUN_FAILED, add_serve, add_statement, add_status
 from flows.cli_run import add_run
 from flows.cli_terminal import LOGS, error_line, refusals
+from tasks import interrupts
 
 # the names tests and scripts import from here (each lives in its flows/cli_*.py)
 __all__ = [
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: -h, or one line about the mistake
         return exc.code if isinstance(exc.code, int) else 2
     signals = Signals()
+    interrupts.watch(signals.seen)  # runs.error of a run a signal stopped says so
     try:
         code = args.func(args)
     except KeyboardInterrupt as exc:
@@ -74,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         # the handlers first: a second SIGTERM while the server stops must not escape main
         # (the server ends with this process anyway: flows/tempserver.py)
         signals.restore()
+        interrupts.watch(None)
         try:
             LOGS.stop()
             cli_flow.stop_server()
@@ -124,6 +127,7 @@ class Signals:
         self._before: dict[int, object] = {}
         self._pipe: tuple[int, int] | None = None
         self._fd_before = -1
+        self._last: int | None = None
         if threading.current_thread() is not threading.main_thread():
             return
         self._before = {s: signal.signal(s, _terminate) for s in (signal.SIGTERM, signal.SIGHUP)}
@@ -134,15 +138,18 @@ class Signals:
         self._fd_before = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
 
     def seen(self) -> int | None:
-        """The last watched signal that arrived, if any."""
+        """The last watched signal that arrived, if any (asked again: the same answer, so
+        that the run's record and the command's exit status agree)."""
         if self._pipe is None:
-            return None
+            return self._last
         try:
             got = os.read(self._pipe[0], 4096)
         except BlockingIOError:
-            return None
+            got = b""
         found = [b for b in got if b in self.WATCHED]
-        return found[-1] if found else None
+        if found:
+            self._last = found[-1]
+        return self._last
 
     def restore(self) -> None:
         for s, handler in self._before.items():

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from tasks import interrupts
 from tasks.appended_files import export_appended
 from tasks.billing import DayPlan, bill_day, call_directly, last_billed, plan_days, unbill_from
 from tasks.catalog import Catalog, load_catalog
@@ -354,7 +355,11 @@ def _failed(run: _Run, con, exc: BaseException) -> None:
 
 def _error_text(exc: BaseException) -> str:
     """`runs.error` of a failed run: the exception and its message; an interrupt without one
-    (Ctrl-C: `KeyboardInterrupt: ` told nothing) says it was interrupted."""
+    (Ctrl-C: `KeyboardInterrupt: ` told nothing) says it was interrupted, and so does a
+    DuckDB query a signal stopped (`Query interrupted` in its place) when the command saw
+    the signal (tasks/interrupts.py)."""
+    if "query interrupted" in str(exc).lower() and (name := interrupts.seen()) is not None:
+        return f"interrupted ({name})"
     if str(exc):
         return f"{type(exc).__name__}: {exc}"
     if isinstance(exc, KeyboardInterrupt):
