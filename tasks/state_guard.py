@@ -110,7 +110,7 @@ def state_lost(settings: Settings) -> str | None:
     facts = _state_facts(settings.state_db)
     if facts is HELD or facts[1]:
         return None
-    return lost_billing(settings, then="before the next run, which refuses until then")
+    return lost_billing(settings, then="runs refuse until then")
 
 
 def lost_billing(settings: Settings, then: str = "nothing billed") -> str | None:
