@@ -29,7 +29,7 @@ from tasks.documents import DocumentsWritten, write_documents
 from tasks.ingest import ingest_inbox
 from tasks.keyed_files import export_keyed
 from tasks.publish import publish, run_lock
-from tasks.rate import rate_events
+from tasks.rate import check_catalog, rate_events
 from tasks.run_record import finish_run, record_day, start_run
 from tasks.run_report import RunReport, day_spans, days_without_usage  # noqa: F401 (re-export)
 from tasks.settings import Settings
@@ -157,6 +157,7 @@ def run_billing(
             con.execute(
                 "update runs set published_to = ? where run_id = ?", [str(settings.db), run.run_id]
             )
+            check_catalog(con, run.catalog, run.run_id)  # before anything is read
             _ingest(run, con)
             repriced_from = _rate(run, con)
             plans = _plan(run, con, repriced_from)

@@ -15,7 +15,7 @@ from tasks.db import connect, frame, migrations, scalar
 from tasks.inbox_files import list_inbox, path_text
 from tasks.ingest import IngestReport, _new_files
 from tasks.pipeline import RunRefused, late_cutoff
-from tasks.rate import price_change_day
+from tasks.rate import check_catalog, rating_change_day
 from tasks.run_lock import DataDirBusy, is_lock_error
 from tasks.settings import Settings
 
@@ -135,6 +135,7 @@ def plan_run(settings: Settings, through: date, rebill_from: date | None = None)
         cutoff = late_cutoff(con, through, settings)
         latest = settings.today() + timedelta(days=1)
         catalog = load_catalog(settings.catalog_path, settings.billing_tz)
+        check_catalog(con, catalog)
         con.register("plan_functions_now", catalog.functions.select("code").to_arrow())
         con.execute("create temp table plan_functions as select * from plan_functions_now")
         for f, kind in fresh:
@@ -268,6 +269,6 @@ def _repriced_from(con, settings: Settings, catalog) -> date | None:
     )
     added = versions.filter(~versions["version_id"].is_in(stored["version_id"].implode()))
     retired = stored.filter(~stored["version_id"].is_in(versions["version_id"].implode()))
-    changed = price_change_day(added, retired, settings.billing_tz)
+    changed = rating_change_day(con, versions, added, retired, settings.billing_tz)
     last = scalar(con, "select max(day) from billed_days")
     return changed if changed is not None and last is not None and changed <= last else None
