@@ -11,11 +11,11 @@ import duckdb
 
 from tasks.billing import DayPlan, last_billed, plan_days
 from tasks.catalog import load_catalog
-from tasks.db import connect, frame, migrations, scalar
+from tasks.db import connect, migrations, scalar
 from tasks.inbox_files import list_inbox, path_text
 from tasks.ingest import IngestReport, _new_files
 from tasks.pipeline import RunRefused, late_cutoff
-from tasks.rate import check_catalog, rating_change_day
+from tasks.rate import check_catalog, repriced_from
 from tasks.run_lock import DataDirBusy, is_lock_error
 from tasks.settings import Settings
 
@@ -142,7 +142,7 @@ def plan_run(settings: Settings, through: date, rebill_from: date | None = None)
             day = _earliest_day(con, f.path, kind, settings.billing_tz, cutoff, latest)
             plan.files.append(NewFile(str(f.path), kind, f.path.stat().st_size, day))
         _add_new_files(con, plan.files)
-        repriced = _repriced_from(con, settings, catalog)
+        repriced = repriced_from(con, catalog, settings.billing_tz)
         billed_until = max(through, plan.last_billed or through)
         keep_before = min((d for d in (rebill_from, repriced) if d), default=None)
         if keep_before is not None:
@@ -254,21 +254,3 @@ def _add_new_files(con, files: list[NewFile]) -> None:
         if f.earliest_day is not None:
             table = "orders" if f.kind == "orders" else "events"
             con.execute(f"insert into temp.plan_{table} values (?)", [f.earliest_day])
-
-
-def _repriced_from(con, settings: Settings, catalog) -> date | None:
-    """The first billed day a change of the catalog file would re-bill (tasks.rate)."""
-    known = scalar(con, "select count(*) from catalog_versions") or 0
-    if not known:
-        return None
-    versions = catalog.versions()
-    stored = frame(
-        con,
-        "select version_id, kind, code, effective_from from catalog_versions "
-        "where retired_at is null",
-    )
-    added = versions.filter(~versions["version_id"].is_in(stored["version_id"].implode()))
-    retired = stored.filter(~stored["version_id"].is_in(versions["version_id"].implode()))
-    changed = rating_change_day(con, versions, added, retired, settings.billing_tz)
-    last = scalar(con, "select max(day) from billed_days")
-    return changed if changed is not None and last is not None and changed <= last else None

@@ -142,6 +142,25 @@ def rating_change_day(
     )
 
 
+def repriced_from(con, catalog: Catalog, tz: str) -> date | None:
+    """The first billed day the catalog file's changes would re-bill (what a run's
+    rate_events finds before it bills): for `adbill plan` and `adbill status`, which read
+    the working state and change nothing."""
+    if not scalar(con, "select count(*) from catalog_versions"):
+        return None
+    versions = catalog.versions()
+    stored = frame(
+        con,
+        "select version_id, kind, code, effective_from from catalog_versions "
+        "where retired_at is null",
+    )
+    added = versions.filter(~versions["version_id"].is_in(stored["version_id"].implode()))
+    retired = stored.filter(~stored["version_id"].is_in(versions["version_id"].implode()))
+    changed = rating_change_day(con, versions, added, retired, tz)
+    last = scalar(con, "select max(day) from billed_days")
+    return changed if changed is not None and last is not None and changed <= last else None
+
+
 def rate_events(
     con: duckdb.DuckDBPyConnection,
     catalog: Catalog,

@@ -15,14 +15,23 @@ from typing import Any
 import duckdb
 
 from tasks.billing import DayPlan, last_billed, plan_days
+from tasks.catalog import CatalogError, load_catalog
 from tasks.db import connect, scalar
 from tasks.documents_files import write_atomic
 from tasks.pipeline import day_spans, days_without_usage
+from tasks.rate import check_catalog, repriced_from
 from tasks.settings import Settings
 
 RUNS_SHOWN = 10
 # a daily schedule that has not run for longer than this is named in the warnings
 SCHEDULE_SILENT_HOURS = 26
+
+# why a billed day waits to be billed again (tasks/billing.py DayPlan reasons)
+STALE_BECAUSE = {
+    "late_data": "files ingested after they were billed touch them",
+    "price_change": "the catalog file changes a price in force on them",
+    "rebill": "a rebill was asked for",
+}
 
 RUN_COLUMNS = (
     "run_id",
@@ -55,6 +64,7 @@ class Status:
     orders_rejected: int = 0
     files_rejected: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    catalog_problem: str | None = None  # why the next run would refuse the catalog file
 
     @property
     def stale(self) -> list[DayPlan]:
@@ -152,7 +162,8 @@ def billing_status(
     st = Status(as_of=now, today=settings.today(), source=source, since=since)
     st.billed_through = last_billed(con)
     through = max(settings.yesterday(), st.billed_through or settings.yesterday())
-    st.waiting = plan_days(con, through)
+    repriced, st.catalog_problem = _catalog_changes(con, settings)
+    st.waiting = _with_repriced(plan_days(con, through), repriced, through)
     st.runs = [_run(r, running, current_run) for r in _runs(con, f"limit {RUNS_SHOWN}")]
     scheduled = _runs(con, "limit 1", "where trigger = 'scheduled'")
     st.last_scheduled = _later_failure(
@@ -174,6 +185,33 @@ def billing_status(
     ).fetchall()
     st.warnings = _warnings(con, st, running)
     return st
+
+
+def _catalog_changes(con, settings: Settings) -> tuple[date | None, str | None]:
+    """The first billed day the catalog file's changes would re-bill (as `adbill plan` and
+    the next run find it), and why the next run would refuse the catalog, if it would."""
+    try:
+        catalog = load_catalog(settings.catalog_path, settings.billing_tz)
+        check_catalog(con, catalog)
+        return repriced_from(con, catalog, settings.billing_tz), None
+    except CatalogError as exc:
+        return None, str(exc)
+    except duckdb.CatalogException:
+        return None, None  # (a warehouse from before the catalog's tables: nothing to compare)
+
+
+def _with_repriced(plans: list[DayPlan], repriced: date | None, through: date) -> list[DayPlan]:
+    """The days waiting with those a price change re-bills (the run's plan_days after its
+    rate_events unbilled them): from `repriced`, a day billed before waits as price_change."""
+    if repriced is None:
+        return plans
+    waiting = {p.day: p for p in plans}
+    d = repriced
+    while d <= through:
+        if d not in waiting or waiting[d].reason != "new":
+            waiting[d] = DayPlan(d, "price_change")
+        d += timedelta(days=1)
+    return [waiting[d] for d in sorted(waiting)]
 
 
 def _runs(con, limit: str, where: str = "") -> list[dict[str, Any]]:
@@ -212,11 +250,15 @@ def _warnings(con, st: Status, running: str | None) -> list[str]:
         f"{path} turned away whole ({reason}); see rejected_files"
         for path, reason in st.files_rejected
     ]
-    if st.stale:
-        out.append(
-            f"{len(st.stale)} billed day(s) from {st.stale[0].day} are stale (files ingested "
-            "after they were billed touch them); the next run bills them again"
-        )
+    if st.catalog_problem:
+        out.append(f"the next run will refuse the catalog: {st.catalog_problem}")
+    for reason, why in STALE_BECAUSE.items():
+        stale = [p.day for p in st.stale if p.reason == reason]
+        if stale:
+            out.append(
+                f"{len(stale)} billed day(s) from {stale[0]} are stale ({why}); the next run "
+                "bills them again"
+            )
     last = st.last_scheduled
     if last is not None and last["started_at"] < st.as_of - timedelta(hours=SCHEDULE_SILENT_HOURS):
         out.append(

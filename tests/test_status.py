@@ -12,7 +12,8 @@ import pytest
 from flows import cli
 from tasks.db import connect
 from tasks.pipeline import run_billing
-from tasks.settings import Settings
+from tasks.plan import plan_run
+from tasks.settings import DEFAULT_CATALOG, Settings
 from tasks.status import billing_status, read_status, write_status
 from tests.ops_helpers import bill, deliver, scenario, settings, write_usage
 
@@ -248,3 +249,48 @@ def test_a_failed_runs_error_says_what_happened_even_without_a_message():
     assert _error_text(KeyboardInterrupt()) == "interrupted (KeyboardInterrupt)"
     assert _error_text(ValueError("disk full")) == "ValueError: disk full"
     assert _error_text(RuntimeError()) == "RuntimeError"
+
+
+def test_a_changed_price_shows_its_days_waiting_as_price_change_as_plan_and_the_run_see_them(
+    billed, tmp_path, capsys
+):
+    """The operator edits a price in force on billed days: status names those days waiting
+    (price_change, not late data) from the version's first day, as the next run bills them."""
+    data, _ = billed
+    d = tmp_path / "d"
+    shutil.copytree(data, d)
+    cheaper = tmp_path / "catalog.toml"
+    cheaper.write_text(
+        DEFAULT_CATALOG.read_text()
+        + '\n[[functions]]\ncode = "copy_generation"\n'
+        + f"effective_from = {SC.day(3).isoformat()}T00:00:00+08:00\ncredits_per_unit = 2\n"
+    )
+    st = read_status(settings(d, catalog_path=cheaper))
+    waiting = [(p.day, p.reason) for p in st.waiting]
+    repriced = [(SC.day(n), "price_change") for n in range(3, SC.days + 1)]
+    new = [(SC.last_day + timedelta(days=k), "new") for k in (1, 2)]
+    assert waiting == repriced + new
+    stale = [w for w in st.warnings if "stale" in w]
+    assert stale == [
+        f"{len(repriced)} billed day(s) from {SC.day(3)} are stale (the catalog file changes a "
+        "price in force on them); the next run bills them again"
+    ]
+    assert [
+        (p.day, p.reason) for p in plan_run(settings(d, catalog_path=cheaper), SC.last_day).days
+    ] == repriced
+    report = run_billing(settings(d, catalog_path=cheaper, max_late_days=60), SC.last_day)
+    assert report.repriced_from == SC.day(3)
+    assert [
+        (p.day, p.reason) for p in read_status(settings(d, catalog_path=cheaper)).waiting
+    ] == new
+
+
+def test_a_catalog_the_next_run_would_refuse_is_named_by_status(billed, tmp_path):
+    data, _ = billed
+    broken = tmp_path / "catalog.toml"
+    broken.write_text(DEFAULT_CATALOG.read_text().replace("\n[[functions]]", "\n[[function]]", 1))
+    st = read_status(settings(data, catalog_path=broken))
+    [problem] = [w for w in st.warnings if "refuse the catalog" in w]
+    assert problem.startswith("the next run will refuse the catalog: catalog file ")
+    assert "unknown table or key 'function'" in problem
+    assert [p.reason for p in st.waiting] == ["new", "new"]  # (what it can tell still told)
