@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -515,7 +516,9 @@ def test_sigterm_and_sighup_end_a_command_as_an_interrupt_does(
 
     def signalled(*a, **kw):
         try:
-            os.kill(os.getpid(), signum)
+            # (to this main thread: sent to the process it may land on another thread, and
+            # be raised only after this try)
+            signal.pthread_kill(threading.get_ident(), signum)
             time.sleep(5)
         except KeyboardInterrupt:
             if swallowed:
@@ -545,7 +548,7 @@ def test_a_failure_after_a_signal_the_command_handled_is_a_failure(data, capsys,
 
     def handled_then_failed(*a, **kw):
         try:
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # (as above)
             time.sleep(5)
         except KeyboardInterrupt:
             pass
