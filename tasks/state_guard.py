@@ -40,9 +40,9 @@ def check_working_state(settings: Settings) -> None:
     facts = _state_facts(settings.state_db)
     if facts is HELD:
         return
-    zone, succeeded = facts
+    zone, succeeded, own_runs = facts
     check_zone(settings, zone)
-    if not succeeded and (lost := lost_billing(settings)) is not None:
+    if not succeeded and (lost := lost_billing(settings, own_runs=own_runs)) is not None:
         raise RunRefused(lost)
 
 
@@ -77,11 +77,12 @@ def recorded_zone(con: duckdb.DuckDBPyConnection) -> str | None:
         return None
 
 
-def _state_facts(path: Path) -> tuple[str | None, bool] | _Held:
-    """The working state's recorded zone and whether a run of it ever succeeded (None, False:
-    no working state), or HELD when another process has it open for writing."""
+def _state_facts(path: Path) -> tuple[str | None, bool, frozenset[str]] | _Held:
+    """The working state's recorded zone, whether a run of it ever succeeded, and the ids of
+    its runs (None, False, empty: no working state), or HELD when another process has it
+    open for writing."""
     if not path.exists():
-        return None, False
+        return None, False, frozenset()
     try:
         con = connect(path, read_only=True)
     except duckdb.Error as exc:
@@ -89,9 +90,18 @@ def _state_facts(path: Path) -> tuple[str | None, bool] | _Held:
             return HELD
         raise
     try:
-        return recorded_zone(con), _succeeded(con)
+        return recorded_zone(con), _succeeded(con), _run_ids(con)
     finally:
         con.close()
+
+
+def _run_ids(con: duckdb.DuckDBPyConnection) -> frozenset[str]:
+    """The ids of the runs this working state recorded, whatever their outcome: the folders
+    of state/days its runs wrote (`<table>/<run_id>/...`, tasks/day_files.py)."""
+    try:
+        return frozenset(r for (r,) in con.execute("select run_id from runs").fetchall())
+    except duckdb.CatalogException:
+        return frozenset()
 
 
 def _succeeded(con: duckdb.DuckDBPyConnection) -> bool:
@@ -110,12 +120,16 @@ def state_lost(settings: Settings) -> str | None:
     facts = _state_facts(settings.state_db)
     if facts is HELD or facts[1]:
         return None
-    return lost_billing(settings, then="runs refuse until then")
+    return lost_billing(settings, then="runs refuse until then", own_runs=facts[2])
 
 
-def lost_billing(settings: Settings, then: str = "nothing billed") -> str | None:
+def lost_billing(
+    settings: Settings, then: str = "nothing billed", own_runs: frozenset[str] = frozenset()
+) -> str | None:
     """The refusal when the data dir has billed although its working state is missing or
-    new: the published warehouse holds billed days, or state/days their files."""
+    new: the published warehouse holds billed days, or state/days files that no run of this
+    working state wrote (own_runs: its runs' ids; a first run that failed after writing its
+    day files, at publish say, left only its own, and its rerun carries on)."""
     what = "missing" if not settings.state_db.exists() else "new (no run of it succeeded)"
     fix = (
         f"restore state/ from a backup ({RECOVERY}), or move {settings.db} and state/days "
@@ -127,7 +141,7 @@ def lost_billing(settings: Settings, then: str = "nothing billed") -> str | None
             f"{settings.data_dir}: the working state is {what} but {settings.db} holds billing "
             f"through {through}: {fix}"
         )
-    days = day_files_through(settings.state_dir / "days")
+    days = day_files_through(settings.state_dir / "days", own_runs)
     if days is not None:
         return (
             f"{settings.data_dir}: the working state is {what} but state/days holds the day "
@@ -154,17 +168,25 @@ def warehouse_through(db: Path) -> date | None:
         con.close()
 
 
+def _run_folder(name: str) -> str | None:
+    """The id of the run that wrote a day file, from its path under state/days."""
+    parts = Path(name).parts
+    return parts[1].split("-month-")[0] if len(parts) > 2 else None
+
+
 _DAY = re.compile(r"(?<![0-9])(20[0-9]{2}-[01][0-9]-[0-3][0-9])(?![0-9])")
 _MONTH = re.compile(r"month=(20[0-9]{2}-[01][0-9])")
 
 
-def day_files_through(days_dir: Path) -> str | None:
+def day_files_through(days_dir: Path, own_runs: frozenset[str] = frozenset()) -> str | None:
     """The last day named by the day files under state/days (a day, or a merged month), or
-    "an unknown day" when files are there but none names one; None when there are none."""
+    "an unknown day" when files are there but none names one; None when there are none.
+    Files in the folders of own_runs (`<table>/<run_id>[-month-<token>]/`) are left out."""
     files = [p for p in days_dir.rglob("*.parquet") if p.is_file()] if days_dir.is_dir() else []
-    if not files:
-        return None
     names = [str(p.relative_to(days_dir)) for p in files]
+    names = [n for n in names if _run_folder(n) not in own_runs]
+    if not names:
+        return None
     days = [m for n in names for m in _DAY.findall(n)]
     days += [f"the month {m}" for n in names for m in _MONTH.findall(n)]
     return max(days, key=lambda d: d.removeprefix("the month ")) if days else "an unknown day"

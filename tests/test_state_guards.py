@@ -197,6 +197,39 @@ def test_moving_the_warehouse_and_day_files_away_starts_over(billed):
     assert report.status == "succeeded" and len(report.days) == sc.days
 
 
+def test_a_first_run_that_failed_at_publish_is_carried_on_by_its_rerun(
+    billed, tmp_path, monkeypatch
+):
+    """The data dir's first run billed and wrote its day files, then could not publish (a
+    full disk): its working state is new (no run succeeded) but the day files are its own,
+    so the rerun carries on and publishes. Day files of another state beside them (a state
+    lost) are still refused."""
+    import tasks.pipeline as pipeline
+
+    _, sc = billed
+    d = tmp_path / "first"
+    deliver(d, sc)
+
+    def disk_full(*_a, **_kw):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pipeline, "publish", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        run_billing(settings(d), sc.last_day)
+    monkeypatch.undo()
+    assert any((d / "state" / "days").rglob("*.parquet")) and not (d / "warehouse.duckdb").exists()
+    foreign = tmp_path / "foreign"
+    shutil.copytree(d, foreign)
+    report = run_billing(settings(d), sc.last_day)
+    assert report.status == "succeeded"
+    assert query(d / "warehouse.duckdb", "select max(day) from billed_days") == [(sc.last_day,)]
+    # the same failed first run, beside the day files a lost state's run wrote
+    lost_run = next((billed[0] / "state" / "days" / "events").iterdir())
+    shutil.copytree(lost_run, foreign / "state" / "days" / "events" / lost_run.name)
+    with pytest.raises(RunRefused, match="state/days holds the day files of billing through"):
+        run_billing(settings(foreign), sc.last_day)
+
+
 def test_run_and_plan_after_the_state_was_lost_are_refused_in_one_line(billed, capsys, flow_calls):
     d, sc = billed
     (d / "state" / "adbill.duckdb").unlink()
