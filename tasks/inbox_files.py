@@ -20,6 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
+from tasks.settings import path_text  # noqa: F401  (re-exported)
+
 CHUNK_BYTES = 64 << 20  # a batch's bytes when the caller names none
 # the fast reader parses a file in blocks of at most this many bytes, on several threads, and
 # a batch is whole blocks: the first batch one block, so checking starts after a block's
@@ -61,12 +63,6 @@ class InboxListing:
     usage: list[Path] = field(default_factory=list)
     refused: list[tuple[Path, str, str]] = field(default_factory=list)
     ignored: list[Path] = field(default_factory=list)
-
-
-def path_text(path: Path | str) -> str:
-    """A path as text that any table or log line can hold (bytes that are not UTF-8 in a
-    file name shown as \\xNN)."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _utf8_name(path: Path) -> bool:

@@ -63,6 +63,18 @@ def _env_count(name: str, default: int) -> int:
     return value
 
 
+# characters DuckDB reads otherwise in a database file's path: refused in the data dir and --db
+DUCKDB_PATH_CHARACTERS = {
+    "\\": ("a backslash", "as a slash"),
+    "?": ("'?'", "as where options begin"),
+}
+
+
+def path_text(path: Path | str) -> str:
+    """A path as text a message can hold (bytes that are not UTF-8 shown as \\xNN)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where the data lives and how a run bills it."""
@@ -106,6 +118,18 @@ class Settings:
         object.__setattr__(
             self, "db", Path(db).absolute() if db else self.data_dir / "warehouse.duckdb"
         )
+        for what, path in (
+            ("--data-dir / ADBILL_DATA_DIR", self.data_dir),
+            ("--db / ADBILL_DB", self.db),
+        ):
+            if odd := [c for c in DUCKDB_PATH_CHARACTERS if c in str(path)]:
+                name, read = DUCKDB_PATH_CHARACTERS[odd[0]]
+                # DuckDB reads a backslash in a file's path as a slash (a data dir `a\b` wrote
+                # into `a/b`'s working state) and `?` as where options begin
+                raise SettingError(
+                    f"{what} {path_text(path)} holds {name}, which DuckDB reads differently in "
+                    f"a file's path ({read}): use a path without it; nothing read or billed"
+                )
         published = Path(os.path.realpath(self.db))
         for place in (self.inbox, self.state_dir):
             if published.is_relative_to(os.path.realpath(place)):

@@ -5,6 +5,7 @@ flow is faked there, and two runs at the end go through the real flow in a subpr
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -325,6 +326,29 @@ def test_a_bad_count_in_the_environment_is_one_line_naming_the_variable(
     monkeypatch.setenv(f"ADBILL_{name}", "0")
     code, _out, err = run_cli(capsys, "run", "--data-dir", data)
     assert code == 0 and len(flow_calls) == 1, err
+
+
+@pytest.mark.parametrize(("odd", "named"), [("x\\y", "a backslash"), ("q?x", "'?'")])
+def test_a_path_duckdb_reads_otherwise_is_refused_before_anything_is_read(
+    data, flow_calls, capsys, tmp_path, odd, named
+):
+    """DuckDB reads a backslash in a file's path as a slash (a data dir `x\\y/data` opened
+    `x/y/data`'s working state and billed into it) and `?` as where options begin."""
+    neighbour = tmp_path / "x" / "y" / "data"  # the data dir a backslash would have reached
+    shutil.copytree(data, tmp_path / odd / "data")
+    shutil.copytree(data, neighbour)
+    before = tree(neighbour)
+    for argv in (
+        ["run", "--data-dir", tmp_path / odd / "data"],
+        ["run", "--plan", "--data-dir", tmp_path / odd / "data"],
+        ["status", "--data-dir", tmp_path / odd / "data"],
+        ["run", "--data-dir", data, "--db", tmp_path / odd / "wh.duckdb"],
+    ):
+        code, out, err = run_cli(capsys, *argv)
+        assert_refused(code, err, f"holds {named}, which DuckDB reads differently", "nothing read")
+    assert flow_calls == [] and tree(neighbour) == before
+    with pytest.raises(SettingError, match=f"--data-dir / ADBILL_DATA_DIR .* holds {named}"):
+        Settings(data_dir=tmp_path / odd / "data")
 
 
 def test_counts_given_as_flow_parameters_are_refused_too(data):
