@@ -285,6 +285,26 @@ def test_a_changed_price_shows_its_days_waiting_as_price_change_as_plan_and_the_
     ] == new
 
 
+def test_an_edited_first_version_waits_from_the_data_dirs_first_day_as_the_plan_says(
+    billed, tmp_path
+):
+    """A first version (no effective_from) edited re-bills from the data dir's first day,
+    not from year 1 (status said 739,929 days waiting)."""
+    data, _ = billed
+    text = DEFAULT_CATALOG.read_text()
+    first = 'code = "copy_generation"\ncategory = "copywriting"\n'
+    at = text.index(first)
+    end = text.index("credits_per_unit = 1\n", at)
+    edited = tmp_path / "catalog.toml"
+    edited.write_text(text[:end] + "credits_per_unit = 3\n" + text[end + 21 :])
+    st = read_status(settings(data, catalog_path=edited))
+    planned = plan_run(settings(data, catalog_path=edited), SC.last_day).days
+    assert planned[0].day == SC.start and {p.reason for p in planned} == {"price_change"}
+    assert [(p.day, p.reason) for p in st.waiting] == [(p.day, p.reason) for p in planned] + [
+        (SC.last_day + timedelta(days=k), "new") for k in (1, 2)
+    ]
+
+
 def test_a_catalog_the_next_run_would_refuse_is_named_by_status(billed, tmp_path):
     data, _ = billed
     broken = tmp_path / "catalog.toml"
