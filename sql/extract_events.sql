@@ -5,9 +5,16 @@
 -- `utf8_ok` is false for a line that is not valid UTF-8 (its raw text then shows the bytes
 -- as \xNN escapes, never repaired): `bad_encoding`.
 with valid as (
+    -- JSON as its grammar has it: DuckDB's parser also passes a trailing comma (`{"a": 1,}`,
+    -- `[1,]`: malformed_json). Outside a string a comma before a closing bracket is one, so
+    -- only the few lines holding that text anywhere are read again, strictly (Python)
     select
         *,
-        coalesce(json_valid(raw), false) as raw_valid
+        case
+            when not coalesce(json_valid(raw), false) then false
+            when not regexp_matches(raw, ',[ \t\r]*[\]}]') then true
+            else coalesce(strictly_json(raw), false)
+        end as raw_valid
     from chunk
 ),
 
@@ -40,6 +47,8 @@ parsed as (
             when raw_valid and prefix(raw, '{') then true
             when raw_valid then coalesce(ltrim(raw, ' ' || chr(9) || chr(13))[1] = '{', false)
             when escaped is null or not coalesce(json_valid(escaped), false) then false
+            when regexp_matches(escaped, ',[ \t\r]*[\]}]')
+                and not coalesce(strictly_json(escaped), false) then false
             else coalesce(ltrim(escaped, ' ' || chr(9) || chr(13))[1] = '{', false)
         end as json_ok,
         coalesce(escaped, raw) as json_text,

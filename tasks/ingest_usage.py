@@ -46,6 +46,7 @@ from tasks.validate import (
     failing_rows,
     lone_surrogates_escaped,
     quantity_literal,
+    strictly_json,
 )
 
 if TYPE_CHECKING:
@@ -401,16 +402,17 @@ def line_functions(con):
     macros; the Python function once per database (its connections share it). `con`."""
     run_sql(con, "ingest_macros")
     # (a catalog query to ask first costs ~20 ms; being told it exists costs nothing)
-    for name, function in (
-        ("quantity_literal", quantity_literal),  # a line it cannot read gives NULL
-        ("lone_surrogates_escaped", lone_surrogates_escaped),  # NULL: the line has none
+    for name, function, returns in (
+        ("quantity_literal", quantity_literal, "VARCHAR"),  # a line it cannot read: NULL
+        ("lone_surrogates_escaped", lone_surrogates_escaped, "VARCHAR"),  # NULL: none there
+        ("strictly_json", strictly_json, "BOOLEAN"),  # a trailing comma: false
     ):
         with contextlib.suppress(duckdb.CatalogException, duckdb.NotImplementedException):
             con.create_function(  # NULL in, NULL out
                 name,
                 function,
                 ["VARCHAR"],
-                "VARCHAR",
+                returns,
                 null_handling="special",
                 side_effects=False,
             )

@@ -321,6 +321,23 @@ def lone_surrogates_escaped(raw: str | None) -> str | None:
     return fixed if found else None
 
 
+def strictly_json(raw: str | None) -> bool | None:
+    """Whether JSON's grammar reads the line (Python's parser): DuckDB's `json_valid` also
+    passes a trailing comma (`{"a": 1,}`, `[1, 2,]`), which §3 rejects as malformed_json.
+    For the few lines holding a comma before a closing bracket (sql/extract_events.sql).
+    NaN and Infinity pass, as DuckDB passes them (a quantity of NaN is bad_quantity); a line
+    nested deeper than Python's parser goes is taken as DuckDB took it."""
+    if raw is None:
+        return None
+    try:
+        json.loads(raw)
+    except RecursionError:
+        return True
+    except ValueError:
+        return False
+    return True
+
+
 def quantity_literal(raw: str | None) -> str | None:
     """The line's top-level "quantity" exactly as written, when it is a JSON number (the
     first of repeated keys, as DuckDB reads them); None when there is none or the line is not

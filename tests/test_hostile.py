@@ -384,3 +384,30 @@ def test_a_lone_surrogate_escape_is_bad_id_in_an_id_and_ignored_in_an_extra_fiel
         (2, "bad_id"),
         (5, "malformed_json"),
     ]
+
+
+def test_a_trailing_comma_is_malformed_json_wherever_it_stands_and_commas_in_strings_pass(
+    inbox,
+):
+    """DuckDB's parser passes a comma before a closing bracket; JSON's grammar does not
+    (§3: malformed JSON). Text that only looks like one, inside a string, is no such comma."""
+    inbox.orders([BASIC])
+    top = line("top")[:-1] + ",}"
+    spaced = line("spaced")[:-1] + ", \t }"
+    in_array = line("array")[:-1] + ', "extra": [1, 2,]}'
+    in_object = line("object")[:-1] + ', "extra": {"a": 1 ,}}'
+    in_string = line("string")[:-1] + ', "note": "a,} b, ] c,]"}'
+    with_surrogate = line("cut")[:-1] + ', "note": "\\ud83d",}'
+    escaped_ok = line("cut-ok")[:-1] + ', "note": "\\ud83d ,]"}'
+    lines = [top, spaced, in_array, in_object, in_string, with_surrogate, escaped_ok, line("p")]
+    inbox.usage(lines)
+    inbox.bill("2026-11-26")
+    wh = inbox.warehouse()
+    assert rows(wh, "select event_id from rated_events order by 1") == [
+        ("cut-ok",),
+        ("p",),
+        ("string",),
+    ]
+    assert rows(wh, "select line_no, reason from rejected_events order by 1") == [
+        (n, "malformed_json") for n in (1, 2, 3, 4, 6)
+    ]

@@ -190,3 +190,48 @@ def test_an_order_row_is_clean_exactly_when_the_row_schema_finds_nothing_wrong(r
     clean = df.select(ORDER_CLEAN.alias("c"))["c"].to_list()
     assert {i for i, c in enumerate(clean) if not c} == failing
     assert order_reasons(df).to_list() == reject_reasons(df, "orders").to_list()
+
+
+# JSON values as text with whether JSON's grammar reads them: arrays and objects may get a
+# trailing comma (DuckDB's parser passes it; §3: malformed JSON), strings may hold text that
+# looks like one
+_SCALARS = st.sampled_from(["1", "-2.5e3", "true", "null", '"x"', '",}"', '"a, ]"', '"\\\\"'])
+
+
+def _json_values(inner):
+    space = st.sampled_from(["", " ", "\t", " \t "])
+
+    def joined(parts, trailing, pad, is_object):
+        items = [f'"k{i}": {t}' if is_object else t for i, (t, _) in enumerate(parts)]
+        body = ",".join(items) + ("," + pad if trailing and parts else "")
+        text = ("{" if is_object else "[") + body + ("}" if is_object else "]")
+        return text, all(ok for _, ok in parts) and not (trailing and parts)
+
+    return st.builds(joined, st.lists(inner, max_size=3), st.booleans(), space, st.booleans())
+
+
+JSON_VALUES = st.recursive(_SCALARS.map(lambda t: (t, True)), _json_values, max_leaves=8)
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(JSON_VALUES, st.sampled_from([b"", b" "]))
+def test_a_line_is_json_exactly_when_json_s_grammar_reads_it(value, pad):
+    """An extra field of any shape: the line is malformed_json exactly when the value breaks
+    JSON's grammar (a trailing comma anywhere in it), whatever text its strings hold."""
+    import json
+
+    text, ok = value
+    good = (
+        b'{"event_id": "e1", "customer_id": "c1", "account_id": "a1", "function": "f",'
+        b' "quantity": 1.5, "status": "succeeded", "occurred_at": "2026-11-26T10:00:00+08:00"'
+    )
+    line = good + b', "extra": ' + text.encode() + pad + b"}"
+    try:
+        json.loads(line)
+        grammar = True
+    except ValueError:
+        grammar = False
+    assert grammar == ok
+    facts = extracted([line])
+    assert facts["json_ok"].to_list() == [ok]
+    assert facts["clean"].to_list() == [ok]
