@@ -12,6 +12,7 @@ from tasks.db import connect, scalar
 from tasks.documents import month_stems, retire_names, write_statements
 from tasks.documents_data import statement_data
 from tasks.settings import Settings
+from tasks.state_guard import check_zone, recorded_zone
 
 
 class NoStatement(ValueError):
@@ -27,6 +28,9 @@ def write_statement(settings: Settings, customer_id: str, month: date) -> Path:
         raise NoStatement(f"no warehouse at {db} yet: `adbill run` publishes it; nothing written")
     con = connect(db, read_only=True)
     try:
+        # its days, pools and payments are dated in the zone the data dir bills in: another
+        # (ADBILL_BILLING_TZ set otherwise) would misdate a customer's document
+        check_zone(settings, recorded_zone(con), then="no statement written")
         key = scalar(
             con, "select customer_key from customers where customer_id = $id", {"id": customer_id}
         )

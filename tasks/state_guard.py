@@ -46,14 +46,15 @@ def check_working_state(settings: Settings) -> None:
         raise RunRefused(lost)
 
 
-def check_zone(settings: Settings, zone: str | None) -> None:
-    """Refuse a billing zone other than the one the working state records (None: none yet)."""
+def check_zone(settings: Settings, zone: str | None, then: str = "nothing read or billed") -> None:
+    """Refuse a billing zone other than the one the working state (or its published
+    warehouse) records (None: none yet)."""
     if zone is None or zone == settings.billing_tz:
         return
     fix = "unset it" if zone == DEFAULT_ZONE else f"set it to {zone}"
     raise RunRefused(
         f"{settings.data_dir} bills in {zone}; ADBILL_BILLING_TZ={settings.billing_tz} differs: "
-        f"{fix} (a data dir keeps the zone of its first run, {RECOVERY}); nothing read or billed"
+        f"{fix} (a data dir keeps the zone of its first run, {RECOVERY}); {then}"
     )
 
 

@@ -221,6 +221,23 @@ def test_adbill_statement_refuses_in_one_line(mid_november, capsys, args, says):
     assert out == "" and err.count("\n") == 1 and says in err
 
 
+def test_adbill_statement_in_another_zone_than_the_data_dirs_is_refused_unwritten(
+    mid_november, monkeypatch, capsys
+):
+    """Its days, pools and payments are dated in the data dir's zone: ADBILL_BILLING_TZ set
+    otherwise is refused, as a run refuses it, not a document misdated (paid a day early)."""
+    monkeypatch.setenv("ADBILL_TODAY", "2026-11-13")
+    folder = mid_november.settings.out_dir / "statements" / NOV
+    before = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    monkeypatch.setenv("ADBILL_BILLING_TZ", "UTC")
+    assert main(statement(mid_november, "c1")) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert "bills in Asia/Shanghai; ADBILL_BILLING_TZ=UTC differs: unset it" in err
+    assert "no statement written" in err
+    assert (sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []) == before
+
+
 def test_adbill_statement_without_a_warehouse_refuses_in_one_line(tmp_path, capsys):
     assert main(["statement", "c1", "--data-dir", str(tmp_path), "--month", NOV]) == 2
     err = capsys.readouterr().err
