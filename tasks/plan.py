@@ -3,6 +3,8 @@ ingest; read from the working state without changing it (`adbill run --plan`).""
 
 from __future__ import annotations
 
+import re
+import tempfile
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -16,7 +18,7 @@ from tasks.inbox_files import list_inbox, path_text
 from tasks.ingest import IngestReport, _new_files
 from tasks.pipeline import RunRefused, late_cutoff
 from tasks.rate import check_catalog, repriced_from
-from tasks.run_lock import DataDirBusy, is_lock_error
+from tasks.run_lock import is_lock_error, run_holds
 from tasks.settings import Settings
 
 # what `--plan` cannot know without ingesting (docs/operating.md "Before a run: --plan")
@@ -27,7 +29,7 @@ LIMIT = (
     "earlier"
 )
 
-# characters DuckDB's readers take as a file pattern: a file named with one has no estimate
+# characters DuckDB's readers take as a file pattern: a path holding one is read through a link
 GLOB = "*?[{"
 
 # lines the run would surely reject or find duplicate are left out (bad time, function or
@@ -195,9 +197,16 @@ def _overlay(state_db: Path) -> duckdb.DuckDBPyConnection:
         except duckdb.IOException as exc:
             con.close()
             if is_lock_error(exc):
-                raise DataDirBusy(
-                    f"a run is using {state_db}; ask for the plan when it has finished"
-                ) from exc
+                if run_holds(state_db.parent):
+                    raise RunRefused(
+                        f"a run is using {state_db}; ask for the plan when it has finished"
+                    ) from None
+                pid = re.search(r"\(PID (\d+)\)", str(exc))
+                raise RunRefused(
+                    f"the working state {state_db} is open in another process "
+                    f"({f'PID {pid.group(1)}' if pid else 'a DuckDB lock'}): close that session "
+                    "(analysts open the published warehouse, never state/); nothing planned"
+                ) from None
             reason = " ".join(str(exc).split())[:120]
             raise RuntimeError(
                 f"the working state {state_db} cannot be read ({reason}): is it damaged? "
@@ -230,9 +239,21 @@ def _quoted(path: Path) -> str:
 
 
 def _earliest_day(con, path: Path, kind: str, tz: str, first: date, last: date) -> date | None:
-    """The earliest billing day in first..last a file's lines carry (read cheaply: LIMIT)."""
-    if any(c in str(path) for c in GLOB):
-        return None  # (DuckDB would read the name as a pattern: `u[1].jsonl` is u1.jsonl)
+    """The earliest billing day in first..last a file's lines carry (read cheaply: LIMIT). A
+    path DuckDB would read as a pattern (`u[1].jsonl` is u1.jsonl; a data dir `g[x]/`) is
+    read through a link of a plain name in a temporary folder."""
+    if not any(c in str(path) for c in GLOB):
+        return _day_read(con, path, kind, tz, first, last)
+    suffix = ".csv" if kind == "orders" else ".jsonl.gz" if path.name.endswith(".gz") else ".jsonl"
+    with tempfile.TemporaryDirectory(prefix="adbill-plan-") as tmp:
+        link = Path(tmp) / f"file{suffix}"
+        if any(c in str(link) for c in GLOB):
+            return None  # (a temporary folder named like a pattern: no estimate)
+        link.symlink_to(path)
+        return _day_read(con, link, kind, tz, first, last)
+
+
+def _day_read(con, path: Path, kind: str, tz: str, first: date, last: date) -> date | None:
     text = ORDER_DAY if kind == "orders" else USAGE_DAY
     try:
         day = scalar(con, text, {"path": str(path), "tz": tz, "first": first, "last": last})

@@ -80,6 +80,18 @@ def run_lock(
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+def run_holds(state_dir: Path) -> bool:
+    """Whether a run holds the data dir now (its run.lock; taken and let go at once here)."""
+    lock = state_dir / "run.lock"
+    if not lock.exists():
+        return False
+    with lock.open("a+") as f:
+        if not _try_flock(f.fileno()):
+            return True
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    return False
+
+
 def _try_flock(fd: int) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -103,11 +103,12 @@ def test_plan_on_a_damaged_working_state_whose_path_says_lock_is_still_damaged(t
         plan_run(settings(d), date(2026, 11, 26))
 
 
-def test_a_file_named_like_a_pattern_gets_no_estimate_from_other_files(tmp_path):
+def test_a_file_named_like_a_pattern_gets_its_own_estimate(tmp_path):
     """DuckDB's readers take `*`, `?`, `[` as a file pattern: the plan read `u[1].jsonl` as
-    u1.jsonl (another file's earliest day). A file named so has no estimate; the run bills
-    it as any other file."""
-    data = tmp_path / "d"
+    u1.jsonl (another file's earliest day), and then gave it none (the plan began later than
+    the run). It is read through a link of a plain name; so is every file of a data dir
+    whose own path holds such a character."""
+    data = tmp_path / "g[x]" / "d"
     deliver(data, SC, through=SC.day(8), part="first")
     bill(data, SC.day(8))
     usage = data / "inbox" / "usage"
@@ -117,12 +118,17 @@ def test_a_file_named_like_a_pattern_gets_no_estimate_from_other_files(tmp_path)
         (path,) = [p for p in files if p.is_relative_to(usage)]
         path.rename(usage / name)
 
-    late_usage(SC.day(3), "u1.jsonl")
     late_usage(SC.day(5), "u[1].jsonl")
     plan = plan_run(settings(data, max_late_days=60), SC.day(8))
     days = {f.path.rsplit("/", 1)[-1]: f.earliest_day for f in plan.files if "usage" in f.kind}
-    assert days == {"u[1].jsonl": None, "u1.jsonl": SC.day(3)}
-    assert (plan.days[0].day, plan.days[0].reason) == (SC.day(3), "late_data")
+    assert days == {"u[1].jsonl": SC.day(5)}
+    assert (plan.days[0].day, plan.days[0].reason) == (SC.day(5), "late_data")
+    late_usage(SC.day(3), "u1.jsonl")
+    plan = plan_run(settings(data, max_late_days=60), SC.day(8))
+    days = {f.path.rsplit("/", 1)[-1]: f.earliest_day for f in plan.files if "usage" in f.kind}
+    assert days == {"u[1].jsonl": SC.day(5), "u1.jsonl": SC.day(3)}
+    report = bill(data, SC.day(8))
+    assert billed_days_of(data, report.run_id) == [(p.day, p.reason) for p in plan.days]
 
 
 def test_plan_on_a_working_state_an_older_adbill_made_says_a_run_upgrades_it(tmp_path):
@@ -140,3 +146,50 @@ def test_plan_on_a_working_state_an_older_adbill_made_says_a_run_upgrades_it(tmp
     con.close()
     with pytest.raises(RunRefused, match="made by an older adbill .*the next `adbill run`"):
         plan_run(settings(data, max_late_days=60), SC.day(3))
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+import duckdb
+from tasks.run_lock import run_lock
+state = Path(sys.argv[1])
+if sys.argv[2] == "run":
+    lock = run_lock(state, wait=0)
+    lock.__enter__()
+con = duckdb.connect(str(state / "adbill.duckdb"))  # the working state, read-write
+print("holding", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("who", ["analyst", "run"])
+def test_plan_while_the_working_state_is_held_names_who_holds_it(tmp_path, capsys, who):
+    """An analyst's session on the working state is not a run: the plan named a run that
+    did not exist (and exit 1); it names the process, and a run when a run holds it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = tmp_path / "d"
+    deliver(data, SC, through=SC.day(2))
+    bill(data, SC.day(2))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(data / "state"), who],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "holding\n"
+        code = cli.main(["run", "--plan", "--through", str(SC.day(2)), "--data-dir", str(data)])
+    finally:
+        holder.kill()
+        holder.wait()
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(err) == 1, err
+    if who == "run":
+        assert "a run is using" in err[0] and "ask for the plan when it has finished" in err[0]
+    else:
+        assert f"is open in another process (PID {holder.pid})" in err[0]
+        assert "close that session" in err[0] and "a run is using" not in err[0]
