@@ -140,7 +140,7 @@ def days_without_usage(con, days: list[date]) -> list[date]:
     first = scalar(  # (days no longer in the working database: in their day files)
         con,
         "select least((select min(day) from events), (select min(day) from day_files "
-        "where table_name = 'events'))",
+        "where table_name = 'events' and rows > 0))",  # (a day without events has a file too)
     )
     used = {
         r[0]

@@ -199,6 +199,10 @@ def test_days_before_the_first_usage_of_all_are_not_warned_about(tmp_path):
     deliver(tmp_path, sc)
     report = run_billing(settings(tmp_path), sc.last_day)
     assert len(report.days) == 6 and report.days_without_usage == []
+    # status neither, once the days are in their day files (a day without events has one)
+    from tasks.status import read_status
+
+    assert not [w for w in read_status(settings(tmp_path)).warnings if "no usage" in w]
 
 
 # ---------------------------------------------------------------- adbill demo
