@@ -21,6 +21,7 @@ from tasks.documents_files import write_atomic
 from tasks.pipeline import day_spans, days_without_usage
 from tasks.rate import check_catalog, repriced_from
 from tasks.settings import Settings
+from tasks.state_guard import warehouse_through
 
 RUNS_SHOWN = 10
 # a daily schedule that has not run for longer than this is named in the warnings
@@ -320,6 +321,8 @@ def read_status(settings: Settings, since: datetime | None = None) -> Status | N
             st = billing_status(con, settings, since=since, source=str(path), running=running)
             if free and (behind := _published_behind(con, settings)) is not None:
                 st.warnings.append(behind)
+            elif free and (unpublished := _unpublished_days(st, settings)) is not None:
+                st.warnings.append(unpublished)
             return st
         finally:
             con.close()
@@ -329,6 +332,20 @@ LAST_SUCCEEDED = (
     "select run_id from runs where status = 'succeeded' order by started_at desc limit 1"
 )
 TARGET = "select published_to from runs where run_id = ?"
+
+
+def _unpublished_days(st: Status, settings: Settings) -> str | None:
+    """A warning when the working state has billed days the published warehouse does not
+    hold: a run billed them and failed before it published (billed through says the working
+    state's day); the next run that succeeds publishes them."""
+    published = warehouse_through(settings.db)
+    if st.billed_through is None or (published is not None and published >= st.billed_through):
+        return None
+    holds = f"billing through {published}" if published else "no billed day"
+    return (
+        f"days through {st.billed_through} are billed but not published ({settings.db} holds "
+        f"{holds}): a run failed after billing them; the next run that succeeds publishes them"
+    )
 
 
 def _published_behind(con, settings: Settings) -> str | None:

@@ -314,3 +314,34 @@ def test_a_catalog_the_next_run_would_refuse_is_named_by_status(billed, tmp_path
     assert problem.startswith("the next run will refuse the catalog: catalog file ")
     assert "unknown table or key 'function'" in problem
     assert [p.reason for p in st.waiting] == ["new", "new"]  # (what it can tell still told)
+
+
+def test_days_billed_by_a_run_that_failed_before_publishing_are_named_unpublished(
+    billed, tmp_path, monkeypatch
+):
+    """billed through is the working state's: a run that billed two more days then failed
+    to publish leaves them billed there but not in the warehouse, and status says so."""
+    import tasks.pipeline as pipeline
+
+    data, _ = billed
+    d = tmp_path / "d"
+    shutil.copytree(data, d)
+
+    def disk_full(*_a, **_kw):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pipeline, "publish", disk_full)
+    with pytest.raises(OSError):
+        bill(d, SC.last_day + timedelta(days=2), trigger="scheduled")
+    monkeypatch.undo()
+    monkeypatch.setenv("ADBILL_TODAY", TODAY.isoformat())
+    st = read_status(settings(d))
+    assert st.billed_through == SC.last_day + timedelta(days=2)
+    [unpublished] = [w for w in st.warnings if "not published" in w]
+    assert unpublished == (
+        f"days through {SC.last_day + timedelta(days=2)} are billed but not published "
+        f"({d / 'warehouse.duckdb'} holds billing through {SC.last_day}): a run failed after "
+        "billing them; the next run that succeeds publishes them"
+    )
+    bill(d, SC.last_day + timedelta(days=2))
+    assert not [w for w in read_status(settings(d)).warnings if "not published" in w]
