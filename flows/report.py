@@ -157,7 +157,8 @@ def _headline(report: RunReport, s: dict) -> list[str]:
         f"- through **{report.through}**, status **{report.status}**",
         f"- days billed: **{s['days_billed']}**"
         + (f" ({s['first_day']} .. {s['last_day']}; {why})" if s["days_billed"] else ""),
-        f"- orders accepted {s['orders_accepted']:,}, rejected {s['orders_rejected']:,}",
+        f"- orders accepted {s['orders_accepted']:,}, rejected {s['orders_rejected']:,}, "
+        f"exact duplicates ignored {s['order_duplicates']:,}",
         f"- events accepted **{s['events_accepted']:,}**, rejected **{s['events_rejected']:,}**, "
         f"exact duplicates ignored {s['duplicates']:,}",
         f"- published warehouse: {md_code(report.published)}",

@@ -290,7 +290,7 @@ def _store_orders(
     _insert_accepted(con, accepted, file_id)
     report.orders_accepted += accepted.height
     report.orders_rejected += rejected.height
-    report.duplicates += dups
+    report.order_duplicates += dups
     report.count_rejects(rejected["final_reason"])
     earliest = _earliest_touched(accepted)
     report.touch(earliest)

@@ -22,7 +22,8 @@ class IngestReport:
     orders_rejected: int = 0
     events_accepted: int = 0
     events_rejected: int = 0
-    duplicates: int = 0
+    duplicates: int = 0  # usage lines: an event already accepted, exactly (§3)
+    order_duplicates: int = 0  # order rows: an order already accepted, exactly
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     earliest_day: date | None = None  # the earliest billing day new accepted rows touch
     seconds: dict[str, float] = field(default_factory=dict)  # read, validate, rate, store

@@ -83,6 +83,7 @@ class RunReport:
             "events_accepted": ing.events_accepted,
             "events_rejected": ing.events_rejected,
             "duplicates": ing.duplicates,
+            "order_duplicates": ing.order_duplicates,
             "rejected_by_reason": dict(ing.rejected_by_reason),
             "days_without_usage": [d.isoformat() for d in self.days_without_usage],
             "repriced_from": self.repriced_from.isoformat() if self.repriced_from else None,

@@ -194,7 +194,8 @@ def test_events_and_orders_redelivered_after_the_late_window_are_duplicates_not_
     write_usage(tmp_path, "resent/day2.jsonl", sc.events[sc.day(2)][::-1])
     write_orders(tmp_path, "resent.csv", sc.orders[::-1])
     report = bill(tmp_path, sc.last_day, max_late_days=5).summary()
-    assert report["duplicates"] == len(sc.events[sc.day(2)]) + len(sc.orders)
+    assert report["duplicates"] == len(sc.events[sc.day(2)])
+    assert report["order_duplicates"] == len(sc.orders)
     assert report["rejected_by_reason"] == {}
 
 
