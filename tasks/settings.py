@@ -130,6 +130,11 @@ class Settings:
                     f"{what} {path_text(path)} holds {name}, which DuckDB reads differently in "
                     f"a file's path ({read}): use a path without it; nothing read or billed"
                 )
+        if self.data_dir.exists() and not self.data_dir.is_dir():
+            raise SettingError(
+                f"--data-dir / ADBILL_DATA_DIR {path_text(self.data_dir)} is a file, not a "
+                "folder: name the data dir (the folder holding inbox/)"
+            )
         published = Path(os.path.realpath(self.db))
         for place in (self.inbox, self.state_dir):
             if published.is_relative_to(os.path.realpath(place)):

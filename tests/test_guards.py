@@ -223,7 +223,7 @@ def test_demo_refuses_a_directory_it_did_not_make(tmp_path, flow_calls, capsys):
     # a file where the data dir should be
     (tmp_path / "file").write_text("x")
     code, _out, err = run_cli(capsys, *demo_args(tmp_path / "file"))
-    assert_refused(code, err, "is not a directory")
+    assert_refused(code, err, "is a file, not a folder")
     assert (tmp_path / "file").read_text() == "x"
 
 
@@ -353,6 +353,16 @@ def test_a_path_duckdb_reads_otherwise_is_refused_before_anything_is_read(
     assert flow_calls == [] and tree(neighbour) == before
     with pytest.raises(SettingError, match=f"--data-dir / ADBILL_DATA_DIR .* holds {named}"):
         Settings(data_dir=tmp_path / odd / "data")
+
+
+def test_a_data_dir_that_is_a_file_is_named_not_blamed_on_the_db(tmp_path, capsys, flow_calls):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a data dir\n")
+    for argv in (["run"], ["run", "--plan"], ["status"], ["statement", "c1"]):
+        code, _out, err = run_cli(capsys, *argv, "--data-dir", notes)
+        assert_refused(code, err, f"--data-dir / ADBILL_DATA_DIR {notes} is a file, not a folder")
+        assert "--db" not in err[0]
+    assert flow_calls == [] and notes.read_text() == "not a data dir\n"
 
 
 def test_counts_given_as_flow_parameters_are_refused_too(data):
