@@ -82,8 +82,8 @@ def an_instant(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def a_count(minimum: int) -> Callable[[str], int]:
-    """An argparse type: a whole number >= minimum."""
+def a_count(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number >= minimum (and <= maximum, when given)."""
 
     def parse(text: str) -> int:
         try:
@@ -92,6 +92,10 @@ def a_count(minimum: int) -> Callable[[str], int]:
             value = None
         if value is None or value < minimum:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= {minimum}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a whole number from {minimum} to {maximum:,}"
+            )
         return value
 
     parse.__name__ = f"count>={minimum}"
@@ -120,15 +124,28 @@ def common_options(data_dir: str = "adbill-data") -> argparse.ArgumentParser:
     return p
 
 
+# generated data is made in memory a day at a time: past these it would not fit (a typo of
+# a few digits asked for 745 GiB and failed after making the folder)
+MOST_CUSTOMERS = 10_000_000
+MOST_EVENTS_PER_DAY = 100_000_000
+
+
 def synthetic_options() -> argparse.ArgumentParser:
     """The parent of the subcommands that make generated data (demo and generate)."""
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--customers", type=a_count(1), default=300, help="customers (default 300)")
+    p.add_argument(
+        "--customers", type=a_count(1, MOST_CUSTOMERS), default=300, help="customers (default 300)"
+    )
     p.add_argument("--days", type=a_count(1), default=30, help="days of usage (default 30)")
     p.add_argument(
-        "--events-per-day", type=a_count(0), default=3000, help="usage lines a day (default 3000)"
+        "--events-per-day",
+        type=a_count(0, MOST_EVENTS_PER_DAY),
+        default=3000,
+        help="usage lines a day (default 3000)",
     )
-    p.add_argument("--seed", type=int, default=7, help="random seed: same seed, same data")
+    p.add_argument(
+        "--seed", type=a_count(0), default=7, help="random seed >= 0: same seed, same data"
+    )
     p.add_argument(
         "--start",
         type=a_date,

@@ -67,6 +67,15 @@ def _check_window(args, settings, start: date, last: date, nothing: str) -> None
             f"({latest} in {settings.billing_tz}); {nothing}"
         )
     longest = settings.max_history_days - DEMO_ORDERS_BEFORE
+    earliest = latest - timedelta(days=longest - 1)
+    if args.days <= longest and start < earliest:
+        raise Refused(
+            f"--start {start} is older than a fresh data dir accepts: its orders go back "
+            f"{DEMO_ORDERS_BEFORE} days more, and it takes nothing before "
+            f"{settings.today() - timedelta(days=settings.max_history_days)} "
+            f"(ADBILL_MAX_HISTORY_DAYS={settings.max_history_days}); start on {earliest} or "
+            f"later; {nothing}"
+        )
     if args.days > longest:
         raise Refused(
             f"--days {args.days} is more than the {longest} days a fresh data dir accepts "

@@ -119,5 +119,42 @@ def test_generate_refuses_a_file_as_its_data_dir(tmp_path, capsys):
     f = tmp_path / "file"
     f.write_text("x")
     code, _out, err = run_cli(capsys, "generate", "--data-dir", f, *SMALL)
-    assert_refused(code, err, f"{f} is not a directory", "nothing written")
+    assert_refused(code, err, f"{f} is a file, not a folder")
     assert f.read_text() == "x"
+
+
+def test_generate_start_fits_a_fresh_data_dir_at_its_oldest_day_and_not_one_before(
+    tmp_path, capsys
+):
+    """A fresh data dir takes nothing older than ADBILL_MAX_HISTORY_DAYS (400) before today,
+    and the generated orders begin 40 days before --start: the oldest --start is the one
+    whose orders are exactly that old (every line it wrote in 1999 was rejected)."""
+    today = YESTERDAY + timedelta(days=1)
+    oldest = today - timedelta(days=400) + timedelta(days=40)
+    d = tmp_path / "at"
+    code, _out, err = run_cli(capsys, "generate", "--data-dir", d, *SMALL, "--start", oldest)
+    assert code == 0, err
+    d = tmp_path / "past"
+    before = oldest - timedelta(days=1)
+    code, _out, err = run_cli(capsys, "generate", "--data-dir", d, *SMALL, "--start", before)
+    assert_refused(code, err, f"--start {before} is older than a fresh data dir accepts")
+    assert f"start on {oldest} or later" in err[0] and not d.exists()
+
+
+def test_generate_counts_at_their_largest_pass_and_past_them_are_refused_unwritten(
+    tmp_path, capsys
+):
+    from flows.cli import parser
+
+    for flag, most in (("--customers", 10_000_000), ("--events-per-day", 100_000_000)):
+        parsed = parser().parse_args(["generate", flag, str(most)])
+        assert getattr(parsed, flag[2:].replace("-", "_")) == most
+        d = tmp_path / flag.strip("-")
+        code, out, err = run_cli(capsys, "generate", "--data-dir", d, flag, most + 1)
+        assert code == 2 and out == "" and len(err) == 1, err
+        assert f"argument {flag}: '{most + 1}' is not a whole number from" in err[0]
+        assert not d.exists()
+    assert parser().parse_args(["generate", "--seed", "0"]).seed == 0
+    code, _out, err = run_cli(capsys, "generate", "--data-dir", tmp_path / "s", "--seed", -1)
+    assert code == 2 and "argument --seed: '-1' is not a whole number >= 0" in err[0]
+    assert not (tmp_path / "s").exists()
