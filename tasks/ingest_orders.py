@@ -48,9 +48,14 @@ def read_order_rows(path: Path) -> pl.DataFrame:
         # a header without the expected names: every row is malformed
         df = df.with_columns(pl.lit(-1, dtype=pl.Int64).alias("n_fields"))
     elif header:
+        # a row as wide as the header is well formed (its extra columns ignored); any other
+        # is malformed_row, six fields under a wider header too (its fields would be read
+        # shifted: `missing_field:purchased_at` for a row one field short)
         df = df.with_columns(
             pl.when(pl.col("n_fields") == len(header))
             .then(6)
+            .when(pl.col("n_fields") == 6)
+            .then(-1)
             .otherwise(pl.col("n_fields"))
             .alias("n_fields")
         )

@@ -411,3 +411,23 @@ def test_a_trailing_comma_is_malformed_json_wherever_it_stands_and_commas_in_str
     assert rows(wh, "select line_no, reason from rejected_events order by 1") == [
         (n, "malformed_json") for n in (1, 2, 3, 4, 6)
     ]
+
+
+def test_under_a_header_with_an_extra_column_only_rows_as_wide_as_it_are_read(inbox):
+    """A row of six fields under a seven-column header was read shifted by a column
+    (`missing_field:purchased_at`): it is malformed_row, as a row of seven under six is."""
+    write_orders(
+        inbox,
+        b"order_id,note,customer_id,product,term_months,amount_cny,purchased_at\n"
+        + b"o1,paid by card,c1,basic,1,30,2026-11-26T10:00:00+08:00\n"
+        + b"o2,c2,basic,1,30,2026-11-26T10:00:00+08:00\n"
+        + b"o3,x,c3,basic,1,30,2026-11-26T10:00:00+08:00,extra\n",
+    )
+    inbox.usage([line("e1")])
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select order_id, customer_id from orders") == [("o1", "c1")]
+    assert rows(con, "select line_no, reason from rejected_orders order by 1") == [
+        (3, "malformed_row"),
+        (4, "malformed_row"),
+    ]
