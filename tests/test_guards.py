@@ -67,6 +67,20 @@ def flow_calls(monkeypatch):
 
 
 @pytest.fixture
+def default_sigint():
+    """SIGINT raises KeyboardInterrupt in the main thread, as in a fresh process: a library
+    an earlier test of this worker ran (an asyncio runner, a server) may have left its own
+    handler in place, and a test of Ctrl-C then slept through its signal (a flaky failure)."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+@pytest.fixture
 def data(tmp_path) -> Path:
     """A data dir with a small delivered inbox (nothing billed yet)."""
     d = tmp_path / "data"
@@ -577,7 +591,9 @@ def test_sigterm_and_sighup_end_a_command_as_an_interrupt_does(
     assert cli_module.Signals.WATCHED == (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def test_a_failure_after_a_signal_the_command_handled_is_a_failure(data, capsys, monkeypatch):
+def test_a_failure_after_a_signal_the_command_handled_is_a_failure(
+    data, capsys, monkeypatch, default_sigint
+):
     """Only a DuckDB query's `Query interrupted` is told as the interruption the signal
     was; a signal the command caught itself does not turn a later error into one; a broken
     pipe that is not the terminal's output is an error like any other."""
