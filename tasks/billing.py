@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+import duckdb
+
 from tasks.daily_figures import customer_days
 from tasks.db import execute, scalar, transaction
 from tasks.deduct import carry_quiet_pools, check_entry_widths, deduct_shard, drop_live_pools
@@ -88,6 +90,38 @@ def unbill_from(con, day: date) -> None:
         con.execute(f"delete from {table} where day >= $day", {"day": day})
 
 
+# why days a run unbilled wait (adbill_meta `unbilled_<reason>`: the first such day), kept
+# until a run has billed them again: a run killed after it unbilled them (a price change's
+# re-rating committed, a rebill's days dropped) leaves its rerun nothing else to tell why
+UNBILLED = ("rebill", "price_change")
+
+
+def mark_unbilled(con, day: date, reason: str) -> None:
+    """Record that `reason` unbilled the days from `day` (the earliest such day is kept)."""
+    key = f"unbilled_{reason}"
+    con.execute(
+        "insert or replace into adbill_meta select $k, cast(least($d, coalesce("
+        "(select try_cast(value as date) from adbill_meta where key = $k), $d)) as varchar)",
+        {"k": key, "d": day},
+    )
+
+
+def unbilled(con) -> dict[str, date]:
+    """The reasons that unbilled days no run has billed again yet, each with its first day."""
+    try:
+        rows = con.execute(
+            "select key, try_cast(value as date) from adbill_meta where key like 'unbilled_%'"
+        ).fetchall()
+    except duckdb.CatalogException:  # (a working state from before adbill_meta)
+        return {}
+    return {k.removeprefix("unbilled_"): d for k, d in rows if d is not None}
+
+
+def clear_unbilled(con) -> None:
+    """The days unbilled are billed again: their reasons are no longer pending."""
+    con.execute("delete from adbill_meta where key like 'unbilled_%'")
+
+
 def plan_days(
     con,
     through: date,
@@ -129,6 +163,7 @@ def plan_days(
             [begin],
         ).fetchall()
     }
+    pending = unbilled(con)
     plans = []
     d = begin
     while d <= through:
@@ -136,7 +171,11 @@ def plan_days(
             reason = "new"
         elif rebill_from is not None and d >= rebill_from:
             reason = "rebill"
+        elif "rebill" in pending and d >= pending["rebill"]:
+            reason = "rebill"  # (a rebill's run killed before it billed them again)
         elif repriced_from is not None and d >= repriced_from:
+            reason = "price_change"
+        elif "price_change" in pending and d >= pending["price_change"]:
             reason = "price_change"
         else:
             reason = "late_data"

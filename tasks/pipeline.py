@@ -12,7 +12,16 @@ from typing import Any
 
 from tasks import interrupts
 from tasks.appended_files import export_appended
-from tasks.billing import DayPlan, bill_day, call_directly, last_billed, plan_days, unbill_from
+from tasks.billing import (
+    DayPlan,
+    bill_day,
+    call_directly,
+    clear_unbilled,
+    last_billed,
+    mark_unbilled,
+    plan_days,
+    unbill_from,
+)
 from tasks.catalog import Catalog, load_catalog
 from tasks.day_files import (
     collect,
@@ -162,6 +171,7 @@ def run_billing(
             repriced_from = _rate(run, con)
             plans = _plan(run, con, repriced_from)
             _bill_days(run, con, plans)
+            clear_unbilled(con)  # (the days unbilled are all billed again)
             _warn_days_without_usage(run, con)
             _write_documents(run, con)
             _export(run, con)
@@ -223,7 +233,9 @@ def _plan(run: _Run, con, repriced_from: date | None) -> list[DayPlan]:
     with run.step("plan", "planning the days to bill"):
         billed_until = max(run.through, last_billed(con) or run.through)
         if run.rebill_from is not None:
-            execute(con, "delete from billed_days where day >= $day", {"day": run.rebill_from})
+            with transaction(con):
+                execute(con, "delete from billed_days where day >= $day", {"day": run.rebill_from})
+                mark_unbilled(con, run.rebill_from, "rebill")
         plans = plan_days(
             con, billed_until, rebill_from=run.rebill_from, repriced_from=repriced_from
         )

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 import polars as pl
 
+from tasks.billing import mark_unbilled
 from tasks.catalog import Catalog, CatalogError
 from tasks.day_files import context_from, frozen_before, mark_changed, thaw
 from tasks.db import frame, run_sql, scalar, transaction
@@ -203,6 +204,7 @@ def rate_events(
         stale = changed if changed is not None and last is not None and changed <= last else None
         if stale is not None:
             con.execute("delete from billed_days where day >= ?", [stale])
+            mark_unbilled(con, stale, "price_change")  # (its rerun's days say why)
         _record_versions(con, versions, added, retired, run_id)
     return stale
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from datetime import date
+from datetime import date, timedelta
 
 import duckdb
 import pytest
@@ -537,3 +537,32 @@ def test_the_plan_refuses_what_the_run_refuses(inbox, tmp_path):
             check_catalog(con, load_catalog(catalog(tmp_path, "", seed=SEED)))
         finally:
             con.close()
+
+
+@pytest.mark.parametrize("cause", ["price_change", "rebill"])
+def test_a_rerun_after_a_run_killed_once_it_unbilled_its_days_says_why_they_are_billed(
+    inbox, tmp_path, cause
+):
+    """A price change's run commits its re-rating (the days unbilled) before it bills; a
+    rebill's drops its days first: killed then, its rerun found nothing else to say and
+    named the days late_data. The reason is kept until the days are billed again."""
+    from tests.ops_helpers import fail_at
+
+    _october_and_november(inbox)
+    inbox.bill("2026-11-20")
+    rebill = None
+    if cause == "price_change":
+        inbox.settings_overrides = {"catalog_path": catalog(tmp_path, COPY_AT_2_FROM_NOV_15)}
+    else:
+        rebill = date(2026, 11, 10)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        inbox.bill("2026-11-20", rebill_from=rebill, after_stage=fail_at("deduct"))
+    report = inbox.bill("2026-11-20")
+    first = date(2026, 11, 15) if cause == "price_change" else rebill
+    assert [(d["day"], d["reason"]) for d in report.days] == [
+        (first + timedelta(days=n), cause) for n in range((date(2026, 11, 20) - first).days + 1)
+    ]
+    # billed again: the reason is not carried to later runs (late data is late data)
+    inbox.usage([event("late", "c1", "copy_generation", 1, "2026-11-18T10:00:00+08:00")])
+    later = inbox.bill("2026-11-20")
+    assert {d["reason"] for d in later.days} == {"late_data"}
