@@ -90,10 +90,10 @@ def unbill_from(con, day: date) -> None:
         con.execute(f"delete from {table} where day >= $day", {"day": day})
 
 
-# why days a run unbilled wait (adbill_meta `unbilled_<reason>`: the first such day), kept
-# until a run has billed them again: a run killed after it unbilled them (a price change's
-# re-rating committed, a rebill's days dropped) leaves its rerun nothing else to tell why
-UNBILLED = ("rebill", "price_change")
+# why days a run unbilled wait (adbill_meta `unbilled_<reason>`, reason rebill or
+# price_change: the first such day), kept until a run has billed them again: a run killed
+# after it unbilled them (a price change's re-rating committed, a rebill's days dropped)
+# leaves its rerun nothing else to tell why
 
 
 def mark_unbilled(con, day: date, reason: str) -> None:
