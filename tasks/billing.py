@@ -133,7 +133,9 @@ def plan_days(
 
     Billing day D starts from D-1's close, so the first day not billed (late data, a rebill
     and a price change unbill their days at once) and every day after it up to `through`
-    are billed.
+    are billed. A rebill or a price change plans its days from its first (the data dir's
+    first day at the earliest) whether or not its run has unbilled them yet: `adbill plan`
+    and `adbill status` read the working state as it stands.
     """
     start = first_day(con)
     if start is None:
@@ -156,6 +158,9 @@ def plan_days(
     begin = start
     while begin in billed and begin <= through:
         begin += timedelta(days=1)
+    for forced in (rebill_from, repriced_from):
+        if forced is not None:
+            begin = min(begin, max(forced, start))
     before = {
         r[0]
         for r in con.execute(

@@ -146,9 +146,6 @@ def plan_run(settings: Settings, through: date, rebill_from: date | None = None)
         _add_new_files(con, plan.files)
         repriced = repriced_from(con, catalog, settings.billing_tz)
         billed_until = max(through, plan.last_billed or through)
-        keep_before = min((d for d in (rebill_from, repriced) if d), default=None)
-        if keep_before is not None:
-            con.execute("delete from billed_days where day >= ?", [keep_before])
         plan.days = plan_days(con, billed_until, rebill_from=rebill_from, repriced_from=repriced)
         if plan.files:
             plan.notes.append(LIMIT)

@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from tasks.billing import DayPlan, first_day, last_billed, plan_days
+from tasks.billing import DayPlan, last_billed, plan_days
 from tasks.catalog import CatalogError, load_catalog
 from tasks.db import connect, scalar
 from tasks.documents_files import write_atomic
@@ -164,7 +164,7 @@ def billing_status(
     st.billed_through = last_billed(con)
     through = max(settings.yesterday(), st.billed_through or settings.yesterday())
     repriced, st.catalog_problem = _catalog_changes(con, settings)
-    st.waiting = _with_repriced(plan_days(con, through), repriced, through, first_day(con))
+    st.waiting = plan_days(con, through, repriced_from=repriced)
     st.runs = [_run(r, running, current_run) for r in _runs(con, f"limit {RUNS_SHOWN}")]
     scheduled = _runs(con, "limit 1", "where trigger = 'scheduled'")
     st.last_scheduled = _later_failure(
@@ -199,23 +199,6 @@ def _catalog_changes(con, settings: Settings) -> tuple[date | None, str | None]:
         return None, str(exc)
     except duckdb.CatalogException:
         return None, None  # (a warehouse from before the catalog's tables: nothing to compare)
-
-
-def _with_repriced(
-    plans: list[DayPlan], repriced: date | None, through: date, first: date | None
-) -> list[DayPlan]:
-    """The days waiting with those a price change re-bills (the run's plan_days after its
-    rate_events unbilled them): from `repriced` (a first version edited: the data dir's first
-    day), a day billed before waits as price_change."""
-    if repriced is None or first is None:
-        return plans
-    waiting = {p.day: p for p in plans}
-    d = max(repriced, first)
-    while d <= through:
-        if d not in waiting or waiting[d].reason != "new":
-            waiting[d] = DayPlan(d, "price_change")
-        d += timedelta(days=1)
-    return [waiting[d] for d in sorted(waiting)]
 
 
 def _runs(con, limit: str, where: str = "") -> list[dict[str, Any]]:
