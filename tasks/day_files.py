@@ -54,6 +54,7 @@ DAYS_DIR = "days"  # under the state dir
 FEW_DAYS = 3
 # a closed month's file of a per-day table (`compact`): <run_id>-month-<token>/month=YYYY-MM/
 MONTH_PREFIX = "month="
+MONTH_FOLDER = "-month-"
 NOTHING_FROZEN = date(1, 1, 1)
 # how the state's Parquet files are written: zstd, Parquet's version 2 encodings (delta and
 # byte-stream-split: a 1M-event day's events file 10 MB and 0.41-0.42 s to write, against
@@ -65,6 +66,13 @@ PARQUET = "format parquet, compression zstd, parquet_version v2"
 # day's events file 0.50-0.51 CPU-s against 0.60-0.66, 18 MB against 17 MB, read as fast
 DAY_PARQUET = f"{PARQUET}, compression_level 1"
 QUOTED_NAME = re.compile(r'"((?:[^"]|"")*)"')  # a name as `quoted` writes it
+
+
+def writer_run(relative: str) -> str | None:
+    """The id of the run that wrote a file under `<state>/days/`, from its path there
+    (`<table>/<run_id>/...`, a merged month's `<table>/<run_id>-month-<token>/...`)."""
+    parts = Path(relative).parts
+    return parts[1].split(MONTH_FOLDER)[0] if len(parts) > 2 else None
 
 
 def frozen_before(con) -> date:
@@ -536,7 +544,8 @@ def compact(con, run_id: str) -> tuple[int, list[str]]:
     if not months:
         return 0, []
     root = state_dir(con)
-    folder = f"{run_id}-month-{uuid.uuid4().hex[:8]}"  # (a retry never writes over a kept one)
+    # (a retry never writes over a kept one)
+    folder = f"{run_id}{MONTH_FOLDER}{uuid.uuid4().hex[:8]}"
     merged: list[tuple[str, date, str, dict[date, int]]] = []
     warnings: list[str] = []
     for table, month, signature in months:

@@ -3,7 +3,6 @@ ingest; read from the working state without changing it (`adbill run --plan`).""
 
 from __future__ import annotations
 
-import re
 import tempfile
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -18,7 +17,7 @@ from tasks.inbox_files import list_inbox, path_text
 from tasks.ingest import IngestReport, _new_files
 from tasks.pipeline import RunRefused, late_cutoff
 from tasks.rate import check_catalog, repriced_from
-from tasks.run_lock import is_lock_error, run_holds
+from tasks.run_lock import is_lock_error, lock_holder, no_run_starting
 from tasks.settings import Settings
 
 # what `--plan` cannot know without ingesting (docs/operating.md "Before a run: --plan")
@@ -194,15 +193,15 @@ def _overlay(state_db: Path) -> duckdb.DuckDBPyConnection:
         except duckdb.IOException as exc:
             con.close()
             if is_lock_error(exc):
-                if run_holds(state_db.parent):
-                    raise RunRefused(
-                        f"a run is using {state_db}; ask for the plan when it has finished"
-                    ) from None
-                pid = re.search(r"\(PID (\d+)\)", str(exc))
+                with no_run_starting(state_db.parent) as free:
+                    if not free:
+                        raise RunRefused(
+                            f"a run is using {state_db}; ask for the plan when it has finished"
+                        ) from None
                 raise RunRefused(
                     f"the working state {state_db} is open in another process "
-                    f"({f'PID {pid.group(1)}' if pid else 'a DuckDB lock'}): close that session "
-                    "(analysts open the published warehouse, never state/); nothing planned"
+                    f"({lock_holder(exc)}): close that session (analysts open the published "
+                    "warehouse, never state/); nothing planned"
                 ) from None
             reason = " ".join(str(exc).split())[:120]
             raise RuntimeError(

@@ -80,16 +80,30 @@ def run_lock(
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-def run_holds(state_dir: Path) -> bool:
-    """Whether a run holds the data dir now (its run.lock; taken and let go at once here)."""
-    lock = state_dir / "run.lock"
-    if not lock.exists():
-        return False
-    with lock.open("a+") as f:
-        if not _try_flock(f.fileno()):
-            return True
-        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-    return False
+@contextmanager
+def no_run_starting(state_dir: Path) -> Iterator[bool]:
+    """A shared hold of the run lock while a reader (status, a plan) reads the working state
+    (True), or False when a run holds the data dir (the working state is then its own)."""
+    path = state_dir / "run.lock"
+    if not path.exists():
+        yield True
+        return
+    with path.open("a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def lock_holder(exc: BaseException) -> str:
+    """Who holds a database file, from DuckDB's refusal to open it ("PID n")."""
+    pid = re.search(r"\(PID (\d+)\)", str(exc))
+    return f"PID {pid.group(1)}" if pid else "a DuckDB lock"
 
 
 def _try_flock(fd: int) -> bool:
@@ -136,13 +150,11 @@ def state_db_holder(path: Path) -> str | None:
     try:
         duckdb.connect(str(path)).close()
     except duckdb.Error as exc:
-        text = str(exc)
         if not is_lock_error(exc):
             from tasks.db import damaged
 
             if (error := damaged(path, exc)) is not None:  # its path and what to do
                 raise error from exc
             raise
-        pid = re.search(r"\(PID (\d+)\)", text)
-        return f"PID {pid.group(1)}" if pid else "a DuckDB lock"
+        return lock_holder(exc)
     return None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 
+from tasks.day_files import writer_run
 from tasks.db import connect, scalar
 from tasks.run_lock import is_lock_error
 from tasks.settings import Settings
@@ -169,12 +170,6 @@ def warehouse_through(db: Path) -> date | None:
         con.close()
 
 
-def _run_folder(name: str) -> str | None:
-    """The id of the run that wrote a day file, from its path under state/days."""
-    parts = Path(name).parts
-    return parts[1].split("-month-")[0] if len(parts) > 2 else None
-
-
 _DAY = re.compile(r"(?<![0-9])(20[0-9]{2}-[01][0-9]-[0-3][0-9])(?![0-9])")
 _MONTH = re.compile(r"month=(20[0-9]{2}-[01][0-9])")
 
@@ -185,7 +180,7 @@ def day_files_through(days_dir: Path, own_runs: frozenset[str] = frozenset()) ->
     Files in the folders of own_runs (`<table>/<run_id>[-month-<token>]/`) are left out."""
     files = [p for p in days_dir.rglob("*.parquet") if p.is_file()] if days_dir.is_dir() else []
     names = [str(p.relative_to(days_dir)) for p in files]
-    names = [n for n in names if _run_folder(n) not in own_runs]
+    names = [n for n in names if writer_run(n) not in own_runs]
     if not names:
         return None
     days = [m for n in names for m in _DAY.findall(n)]

@@ -3,13 +3,10 @@ days waiting, recent rejects and warnings (`adbill status`, table billing_status
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -20,6 +17,7 @@ from tasks.db import connect, scalar
 from tasks.documents_files import write_atomic
 from tasks.pipeline import day_spans, days_without_usage
 from tasks.rate import check_catalog, repriced_from
+from tasks.run_lock import no_run_starting
 from tasks.settings import Settings
 from tasks.state_guard import warehouse_through
 
@@ -266,30 +264,10 @@ def write_status(con, st: Status, run_id: str, flow_run_id: str | None = None) -
 # ---------------------------------------------------------------- reading it from outside a run
 
 
-@contextmanager
-def _no_run_starting(state_dir: Path):
-    """A shared hold of the run lock while status reads the working state (True), or False
-    when a run holds the data dir (the working state is then its own)."""
-    path = state_dir / "run.lock"
-    if not path.exists():
-        yield True
-        return
-    with path.open("a+") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
 def read_status(settings: Settings, since: datetime | None = None) -> Status | None:
     """The status from the working state, or from the published warehouse while a run is
     going (the working state is the run's then); None when the data dir has billed nothing."""
-    with _no_run_starting(settings.state_dir) as free:
+    with no_run_starting(settings.state_dir) as free:
         path = settings.state_db if free else settings.db
         if not path.exists():
             return None
