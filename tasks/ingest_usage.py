@@ -28,6 +28,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tasks import fast_lines
 from tasks.day_files import history_events, last_event_key, literal
 from tasks.db import execute, frame, run_sql, sql, transaction
 from tasks.inbox_files import (
@@ -61,6 +62,19 @@ CONTENT = ["customer_key", "account_id", "function", "quantity", "status", "occu
 FACTS = sql("extract_events")
 CHECKED = (
     f"create or replace temp table batch_checked as\nwith batch as (\n{FACTS}\n)\n"
+    f"select * from (\n{sql('accept_events')}\n)"
+)
+# a large batch's lines of the plain form are read by the compiled scanner
+# (tasks/fast_lines.py) and only the others by FACTS: the batch is the union of the two
+FACTS_OF_REST = FACTS.replace("    from chunk\n", "    from unscanned\n", 1)
+assert FACTS_OF_REST != FACTS
+CHECKED_SCANNED = (
+    "create or replace temp table batch_checked as\nwith batch as (\n"
+    "select line_no, file_id, file_line, true as clean, event_id, customer_id, account_id,\n"
+    "    function, cast(cast(quantity_micro as decimal(18, 0)) * 0.000001 as decimal(18, 6))\n"
+    "    as quantity, quantity_micro, status, occurred_at_ts\nfrom scanned\nunion all\n"
+    "select line_no, file_id, file_line, clean, event_id, customer_id, account_id, function,\n"
+    f"    quantity, quantity_micro, status, occurred_at_ts\nfrom (\n{FACTS_OF_REST}\n)\n)\n"
     f"select * from (\n{sql('accept_events')}\n)"
 )
 SCAN_ROWS = 32_768  # rows per record batch of a batch's table (see in_record_batches)
@@ -256,8 +270,24 @@ class UsageIngest:
         try:
             with report.timed("validate"):
                 # one pass: every line parsed, its facts checked (`clean`), its business
-                # rules applied and rated (issue 16: no second scan of a materialised batch)
-                execute(con, CHECKED, params)
+                # rules applied and rated (issue 16: no second scan of a materialised batch);
+                # a large batch's lines of the plain form parsed and typed by the compiled
+                # scanner first, the others by FACTS
+                scanned = None
+                if rows.num_rows >= fast_lines.min_lines():
+                    scanned, rest = fast_lines.scan_lines(rows)
+                if scanned is None:
+                    execute(con, CHECKED, params)
+                else:
+                    con.register(
+                        "scanned",
+                        pa.Table.from_batches(scanned.to_batches(SCAN_ROWS), scanned.schema),
+                    )
+                    con.register("unscanned", in_record_batches(rest))
+                    try:
+                        execute(con, CHECKED_SCANNED, params)
+                    finally:
+                        _unregister(con, "scanned", "unscanned")
                 # (Arrow, not a Python list: a file of bad lines has a million of them)
                 unclean = con.sql(
                     "select line_no from batch_checked where not clean"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks import fast_lines
 from tests.conftest import Inbox, event, one, order, rows
 
 BASIC = order("o1", "c1", "basic", 1, "30", "2026-11-26T10:00:00+08:00")
@@ -218,11 +219,23 @@ LIMIT_LINES = {
 }
 
 
-@pytest.fixture(scope="module")
-def limits_run(tmp_path_factory):
-    """One inbox holding every limit's line beside good ones, billed once."""
+@pytest.fixture(scope="module", params=["exact", "scanner"])
+def limits_run(request, tmp_path_factory):
+    """One inbox holding every limit's line beside good ones, billed once: its lines read
+    by the exact path alone, and with the compiled scanner taking the plain ones
+    (tasks/fast_lines.py, which a batch of this size does not use unless told)."""
     old = os.environ.get("ADBILL_TODAY")
     os.environ["ADBILL_TODAY"] = TODAY
+    scan, scanned = fast_lines.scan_lines, []
+    if request.param == "scanner":
+        os.environ["ADBILL_SCAN_MIN_LINES"] = "1"
+
+        def counted(rows):
+            fast, rest = scan(rows)
+            scanned.append(fast.num_rows)
+            return fast, rest
+
+        fast_lines.scan_lines = counted
     try:
         inbox = Inbox(tmp_path_factory.mktemp("limits") / "data")
         inbox.orders([BASIC, order("o2", "c2", "enterprise", 1, "10000", T)])
@@ -233,8 +246,12 @@ def limits_run(tmp_path_factory):
                 b'{"event_id": "enc", "customer_id": "c1\xff"}\n' + line("good3").encode() + b"\n"
             )
         report = inbox.bill("2026-11-26")
+        # (the good lines and the limits' lines of the plain form: the scanner took them)
+        assert request.param == "exact" or sum(scanned) >= 10
         yield inbox, report, path
     finally:
+        os.environ.pop("ADBILL_SCAN_MIN_LINES", None)
+        fast_lines.scan_lines = scan
         if old is None:
             os.environ.pop("ADBILL_TODAY", None)
         else:

@@ -1,0 +1,134 @@
+"""The common usage line read in one compiled pass (issue 16, deliverable 1).
+
+A line in the plain form producers write — one JSON object on the line, the seven fields
+of billing-rules §3 each once and nothing else, strings without escapes or control
+characters, the quantity a plain positive number below 10^9 with at most 6 decimal places,
+the status `succeeded` or `failed`, the timestamp `YYYY-MM-DDTHH:MM:SS[.ffffff]` with `Z` or
+a `±HH:MM` offset within §3's limits — is parsed, typed and checked here, in one scan of
+the batch's bytes compiled by Numba. Such a line passes every check of the row schema, so
+it is `clean`, and its values are the ones sql/extract_events.sql gives it (a property
+test holds the two together, tests/test_fast_lines.py).
+
+Every other line — another form of JSON (escapes, exponents, extra or repeated fields, a
+lowercase `t`), or one breaking a rule — is not decided here: it takes the exact per-field
+path (sql/extract_events.sql, then the row schema), which names its §3 reason. So this pass
+only ever says "clean, with these values" or "ask the exact path"; it never rejects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# the text fields, in the order of the kernels' columns (tasks/fast_kernels.py KEYS)
+TEXT_FIELDS = ("event_id", "customer_id", "account_id", "function", "status", "occurred_at")
+# the ones a scanned line gives as text (its occurred_at is given as the instant)
+OUT_FIELDS = TEXT_FIELDS[:5]
+THREADS = 2  # threads scanning a batch's lines (the kernels release the GIL)
+# a batch of fewer lines takes the exact path alone: loading the kernels costs ~2 s in a
+# process (importing Numba, then its cached machine code), what ~1M lines gain
+MIN_LINES = 200_000
+
+
+def min_lines() -> int:
+    """Lines from which a batch is scanned here (ADBILL_SCAN_MIN_LINES sets it: the tests
+    run small batches through both paths)."""
+    return int(os.environ.get("ADBILL_SCAN_MIN_LINES", MIN_LINES))
+
+
+def warm_up_in_background(usage_bytes: int) -> None:
+    """Load the kernels on a thread while the caller goes on, when the usage to ingest is
+    large enough that a batch will be scanned (~200 bytes a line)."""
+    global _warming
+    if _warming is None and usage_bytes >= 200 * min_lines():
+        _warming = threading.Thread(target=_warm_up_quietly, name="scan-warm-up", daemon=True)
+        _warming.start()
+
+
+def _warm_up_quietly() -> None:
+    with contextlib.suppress(Exception):
+        scan_lines(_TINY)
+
+
+_warming: threading.Thread | None = None
+
+
+def _kernels():
+    """tasks/fast_kernels.py, imported on first use (Numba costs about a second)."""
+    from tasks import fast_kernels
+
+    assert fast_kernels.KEYS[: len(TEXT_FIELDS)] == TEXT_FIELDS
+    return fast_kernels
+
+
+def _buffers(raw: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A string array's bytes and its n+1 offsets (int64), without copying the bytes."""
+    if raw.null_count:
+        raw = raw.fill_null("")
+    width = np.int64 if pa.types.is_large_string(raw.type) else np.int32
+    _, off_buf, data_buf = raw.buffers()
+    offsets = np.frombuffer(off_buf, width, len(raw) + 1, raw.offset * np.dtype(width).itemsize)
+    data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.zeros(0, np.uint8)
+    return data, offsets.astype(np.int64)
+
+
+def _ranges(n: int, parts: int) -> list[tuple[int, int]]:
+    bounds = np.linspace(0, n, parts + 1).astype(np.int64)
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+
+
+def scan_lines(rows: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """A batch's rows (line_no, file_id, file_line, raw, utf8_ok) split in two: the lines
+    of the plain form, read here — (line_no, file_id, file_line, event_id, customer_id,
+    account_id, function, status, quantity_micro, occurred_at_ts), every one clean — and
+    the rows of every other line, unchanged, for the exact path."""
+    k = _kernels()
+    raw = rows["raw"].combine_chunks()
+    utf8 = rows["utf8_ok"].combine_chunks().to_numpy(zero_copy_only=False).astype(np.bool_)
+    data, offsets = _buffers(raw)
+    n = len(raw)
+    ok = np.zeros(n, np.bool_)
+    micro = np.zeros(n, np.int64)
+    at = np.zeros(n, np.int64)
+    starts = np.zeros((n, len(TEXT_FIELDS)), np.int64)
+    lengths = np.zeros((n, len(TEXT_FIELDS)), np.int64)
+    with ThreadPoolExecutor(THREADS, thread_name_prefix="scan") as pool:
+        list(
+            pool.map(
+                lambda r: k.scan(data, offsets, utf8, r[0], r[1], ok, micro, at, starts, lengths),
+                _ranges(n, 4 * THREADS),
+            )
+        )
+        picked = np.flatnonzero(ok)
+        sizes = lengths[picked].sum(axis=0)
+
+        def field(j: int) -> pa.Array:
+            offs = np.empty(len(picked) + 1, np.int32)
+            text = np.empty(int(sizes[j]), np.uint8)
+            k.gather(data, starts, lengths, picked, j, offs, text)
+            return pa.StringArray.from_buffers(len(picked), pa.py_buffer(offs), pa.py_buffer(text))
+
+        texts = list(pool.map(field, range(len(OUT_FIELDS))))
+    mask = pa.array(ok)
+    fast = {name: pc.filter(rows[name], mask) for name in ("line_no", "file_id", "file_line")}
+    fast.update(zip(OUT_FIELDS, texts, strict=True))
+    fast["quantity_micro"] = pa.array(micro[picked])
+    fast["occurred_at_ts"] = pa.array(at[picked], pa.timestamp("us", tz="UTC"))
+    return pa.table(fast), rows.filter(pc.invert(mask))
+
+
+_TINY = pa.table(
+    {
+        "line_no": pa.array([1], pa.int64()),
+        "file_id": pa.array([1], pa.int32()),
+        "file_line": pa.array([1], pa.int64()),
+        "raw": pa.array(["{}"]),
+        "utf8_ok": pa.array([True]),
+    }
+)
