@@ -20,6 +20,7 @@ from run_states import billrun, restore
 STAGES = {
     "open": "open the warehouse (schema checks)",
     "read": "ingest (read)",
+    "scan": "scan the lines of plain form (compiled: parse, type, check)",
     "validate": "validate and rate (one pass: facts, business rules, credits)",
     "reasons": "reasons of the lines not clean (Pandera)",
     "rate": "apply the catalog (re-rate after a price change or a rebill)",
@@ -87,7 +88,7 @@ def floor(files: list[Path], repeat: int) -> dict:
     }
 
 
-INGEST_STEPS = ("read", "validate", "reasons", "store")
+INGEST_STEPS = ("read", "scan", "validate", "reasons", "store")
 
 
 def stages_of(run: dict) -> dict[str, float]:

@@ -122,18 +122,14 @@ def timestamp(data, p, end):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def key_index(data, p, n, key_bytes, key_lengths):
-    for k in range(key_lengths.shape[0]):
-        if key_lengths[k] != n:
-            continue
-        same = True
-        for j in range(n):
-            if data[p + j] != key_bytes[k, j]:
-                same = False
-                break
-        if same:
-            return k
-    return -1
+def same_key(data, p, end, key_bytes, n, k):
+    """Whether the n bytes at p are key k's, followed by its closing quote."""
+    if p + n >= end or data[p + n] != 34:
+        return False
+    for j in range(n):
+        if data[p + j] != key_bytes[k, j]:
+            return False
+    return True
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
@@ -156,20 +152,26 @@ def line(data, p, end, key_bytes, key_lengths, succeeded, failed, starts, length
     p = skip_space(data, p + 1, end)
     seen = 0
     micro = 0
+    guess = 0
     while True:
         if p >= end or data[p] != 34:  # "
             return False, 0, 0
         p += 1
-        k0 = p
-        while p < end and _PLAIN[data[p]]:
-            p += 1
-        if p >= end or data[p] != 34:
-            return False, 0, 0
-        k = key_index(data, k0, p - k0, key_bytes, key_lengths)
+        # which key: each compared with the bytes here, closing quote included, starting
+        # with the one after the last (producers write the fields in one order)
+        k = -1
+        for t in range(7):
+            c = guess + t
+            if c >= 7:
+                c -= 7
+            if same_key(data, p, end, key_bytes, key_lengths[c], c):
+                k = c
+                break
         if k < 0 or (seen >> k) & 1:
-            return False, 0, 0  # an extra or repeated field: the exact path
+            return False, 0, 0  # an extra or repeated field, an escape: the exact path
+        guess = k + 1
         seen |= 1 << k
-        p = skip_space(data, p + 1, end)
+        p = skip_space(data, p + key_lengths[k] + 1, end)
         if p >= end or data[p] != 58:  # :
             return False, 0, 0
         p = skip_space(data, p + 1, end)

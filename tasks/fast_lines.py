@@ -31,24 +31,32 @@ TEXT_FIELDS = ("event_id", "customer_id", "account_id", "function", "status", "o
 # the ones a scanned line gives as text (its occurred_at is given as the instant)
 OUT_FIELDS = TEXT_FIELDS[:5]
 THREADS = 2  # threads scanning a batch's lines (the kernels release the GIL)
-# a batch of fewer lines takes the exact path alone: loading the kernels costs ~2 s in a
-# process (importing Numba, then its cached machine code), what ~1M lines gain
-MIN_LINES = 200_000
+# Loading the kernels costs ~2 s of a process's CPU (importing Numba, then its cached
+# machine code) and the scanner saves ~0.5 s per million lines, so an ingest of less new
+# usage than this takes the exact path alone, as does a batch of fewer lines
+MIN_USAGE_BYTES = 512 << 20
+MIN_BATCH_LINES = 100_000
 
 
-def min_lines() -> int:
-    """Lines from which a batch is scanned here (ADBILL_SCAN_MIN_LINES sets it: the tests
-    run small batches through both paths)."""
-    return int(os.environ.get("ADBILL_SCAN_MIN_LINES", MIN_LINES))
-
-
-def warm_up_in_background(usage_bytes: int) -> None:
-    """Load the kernels on a thread while the caller goes on, when the usage to ingest is
-    large enough that a batch will be scanned (~200 bytes a line)."""
+def start(new_usage_bytes: int) -> bool:
+    """Whether this ingest scans its large batches here (its new usage files hold about
+    `new_usage_bytes` of lines); if so the kernels are loaded on a thread meanwhile.
+    ADBILL_SCAN_MIN_LINES=N scans every batch of N lines or more, whatever the size (the
+    tests run small batches through both paths)."""
+    forced = os.environ.get("ADBILL_SCAN_MIN_LINES")
+    if forced is None and new_usage_bytes < MIN_USAGE_BYTES:
+        return False
     global _warming
-    if _warming is None and usage_bytes >= 200 * min_lines():
+    if _warming is None and forced is None:
         _warming = threading.Thread(target=_warm_up_quietly, name="scan-warm-up", daemon=True)
         _warming.start()
+    return True
+
+
+def takes(lines: int) -> bool:
+    """Whether a batch of this many lines is scanned (in an ingest `start` said yes to)."""
+    forced = os.environ.get("ADBILL_SCAN_MIN_LINES")
+    return lines >= (int(forced) if forced is not None else MIN_BATCH_LINES)
 
 
 def _warm_up_quietly() -> None:

@@ -314,7 +314,6 @@ def ingest_inbox(
     say = progress or (lambda _msg: None)
     warm_up_in_background()  # Pandera's first-use cost, while the files are listed and digested
     listing = list_inbox(inbox)
-    fast_lines.warm_up_in_background(_usage_bytes(listing.usage))  # the scanner's, likewise
     report.ignored_files = [path_text(p) for p in listing.ignored]
     _register_catalog(con, catalog)
 
@@ -330,7 +329,10 @@ def ingest_inbox(
     limits = {"late_before": late_before, "today": today}
     with ThreadPoolExecutor(1, thread_name_prefix="digest-ahead") as pool:
         # the usage files are digested while the orders are ingested (hashlib releases the GIL)
-        ahead = pool.submit(digest_ahead, listing.usage, _known(con)[0])
+        by_stat = _known(con)[0]
+        ahead = pool.submit(digest_ahead, listing.usage, by_stat)
+        # the compiled scanner for a large day's usage (its kernels load meanwhile)
+        scan = fast_lines.start(_new_usage_bytes(listing.usage, by_stat))
         for f in _new_files(con, listing.orders, report, turn_away, kind="orders"):
             try:
                 _ingest_orders(con, f, catalog, report, tz=tz, run_id=run_id, limits=limits)
@@ -352,6 +354,7 @@ def ingest_inbox(
         (today or date(9999, 12, 30)) + timedelta(days=1),
         duplicate_window_days,
         say,
+        scan=scan,
     )
     _ingest_usage(con, usage, fresh, run_id, turn_away)
     return report
@@ -492,10 +495,13 @@ def _record_rejected_file(
 # ---------------------------------------------------------------- orders
 
 
-def _usage_bytes(paths: list[Path]) -> int:
-    """About how many bytes of lines the usage files hold (a gzip ~8 times its size)."""
+def _new_usage_bytes(paths: list[Path], by_stat: set) -> int:
+    """About how many bytes of lines the usage files not known by their stat hold (a gzip
+    ~8 times its size)."""
     total = 0
     for path in paths:
         with contextlib.suppress(OSError):
-            total += path.stat().st_size * (8 if path.name.endswith(".gz") else 1)
+            st = path.lstat()
+            if (str(path), st.st_size, st.st_mtime_ns) not in by_stat:
+                total += st.st_size * (8 if path.name.endswith(".gz") else 1)
     return total

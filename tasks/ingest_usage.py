@@ -153,6 +153,7 @@ class UsageIngest:
     first_key: dict[int, int] = field(default_factory=dict)
     # file_id -> where its lines start, from the fast reader's batches (lines_at seeks)
     indexes: dict[int, LineIndex] = field(default_factory=dict)
+    scan: bool = False  # large batches' lines of plain form read by tasks/fast_lines.py
 
     # ------------------------------------------------------------ a large file
 
@@ -268,14 +269,15 @@ class UsageIngest:
             "last_day": self.last_day,
         }
         try:
+            scanned = None
+            if self.scan and fast_lines.takes(rows.num_rows):
+                with report.timed("scan"):  # the compiled scanner: the lines of plain form
+                    scanned, rest = fast_lines.scan_lines(rows)
             with report.timed("validate"):
                 # one pass: every line parsed, its facts checked (`clean`), its business
                 # rules applied and rated (issue 16: no second scan of a materialised batch);
                 # a large batch's lines of the plain form parsed and typed by the compiled
                 # scanner first, the others by FACTS
-                scanned = None
-                if rows.num_rows >= fast_lines.min_lines():
-                    scanned, rest = fast_lines.scan_lines(rows)
                 if scanned is None:
                     execute(con, CHECKED, params)
                 else:
