@@ -272,16 +272,21 @@ def scan(data, offsets, utf8_ok, lo, hi, ok, micro, at, starts, lengths):
 
 
 @nb.njit(cache=True, nogil=True)
-def gather(data, starts, lengths, rows, k, offsets, text):
-    """Text field k of the given rows into an Arrow string array's buffers: offsets (int32,
-    rows + 1, computed here) and text (sized by the caller to the fields' bytes)."""
+def gather(data, starts, lengths, rows, k):
+    """Text field k of the given rows as an Arrow string array's buffers: (offsets, int32,
+    rows + 1; the fields' bytes one after another)."""
+    n = rows.shape[0]
+    offsets = np.empty(n + 1, np.int32)
     total = 0
     offsets[0] = 0
-    for j in range(rows.shape[0]):
+    for j in range(n):
+        total += lengths[rows[j], k]
+        offsets[j + 1] = total
+    text = np.empty(total, np.uint8)
+    for j in range(n):
         r = rows[j]
         s = starts[r, k]
-        n = lengths[r, k]
-        for b in range(n):
-            text[total + b] = data[s + b]
-        total += n
-        offsets[j + 1] = total
+        o = offsets[j]
+        for b in range(lengths[r, k]):
+            text[o + b] = data[s + b]
+    return offsets, text

@@ -104,8 +104,11 @@ def scan_lines(rows: pa.Table) -> tuple[pa.Table, pa.Table]:
     ok = np.zeros(n, np.bool_)
     micro = np.zeros(n, np.int64)
     at = np.zeros(n, np.int64)
-    starts = np.zeros((n, len(TEXT_FIELDS)), np.int64)
-    lengths = np.zeros((n, len(TEXT_FIELDS)), np.int64)
+    # (where each text field starts in the batch's bytes, and its length: a batch's bytes
+    # are at most CHUNK_BYTES and a line at most 8 MiB, tasks/inbox_files.py)
+    span = np.int32 if len(data) < (1 << 31) else np.int64
+    starts = np.zeros((n, len(TEXT_FIELDS)), span)
+    lengths = np.zeros((n, len(TEXT_FIELDS)), span)
     with ThreadPoolExecutor(THREADS, thread_name_prefix="scan") as pool:
         list(
             pool.map(
@@ -114,12 +117,9 @@ def scan_lines(rows: pa.Table) -> tuple[pa.Table, pa.Table]:
             )
         )
         picked = np.flatnonzero(ok)
-        sizes = lengths[picked].sum(axis=0)
 
         def field(j: int) -> pa.Array:
-            offs = np.empty(len(picked) + 1, np.int32)
-            text = np.empty(int(sizes[j]), np.uint8)
-            k.gather(data, starts, lengths, picked, j, offs, text)
+            offs, text = k.gather(data, starts, lengths, picked, j)
             return pa.StringArray.from_buffers(len(picked), pa.py_buffer(offs), pa.py_buffer(text))
 
         texts = list(pool.map(field, range(len(OUT_FIELDS))))
