@@ -38,13 +38,26 @@ MIN_USAGE_BYTES = 512 << 20
 MIN_BATCH_LINES = 100_000
 
 
+class Unavailable(Exception):
+    """The kernels could not be loaded (Numba missing or failing here): the batch takes the
+    exact path, which gives the same answer."""
+
+
+def _forced() -> int | None:
+    """ADBILL_SCAN_MIN_LINES as a line count; unset, or not a whole number >= 0: None."""
+    text = os.environ.get("ADBILL_SCAN_MIN_LINES", "").strip()
+    return int(text) if text.isdigit() else None
+
+
 def start(new_usage_bytes: int) -> bool:
     """Whether this ingest scans its large batches here (its new usage files hold about
     `new_usage_bytes` of lines); if so the kernels are loaded on a thread meanwhile.
     ADBILL_SCAN_MIN_LINES=N scans every batch of N lines or more, whatever the size (the
     tests run small batches through both paths)."""
-    forced = os.environ.get("ADBILL_SCAN_MIN_LINES")
+    forced = _forced()
     if forced is None and new_usage_bytes < MIN_USAGE_BYTES:
+        return False
+    if _failed is not None:
         return False
     global _warming
     if _warming is None and forced is None:
@@ -55,24 +68,37 @@ def start(new_usage_bytes: int) -> bool:
 
 def takes(lines: int) -> bool:
     """Whether a batch of this many lines is scanned (in an ingest `start` said yes to)."""
-    forced = os.environ.get("ADBILL_SCAN_MIN_LINES")
-    return lines >= (int(forced) if forced is not None else MIN_BATCH_LINES)
+    forced = _forced()
+    return _failed is None and lines >= (forced if forced is not None else MIN_BATCH_LINES)
 
 
 def _warm_up_quietly() -> None:
-    with contextlib.suppress(Exception):
-        scan_lines(_TINY)
+    with contextlib.suppress(Unavailable):  # (the batch will take the exact path)
+        _kernels()
 
 
 _warming: threading.Thread | None = None
 
 
 def _kernels():
-    """tasks/fast_kernels.py, imported on first use (Numba costs about a second)."""
-    from tasks import fast_kernels
+    """tasks/fast_kernels.py, imported on first use (Numba costs about a second), its
+    kernels loaded (compiled the first time); Unavailable when that fails, and from then on
+    in this process."""
+    global _failed
+    if _failed is not None:
+        raise Unavailable(_failed)
+    try:
+        from tasks import fast_kernels
 
+        fast_kernels.load()
+    except Exception as exc:  # (ImportError, Numba's errors: the exact path will do)
+        _failed = f"{type(exc).__name__}: {exc}"
+        raise Unavailable(_failed) from exc
     assert fast_kernels.KEYS[: len(TEXT_FIELDS)] == TEXT_FIELDS
     return fast_kernels
+
+
+_failed: str | None = None  # why the kernels could not be loaded here
 
 
 def _buffers(raw: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -129,14 +155,3 @@ def scan_lines(rows: pa.Table) -> tuple[pa.Table, pa.Table]:
     fast["quantity_micro"] = pa.array(micro[picked])
     fast["occurred_at_ts"] = pa.array(at[picked], pa.timestamp("us", tz="UTC"))
     return pa.table(fast), rows.filter(pc.invert(mask))
-
-
-_TINY = pa.table(
-    {
-        "line_no": pa.array([1], pa.int64()),
-        "file_id": pa.array([1], pa.int32()),
-        "file_line": pa.array([1], pa.int64()),
-        "raw": pa.array(["{}"]),
-        "utf8_ok": pa.array([True]),
-    }
-)

@@ -272,7 +272,14 @@ class UsageIngest:
             scanned = None
             if self.scan and fast_lines.takes(rows.num_rows):
                 with report.timed("scan"):  # the compiled scanner: the lines of plain form
-                    scanned, rest = fast_lines.scan_lines(rows)
+                    try:
+                        scanned, rest = fast_lines.scan_lines(rows)
+                    except fast_lines.Unavailable as exc:
+                        self.scan = False
+                        self.progress(
+                            f"the compiled scanner is not available here ({exc}): every "
+                            "line takes the exact path (the same answer, slower)"
+                        )
             with report.timed("validate"):
                 # one pass: every line parsed, its facts checked (`clean`), its business
                 # rules applied and rated (issue 16: no second scan of a materialised batch);

@@ -6,6 +6,7 @@ producers write is read by the scanner, so the fast path is taken."""
 from __future__ import annotations
 
 import json
+import threading
 
 import polars as pl
 import pytest
@@ -304,3 +305,51 @@ def test_what_the_scanner_leaves_is_every_line_not_of_the_plain_form():
     ]
     fast, _ = compare(lines)
     assert fast.height == 0
+
+
+def test_a_scanner_that_cannot_load_leaves_every_line_to_the_exact_path(tmp_path, monkeypatch):
+    from tasks import fast_kernels, fast_lines
+    from tests.conftest import Inbox, event, order, rows
+
+    def broken() -> None:
+        raise RuntimeError("no LLVM here")
+
+    monkeypatch.setenv("ADBILL_TODAY", "2026-11-27")
+    monkeypatch.setenv("ADBILL_SCAN_MIN_LINES", "1")
+    monkeypatch.setattr(fast_lines, "_failed", None)
+    monkeypatch.setattr(fast_kernels, "load", broken)
+    inbox = Inbox(tmp_path / "data")
+    inbox.orders([order("o1", "c1", "basic", 1, "30", "2026-11-26T10:00:00+08:00")])
+    at = "2026-11-26T11:00:00+08:00"
+    inbox.usage(
+        [event("e1", "c1", "copy_generation", 2, at), event("e2", "c1", "copy_generation", "2", at)]
+    )
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select event_id, credits from events") == [("e1", 2)]
+    assert rows(con, "select reason from rejected_events") == [("wrong_type:quantity",)]
+    assert fast_lines._failed == "RuntimeError: no LLVM here"
+    assert not fast_lines.takes(10**9) and not fast_lines.start(10**12)
+
+
+@pytest.mark.parametrize(
+    ("value", "usage_bytes", "batch", "scanned"),
+    [
+        (None, (512 << 20) - 1, 10**6, False),  # a day too small to pay for loading Numba
+        (None, 512 << 20, 99_999, False),  # large enough, but the batch is not
+        (None, 512 << 20, 100_000, True),
+        ("1", 0, 1, True),  # the tests' knob
+        ("lots", 0, 10**6, False),  # a typo in it is ignored, not a crash
+    ],
+)
+def test_the_scanner_is_taken_from_its_thresholds_on(
+    monkeypatch, value, usage_bytes, batch, scanned
+):
+    from tasks import fast_lines
+
+    if value is None:
+        monkeypatch.delenv("ADBILL_SCAN_MIN_LINES", raising=False)
+    else:
+        monkeypatch.setenv("ADBILL_SCAN_MIN_LINES", value)
+    monkeypatch.setattr(fast_lines, "_warming", threading.Thread())  # (no warm-up here)
+    assert (fast_lines.start(usage_bytes) and fast_lines.takes(batch)) is scanned
