@@ -492,9 +492,6 @@ def _record_rejected_file(
     return True
 
 
-# ---------------------------------------------------------------- orders
-
-
 def _new_usage_bytes(paths: list[Path], by_stat: set) -> int:
     """About how many bytes of lines the usage files not known by their stat hold (a gzip
     ~8 times its size)."""

@@ -353,3 +353,51 @@ def test_the_scanner_is_taken_from_its_thresholds_on(
         monkeypatch.setenv("ADBILL_SCAN_MIN_LINES", value)
     monkeypatch.setattr(fast_lines, "_warming", threading.Thread())  # (no warm-up here)
     assert (fast_lines.start(usage_bytes) and fast_lines.takes(batch)) is scanned
+
+
+def test_a_day_billed_with_the_scanner_is_the_day_billed_without_it(tmp_path, monkeypatch):
+    """Row for row: the events (with their line numbers and credits), the rejects and the
+    ledger of the same inbox, every line scanned where it can be, and none."""
+    from tests.conftest import Inbox, event, order, rows
+
+    monkeypatch.setenv("ADBILL_TODAY", "2026-11-27")
+    at = "2026-11-26T11:00:00+08:00"
+    lines = [event(f"g{i}", ("c1", "c2")[i % 2], "copy_generation", 1 + i, at) for i in range(9)]
+    lines += [
+        event("g9", "c1", "custom_avatar", 8, "2026-11-26T20:00:00Z"),
+        event("r1", "c1", "performance_report", 1, at),  # not entitled (enterprise only)
+        event("g10", "c9", "copy_generation", 1, at),  # unknown customer
+        event("g2", "c2", "copy_generation", 4, at),  # a repeat of g2 with other content
+        event("g3", "c2", "copy_generation", 4, at),  # an exact repeat of g3: counted
+    ]
+    figures = []
+    for scanned in ("1", None):
+        if scanned:
+            monkeypatch.setenv("ADBILL_SCAN_MIN_LINES", scanned)
+        else:
+            monkeypatch.delenv("ADBILL_SCAN_MIN_LINES")
+        inbox = Inbox(tmp_path / f"data-{scanned}")
+        inbox.orders(
+            [
+                order("o1", "c1", "basic", 1, "30", "2026-11-26T09:00:00+08:00"),
+                order("o2", "c2", "package_100", None, "100", "2026-11-26T09:30:00+08:00"),
+            ]
+        )
+        inbox.usage(lines, name="all-plain.jsonl")  # one batch, every line plain
+        inbox.bill("2026-11-26")
+        con = inbox.warehouse()
+        figures.append(
+            (
+                rows(con, "select * exclude (file_id, event_key) from events order by line_no"),
+                rows(con, "select line_no, raw, reason from rejected_events order by line_no"),
+                rows(con, "select customer_id, event_id, kind, credits from ledger order by all"),
+            )
+        )
+        con.close()
+    assert figures[0] == figures[1]
+    assert len(figures[0][0]) == 10
+    assert [r[2] for r in figures[0][1]] == [
+        "not_entitled",
+        "unknown_customer",
+        "duplicate_conflict",
+    ]
