@@ -31,10 +31,11 @@ TEXT_FIELDS = ("event_id", "customer_id", "account_id", "function", "status", "o
 # the ones a scanned line gives as text (its occurred_at is given as the instant)
 OUT_FIELDS = TEXT_FIELDS[:5]
 THREADS = 2  # threads scanning a batch's lines (the kernels release the GIL)
-# Loading the kernels costs ~2 s of a process's CPU (importing Numba, then its cached
-# machine code) and the scanner saves ~0.5 s per million lines, so an ingest of less new
-# usage than this takes the exact path alone, as does a batch of fewer lines
-MIN_USAGE_BYTES = 512 << 20
+# Loading the kernels costs ~1.2 s of a process's CPU (importing Numba, then its cached
+# machine code; ~1 s more where Numba's modules have no bytecode yet) and the scanner saves
+# ~1 s of wall time per million lines (docs/performance.md), so an ingest of less new
+# usage than this (~860,000 lines) takes the exact path alone, as does a smaller batch
+MIN_USAGE_BYTES = 160 << 20
 MIN_BATCH_LINES = 100_000
 
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.fast_lines import OUT_FIELDS, scan_lines
+from tasks.fast_lines import MIN_USAGE_BYTES, OUT_FIELDS, scan_lines
 from tasks.inbox_files import _lines_table
 from tasks.ingest_usage import keyed
 from tests.test_fuzz_inbox import usage_lines
@@ -335,9 +335,9 @@ def test_a_scanner_that_cannot_load_leaves_every_line_to_the_exact_path(tmp_path
 @pytest.mark.parametrize(
     ("value", "usage_bytes", "batch", "scanned"),
     [
-        (None, (512 << 20) - 1, 10**6, False),  # a day too small to pay for loading Numba
-        (None, 512 << 20, 99_999, False),  # large enough, but the batch is not
-        (None, 512 << 20, 100_000, True),
+        (None, MIN_USAGE_BYTES - 1, 10**6, False),  # a day too small to pay for loading Numba
+        (None, MIN_USAGE_BYTES, 99_999, False),  # large enough, but the batch is not
+        (None, MIN_USAGE_BYTES, 100_000, True),
         ("1", 0, 1, True),  # the tests' knob
         ("lots", 0, 10**6, False),  # a typo in it is ignored, not a crash
     ],
