@@ -1,9 +1,11 @@
 """The compiled kernels of tasks/fast_lines.py (Numba, cached on disk beside this file):
-imported only when a batch is large enough to gain from them, as importing Numba costs
-about a second."""
+imported only by an ingest with enough new usage to gain from them, as loading Numba costs
+about a second (tasks/fast_lines.py MIN_USAGE_BYTES)."""
 
 import numba as nb
 import numpy as np
+
+from tasks.fast_lines import TEXT_FIELDS
 
 # bytes a JSON string of the plain form holds as they are: not `"`, not a backslash (an
 # escape asks the exact path), not a control character (U+0000-U+001F, U+007F: bad_id in an
@@ -16,7 +18,7 @@ _PLAIN[127] = False
 
 # the keys of the plain form, their bytes padded with zeros (scan's output columns: the six
 # text fields in tasks/fast_lines.py TEXT_FIELDS order, then quantity)
-KEYS = ("event_id", "customer_id", "account_id", "function", "status", "occurred_at", "quantity")
+KEYS = (*TEXT_FIELDS, "quantity")
 _KEY_BYTES = np.zeros((len(KEYS), max(len(k) for k in KEYS)), np.uint8)
 for _i, _k in enumerate(KEYS):
     _KEY_BYTES[_i, : len(_k)] = np.frombuffer(_k.encode(), np.uint8)
@@ -122,17 +124,6 @@ def timestamp(data, p, end):
 
 
 @nb.njit(cache=True, nogil=True, inline="always")
-def same_key(data, p, end, key_bytes, n, k):
-    """Whether the n bytes at p are key k's, followed by its closing quote."""
-    if p + n >= end or data[p + n] != 34:
-        return False
-    for j in range(n):
-        if data[p + j] != key_bytes[k, j]:
-            return False
-    return True
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
 def same_bytes(data, p, n, word):
     if n != word.shape[0]:
         return False
@@ -143,7 +134,7 @@ def same_bytes(data, p, n, word):
 
 
 @nb.njit(cache=True, nogil=True)
-def line(data, p, end, key_bytes, key_lengths, succeeded, failed, starts, lengths, i):
+def line(data, p, end, starts, lengths, i):
     """One line [p, end): (ok, quantity in micro-units, occurred_at in µs); the text
     fields' byte spans written to starts[i], lengths[i]."""
     p = skip_space(data, p, end)
@@ -164,14 +155,15 @@ def line(data, p, end, key_bytes, key_lengths, succeeded, failed, starts, length
             c = guess + t
             if c >= 7:
                 c -= 7
-            if same_key(data, p, end, key_bytes, key_lengths[c], c):
+            n = _KEY_LENGTHS[c]  # (the key's bytes, then its closing quote)
+            if p + n < end and data[p + n] == 34 and same_bytes(data, p, n, _KEY_BYTES[c, :n]):
                 k = c
                 break
         if k < 0 or (seen >> k) & 1:
             return False, 0, 0  # an extra or repeated field, an escape: the exact path
         guess = k + 1
         seen |= 1 << k
-        p = skip_space(data, p + key_lengths[k] + 1, end)
+        p = skip_space(data, p + _KEY_LENGTHS[k] + 1, end)
         if p >= end or data[p] != 58:  # :
             return False, 0, 0
         p = skip_space(data, p + 1, end)
@@ -239,8 +231,8 @@ def line(data, p, end, key_bytes, key_lengths, succeeded, failed, starts, length
         if lengths[i, k] < 1 or lengths[i, k] > 200:
             return False, 0, 0
     if not (
-        same_bytes(data, starts[i, 4], lengths[i, 4], succeeded)
-        or same_bytes(data, starts[i, 4], lengths[i, 4], failed)
+        same_bytes(data, starts[i, 4], lengths[i, 4], _SUCCEEDED)
+        or same_bytes(data, starts[i, 4], lengths[i, 4], _FAILED)
     ):
         return False, 0, 0
     ok, at = timestamp(data, starts[i, 5], starts[i, 5] + lengths[i, 5])
@@ -257,18 +249,7 @@ def scan(data, offsets, utf8_ok, lo, hi, ok, micro, at, starts, lengths):
     starts[i], lengths[i]. The GIL is released: threads scan their own ranges."""
     for i in range(lo, hi):
         if utf8_ok[i]:
-            ok[i], micro[i], at[i] = line(
-                data,
-                offsets[i],
-                offsets[i + 1],
-                _KEY_BYTES,
-                _KEY_LENGTHS,
-                _SUCCEEDED,
-                _FAILED,
-                starts,
-                lengths,
-                i,
-            )
+            ok[i], micro[i], at[i] = line(data, offsets[i], offsets[i + 1], starts, lengths, i)
 
 
 @nb.njit(cache=True, nogil=True)

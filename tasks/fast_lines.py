@@ -26,7 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-# the text fields, in the order of the kernels' columns (tasks/fast_kernels.py KEYS)
+# the text fields, in the order of the kernels' columns (tasks/fast_kernels.py KEYS: these,
+# then quantity)
 TEXT_FIELDS = ("event_id", "customer_id", "account_id", "function", "status", "occurred_at")
 # the ones a scanned line gives as text (its occurred_at is given as the instant)
 OUT_FIELDS = TEXT_FIELDS[:5]
@@ -85,21 +86,23 @@ def _kernels():
     """tasks/fast_kernels.py, imported on first use (Numba costs about a second), its
     kernels loaded (compiled the first time); Unavailable when that fails, and from then on
     in this process."""
-    global _failed
+    global _failed, _loaded
     if _failed is not None:
         raise Unavailable(_failed)
-    try:
-        from tasks import fast_kernels
+    if _loaded is None:
+        try:
+            from tasks import fast_kernels
 
-        fast_kernels.load()
-    except Exception as exc:  # (ImportError, Numba's errors: the exact path will do)
-        _failed = f"{type(exc).__name__}: {exc}"
-        raise Unavailable(_failed) from exc
-    assert fast_kernels.KEYS[: len(TEXT_FIELDS)] == TEXT_FIELDS
-    return fast_kernels
+            fast_kernels.load()
+        except Exception as exc:  # (ImportError, Numba's errors: the exact path will do)
+            _failed = f"{type(exc).__name__}: {exc}"
+            raise Unavailable(_failed) from exc
+        _loaded = fast_kernels
+    return _loaded
 
 
 _failed: str | None = None  # why the kernels could not be loaded here
+_loaded = None  # tasks/fast_kernels.py once its kernels are loaded
 
 
 def _buffers(raw: pa.Array) -> tuple[np.ndarray, np.ndarray]:

@@ -317,6 +317,7 @@ def test_a_scanner_that_cannot_load_leaves_every_line_to_the_exact_path(tmp_path
     monkeypatch.setenv("ADBILL_TODAY", "2026-11-27")
     monkeypatch.setenv("ADBILL_SCAN_MIN_LINES", "1")
     monkeypatch.setattr(fast_lines, "_failed", None)
+    monkeypatch.setattr(fast_lines, "_loaded", None)
     monkeypatch.setattr(fast_kernels, "load", broken)
     inbox = Inbox(tmp_path / "data")
     inbox.orders([order("o1", "c1", "basic", 1, "30", "2026-11-26T10:00:00+08:00")])
