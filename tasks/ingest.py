@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -194,18 +193,24 @@ def _known(con) -> tuple[set, set, dict]:
     return by_stat, complete, partial
 
 
-def digest_ahead(paths: list[Path], by_stat: set) -> dict[Path, tuple[tuple[int, int], tuple]]:
-    """The digests `_new_files` will need for these paths (those not known by their stat),
-    computed beforehand, on another thread (issue 16: a large usage file's sha256 while the
-    orders are ingested): path -> ((bytes, mtime_ns) when digested, file_digest outcome)."""
+def not_known(paths: list[Path], by_stat: set) -> list[tuple[Path, tuple[int, int]]]:
+    """The paths not known by their stat, with their (bytes, mtime_ns) now; a path that
+    cannot be stat'ed is left out (_new_files says why)."""
     todo = []
     for path in paths:
         try:
             st = path.lstat()
         except OSError:
-            continue  # (_new_files says why)
+            continue
         if (str(path), st.st_size, st.st_mtime_ns) not in by_stat:
             todo.append((path, (st.st_size, st.st_mtime_ns)))
+    return todo
+
+
+def digest_ahead(todo: list[tuple[Path, tuple[int, int]]]) -> dict:
+    """The digests `_new_files` will need for these files (`not_known`'s), computed
+    beforehand, on another thread (issue 16: a large usage file's sha256 while the orders
+    are ingested): path -> ((bytes, mtime_ns) when digested, file_digest outcome)."""
     outcomes = _digests([(path, key[0]) for path, key in todo], keep_bytes=KEEP_BYTES)
     return {path: (key, out) for (path, key), out in zip(todo, outcomes, strict=True)}
 
@@ -329,10 +334,13 @@ def ingest_inbox(
     limits = {"late_before": late_before, "today": today}
     with ThreadPoolExecutor(1, thread_name_prefix="digest-ahead") as pool:
         # the usage files are digested while the orders are ingested (hashlib releases the GIL)
-        by_stat = _known(con)[0]
-        ahead = pool.submit(digest_ahead, listing.usage, by_stat)
-        # the compiled scanner for a large day's usage (its kernels load meanwhile)
-        scan = fast_lines.start(_new_usage_bytes(listing.usage, by_stat))
+        unknown = not_known(listing.usage, _known(con)[0])
+        ahead = pool.submit(digest_ahead, unknown)
+        # the compiled scanner for a large day's new usage (its kernels load meanwhile;
+        # a gzip holds ~8 times its size in lines)
+        scan = fast_lines.start(
+            sum(size * (8 if p.name.endswith(".gz") else 1) for p, (size, _) in unknown)
+        )
         for f in _new_files(con, listing.orders, report, turn_away, kind="orders"):
             try:
                 _ingest_orders(con, f, catalog, report, tz=tz, run_id=run_id, limits=limits)
@@ -490,15 +498,3 @@ def _record_rejected_file(
         [path_text(path), reason, detail[:300], run_id, key, how],
     )
     return True
-
-
-def _new_usage_bytes(paths: list[Path], by_stat: set) -> int:
-    """About how many bytes of lines the usage files not known by their stat hold (a gzip
-    ~8 times its size)."""
-    total = 0
-    for path in paths:
-        with contextlib.suppress(OSError):
-            st = path.lstat()
-            if (str(path), st.st_size, st.st_mtime_ns) not in by_stat:
-                total += st.st_size * (8 if path.name.endswith(".gz") else 1)
-    return total

@@ -111,8 +111,8 @@ def test_a_usage_file_rewritten_after_it_was_digested_ahead_is_ingested_as_it_is
     path = inbox.usage([good("old1"), good("old2")])
     real = ingest.digest_ahead
 
-    def then_rewritten(paths, by_stat):
-        outcome = real(paths, by_stat)
+    def then_rewritten(todo):
+        outcome = real(todo)
         path.write_text(json.dumps(good("new1")) + "\n", encoding="utf-8")
         return outcome
 
