@@ -6,9 +6,7 @@
 -- `reason` afterwards. Lines that pass every rule go into `events` with their credits, rated
 -- by the catalog version in force at occurred_at (the file's duplicate check,
 -- sql/dedupe_events.sql, follows in the same transaction); the others are rejected with
--- their raw line. `scanned`: a line the compiled scanner read (tasks/fast_lines.py); its
--- event_id and account_id are not in `batch` (NULL): sql/store_scanned_events.sql takes
--- them from the scanner's own table, so an event's text is written once, into `events`.
+-- their raw line.
 with lines as (
     select
         b.line_no,
@@ -24,8 +22,7 @@ with lines as (
         b.status,
         b.occurred_at_ts,
         timezone($tz, b.occurred_at_ts)::date as day,
-        k.customer_key,
-        b.scanned
+        k.customer_key
     from batch as b
     left join customers as k on k.customer_id = b.customer_id
 ),
@@ -90,7 +87,6 @@ select
         else ((p.quantity_micro + p.unit_size_micro - 1) // p.unit_size_micro)
             * p.credits_per_unit
     end as credits,
-    p.catalog_version,
-    p.scanned
+    p.catalog_version
 from priced as p
 left join entitled as e using (line_no)

@@ -4,8 +4,7 @@
 -- the lines of one large file or of several small ones; `line_no` is the batch's row key, in
 -- ingest order (files in path order, lines in order). The lines that are not clean are
 -- rejected whatever their business rules say: their row schema reasons (Pandera) are being
--- named meanwhile, and sql/store_rejects.sql writes them afterwards. The lines the compiled
--- scanner read are written by sql/store_scanned_events.sql, from the scanner's table.
+-- named meanwhile, and sql/store_rejects.sql writes them afterwards.
 insert into events by name
 select
     $first_key + line_no as event_key,
@@ -23,4 +22,4 @@ select
     file_line as line_no,
     hash(event_id) as id_hash
 from batch_checked
-where reason is null and clean and not scanned
+where reason is null and clean

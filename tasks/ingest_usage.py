@@ -61,33 +61,21 @@ CONTENT = ["customer_key", "account_id", "function", "quantity", "status", "occu
 # (sql/extract_events.sql) as `batch` of the business rules (sql/accept_events.sql)
 FACTS = sql("extract_events")
 CHECKED = (
-    "create or replace temp table batch_checked as\nwith batch as (\n"
-    f"select *, false as scanned from (\n{FACTS}\n)\n)\n"
+    f"create or replace temp table batch_checked as\nwith batch as (\n{FACTS}\n)\n"
     f"select * from (\n{sql('accept_events')}\n)"
 )
 # a large batch's lines of the plain form are read by the compiled scanner
-# (tasks/fast_lines.py) and only the others by FACTS: the batch is the union of the two. A
-# scanned line keeps only its verdict, key and credits here (its text and values NULL): its
-# event is written from the scanner's table (sql/store_scanned_events.sql), its text copied
-# once, into `events` (a 330,000-line batch checked and stored in ~0.5 s against ~0.7 s)
+# (tasks/fast_lines.py) and only the others by FACTS: the batch is the union of the two
 FACTS_OF_REST = FACTS.replace("    from chunk\n", "    from unscanned\n", 1)
 assert FACTS_OF_REST != FACTS
 CHECKED_SCANNED = (
     "create or replace temp table batch_checked as\nwith batch as (\n"
-    "select line_no, file_id, file_line, true as clean, null::varchar as event_id,\n"
-    "    customer_id, null::varchar as account_id, function,\n"
-    "    cast(cast(quantity_micro as decimal(18, 0)) * 0.000001 as decimal(18, 6))\n"
-    "    as quantity, quantity_micro, status, occurred_at_ts, true as scanned\nfrom scanned\n"
-    "union all\n"
+    "select line_no, file_id, file_line, true as clean, event_id, customer_id, account_id,\n"
+    "    function, cast(cast(quantity_micro as decimal(18, 0)) * 0.000001 as decimal(18, 6))\n"
+    "    as quantity, quantity_micro, status, occurred_at_ts\nfrom scanned\nunion all\n"
     "select line_no, file_id, file_line, clean, event_id, customer_id, account_id, function,\n"
-    "    quantity, quantity_micro, status, occurred_at_ts, false as scanned\n"
-    f"from (\n{FACTS_OF_REST}\n)\n)\n"
-    "select * replace (\n"
-    + ",\n".join(
-        f"    case when not scanned then {c} end as {c}"
-        for c in ("function", "quantity", "status", "occurred_at")
-    )
-    + f"\n)\nfrom (\n{sql('accept_events')}\n)"
+    f"    quantity, quantity_micro, status, occurred_at_ts\nfrom (\n{FACTS_OF_REST}\n)\n)\n"
+    f"select * from (\n{sql('accept_events')}\n)"
 )
 SCAN_ROWS = 32_768  # rows per record batch of a batch's table (see in_record_batches)
 LONG_LINE_BYTES = 64 << 10  # a line longer than this is scanned alone (in_record_batches)
@@ -300,7 +288,6 @@ class UsageIngest:
                 if scanned is None:
                     execute(con, CHECKED, params)
                 else:
-                    # (`scanned` stays registered until its events are written, below)
                     con.register(
                         "scanned",
                         pa.Table.from_batches(scanned.to_batches(SCAN_ROWS), scanned.schema),
@@ -309,7 +296,7 @@ class UsageIngest:
                     try:
                         execute(con, CHECKED_SCANNED, params)
                     finally:
-                        _unregister(con, "unscanned")
+                        _unregister(con, "scanned", "unscanned")
                 # (Arrow, not a Python list: a file of bad lines has a million of them)
                 unclean = con.sql(
                     "select line_no from batch_checked where not clean"
@@ -324,15 +311,13 @@ class UsageIngest:
                     named = pool.submit(_reasons, _cursor(con), rows, unclean, params)
                 with report.timed("store"):
                     run_sql(con, "store_events", {"first_key": base})
-                    if scanned is not None:
-                        run_sql(con, "store_scanned_events", {"first_key": base})
                 with report.timed("reasons"):
                     if named is not None:
                         self._row_schema_reasons(*named.result())
             with report.timed("store"):
                 run_sql(con, "store_rejects", {"run_id": self.run_id})
         finally:  # (after a failed statement the connection refuses even this: keep the error)
-            _unregister(con, "chunk", "batch_files", "scanned")
+            _unregister(con, "chunk", "batch_files")
 
     def _row_schema_reasons(self, facts: pl.DataFrame, failing: pl.DataFrame) -> None:
         """`batch_checked.reason` of the lines that are not clean: the row schema's reason
