@@ -18,6 +18,7 @@ Once a month is older than that window its day files are merged into one file pe
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import time
@@ -65,6 +66,12 @@ PARQUET = "format parquet, compression zstd, parquet_version v2"
 # file, at PARQUET's level, once the month is closed) at zstd's fastest level: a 1M-event
 # day's events file 0.50-0.51 CPU-s against 0.60-0.66, 18 MB against 17 MB, read as fast
 DAY_PARQUET = f"{PARQUET}, compression_level 1"
+# A day's file is written without keeping the table's row order (`preserve_insertion_order`
+# off for its COPY): no reader depends on the order of a day file's rows (views, a day
+# read back, a month's merge), and DuckDB's writer then needs no ordering of its row
+# groups: the events file of a 10M-event day in 4.3-4.9 s (8.2-9.3 CPU-s) against 6.0-6.5 s
+# (11.0-11.5 CPU-s), its ledger 1.27-1.35 s against 1.65-1.79 s; of a 1M-event day 0.46-
+# 0.51 s against 0.52-0.66 s (the ledger the same); the same bytes less a few in size
 QUOTED_NAME = re.compile(r'"((?:[^"]|"")*)"')  # a name as `quoted` writes it
 
 
@@ -423,11 +430,12 @@ def _write_table(
     found: list[tuple[str, date, str | None, int]] = []
     if len(counts) > FEW_DAYS:  # a catch-up: one partitioned write, a folder per day
         out.parent.mkdir(parents=True, exist_ok=True)
-        con.execute(
-            f"copy (select {cols} from {table} where {key} in ({listed})) to "
-            f"{literal(str(out))} ({DAY_PARQUET}, partition_by ({key}), "
-            "write_partition_columns true)"
-        )
+        with _unordered(con):
+            con.execute(
+                f"copy (select {cols} from {table} where {key} in ({listed})) to "
+                f"{literal(str(out))} ({DAY_PARQUET}, partition_by ({key}), "
+                "write_partition_columns true)"
+            )
     for d in days:
         if not counts.get(d):
             found.append((table, d, None, 0))
@@ -435,10 +443,11 @@ def _write_table(
         folder = out / f"{key}={d.isoformat()}"
         if len(counts) <= FEW_DAYS:  # a daily run: a plain write per day costs less
             folder.mkdir(parents=True, exist_ok=True)
-            con.execute(
-                f"copy (select {cols} from {table} where {key} = date '{d.isoformat()}') "
-                f"to {literal(str(folder / 'data_0.parquet'))} ({DAY_PARQUET})"
-            )
+            with _unordered(con):
+                con.execute(
+                    f"copy (select {cols} from {table} where {key} = date '{d.isoformat()}') "
+                    f"to {literal(str(folder / 'data_0.parquet'))} ({DAY_PARQUET})"
+                )
         parts = sorted(folder.glob("*.parquet"))  # a partitioned write: one per writer thread
         for i, part in enumerate(parts):
             found.append((table, d, str(part.relative_to(root)), counts[d] if i == 0 else 0))
@@ -464,6 +473,23 @@ def freeze(con, first_hot: date) -> int:
             con.execute(f"delete from {table} where day < ?", [first_hot])
         _set_frozen_before(con, first_hot)
     return dropped
+
+
+@contextlib.contextmanager
+def _unordered(con):
+    """DuckDB free to write rows in any order meanwhile (DAY_PARQUET's note); the
+    connection's setting as it was afterwards, whatever happens."""
+    [(was,)] = con.execute("select current_setting('preserve_insertion_order')").fetchall()
+    restore = f"set preserve_insertion_order = {'true' if was else 'false'}"
+    con.execute("set preserve_insertion_order = false")
+    try:
+        yield
+    except BaseException:
+        # (a connection whose statement failed may refuse this too: the failure is the news)
+        with contextlib.suppress(duckdb.Error):
+            con.execute(restore)
+        raise
+    con.execute(restore)
 
 
 def thaw(con, first: date) -> int:

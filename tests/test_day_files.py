@@ -385,3 +385,26 @@ def test_day_files_are_written_with_version_2_encodings_and_read_beside_older_on
         2000,
         1000,
     )
+
+
+def test_a_day_file_is_written_unordered_and_the_connection_keeps_its_row_order_after():
+    """Day files are written with `preserve_insertion_order` off (day_files.DAY_PARQUET's
+    note) and the connection has it back afterwards, also when the write fails (the
+    failure, not a second error, is what the caller hears). What the files hold is checked
+    row for row by the tests above."""
+    from tasks import day_files
+
+    con = duckdb.connect()
+    con.execute("set preserve_insertion_order = true")
+    with day_files._unordered(con):
+        assert con.execute("select current_setting('preserve_insertion_order')").fetchone() == (
+            False,
+        )
+    assert con.execute("select current_setting('preserve_insertion_order')").fetchone() == (True,)
+    with pytest.raises(duckdb.Error, match="no_such_table"), day_files._unordered(con):
+        con.execute("select * from no_such_table")
+    assert con.execute("select current_setting('preserve_insertion_order')").fetchone() == (True,)
+    con.execute("set preserve_insertion_order = false")  # (a setting of false stays false)
+    with day_files._unordered(con):
+        pass
+    assert con.execute("select current_setting('preserve_insertion_order')").fetchone() == (False,)
