@@ -1,12 +1,19 @@
 """Markdown tables of benchmark results (bench/run.py JSON files), for docs/performance.md.
 
 uv run python bench/report.py bench/out/1m.json bench/out/10m.json [--history h.json]
+uv run python bench/report.py --by-engine a1.json b1.json a2.json b2.json
+
+`--by-engine`: the files of one engine (its digest) as one column — each stage the median of
+the files' figures, the day the median of every run's wall time, the floor the median of
+the files' floors — and the second engine's difference from the first (an alternating A/B of
+two checkouts, each file one round of `bench/run.py --repeat N`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -58,11 +65,79 @@ def stage_rows(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def by_engine(results: list[dict]) -> list[dict]:
+    """The results grouped by engine digest, in order of first appearance: per group the
+    engine, the files' count, every run's wall time, and the medians of the stages, the
+    runs, the CPU seconds and the floor."""
+    groups: dict[str, list[dict]] = {}
+    for r in results:
+        groups.setdefault(r["engine_version"]["digest"], []).append(r)
+    merged = []
+    for rs in groups.values():
+        keys: list[str] = []
+        for r in rs:
+            keys += [k for k in r["engine"]["stages"] if k not in keys]
+        walls = [x["wall_seconds"] for r in rs for x in r["engine"]["runs"]]
+        merged.append(
+            {
+                "engine": rs[0]["engine_version"],
+                "files": len(rs),
+                "events": rs[0]["params"]["events"],
+                "walls": walls,
+                "stages": {
+                    k: statistics.median(r["engine"]["stages"].get(k, 0.0) for r in rs)
+                    for k in keys
+                },
+                "total": statistics.median(walls),
+                "cpu": statistics.median(r["engine"]["cpu_seconds"] for r in rs),
+                "floor": statistics.median(r["floor"]["seconds"] for r in rs),
+            }
+        )
+    return merged
+
+
+def engine_rows(groups: list[dict]) -> str:
+    """by_engine's groups side by side (seconds, × floor), and the second one's difference."""
+    names = [f"`{g['engine'].get('commit', '?')}` ({g['files']} files)" for g in groups]
+    diff = len(groups) == 2
+    head = "| stage | " + " | ".join(f"{n}: s | × floor" for n in names)
+    lines = [head + (" | second − first |" if diff else " |")]
+    lines.append("|---|" + "---:|---:|" * len(groups) + ("---:|" if diff else ""))
+    keys: list[str] = []
+    for g in groups:
+        keys += [k for k in g["stages"] if k not in keys]
+    rows = [(STAGES.get(k, k), [g["stages"].get(k, 0.0) for g in groups], True) for k in keys]
+    rows += [
+        ("**the day (median of every run)**", [g["total"] for g in groups], True),
+        ("floor (median of the files')", [g["floor"] for g in groups], True),
+        ("CPU s of the billing process", [g["cpu"] for g in groups], False),
+    ]
+    for label, values, ratio in rows:
+        cells = []
+        for g, v in zip(groups, values, strict=True):
+            cells += [f"{v:.2f}", f"{v / g['floor']:.2f}" if ratio else ""]
+        if diff:
+            cells.append(f"{values[1] - values[0]:+.2f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for n, g in zip(names, groups, strict=True):
+        runs = ", ".join(f"{w:.1f}" for w in g["walls"])
+        lines.append(f"\n{n}, {g['events']:,} events: runs {runs} s")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("results", nargs="+", type=Path)
+    ap.add_argument(
+        "--by-engine",
+        action="store_true",
+        help="one column per engine (medians of its files), and the difference of two",
+    )
     args = ap.parse_args(argv)
     results = [json.loads(p.read_text()) for p in args.results]
+    if args.by_engine:
+        print(engine_rows(by_engine(results)))
+        return 0
     print(stage_rows(results))
     for r in results:
         runs = ", ".join(f"{x['wall_seconds']:.1f}" for x in r["engine"]["runs"])

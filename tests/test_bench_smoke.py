@@ -70,3 +70,38 @@ def test_bench_reports_every_stage_the_floor_and_peak_rss(tmp_path):
     assert run["events_accepted"] + run["events_rejected"] <= 5000
     assert res["naive"]["same_customer_totals"] and res["naive"]["same_pool_draws"]
     assert "total" in r.stdout and "floor" in r.stdout
+
+
+def test_report_by_engine_puts_each_engines_files_in_one_column_of_medians():
+    """`bench/report.py --by-engine`: an alternating A/B's files grouped by engine digest,
+    each stage the median of the group's files, the day the median of every run."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import report
+
+    def result(digest: str, commit: str, store: float, walls: list[float], floor: float):
+        return {
+            "engine_version": {"digest": digest, "commit": commit},
+            "params": {"events": 1000},
+            "engine": {
+                "stages": {"store": store, "deduct": 1.0},
+                "runs": [{"wall_seconds": w} for w in walls],
+                "cpu_seconds": sum(walls),
+            },
+            "floor": {"seconds": floor},
+        }
+
+    files = [
+        result("a", "old", 3.0, [10.0, 12.0], 1.0),
+        result("b", "new", 2.0, [9.0, 9.5], 1.0),
+        result("a", "old", 5.0, [11.0, 13.0], 2.0),
+        result("b", "new", 1.0, [8.0, 20.0], 1.0),
+    ]
+    old, new = report.by_engine(files)
+    assert (old["engine"]["commit"], old["files"], new["files"]) == ("old", 2, 2)
+    assert old["stages"] == {"store": 4.0, "deduct": 1.0}
+    assert new["stages"]["store"] == 1.5
+    assert (old["total"], new["total"]) == (11.5, 9.25)  # every run's wall time
+    assert (old["floor"], new["floor"]) == (1.5, 1.0)
+    table = report.engine_rows([old, new])
+    assert "| store (write events) | 4.00 | 2.67 | 1.50 | 1.50 | -2.50 |" in table
+    assert "runs 10.0, 12.0, 11.0, 13.0 s" in table
