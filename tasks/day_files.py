@@ -71,7 +71,7 @@ DAY_PARQUET = f"{PARQUET}, compression_level 1"
 # read back, a month's merge), and DuckDB's writer then needs no ordering of its row
 # groups: the events file of a 10M-event day in 4.3-4.9 s (8.2-9.3 CPU-s) against 6.0-6.5 s
 # (11.0-11.5 CPU-s), its ledger 1.27-1.35 s against 1.65-1.79 s; of a 1M-event day 0.46-
-# 0.51 s against 0.52-0.66 s (the ledger the same); the same bytes less a few in size. A
+# 0.51 s against 0.52-0.66 s (the ledger the same); the files about the same size. A
 # closed month's merge likewise (1M events read from day files and written as one: 0.43-
 # 0.47 s against 0.56-0.67 s)
 QUOTED_NAME = re.compile(r'"((?:[^"]|"")*)"')  # a name as `quoted` writes it
