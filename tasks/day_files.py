@@ -430,29 +430,28 @@ def _write_table(
     shutil.rmtree(out, ignore_errors=True)  # a retry of the same run writes afresh
     cols = written_columns(con, table)
     found: list[tuple[str, date, str | None, int]] = []
-    if len(counts) > FEW_DAYS:  # a catch-up: one partitioned write, a folder per day
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with _unordered(con):
+    with _unordered(con):  # (its only statements are the table's COPYs)
+        if len(counts) > FEW_DAYS:  # a catch-up: one partitioned write, a folder per day
+            out.parent.mkdir(parents=True, exist_ok=True)
             con.execute(
                 f"copy (select {cols} from {table} where {key} in ({listed})) to "
                 f"{literal(str(out))} ({DAY_PARQUET}, partition_by ({key}), "
                 "write_partition_columns true)"
             )
-    for d in days:
-        if not counts.get(d):
-            found.append((table, d, None, 0))
-            continue
-        folder = out / f"{key}={d.isoformat()}"
-        if len(counts) <= FEW_DAYS:  # a daily run: a plain write per day costs less
-            folder.mkdir(parents=True, exist_ok=True)
-            with _unordered(con):
+        for d in days:
+            if not counts.get(d):
+                found.append((table, d, None, 0))
+                continue
+            folder = out / f"{key}={d.isoformat()}"
+            if len(counts) <= FEW_DAYS:  # a daily run: a plain write per day costs less
+                folder.mkdir(parents=True, exist_ok=True)
                 con.execute(
                     f"copy (select {cols} from {table} where {key} = date '{d.isoformat()}') "
                     f"to {literal(str(folder / 'data_0.parquet'))} ({DAY_PARQUET})"
                 )
-        parts = sorted(folder.glob("*.parquet"))  # a partitioned write: one per writer thread
-        for i, part in enumerate(parts):
-            found.append((table, d, str(part.relative_to(root)), counts[d] if i == 0 else 0))
+            parts = sorted(folder.glob("*.parquet"))  # a partitioned write: one per thread
+            for i, part in enumerate(parts):
+                found.append((table, d, str(part.relative_to(root)), counts[d] if i == 0 else 0))
     return found
 
 
@@ -481,7 +480,7 @@ def freeze(con, first_hot: date) -> int:
 def _unordered(con):
     """DuckDB free to write rows in any order meanwhile (DAY_PARQUET's note); the
     connection's setting as it was afterwards, whatever happens."""
-    [(was,)] = con.execute("select current_setting('preserve_insertion_order')").fetchall()
+    was = scalar(con, "select current_setting('preserve_insertion_order')")
     restore = f"set preserve_insertion_order = {'true' if was else 'false'}"
     con.execute("set preserve_insertion_order = false")
     try:
