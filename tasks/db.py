@@ -15,7 +15,7 @@ import duckdb
 if TYPE_CHECKING:  # Polars is imported where frames are made: a command that makes none
     import polars as pl  # (adbill statement, status) starts faster
 
-from tasks.settings import SQL_DIR, duckdb_memory
+from tasks.settings import SQL_DIR, duckdb_memory, duckdb_threads
 
 # DuckDB's own buffer pool; it spills to disk beyond this. None: ADBILL_DUCKDB_MEMORY (read
 # and checked on every connect, tasks.settings.duckdb_memory), default 1GB
@@ -42,6 +42,7 @@ _DAMAGE = (
 def connect(path: Path | str = ":memory:", read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open a connection with the house settings (UTC session, schema in place)."""
     memory_limit = MEMORY_LIMIT or duckdb_memory()  # (a bad ADBILL_DUCKDB_MEMORY: refused)
+    threads = duckdb_threads()  # (and a bad ADBILL_DUCKDB_THREADS, before the file is opened)
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -52,6 +53,7 @@ def connect(path: Path | str = ":memory:", read_only: bool = False) -> duckdb.Du
         raise
     con.execute("set TimeZone = 'UTC'")
     con.execute(f"set memory_limit = '{memory_limit}'")
+    set_threads(con, threads)
     if not read_only:
         ensure_schema(con)
     elif scalar(con, "select count(*) from duckdb_schemas() where schema_name = 'internal'"):
@@ -59,6 +61,13 @@ def connect(path: Path | str = ":memory:", read_only: bool = False) -> duckdb.Du
         # the engine's reports read them there by their plain names
         con.execute("set search_path = 'main,internal'")
     return con
+
+
+def set_threads(con, threads: int | None) -> None:
+    """DuckDB's worker threads on this connection's database: `threads` (read from
+    ADBILL_DUCKDB_THREADS by tasks.settings.duckdb_threads), None: one per core."""
+    if threads is not None:
+        con.execute(f"set threads = {int(threads)}")
 
 
 def damaged(path: Path | str, exc: BaseException) -> DamagedDatabase | None:

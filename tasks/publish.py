@@ -23,10 +23,11 @@ import duckdb
 from tasks import appended_files as appended
 from tasks import keyed_files as keyed
 from tasks.day_files import PARTITIONED, current_files, literal, quoted, read_sql, uniform
-from tasks.db import transaction
+from tasks.db import set_threads, transaction
 
 # the run lock lived here; tasks.pipeline still imports it from this module
 from tasks.run_lock import DataDirBusy, run_lock  # noqa: F401
+from tasks.settings import duckdb_threads
 
 STATE = "adbill_state"  # the working database, attached read-only while the file is built
 # the engine's own tables, out of the analysts' way in the warehouse (schema `internal`;
@@ -59,10 +60,12 @@ def publish(state_db: Path, target: Path) -> Path:
     for stale in target.parent.glob(f".{target.name}.*.tmp*"):  # left by a killed publish
         stale.unlink(missing_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    threads = duckdb_threads()
     try:
         con = duckdb.connect(str(tmp))
         try:
             con.execute("set TimeZone = 'UTC'")
+            set_threads(con, threads)
             con.execute(f"attach {literal(str(state_db))} as {STATE} (read_only)")
             with transaction(con):  # one commit, not one per table, view and comment
                 build(con)

@@ -113,6 +113,7 @@ class Settings:
             tz = self.billing_tz
             raise SettingError(f"ADBILL_BILLING_TZ={tz!r} is not a time zone") from None
         duckdb_memory()  # a bad ADBILL_DUCKDB_MEMORY refused before a run starts
+        duckdb_threads()  # and a bad ADBILL_DUCKDB_THREADS
         object.__setattr__(self, "data_dir", Path(self.data_dir).absolute())
         db = self.db or _env("DB")
         object.__setattr__(
@@ -250,3 +251,23 @@ def duckdb_memory() -> str:
             "512MB, 2GiB) or a share of the machine's memory (e.g. 50%)"
         )
     return text.strip()
+
+
+# DuckDB's worker threads in a run (env ADBILL_DUCKDB_THREADS): unset or 0, one per core
+# (DuckDB's default); a cap leaves cores to other jobs on a shared machine
+MAX_DUCKDB_THREADS = 1024
+
+
+def duckdb_threads() -> int | None:
+    """ADBILL_DUCKDB_THREADS as DuckDB's `threads`: None (unset or 0: one per core), or a
+    whole number from 1 to MAX_DUCKDB_THREADS; a bad value names the variable."""
+    text = _env("DUCKDB_THREADS")
+    if text is None:
+        return None
+    value = int(text) if re.fullmatch(r"\s*[0-9]{1,9}\s*", text) else -1
+    if not 0 <= value <= MAX_DUCKDB_THREADS:
+        raise SettingError(
+            f"ADBILL_DUCKDB_THREADS={text!r} is not a whole number from 0 (one per core) to "
+            f"{MAX_DUCKDB_THREADS}"
+        )
+    return value or None

@@ -21,6 +21,11 @@ import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+# the suite's runs bill a few dozen events each, on one DuckDB thread: on more, DuckDB's
+# threads wake for every small statement, and the workers (one per core) already fill the
+# cores (docs/decisions.md "Tests"). The engine on more threads: test_operations.py's
+# four-thread data dir, the slow tests (below) and the bench smoke run of .ci/run
+os.environ.setdefault("ADBILL_DUCKDB_THREADS", "1")
 
 # tasks.pipeline (Polars, DuckDB, Pandera) is imported when a test bills, not at collection
 if TYPE_CHECKING:
@@ -258,3 +263,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         share += rest[:take]
         del rest[:take]
     items[:] = [item for share in shares for item in share] + rest
+
+
+@pytest.fixture(autouse=True)
+def _slow_tests_on_duckdbs_own_threads(request, monkeypatch):
+    """The slow tests (a Prefect server, a Dask cluster) run the engine as deployed: DuckDB's
+    threads one per core, not the quick suite's one (above); what they start inherits it."""
+    if request.node.get_closest_marker("slow"):
+        monkeypatch.delenv("ADBILL_DUCKDB_THREADS", raising=False)

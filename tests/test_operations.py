@@ -55,6 +55,19 @@ def test_two_data_dirs_billed_from_the_same_inbox_are_identical(billed_once, tmp
     assert_same(snapshot(tmp_path), expected)
 
 
+def test_a_data_dir_billed_on_four_duckdb_threads_is_identical_to_one_on_one(
+    billed_once, tmp_path, monkeypatch
+):
+    # the suite bills on one DuckDB thread (tests/conftest.py); the engine must not depend
+    # on it: more threads than this machine's cores make DuckDB split the scans of several
+    # day files, record batches and row groups between them
+    _, expected = billed_once
+    monkeypatch.setenv("ADBILL_DUCKDB_THREADS", "4")
+    deliver(tmp_path, SC)
+    bill(tmp_path, SC.last_day)
+    assert_same(snapshot(tmp_path), expected)
+
+
 def test_rerunning_the_same_day_changes_nothing(billed_once, tmp_path):
     data, expected = billed_once
     tmp_path = copy_of(data, tmp_path)

@@ -333,6 +333,43 @@ def test_memory_sizes_duckdb_reads_are_accepted(monkeypatch, good):
         con.close()
 
 
+@pytest.mark.parametrize("bad", ["abc", "-1", "1.5", "2 threads", "1025", "99999999999"])
+def test_a_bad_duckdb_threads_is_one_line_naming_the_variable(
+    billed, capsys, monkeypatch, flow_calls, bad
+):
+    d, _sc = billed
+    monkeypatch.setenv("ADBILL_DUCKDB_THREADS", bad)
+    for argv in (["run"], ["status"]):
+        code, _out, err = run_cli(capsys, *argv, "--data-dir", d)
+        assert_refused(code, err, f"ADBILL_DUCKDB_THREADS={bad!r} is not a whole number from 0")
+    assert flow_calls == []
+
+
+@pytest.mark.parametrize(("given", "threads"), [("1", 1), (" 3 ", 3), ("1024", 1024)])
+def test_duckdb_threads_from_1_to_1024_are_the_connections_threads(monkeypatch, given, threads):
+    from tasks.db import connect
+
+    monkeypatch.setenv("ADBILL_DUCKDB_THREADS", given)
+    con = connect()
+    try:
+        assert con.execute("select current_setting('threads')").fetchone()[0] == threads
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("given", ["0", ""])
+def test_duckdb_threads_0_or_unset_is_duckdbs_default(monkeypatch, given):
+    from tasks.db import connect
+
+    default = duckdb.connect().execute("select current_setting('threads')").fetchone()[0]
+    monkeypatch.setenv("ADBILL_DUCKDB_THREADS", given)
+    con = connect()
+    try:
+        assert con.execute("select current_setting('threads')").fetchone()[0] == default
+    finally:
+        con.close()
+
+
 @pytest.mark.parametrize("bad", ["9999-12-31", "0001-01-01", "1999-12-31", "2100-01-01"])
 def test_a_today_outside_2000_to_2099_is_refused_in_one_line(billed, capsys, monkeypatch, bad):
     d, _sc = billed
