@@ -379,3 +379,13 @@ def webhook_endpoint():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def publish_fails_with_a_full_disk(monkeypatch) -> None:
+    """The run's publish raises ENOSPC (a full disk) until monkeypatch.undo()."""
+    import tasks.pipeline as pipeline
+
+    def disk_full(*_a, **_kw):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pipeline, "publish", disk_full)

@@ -21,7 +21,13 @@ from tasks import interrupts
 from tasks.pipeline import RunRefused, _error_text, run_billing
 from tasks.settings import Settings
 from tests import test_guards as guards
-from tests.ops_helpers import deliver, scenario, settings, write_usage
+from tests.ops_helpers import (
+    deliver,
+    publish_fails_with_a_full_disk,
+    scenario,
+    settings,
+    write_usage,
+)
 from tests.test_guards import assert_refused, run_cli
 
 fixed_today = guards.fixed_today  # ADBILL_TODAY fixed, no Prefect server (tests/test_guards.py)
@@ -204,16 +210,11 @@ def test_a_first_run_that_failed_at_publish_is_carried_on_by_its_rerun(
     full disk): its working state is new (no run succeeded) but the day files are its own,
     so the rerun carries on and publishes. Day files of another state beside them (a state
     lost) are still refused."""
-    import tasks.pipeline as pipeline
-
     _, sc = billed
     d = tmp_path / "first"
     deliver(d, sc)
 
-    def disk_full(*_a, **_kw):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(pipeline, "publish", disk_full)
+    publish_fails_with_a_full_disk(monkeypatch)
     with pytest.raises(OSError, match="No space left"):
         run_billing(settings(d), sc.last_day)
     monkeypatch.undo()

@@ -15,7 +15,14 @@ from tasks.pipeline import run_billing
 from tasks.plan import plan_run
 from tasks.settings import DEFAULT_CATALOG, Settings
 from tasks.status import billing_status, read_status, write_status
-from tests.ops_helpers import bill, deliver, scenario, settings, write_usage
+from tests.ops_helpers import (
+    bill,
+    deliver,
+    publish_fails_with_a_full_disk,
+    scenario,
+    settings,
+    write_usage,
+)
 
 SC = scenario(days=8, customers=4, events_per_day=6)
 TODAY = SC.last_day + timedelta(days=3)  # two days after the last delivered day are due
@@ -321,16 +328,11 @@ def test_days_billed_by_a_run_that_failed_before_publishing_are_named_unpublishe
 ):
     """billed through is the working state's: a run that billed two more days then failed
     to publish leaves them billed there but not in the warehouse, and status says so."""
-    import tasks.pipeline as pipeline
-
     data, _ = billed
     d = tmp_path / "d"
     shutil.copytree(data, d)
 
-    def disk_full(*_a, **_kw):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(pipeline, "publish", disk_full)
+    publish_fails_with_a_full_disk(monkeypatch)
     with pytest.raises(OSError):
         bill(d, SC.last_day + timedelta(days=2), trigger="scheduled")
     monkeypatch.undo()
