@@ -310,65 +310,56 @@ def test_a_damaged_working_state_refuses_the_run_itself(billed):
 # ---------------------------------------------------------------- F13, F12: settings
 
 
-@pytest.mark.parametrize("bad", ["abc", "1", "10KB", "-1GB", "0%", "150%", "1 GB extra"])
-def test_a_bad_duckdb_memory_is_one_line_naming_the_variable(
-    billed, capsys, monkeypatch, flow_calls, bad
+BAD_DUCKDB_SETTINGS = [
+    *(
+        ("ADBILL_DUCKDB_MEMORY", bad, "is not a memory size")
+        for bad in ["abc", "1", "10KB", "-1GB", "0%", "150%", "1 GB extra"]
+    ),
+    *(
+        ("ADBILL_DUCKDB_THREADS", bad, "is not a whole number from 0 (one per core) to 1024")
+        for bad in ["abc", "-1", "1.5", "2 threads", "1025", "99999999999"]
+    ),
+]
+
+
+@pytest.mark.parametrize(("variable", "bad", "says"), BAD_DUCKDB_SETTINGS)
+def test_a_bad_duckdb_setting_is_one_line_naming_the_variable(
+    billed, capsys, monkeypatch, flow_calls, variable, bad, says
 ):
     d, _sc = billed
-    monkeypatch.setenv("ADBILL_DUCKDB_MEMORY", bad)
+    monkeypatch.setenv(variable, bad)
     for argv in (["run"], ["status"]):
         code, _out, err = run_cli(capsys, *argv, "--data-dir", d)
-        assert_refused(code, err, f"ADBILL_DUCKDB_MEMORY={bad!r} is not a memory size")
+        assert_refused(code, err, f"{variable}={bad!r} {says}")
     assert flow_calls == []
+
+
+def connection_setting(name: str) -> object:
+    """A setting of a connection the engine opens (tasks.db.connect) as the environment is."""
+    from tasks.db import connect
+
+    con = connect()
+    try:
+        return con.execute(f"select current_setting('{name}')").fetchone()[0]
+    finally:
+        con.close()
 
 
 @pytest.mark.parametrize("good", ["1GB", "512MB", "2GiB", " 1.5 gb", "50%", "64MB"])
 def test_memory_sizes_duckdb_reads_are_accepted(monkeypatch, good):
-    from tasks.db import connect
-
     monkeypatch.setenv("ADBILL_DUCKDB_MEMORY", good)
-    con = connect()
-    try:
-        assert con.execute("select current_setting('memory_limit')").fetchone()[0]
-    finally:
-        con.close()
+    assert connection_setting("memory_limit")
 
 
-@pytest.mark.parametrize("bad", ["abc", "-1", "1.5", "2 threads", "1025", "99999999999"])
-def test_a_bad_duckdb_threads_is_one_line_naming_the_variable(
-    billed, capsys, monkeypatch, flow_calls, bad
+@pytest.mark.parametrize(
+    ("given", "threads"), [("1", 1), (" 3 ", 3), ("1024", 1024), ("0", None), ("", None)]
+)
+def test_duckdb_threads_are_the_connections_threads_0_or_unset_duckdbs_own(
+    monkeypatch, given, threads
 ):
-    d, _sc = billed
-    monkeypatch.setenv("ADBILL_DUCKDB_THREADS", bad)
-    for argv in (["run"], ["status"]):
-        code, _out, err = run_cli(capsys, *argv, "--data-dir", d)
-        assert_refused(code, err, f"ADBILL_DUCKDB_THREADS={bad!r} is not a whole number from 0")
-    assert flow_calls == []
-
-
-@pytest.mark.parametrize(("given", "threads"), [("1", 1), (" 3 ", 3), ("1024", 1024)])
-def test_duckdb_threads_from_1_to_1024_are_the_connections_threads(monkeypatch, given, threads):
-    from tasks.db import connect
-
-    monkeypatch.setenv("ADBILL_DUCKDB_THREADS", given)
-    con = connect()
-    try:
-        assert con.execute("select current_setting('threads')").fetchone()[0] == threads
-    finally:
-        con.close()
-
-
-@pytest.mark.parametrize("given", ["0", ""])
-def test_duckdb_threads_0_or_unset_is_duckdbs_default(monkeypatch, given):
-    from tasks.db import connect
-
     default = duckdb.connect().execute("select current_setting('threads')").fetchone()[0]
     monkeypatch.setenv("ADBILL_DUCKDB_THREADS", given)
-    con = connect()
-    try:
-        assert con.execute("select current_setting('threads')").fetchone()[0] == default
-    finally:
-        con.close()
+    assert connection_setting("threads") == (threads or default)
 
 
 @pytest.mark.parametrize("bad", ["9999-12-31", "0001-01-01", "1999-12-31", "2100-01-01"])
