@@ -10,6 +10,7 @@ from datetime import date, timedelta
 import duckdb
 
 from tasks.daily_figures import customer_days
+from tasks.day_files import PARTITIONED
 from tasks.db import execute, scalar, transaction
 from tasks.deduct import carry_quiet_pools, check_entry_widths, deduct_shard, drop_live_pools
 from tasks.expire import expire_day
@@ -18,17 +19,9 @@ from tasks.keyed_files import record_changes
 from tasks.statements import statements_day
 from tasks.suspensions import suspensions_day
 
-DAY_TABLES = (
-    "billed_days",
-    "ledger_entries",
-    "pool_days",
-    "customer_days",
-    "usage_days",
-    "account_days",
-    "suspensions",
-    "suspension_changes",
-    "at_risk",
-)  # statements are not here: a changed final statement gets a new revision (§8)
+# a billed day's rows: its billed_days row and the per-day tables but events (ingest's, not
+# billing's). Statements are not here: a changed final statement gets a new revision (§8)
+DAY_TABLES = ("billed_days", *(t for t in PARTITIONED if t != "events"))
 
 
 @dataclass(frozen=True)
