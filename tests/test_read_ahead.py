@@ -4,6 +4,7 @@ same items in the same order, errors where they would have come, nothing left op
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -98,3 +99,21 @@ def test_file_digest_keeps_a_file_of_at_most_keep_bytes_and_hashes_a_longer_one_
     assert (digest.sha, digest.has_cr) == (hashlib.sha256(data).hexdigest(), True)
     assert digest.data == (data if keep_more >= 0 else None)
     assert file_digest(path) == (digest.sha, True, None)
+
+
+@pytest.mark.parametrize("keep", [0, 1 << 20])
+@pytest.mark.parametrize("kind", ["link", "hard link"])
+def test_file_digest_refuses_a_link_whether_it_keeps_the_bytes_or_not(tmp_path, keep, kind):
+    """A link swapped in after the listing is refused on the opened file, by the small
+    files' read (keep) as by the block by block one."""
+    from tasks.inbox_files import NotARegularFile, file_digest
+
+    real = tmp_path / "real.jsonl"
+    real.write_bytes(b'{"a": 1}\n')
+    path = tmp_path / "u.jsonl"
+    if kind == "link":
+        path.symlink_to(real)
+    else:
+        os.link(real, path)
+    with pytest.raises(NotARegularFile, match=f"^{kind}$"):
+        file_digest(path, keep)
