@@ -23,15 +23,17 @@ sys.path.insert(0, str(HERE))
 from run_stages import STAGES  # noqa: E402
 
 
+def stage_keys(stage_dicts) -> list[str]:
+    """The stages of every result, each once, in order of first appearance."""
+    return list(dict.fromkeys(k for stages in stage_dicts for k in stages))
+
+
 def stage_rows(results: list[dict]) -> str:
     head = "| stage | " + " | ".join(
         f"{r['params']['events']:,} events: s | × floor" for r in results
     )
     lines = [head + " |", "|---|" + "---:|---:|" * len(results)]
-    keys: list[str] = []
-    for r in results:
-        keys += [k for k in r["engine"]["stages"] if k not in keys]
-    for k in keys:
+    for k in stage_keys(r["engine"]["stages"] for r in results):
         cells = []
         for r in results:
             v, f = r["engine"]["stages"].get(k, 0.0), r["floor"]["seconds"]
@@ -74,9 +76,7 @@ def by_engine(results: list[dict]) -> list[dict]:
         groups.setdefault(r["engine_version"]["digest"], []).append(r)
     merged = []
     for rs in groups.values():
-        keys: list[str] = []
-        for r in rs:
-            keys += [k for k in r["engine"]["stages"] if k not in keys]
+        keys = stage_keys(r["engine"]["stages"] for r in rs)
         walls = [x["wall_seconds"] for r in rs for x in r["engine"]["runs"]]
         merged.append(
             {
@@ -103,9 +103,7 @@ def engine_rows(groups: list[dict]) -> str:
     head = "| stage | " + " | ".join(f"{n}: s | × floor" for n in names)
     lines = [head + (" | second − first |" if diff else " |")]
     lines.append("|---|" + "---:|---:|" * len(groups) + ("---:|" if diff else ""))
-    keys: list[str] = []
-    for g in groups:
-        keys += [k for k in g["stages"] if k not in keys]
+    keys = stage_keys(g["stages"] for g in groups)
     rows = [(STAGES.get(k, k), [g["stages"].get(k, 0.0) for g in groups], True) for k in keys]
     rows += [
         ("**the day (median of every run)**", [g["total"] for g in groups], True),

@@ -40,7 +40,8 @@ _DAMAGE = (
 
 
 def connect(path: Path | str = ":memory:", read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open a connection with the house settings (UTC session, schema in place)."""
+    """Open a connection with the house settings (UTC session, DuckDB's memory limit and
+    threads as ADBILL_DUCKDB_MEMORY and ADBILL_DUCKDB_THREADS say, schema in place)."""
     memory_limit = MEMORY_LIMIT or duckdb_memory()  # (a bad ADBILL_DUCKDB_MEMORY: refused)
     threads = duckdb_threads()  # (and a bad ADBILL_DUCKDB_THREADS, before the file is opened)
     if path != ":memory:":

@@ -23,7 +23,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 # the suite's runs bill a few dozen events each, on one DuckDB thread: on more, DuckDB's
 # threads wake for every small statement, and the workers (one per core) already fill the
-# cores (docs/decisions.md "Tests"). The engine on more threads: test_operations.py's
+# cores (docs/decisions.md "Build and CI"). The engine on more threads: test_operations.py's
 # four-thread data dir, the slow tests (below) and the bench smoke run of .ci/run
 os.environ.setdefault("ADBILL_DUCKDB_THREADS", "1")
 
