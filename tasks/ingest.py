@@ -193,18 +193,17 @@ def _known(con) -> tuple[set, set, dict]:
     return by_stat, complete, partial
 
 
-def not_known(paths: list[Path], by_stat: set) -> list[tuple[Path, tuple[int, int]]]:
-    """The paths not known by their stat, with their (bytes, mtime_ns) now; a path that
-    cannot be stat'ed is left out (_new_files says why)."""
-    todo = []
-    for path in paths:
-        try:
-            st = path.lstat()
-        except OSError:
-            continue
-        if (str(path), st.st_size, st.st_mtime_ns) not in by_stat:
-            todo.append((path, (st.st_size, st.st_mtime_ns)))
-    return todo
+def not_known(
+    paths: list[Path], by_stat: set, listed: dict[Path, tuple[int, int]]
+) -> list[tuple[Path, tuple[int, int]]]:
+    """The paths not known by their stat, with their (bytes, mtime_ns) as listed (`listed`:
+    the listing's stats, taken before any digest, so a file changed since is digested again
+    by `_new_files`, which compares them with its own stat after the digest)."""
+    return [
+        (path, listed[path])
+        for path in paths
+        if path in listed and (str(path), *listed[path]) not in by_stat
+    ]
 
 
 def digest_ahead(todo: list[tuple[Path, tuple[int, int]]]) -> dict:
@@ -334,7 +333,7 @@ def ingest_inbox(
     limits = {"late_before": late_before, "today": today}
     with ThreadPoolExecutor(1, thread_name_prefix="digest-ahead") as pool:
         # the usage files are digested while the orders are ingested (hashlib releases the GIL)
-        unknown = not_known(listing.usage, _known(con)[0])
+        unknown = not_known(listing.usage, _known(con)[0], listing.stats)
         ahead = pool.submit(digest_ahead, unknown)
         # the compiled scanner for a large day's new usage (its kernels load meanwhile;
         # a gzip holds ~8 times its size in lines)

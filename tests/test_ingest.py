@@ -126,6 +126,30 @@ def test_a_usage_file_rewritten_after_it_was_digested_ahead_is_ingested_as_it_is
     assert one(con, f"select count(*) from ingested_files where sha256 = '{sha}'") == 1
 
 
+def test_a_usage_file_rewritten_after_it_was_listed_is_ingested_as_it_is_now(inbox, monkeypatch):
+    """The listing's stat of a file is what its digest ahead is keyed by; a file whose
+    bytes changed between its listing and its digest is digested again, as it is now."""
+    import hashlib
+
+    import tasks.ingest as ingest
+
+    inbox.orders([BASIC])
+    path = inbox.usage([good("old1"), good("old2")])
+    real = ingest.list_inbox
+
+    def then_rewritten(folder):
+        listing = real(folder)
+        path.write_text(json.dumps(good("new1")) + "\n", encoding="utf-8")
+        return listing
+
+    monkeypatch.setattr(ingest, "list_inbox", then_rewritten)
+    inbox.bill("2026-11-26")
+    con = inbox.warehouse()
+    assert rows(con, "select event_id from rated_events") == [("new1",)]
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert one(con, f"select count(*) from ingested_files where sha256 = '{sha}'") == 1
+
+
 def test_all_bad_lines_in_one_gzip_file_leave_the_good_ones_billed(inbox):
     inbox.orders([BASIC])
     inbox.usage([good("ok1")] + [raw for raw, _ in BAD_LINES] + [good("ok2")], gz=True)
@@ -711,3 +735,21 @@ def test_a_line_just_past_the_long_line_size_is_scanned_alone_and_one_at_it_is_n
     table = in_record_batches(pa.table({"raw": pa.array(raws, pa.string()), "n": range(7)}))
     assert [b.num_rows for b in table.to_batches()] == [3, 1, 1, 1, 1]
     assert table["n"].to_pylist() == list(range(7))
+
+
+def test_the_inbox_is_listed_in_path_order_part_by_part(tmp_path):
+    """Files are ingested in path order: folder part by folder part, as Paths compare
+    (`a/z.jsonl` before `a-b/...`, though `/` sorts after `-` in the path's text), with
+    each file's stat as listed."""
+    from tasks.inbox_files import list_inbox
+
+    names = ["a.jsonl", "a-b/c.jsonl", "a/z.jsonl", "a/b/y.jsonl", "A.jsonl"]
+    for name in names:
+        path = tmp_path / "usage" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}\n" * len(name), encoding="utf-8")
+    listing = list_inbox(tmp_path)
+    want = ["A.jsonl", "a/b/y.jsonl", "a/z.jsonl", "a-b/c.jsonl", "a.jsonl"]
+    assert [p.relative_to(tmp_path / "usage").as_posix() for p in listing.usage] == want
+    assert listing.usage == sorted(listing.usage)
+    assert listing.stats == {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in listing.usage}
