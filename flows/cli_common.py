@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from tasks.settings import a_day
+from tasks.settings import COUNTS, a_day, whole_number
 
 YESTERDAY = (
     "yesterday in the billing zone (ADBILL_BILLING_TZ, default Asia/Shanghai; "
@@ -86,16 +86,10 @@ def a_count(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     """An argparse type: a whole number >= minimum (and <= maximum, when given)."""
 
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= {minimum}")
-        if maximum is not None and value > maximum:
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not a whole number from {minimum} to {maximum:,}"
-            )
+        value = whole_number(text)  # (ASCII digits: not `1_000`, `+5` nor a fullwidth `３`)
+        if value is None or value < minimum or (maximum is not None and value > maximum):
+            within = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum:,}"
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number {within}")
         return value
 
     parse.__name__ = f"count>={minimum}"
@@ -128,6 +122,7 @@ def common_options(data_dir: str = "adbill-data") -> argparse.ArgumentParser:
 # a few digits asked for 745 GiB and failed after making the folder)
 MOST_CUSTOMERS = 10_000_000
 MOST_EVENTS_PER_DAY = 100_000_000
+MOST_DAYS = COUNTS["max_history_days"]  # (no data dir keeps more days of history than this)
 
 
 def synthetic_options() -> argparse.ArgumentParser:
@@ -136,7 +131,9 @@ def synthetic_options() -> argparse.ArgumentParser:
     p.add_argument(
         "--customers", type=a_count(1, MOST_CUSTOMERS), default=300, help="customers (default 300)"
     )
-    p.add_argument("--days", type=a_count(1), default=30, help="days of usage (default 30)")
+    p.add_argument(
+        "--days", type=a_count(1, MOST_DAYS), default=30, help="days of usage (default 30)"
+    )
     p.add_argument(
         "--events-per-day",
         type=a_count(0, MOST_EVENTS_PER_DAY),

@@ -11,6 +11,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.deduct import shard_inputs
+from tasks.settings import dask_workers
 from tasks.shards import clear, draw_shard_files, load_shard_files, write_shard_inputs
 
 
@@ -32,7 +33,7 @@ def dask_runner(spec: str):
     _, _, address = spec.partition("=")
     if address:
         return DaskTaskRunner(address=address)
-    workers = int(os.environ.get("ADBILL_DASK_WORKERS", "2"))  # the LocalCluster's size
+    workers = dask_workers()  # the LocalCluster's size
     return DaskTaskRunner(
         cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True}
     )

@@ -48,15 +48,23 @@ def _env_flag(name: str) -> bool:
     raise SettingError(f"ADBILL_{name}={text!r} is not 1 or 0 (yes or no)")
 
 
+_WHOLE_NUMBER = re.compile(r"\s*[0-9]{1,100}\s*")
+
+
+def whole_number(text: str) -> int | None:
+    """The whole number the text writes in ASCII digits (blanks around it allowed), or None:
+    Python's int() would also take `1_000`, a sign, and other scripts' digits (a fullwidth
+    `３`, an Arabic-Indic `٣`), none of which an operator means as a count."""
+    return int(text) if _WHOLE_NUMBER.fullmatch(text) else None
+
+
 def _env_count(name: str, default: int) -> int:
     """A whole number from 0 to its limit from ADBILL_<name>; a bad value names the variable."""
     text = _env(name)
     if text is None:
         return default
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
+    value = whole_number(text)
+    value = -1 if value is None else value
     limit = COUNTS[name.lower()]
     if not 0 <= value <= limit:
         raise SettingError(f"ADBILL_{name}={text!r} is not a whole number from 0 to {limit}")
@@ -114,6 +122,7 @@ class Settings:
             raise SettingError(f"ADBILL_BILLING_TZ={tz!r} is not a time zone") from None
         duckdb_memory()  # a bad ADBILL_DUCKDB_MEMORY refused before a run starts
         duckdb_threads()  # and a bad ADBILL_DUCKDB_THREADS
+        dask_workers()  # and a bad ADBILL_DASK_WORKERS
         object.__setattr__(self, "data_dir", Path(self.data_dir).absolute())
         db = self.db or _env("DB")
         object.__setattr__(
@@ -264,10 +273,29 @@ def duckdb_threads() -> int | None:
     text = _env("DUCKDB_THREADS")
     if text is None:
         return None
-    value = int(text) if re.fullmatch(r"\s*[0-9]{1,9}\s*", text) else -1
-    if not 0 <= value <= MAX_DUCKDB_THREADS:
+    value = whole_number(text)
+    if value is None or not 0 <= value <= MAX_DUCKDB_THREADS:
         raise SettingError(
             f"ADBILL_DUCKDB_THREADS={text!r} is not a whole number from 0 (one per core) to "
             f"{MAX_DUCKDB_THREADS}"
         )
     return value or None
+
+
+# the temporary Dask LocalCluster's worker processes (`--task-runner dask`; env
+# ADBILL_DASK_WORKERS, default 2): none would leave the shards' draws waiting for ever
+MAX_DASK_WORKERS = 256
+
+
+def dask_workers() -> int:
+    """ADBILL_DASK_WORKERS: a whole number from 1 to MAX_DASK_WORKERS, 2 when unset; a bad
+    value names the variable."""
+    text = _env("DASK_WORKERS")
+    if text is None:
+        return 2
+    value = whole_number(text)
+    if value is None or not 1 <= value <= MAX_DASK_WORKERS:
+        raise SettingError(
+            f"ADBILL_DASK_WORKERS={text!r} is not a whole number from 1 to {MAX_DASK_WORKERS}"
+        )
+    return value

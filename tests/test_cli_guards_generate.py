@@ -146,7 +146,11 @@ def test_generate_counts_at_their_largest_pass_and_past_them_are_refused_unwritt
 ):
     from flows.cli import parser
 
-    for flag, most in (("--customers", 10_000_000), ("--events-per-day", 100_000_000)):
+    for flag, most in (
+        ("--customers", 10_000_000),
+        ("--events-per-day", 100_000_000),
+        ("--days", 3650),
+    ):
         parsed = parser().parse_args(["generate", flag, str(most)])
         assert getattr(parsed, flag[2:].replace("-", "_")) == most
         d = tmp_path / flag.strip("-")

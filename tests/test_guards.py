@@ -308,26 +308,33 @@ def test_generate_refuses_a_data_dir_that_has_billed(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    ("command", "flag", "lowest"),
+    ("command", "flag", "within"),
     [
-        ("run", "--shards", 0),
-        ("run", "--max-late-days", 0),
-        ("demo", "--customers", 1),
-        ("demo", "--days", 1),
-        ("demo", "--events-per-day", 0),
-        ("generate", "--customers", 1),
-        ("generate", "--days", 1),
-        ("generate", "--events-per-day", 0),
+        ("run", "--shards", ">= 0"),
+        ("run", "--max-late-days", ">= 0"),
+        ("demo", "--customers", "from 1 to 10,000,000"),
+        ("demo", "--days", "from 1 to 3,650"),
+        ("demo", "--events-per-day", "from 0 to 100,000,000"),
+        ("generate", "--customers", "from 1 to 10,000,000"),
+        ("generate", "--days", "from 1 to 3,650"),
+        ("generate", "--events-per-day", "from 0 to 100,000,000"),
     ],
 )
-def test_counts_below_their_lowest_are_refused(tmp_path, capsys, command, flag, lowest):
+def test_counts_below_their_lowest_or_not_written_in_digits_are_refused(
+    tmp_path, capsys, command, flag, within
+):
+    """A count is ASCII digits (blanks around them allowed): one below its lowest, a word,
+    another script's digits (a fullwidth 3, an Arabic-Indic 3), Python's `1_0` or a sign are
+    refused in one line, nothing made."""
+    lowest = int(within.split()[1])
     argv = [command, "--data-dir", str(tmp_path / "d"), flag]
-    parsed = cli.parser().parse_args([*argv, str(lowest)])
-    assert getattr(parsed, flag[2:].replace("-", "_")) == lowest
-    for bad in (str(lowest - 1), "two"):
+    name = flag[2:].replace("-", "_")
+    assert getattr(cli.parser().parse_args([*argv, str(lowest)]), name) == lowest
+    assert getattr(cli.parser().parse_args([*argv, f" {lowest + 1} "]), name) == lowest + 1
+    for bad in (str(lowest - 1), "two", "\uff13", "\u0663", "1_0", f"+{lowest + 1}"):
         code, out, err = run_cli(capsys, *argv, bad)
         assert code == 2 and out == "" and len(err) == 1, err
-        assert f"argument {flag}: '{bad}' is not a whole number >= {lowest}" in err[0]
+        assert f"argument {flag}: {bad!r} is not a whole number {within}" in err[0]
     assert not (tmp_path / "d").exists()
 
 
@@ -335,11 +342,11 @@ def test_counts_below_their_lowest_are_refused(tmp_path, capsys, command, flag, 
 def test_a_bad_count_in_the_environment_is_one_line_naming_the_variable(
     data, flow_calls, capsys, monkeypatch, name
 ):
-    for bad in ("-1", "many"):
+    for bad in ("-1", "many", "\uff13", "1_0"):
         monkeypatch.setenv(f"ADBILL_{name}", bad)
         code, _out, err = run_cli(capsys, "run", "--data-dir", data)
         limit = 1024 if name == "SHARDS" else 3650
-        assert_refused(code, err, f"ADBILL_{name}='{bad}' is not a whole number from 0 to {limit}")
+        assert_refused(code, err, f"ADBILL_{name}={bad!r} is not a whole number from 0 to {limit}")
     assert flow_calls == []
     monkeypatch.setenv(f"ADBILL_{name}", "0")
     code, _out, err = run_cli(capsys, "run", "--data-dir", data)

@@ -310,20 +310,25 @@ def test_a_damaged_working_state_refuses_the_run_itself(billed):
 # ---------------------------------------------------------------- F13, F12: settings
 
 
-BAD_DUCKDB_SETTINGS = [
+BAD_ENGINE_SETTINGS = [
     *(
         ("ADBILL_DUCKDB_MEMORY", bad, "is not a memory size")
         for bad in ["abc", "1", "10KB", "-1GB", "0%", "150%", "1 GB extra"]
     ),
     *(
         ("ADBILL_DUCKDB_THREADS", bad, "is not a whole number from 0 (one per core) to 1024")
-        for bad in ["abc", "-1", "1.5", "2 threads", "1025", "99999999999"]
+        # (\uff13 and \u0663: a fullwidth and an Arabic-Indic 3, digits to Python's int)
+        for bad in ["abc", "-1", "1.5", "2 threads", "1025", "99999999999", "\uff13", "\u0663"]
+    ),
+    *(
+        ("ADBILL_DASK_WORKERS", bad, "is not a whole number from 1 to 256")
+        for bad in ["0", "257", "-1", "two", "\uff13", "1_0"]
     ),
 ]
 
 
-@pytest.mark.parametrize(("variable", "bad", "says"), BAD_DUCKDB_SETTINGS)
-def test_a_bad_duckdb_setting_is_one_line_naming_the_variable(
+@pytest.mark.parametrize(("variable", "bad", "says"), BAD_ENGINE_SETTINGS)
+def test_a_bad_engine_setting_is_one_line_naming_the_variable(
     billed, capsys, monkeypatch, flow_calls, variable, bad, says
 ):
     d, _sc = billed
@@ -360,6 +365,19 @@ def test_duckdb_threads_are_the_connections_threads_0_or_unset_duckdbs_own(
     default = duckdb.connect().execute("select current_setting('threads')").fetchone()[0]
     monkeypatch.setenv("ADBILL_DUCKDB_THREADS", given)
     assert connection_setting("threads") == (threads or default)
+
+
+@pytest.mark.parametrize(("given", "workers"), [(None, 2), ("1", 1), (" 4 ", 4), ("256", 256)])
+def test_dask_workers_are_the_local_clusters_size(monkeypatch, given, workers):
+    """`--task-runner dask`'s temporary cluster: ADBILL_DASK_WORKERS processes (2 unset),
+    from 1 to 256 (past them: the refusal test above)."""
+    from flows.parallel import dask_runner
+
+    if given is None:
+        monkeypatch.delenv("ADBILL_DASK_WORKERS", raising=False)
+    else:
+        monkeypatch.setenv("ADBILL_DASK_WORKERS", given)
+    assert dask_runner("dask").cluster_kwargs["n_workers"] == workers
 
 
 @pytest.mark.parametrize("bad", ["9999-12-31", "0001-01-01", "1999-12-31", "2100-01-01"])
