@@ -16,6 +16,7 @@ import duckdb
 # the working database's file name in the state dir (tasks.settings.Settings.state_db)
 STATE_DB = "adbill.duckdb"
 DEFAULT_WAIT_SECONDS = 30 * 60
+MOST_WAIT_SECONDS = 24 * 60 * 60
 POLL_SECONDS = 1.0
 LOG = logging.getLogger("adbill.lock")
 
@@ -29,15 +30,17 @@ def busy_wait_seconds() -> float:
     text = os.environ.get("ADBILL_BUSY_WAIT_SECONDS", "")
     if not text:
         return DEFAULT_WAIT_SECONDS
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
+    # ASCII digits, a fraction allowed (float() would also take inf, nan, 1e9 and other
+    # scripts' digits); at most a day: the next night's run comes then
+    written = re.fullmatch(r"\s*[0-9]{1,9}(\.[0-9]{1,9})?\s*", text)
+    if written is None or float(text) > MOST_WAIT_SECONDS:
         from tasks.settings import SettingError
 
-        raise SettingError(f"ADBILL_BUSY_WAIT_SECONDS={text!r} is not a number of seconds >= 0")
-    return value
+        raise SettingError(
+            f"ADBILL_BUSY_WAIT_SECONDS={text!r} is not a number of seconds from 0 to "
+            f"{MOST_WAIT_SECONDS} (a day)"
+        )
+    return float(text)
 
 
 def _minutes(seconds: float) -> str:

@@ -398,13 +398,27 @@ def test_counts_given_as_flow_parameters_are_refused_too(data):
     assert Settings(data_dir=data, max_late_days=0, shards=0).shards == 0
 
 
-def test_a_bad_busy_wait_is_refused_before_the_server_starts(data, flow_calls, capsys, monkeypatch):
+@pytest.mark.parametrize("bad", ["abc", "-1", "inf", "nan", "1e3", "86400.5", "86401", "\uff13"])
+def test_a_bad_busy_wait_is_refused_before_the_server_starts(
+    data, flow_calls, capsys, monkeypatch, bad
+):
     started = []
     monkeypatch.setattr(cli_flow, "start_server", lambda args: started.append(args))
-    monkeypatch.setenv("ADBILL_BUSY_WAIT_SECONDS", "abc")
+    monkeypatch.setenv("ADBILL_BUSY_WAIT_SECONDS", bad)
     code, _out, err = run_cli(capsys, "run", "--data-dir", data)
-    assert_refused(code, err, "ADBILL_BUSY_WAIT_SECONDS='abc' is not a number of seconds >= 0")
+    says = f"ADBILL_BUSY_WAIT_SECONDS={bad!r} is not a number of seconds from 0 to 86400 (a day)"
+    assert_refused(code, err, says)
     assert started == [] and flow_calls == [] and not (data / "state").exists()
+
+
+@pytest.mark.parametrize(
+    ("given", "seconds"), [("", 1800.0), ("0", 0.0), (" 2.5 ", 2.5), ("86400", 86400.0)]
+)
+def test_the_busy_wait_at_its_limits(monkeypatch, given, seconds):
+    from tasks.run_lock import busy_wait_seconds
+
+    monkeypatch.setenv("ADBILL_BUSY_WAIT_SECONDS", given)
+    assert busy_wait_seconds() == seconds
 
 
 def test_a_bad_today_or_time_zone_is_one_line(data, flow_calls, capsys, monkeypatch):
