@@ -84,11 +84,19 @@ def _path_order(path: Path) -> tuple[str, ...]:
 def list_inbox(inbox: Path) -> InboxListing:
     """What the inbox holds (§3 "Files"): only regular files are read; a link (symbolic or
     hard: another name of a file elsewhere) or a special file is `not_a_regular_file`, and a
-    file whose name is not UTF-8 `unreadable_file`, each without being opened."""
+    file whose name is not UTF-8 `unreadable_file`, each without being opened. A folder that
+    cannot be listed and a file that cannot be looked at (gone since its folder was listed,
+    a path longer than the system takes) are `unreadable_file`: named, the rest listed."""
     found = InboxListing()
 
-    def sort_in(path: Path, into: list[Path]) -> None:
-        st = path.lstat()
+    def sort_in(entry: os.DirEntry, into: list[Path]) -> None:
+        path = Path(entry.path)
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            found.refused.append((path, "unreadable_file", f"cannot be looked at: {reason}"))
+            return
         if stat.S_ISLNK(st.st_mode):
             found.refused.append((path, "not_a_regular_file", "link"))
         elif not stat.S_ISREG(st.st_mode):
@@ -109,28 +117,49 @@ def list_inbox(inbox: Path) -> InboxListing:
             if os.path.lexists(folder):  # (a file named like the folder: nothing listed)
                 found.refused.append((folder, "unreadable_file", "not a folder"))
             continue
-
-        def unlisted(error: OSError, folder: Path = folder) -> None:
-            # a folder the run cannot list: its files named, never silently skipped
-            where = Path(error.filename) if error.filename else folder
-            reason = error.strerror or type(error).__name__
-            found.refused.append((where, "unreadable_file", f"folder cannot be listed: {reason}"))
-
-        for root, dirs, names in os.walk(folder, onerror=unlisted, followlinks=False):
-            here = Path(root)
-            for d in dirs:
-                if (here / d).is_symlink():  # listed, never followed
-                    found.refused.append((here / d, "not_a_regular_file", "link"))
-            for name in names:
-                is_orders = into is found.orders and here == folder and name.endswith(".csv")
+        for here, entries in _folders(str(folder), found.refused):
+            for entry in entries:
+                name = entry.name
+                is_orders = into is found.orders and here == str(folder) and name.endswith(".csv")
                 if is_orders or (into is found.usage and name.endswith(USAGE_SUFFIXES)):
-                    sort_in(here / name, into)
+                    sort_in(entry, into)
                 else:
-                    found.ignored.append(here / name)
+                    found.ignored.append(Path(entry.path))
     for items in (found.orders, found.usage, found.ignored):
         items.sort(key=_path_order)
     found.refused.sort(key=lambda r: (_path_order(r[0]), r[1:]))
     return found
+
+
+def _folders(top: str, refused: list) -> Iterator[tuple[str, list[os.DirEntry]]]:
+    """(folder, its entries that are not folders) for `top` and every folder under it, links
+    to folders named in `refused` as links and never followed, a folder that cannot be listed
+    named there as `unreadable_file`. A loop, not os.walk: Python 3.11's os.walk recurses,
+    and an inbox of folders ~1,000 deep stopped the run (RecursionError)."""
+    pending = [top]
+    while pending:
+        here = pending.pop()
+        try:
+            with os.scandir(here) as listed:
+                entries = list(listed)
+        except OSError as exc:  # a folder the run cannot list: named, never silently skipped
+            reason = exc.strerror or type(exc).__name__
+            refused.append((Path(here), "unreadable_file", f"folder cannot be listed: {reason}"))
+            continue
+        others = []
+        for entry in entries:
+            try:
+                is_folder = entry.is_dir()  # (follows a link: a link to a folder is one)
+                is_link = is_folder and entry.is_symlink()
+            except OSError:
+                is_folder = False  # (looked at again, and named, as a file)
+            if not is_folder:
+                others.append(entry)
+            elif is_link:  # listed, never followed
+                refused.append((Path(entry.path), "not_a_regular_file", "link"))
+            else:
+                pending.append(entry.path)
+        yield here, others
 
 
 class NotARegularFile(Exception):

@@ -4,6 +4,7 @@ bytes from outside the inbox or makes a run take days (billing-rules §3, interf
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -178,16 +179,14 @@ def test_a_usage_folder_the_run_cannot_list_is_turned_away_and_the_rest_billed(i
     hidden = usage_dir(inbox) / "hourly"
     hidden.mkdir()
     (hidden / "h.jsonl").write_text(line("e2") + "\n", encoding="utf-8")
-    real_walk = os.walk
+    real_scandir = os.scandir
 
-    def walk(top, onerror=None, followlinks=False):
-        for root, dirs, names in real_walk(top, followlinks=followlinks):
-            if Path(root) == hidden:
-                onerror(PermissionError(13, "Permission denied", str(hidden)))
-                continue
-            yield root, dirs, names
+    def scandir(path="."):
+        if Path(path) == hidden:
+            raise PermissionError(13, "Permission denied", str(hidden))
+        return real_scandir(path)
 
-    monkeypatch.setattr(inbox_files.os, "walk", walk)
+    monkeypatch.setattr(inbox_files.os, "scandir", scandir)
     report = inbox.bill("2026-11-26")
     wh = inbox.warehouse()
     assert rows(wh, "select event_id from rated_events") == [("e1",)]
@@ -195,6 +194,103 @@ def test_a_usage_folder_the_run_cannot_list_is_turned_away_and_the_rest_billed(i
         (str(hidden), "unreadable_file", "folder cannot be listed: Permission denied")
     ]
     assert report.ingest.rejected_files == [(str(hidden), "unreadable_file")]
+
+
+def _nested(top: Path, names: list[str], file_name: str, text: str) -> int:
+    """A file under folders `names` made one inside the other from `top` (by descriptor: its
+    path may be longer than the system takes whole); its path's length in bytes."""
+    fd = os.open(top, os.O_RDONLY)
+    try:
+        for name in names:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, dir_fd=fd)
+            inner = os.open(name, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        made = os.open(file_name, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(made, text.encode())
+        os.close(made)
+    finally:
+        os.close(fd)
+    return len(os.fsencode(top)) + sum(len(n) + 1 for n in names) + 1 + len(file_name)
+
+
+def test_usage_folders_a_thousand_deep_are_listed_and_billed(inbox):
+    """Folders inside folders ~1,000 deep (a generated layout gone wrong; the path still
+    shorter than the system's limit) stopped every run (RecursionError in Python's os.walk):
+    the inbox is now listed in a loop, and the deep file is billed with the others."""
+    inbox.orders([BASIC])
+    inbox.usage([line("e1")])
+    length = _nested(usage_dir(inbox), ["d"] * 1000, "deep.jsonl", line("deep1") + "\n")
+    assert length < os.pathconf("/", "PC_PATH_MAX")
+    try:
+        report = inbox.bill("2026-11-26")
+        wh = inbox.warehouse()
+        assert rows(wh, "select event_id from rated_events order by 1") == [("deep1",), ("e1",)]
+        assert report.ingest.rejected_files == []
+    finally:  # (pytest's clean-up of old temporary folders recurses: it would fail on these)
+        deepest = usage_dir(inbox).joinpath(*["d"] * 1000)
+        (deepest / "deep.jsonl").unlink()
+        for folder in [deepest, *deepest.parents][:1000]:
+            folder.rmdir()
+
+
+def test_a_file_whose_path_is_too_long_to_look_at_is_turned_away_and_the_rest_billed(inbox):
+    """A usage file whose whole path is longer than the system takes (PATH_MAX, 4,096 bytes
+    here) cannot be looked at by its path: it stopped the run (OSError: File name too long);
+    it is now `unreadable_file`, named, and the rest billed. At the limit, one byte short,
+    the file is billed."""
+    inbox.orders([BASIC])
+    inbox.usage([line("e1")])
+    most = os.pathconf("/", "PC_PATH_MAX") - 1  # (the limit counts the ending NUL)
+    top = usage_dir(inbox)
+    room = most - len(os.fsencode(top)) - len("/x.jsonl")
+    folders = ["d" * 200] * (room // 201) + ["e" * (room % 201 - 1)]
+    at = _nested(top, folders, "x.jsonl", line("at_limit") + "\n")
+    assert at == most
+    past = _nested(top, ["d" * 200] * (room // 201) + ["f" * (room % 201 - 1)], "xy.jsonl", "")
+    assert past == most + 1
+    report = inbox.bill("2026-11-26")
+    wh = inbox.warehouse()
+    assert rows(wh, "select event_id from rated_events order by 1") == [("at_limit",), ("e1",)]
+    [(name, reason, detail)] = rows(wh, "select source_file, reason, detail from rejected_files")
+    assert name.endswith("/xy.jsonl") and len(os.fsencode(name)) == past
+    assert (reason, detail) == ("unreadable_file", "cannot be looked at: File name too long")
+    assert report.ingest.rejected_files == [(name, "unreadable_file")]
+
+
+def test_a_file_gone_between_its_folders_listing_and_its_look_is_turned_away(inbox, monkeypatch):
+    """A sender's clean-up removing a file after its folder was listed and before the run
+    looked at it stopped the run (FileNotFoundError); it is now `unreadable_file`, named,
+    and the rest billed."""
+    import tasks.inbox_files as inbox_files
+
+    inbox.orders([BASIC])
+    inbox.usage([line("e1")])
+    gone = usage_dir(inbox) / "b.jsonl"
+    gone.write_text(line("e2") + "\n", encoding="utf-8")
+    real_scandir = os.scandir
+
+    class Listed:
+        def __init__(self, path):
+            self.entries = list(real_scandir(path))
+            if Path(path) == gone.parent and gone.exists():  # (the listing's, not another's)
+                gone.unlink()
+
+        def __enter__(self):
+            return iter(self.entries)
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(inbox_files.os, "scandir", Listed)
+    report = inbox.bill("2026-11-26")
+    wh = inbox.warehouse()
+    assert rows(wh, "select event_id from rated_events") == [("e1",)]
+    assert rows(wh, "select source_file, reason, detail from rejected_files") == [
+        (str(gone), "unreadable_file", "cannot be looked at: No such file or directory")
+    ]
+    assert report.ingest.rejected_files == [(str(gone), "unreadable_file")]
 
 
 def test_a_file_named_like_an_inbox_folder_is_turned_away(inbox):
