@@ -39,15 +39,23 @@ def a_date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from exc
 
 
-def a_place(text: str) -> str:
-    """A file or dir given on the command line or in ADBILL_DATA_DIR / ADBILL_DB: `~` is the
-    home dir even where no shell expanded it (`--data-dir=~/billing`, an env file), and an
-    empty one is refused rather than read as the current dir."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("an empty path (give a directory or file)")
-    if text != text.strip():  # (a stray space from a copy and paste: a folder named " /x")
-        raise argparse.ArgumentTypeError(f"{text!r} has white space around it")
-    return os.path.expanduser(text)
+def a_place(variable: str) -> Callable[[str], str]:
+    """An argparse type: a file or dir given on the command line or in `variable`
+    (ADBILL_DATA_DIR, ADBILL_DB): `~` is the home dir even where no shell expanded it
+    (`--data-dir=~/billing`, an env file), and an empty one is refused rather than read as the
+    current dir. A refusal of the variable's value names the variable (an env file at fault,
+    not a flag the operator never typed)."""
+
+    def parse(text: str) -> str:
+        source = f" (from {variable})" if os.environ.get(variable) == text else ""
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"an empty path{source} (give a directory or file)")
+        if text != text.strip():  # (a stray space from a copy and paste: a folder named " /x")
+            raise argparse.ArgumentTypeError(f"{text!r}{source} has white space around it")
+        return os.path.expanduser(text)
+
+    parse.__name__ = "path"
+    return parse
 
 
 def a_month(text: str) -> date:
@@ -105,13 +113,13 @@ def common_options(data_dir: str = "adbill-data") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument(
         "--data-dir",
-        type=a_place,
+        type=a_place("ADBILL_DATA_DIR"),
         default=os.environ.get("ADBILL_DATA_DIR") or data_dir,  # empty: unset, as every ADBILL_*
         help=f"data dir (env ADBILL_DATA_DIR; default ./{data_dir})",
     )
     p.add_argument(
         "--db",
-        type=a_place,
+        type=a_place("ADBILL_DB"),
         default=os.environ.get("ADBILL_DB") or None,
         help="published warehouse (env ADBILL_DB; default <data-dir>/warehouse.duckdb)",
     )
@@ -155,7 +163,7 @@ def add_task_runner(p: argparse.ArgumentParser) -> None:
     """--task-runner, the last option of run and serve (a parent's options would come first)."""
     p.add_argument(
         "--task-runner",
-        default=os.environ.get("ADBILL_TASK_RUNNER", "local"),
+        default=os.environ.get("ADBILL_TASK_RUNNER") or "local",  # empty: unset
         help="where shard draws run: local (default), dask (a temporary LocalCluster) or "
         "dask=ADDRESS (env ADBILL_TASK_RUNNER)",
     )
@@ -163,7 +171,10 @@ def add_task_runner(p: argparse.ArgumentParser) -> None:
 
 def check_task_runner(runner: str) -> None:
     if runner not in ("local", "dask") and not runner.startswith("dask="):
-        raise Refused(f"--task-runner must be local, dask or dask=ADDRESS, not {runner!r}")
+        raise Refused(
+            f"--task-runner (env ADBILL_TASK_RUNNER) must be local, dask or dask=ADDRESS, "
+            f"not {runner!r}"
+        )
 
 
 def settings_of(args, **given):
@@ -181,15 +192,16 @@ DUCKDB_MAGIC = b"DUCK"
 DAY_FILES = "/state/days/"
 
 
-def check_published_db(settings) -> None:
+def check_published_db(settings, nothing: str = "nothing billed") -> None:
     """Refuse a --db / ADBILL_DB that a run would wrongly replace: a directory, a file that is
     not a DuckDB database, a working state, a DuckDB database no adbill run published, or the
     published warehouse of another data dir. A new file, this data dir's default
-    <data-dir>/warehouse.duckdb and a warehouse a run of this data dir published pass."""
+    <data-dir>/warehouse.duckdb and a warehouse a run of this data dir published pass.
+    `nothing`: what the refusal left undone (a statement is written, not billed)."""
     db, data = settings.db, Path(os.path.realpath(settings.data_dir))
     real = Path(os.path.realpath(db))
     own = data / "warehouse.duckdb"
-    fix = "nothing billed (give a new file or the data dir's own, <data-dir>/warehouse.duckdb)"
+    fix = f"{nothing} (give a new file or the data dir's own, <data-dir>/warehouse.duckdb)"
     if real.is_dir():
         raise Refused(f"--db / ADBILL_DB {db} is a directory, not the warehouse file; {fix}")
     if real == own:  # where runs of this data dir publish (an analyst may have made it first)

@@ -177,7 +177,8 @@ def cmd_statement(args) -> None:
             raise Refused(
                 f"no inbox at {settings.inbox} (is the data dir right?); no statement written"
             )
-        check_published_db(settings)  # a DuckDB warehouse of this data dir, not another's
+        # a DuckDB warehouse of this data dir, not another's
+        check_published_db(settings, "no statement written")
     month = args.month or settings.today().replace(day=1)
     try:
         page = write_statement(settings, args.customer, month)

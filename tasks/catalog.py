@@ -6,6 +6,8 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
+import stat
 import tomllib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -418,12 +420,29 @@ def _fingerprint(kind: str, code: str, start: datetime | None, fields: dict) -> 
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+# a catalog is a few KB of TOML (the seed's 7 KB); past this a wrong file was named
+MAX_CATALOG_BYTES = 1 << 20
+
+
+def _catalog_text(path: Path, where: str) -> str:
+    """The catalog file's text: a regular file (a link to one is fine) of at most
+    MAX_CATALOG_BYTES, read up to that (ADBILL_CATALOG=/dev/zero read for ever)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # (a pipe: never waited on)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CatalogError(f"{where} is not a regular file")
+        data = f.read(MAX_CATALOG_BYTES + 1)
+    if len(data) > MAX_CATALOG_BYTES:
+        raise CatalogError(f"{where} is larger than {MAX_CATALOG_BYTES >> 20} MiB: not a catalog")
+    return data.decode("utf-8")
+
+
 def load_catalog(path: Path | str = DEFAULT_CATALOG, tz: str = DEFAULT_TZ) -> Catalog:
     """Read the catalog file; fail with one sentence naming the entry if it cannot apply."""
     path = Path(path)
     where = f"catalog file {path}"
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(_catalog_text(path, where))
     except FileNotFoundError as exc:
         raise CatalogError(f"{where} not found") from exc
     except (OSError, UnicodeDecodeError) as exc:

@@ -41,9 +41,10 @@ def write_statement(settings: Settings, customer_id: str, month: date) -> Path:
             [(first, last)] = con.execute(
                 "select min(month), max(month) from statements where customer_key = ?", [key]
             ).fetchall()
-            since = f" (it has {first:%Y-%m} .. {last:%Y-%m})" if last else ""
+            since = f" (it has {first.isoformat()[:7]} .. {last.isoformat()[:7]})" if last else ""
             raise NoStatement(
-                f"customer {customer_id!r} has no statement for {month:%Y-%m} in {db}{since}; "
+                f"customer {customer_id!r} has no statement for {month.isoformat()[:7]} in "
+                f"{db}{since}; "
                 "nothing written"
             )
         stems = month_stems(con, [month])

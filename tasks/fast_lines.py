@@ -47,8 +47,10 @@ class Unavailable(Exception):
 
 def _forced() -> int | None:
     """ADBILL_SCAN_MIN_LINES as a line count; unset, or not a whole number >= 0: None."""
-    text = os.environ.get("ADBILL_SCAN_MIN_LINES", "").strip()
-    return int(text) if text.isdigit() else None
+    from tasks.settings import whole_number
+
+    # (str.isdigit() took `²`, which int() then refused mid-ingest: ASCII digits only)
+    return whole_number(os.environ.get("ADBILL_SCAN_MIN_LINES", ""))
 
 
 def start(new_usage_bytes: int) -> bool:

@@ -343,3 +343,28 @@ def test_the_largest_event_at_the_largest_price_bills_without_overflow(inbox, tm
     )
     assert one(con, "select arrears_outstanding from statements") == 3 * 10**12 - 1050
     con.close()
+
+
+def test_a_catalog_that_is_not_a_regular_file_or_too_large_is_refused_unread(tmp_path):
+    """ADBILL_CATALOG naming a device (/dev/zero read for ever), a pipe (no writer: an open
+    would wait for ever) or a file past 1 MiB is one clear error; a catalog of exactly 1 MiB
+    (the seed's, padded with a comment) is read."""
+    import os
+    from pathlib import Path
+
+    from tasks.catalog import MAX_CATALOG_BYTES
+
+    seed = Path(DEFAULT_CATALOG).read_bytes()
+    at = tmp_path / "at.toml"
+    at.write_bytes(seed + b"#" + b"x" * (MAX_CATALOG_BYTES - len(seed) - 2) + b"\n")
+    assert at.stat().st_size == MAX_CATALOG_BYTES
+    assert load_catalog(at).functions.height == load_catalog(DEFAULT_CATALOG).functions.height
+    past = tmp_path / "past.toml"
+    past.write_bytes(at.read_bytes() + b"\n")
+    with pytest.raises(CatalogError, match=r"past.toml is larger than 1 MiB: not a catalog"):
+        load_catalog(past)
+    pipe = tmp_path / "pipe.toml"
+    os.mkfifo(pipe)
+    for where in (Path("/dev/zero"), pipe):
+        with pytest.raises(CatalogError, match=f"catalog file {where} is not a regular file"):
+            load_catalog(where)

@@ -341,6 +341,8 @@ def test_a_scanner_that_cannot_load_leaves_every_line_to_the_exact_path(tmp_path
         (None, MIN_USAGE_BYTES, 100_000, True),
         ("1", 0, 1, True),  # the tests' knob
         ("lots", 0, 10**6, False),  # a typo in it is ignored, not a crash
+        ("\u00b2", 0, 10**6, False),  # (a superscript 2: a digit to str.isdigit, not to int)
+        ("\uff11", 0, 10**6, False),  # (a fullwidth 1)
     ],
 )
 def test_the_scanner_is_taken_from_its_thresholds_on(

@@ -212,6 +212,7 @@ def test_adbill_statement_writes_a_month_to_date_document_from_the_warehouse_and
     [
         (("nobody",), "no customer 'nobody' in "),
         (("c1", "--month", "2026-10"), "customer 'c1' has no statement for 2026-10"),
+        (("c1", "--month", "0001-01"), "customer 'c1' has no statement for 0001-01 in"),
         (("c1", "--month", "2026-13"), "'2026-13' is not a month (YYYY-MM)"),
     ],
 )
@@ -257,6 +258,8 @@ def test_adbill_statement_refuses_another_data_dirs_warehouse_and_a_mistyped_dat
         assert main(["statement", "c1", "--month", NOV, *argv]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and says in err, err
+        assert "nothing billed" not in err  # (a statement is written, not billed)
+    assert "no statement written" in err
     assert not (tmp_path / "typo").exists()
 
 
