@@ -106,6 +106,8 @@ def cmd_status(args) -> int:
                     f"{settings.data_dir} has billed nothing yet: its first run is in progress "
                     "(no warehouse published yet)"
                 )
+            if not settings.data_dir.exists():  # (a mistyped path, not an empty data dir)
+                raise Refused(f"no data dir at {settings.data_dir} (is the path right?)")
             raise Refused(
                 f"{settings.data_dir} has billed nothing yet (no working state, no warehouse)"
             )

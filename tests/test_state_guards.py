@@ -262,6 +262,14 @@ def test_status_of_a_data_dir_that_never_billed_still_says_so(tmp_path, capsys):
     assert_refused(code, err, "has billed nothing yet (no working state, no warehouse)")
 
 
+def test_status_of_a_data_dir_that_is_not_there_says_the_path_is_wrong(tmp_path, capsys):
+    """A mistyped --data-dir is not 'billed nothing yet' (an empty data dir)."""
+    typo = tmp_path / "biling"
+    code, _out, err = run_cli(capsys, "status", "--data-dir", typo)
+    assert_refused(code, err, f"no data dir at {typo} (is the path right?)")
+    assert not typo.exists()
+
+
 # ---------------------------------------------------------------- F9: a damaged working state
 
 
