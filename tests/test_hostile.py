@@ -187,13 +187,18 @@ def test_a_usage_folder_the_run_cannot_list_is_turned_away_and_the_rest_billed(i
         return real_scandir(path)
 
     monkeypatch.setattr(inbox_files.os, "scandir", scandir)
+    billed_e1_and_turned_away(inbox, hidden, "folder cannot be listed: Permission denied")
+
+
+def billed_e1_and_turned_away(inbox: Inbox, path: Path, detail: str) -> None:
+    """Billed: the event e1 alone, and `path` in rejected_files as unreadable_file."""
     report = inbox.bill("2026-11-26")
     wh = inbox.warehouse()
     assert rows(wh, "select event_id from rated_events") == [("e1",)]
     assert rows(wh, "select source_file, reason, detail from rejected_files") == [
-        (str(hidden), "unreadable_file", "folder cannot be listed: Permission denied")
+        (str(path), "unreadable_file", detail)
     ]
-    assert report.ingest.rejected_files == [(str(hidden), "unreadable_file")]
+    assert report.ingest.rejected_files == [(str(path), "unreadable_file")]
 
 
 def _nested(top: Path, names: list[str], file_name: str, text: str) -> int:
@@ -284,13 +289,7 @@ def test_a_file_gone_between_its_folders_listing_and_its_look_is_turned_away(inb
             return False
 
     monkeypatch.setattr(inbox_files.os, "scandir", Listed)
-    report = inbox.bill("2026-11-26")
-    wh = inbox.warehouse()
-    assert rows(wh, "select event_id from rated_events") == [("e1",)]
-    assert rows(wh, "select source_file, reason, detail from rejected_files") == [
-        (str(gone), "unreadable_file", "cannot be looked at: No such file or directory")
-    ]
-    assert report.ingest.rejected_files == [(str(gone), "unreadable_file")]
+    billed_e1_and_turned_away(inbox, gone, "cannot be looked at: No such file or directory")
 
 
 def test_a_file_named_like_an_inbox_folder_is_turned_away(inbox):

@@ -99,50 +99,27 @@ def test_a_line_not_clean_that_the_row_schema_names_no_reason_for_stops_the_run(
         inbox.bill("2026-11-26")
 
 
-def test_a_usage_file_rewritten_after_it_was_digested_ahead_is_ingested_as_it_is_now(
-    inbox, monkeypatch
+@pytest.mark.parametrize("step", ["list_inbox", "digest_ahead"])
+def test_a_usage_file_rewritten_after_its_listing_or_digest_is_ingested_as_it_is_now(
+    inbox, monkeypatch, step
 ):
-    """The usage files are digested while the orders are ingested; a file whose bytes
-    changed since is digested again, so its content and digest agree (no stale digest
-    recorded, no line of the old content billed)."""
+    """A file is listed (its stat taken), then digested ahead while the orders are
+    ingested; a file whose bytes changed after either is digested again, so its content
+    and digest agree (no stale digest recorded, no line of the old content billed)."""
+    import hashlib
+
     import tasks.ingest as ingest
 
     inbox.orders([BASIC])
     path = inbox.usage([good("old1"), good("old2")])
-    real = ingest.digest_ahead
+    real = getattr(ingest, step)
 
-    def then_rewritten(todo):
-        outcome = real(todo)
+    def then_rewritten(*args):
+        outcome = real(*args)
         path.write_text(json.dumps(good("new1")) + "\n", encoding="utf-8")
         return outcome
 
-    monkeypatch.setattr(ingest, "digest_ahead", then_rewritten)
-    inbox.bill("2026-11-26")
-    con = inbox.warehouse()
-    assert rows(con, "select event_id from rated_events") == [("new1",)]
-    import hashlib
-
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    assert one(con, f"select count(*) from ingested_files where sha256 = '{sha}'") == 1
-
-
-def test_a_usage_file_rewritten_after_it_was_listed_is_ingested_as_it_is_now(inbox, monkeypatch):
-    """The listing's stat of a file is what its digest ahead is keyed by; a file whose
-    bytes changed between its listing and its digest is digested again, as it is now."""
-    import hashlib
-
-    import tasks.ingest as ingest
-
-    inbox.orders([BASIC])
-    path = inbox.usage([good("old1"), good("old2")])
-    real = ingest.list_inbox
-
-    def then_rewritten(folder):
-        listing = real(folder)
-        path.write_text(json.dumps(good("new1")) + "\n", encoding="utf-8")
-        return listing
-
-    monkeypatch.setattr(ingest, "list_inbox", then_rewritten)
+    monkeypatch.setattr(ingest, step, then_rewritten)
     inbox.bill("2026-11-26")
     con = inbox.warehouse()
     assert rows(con, "select event_id from rated_events") == [("new1",)]
