@@ -27,7 +27,7 @@ anti join moved_customers as m using (customer_key)
 where p.day = $day - 1;
 
 with bounds as (
-    select timezone($tz, ($day + 1)::timestamp) as cutoff
+    select local_midnight($tz, $day + 1) as cutoff
 ),
 
 arrears as (

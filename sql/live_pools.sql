@@ -6,8 +6,8 @@
 -- the day as they stand (sql/carry_pool_days.sql).
 with bounds as (
     select
-        timezone($tz, $day::timestamp) as day_start,
-        timezone($tz, ($day + 1)::timestamp) as cutoff
+        local_midnight($tz, $day) as day_start,
+        local_midnight($tz, $day + 1) as cutoff
 ),
 
 live as (

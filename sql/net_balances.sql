@@ -3,7 +3,7 @@
 -- over the last 7 days; suspensions and at_risk read it.
 create or replace temp table net_balances as
 with bounds as (
-    select timezone($tz, ($day + 1)::timestamp) as cutoff
+    select local_midnight($tz, $day + 1) as cutoff
 ),
 
 candidates as (

@@ -16,9 +16,9 @@ subscription_periods as (
         -- period 0 starts at S; later periods at local midnight of date(S) + 30k days
         case
             when k.period_index = 0 then st.start_at
-            else timezone($tz, (st.start_date + cast($period_days * k.period_index as integer))::timestamp)
+            else local_midnight($tz, st.start_date + cast($period_days * k.period_index as integer))
         end as available_from,
-        timezone($tz, (st.start_date + cast($period_days * (k.period_index + 1) as integer))::timestamp)
+        local_midnight($tz, st.start_date + cast($period_days * (k.period_index + 1) as integer))
             as expires_at
     from starts as st
     cross join unnest(range(st.term_months)) as k(period_index)
@@ -31,9 +31,7 @@ package_periods as (
         0 as period_index,
         st.start_at as available_from,
         -- 12 calendar months on, the day clamped to the month's end (2028-02-29 -> 2029-02-28)
-        timezone(
-            $tz, (st.start_date + to_months($package_months))::date::timestamp
-        ) as expires_at
+        local_midnight($tz, (st.start_date + to_months($package_months))::date) as expires_at
     from starts as st
     where st.source = 'package'
 ),

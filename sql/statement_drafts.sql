@@ -43,8 +43,8 @@ join customers as k using (customer_key);
 create or replace temp table statement_pool_drafts as
 with bounds as (
     select
-        timezone($tz, $month::timestamp) as month_start,
-        timezone($tz, ($day + 1)::timestamp) as cutoff
+        local_midnight($tz, $month) as month_start,
+        local_midnight($tz, $day + 1) as cutoff
 ),
 
 paid as (
@@ -134,7 +134,7 @@ from pool_lines;
 
 create or replace temp table statement_drafts as
 with bounds as (
-    select timezone($tz, ($day + 1)::timestamp) as cutoff
+    select local_midnight($tz, $day + 1) as cutoff
 ),
 
 opening as (

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
+from tasks.db import local_instant, local_midnight
 from tasks.settings import DEFAULT_CATALOG
 
 QUANTITY_SCALE = 1_000_000  # quantities are kept as exact micro-units (6 decimal places)
@@ -234,8 +235,8 @@ def _instant(value, zone: ZoneInfo, what: str) -> datetime:
             f"timestamp, billing-rules §3), not {value.isoformat()}"
         )
     if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=zone)).astimezone(UTC)
-    return datetime(value.year, value.month, value.day, tzinfo=zone).astimezone(UTC)
+        return value.astimezone(UTC) if value.tzinfo else local_instant(value, zone.key)
+    return local_midnight(value, zone.key)
 
 
 def _edition(e: dict, what: str) -> dict:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
+from datetime import UTC, date, datetime
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,6 +41,70 @@ _DAMAGE = (
 )
 
 
+# local_midnight(tz, d): the first instant of the local day d in zone tz (billing-rules §1:
+# a day runs from its local midnight to the next); Python asks it of DuckDB (local_midnight
+# below). DuckDB's own timezone(tz, d::timestamp) is that instant on every day but the few
+# whose midnight a DST change skips or repeats (America/Havana, America/Santiago,
+# Africa/Cairo, Asia/Beirut, ...): there it gave an instant before the day began (a skipped
+# midnight in Havana) or the second of two midnights (a repeated one), so a pool's expiry and
+# the day's cutoff disagreed with the days events are dated on. The guess is moved forward to
+# where the day begins (a skipped midnight), then back to the first of two midnights.
+LOCAL_MIDNIGHT = """
+create or replace temp macro _midnight_forward(tz, d, m) as
+    case
+        when timezone(tz, m)::date < d::date then m + (d::timestamp - timezone(tz, m))
+        else m
+    end;
+create or replace temp macro _midnight_back(tz, d, m, first) as
+    case when first < m and timezone(tz, first)::date >= d::date then first else m end;
+create or replace temp macro _midnight_first(tz, d, m) as
+    _midnight_back(
+        tz, d, m, (m - interval 3 hour) + (d::timestamp - timezone(tz, m - interval 3 hour))
+    );
+create or replace temp macro local_midnight(tz, d) as
+    _midnight_first(tz, d, _midnight_forward(tz, d, timezone(tz, d::timestamp)));
+"""
+
+
+@lru_cache(maxsize=65536)
+def local_midnight(day: date, tz: str) -> datetime:
+    """The SQL macro local_midnight's instant (UTC) for Python: the first instant of the local
+    day `day` in zone `tz`. Asked of DuckDB, not computed with zoneinfo: Python's time-zone
+    data and DuckDB's can be of different versions (America/Havana's end of DST in 2026: an
+    hour apart), and the pools and prices Python dates must meet the days SQL dates."""
+    at = _zone_query("select local_midnight($tz, $day::date)", {"tz": tz, "day": day})
+    return at.astimezone(UTC)
+
+
+@lru_cache(maxsize=65536)
+def local_instant(local: datetime, tz: str) -> datetime:
+    """A local date and time without a zone, as an instant (UTC) in `tz`, as DuckDB's
+    timezone() reads it (see local_midnight)."""
+    return _zone_query("select timezone($tz, $at::timestamp)", {"tz": tz, "at": local}).astimezone(
+        UTC
+    )
+
+
+def local_day(at: datetime, tz: str) -> date:
+    """The local day of an instant in `tz`, as DuckDB dates it (see local_midnight)."""
+    return _zone_query("select timezone($tz, $at::timestamptz)::date", {"tz": tz, "at": at})
+
+
+_zones: list[duckdb.DuckDBPyConnection] = []
+_zones_lock = threading.Lock()
+
+
+def _zone_query(text: str, params: dict):
+    with _zones_lock:  # (one small in-memory database for the process, a query at a time)
+        if not _zones:
+            con = duckdb.connect()
+            con.execute("set TimeZone = 'UTC'")
+            con.execute(LOCAL_MIDNIGHT)
+            _zones.append(con)
+        [(value,)] = _zones[0].execute(text, params).fetchall()
+    return value
+
+
 def connect(path: Path | str = ":memory:", read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open a connection with the house settings (UTC session, DuckDB's memory limit and
     threads as ADBILL_DUCKDB_MEMORY and ADBILL_DUCKDB_THREADS say, schema in place)."""
@@ -55,6 +121,7 @@ def connect(path: Path | str = ":memory:", read_only: bool = False) -> duckdb.Du
     con.execute("set TimeZone = 'UTC'")
     con.execute(f"set memory_limit = '{memory_limit}'")
     set_threads(con, threads)
+    con.execute(LOCAL_MIDNIGHT)
     if not read_only:
         ensure_schema(con)
     elif scalar(con, "select count(*) from duckdb_schemas() where schema_name = 'internal'"):

@@ -126,7 +126,7 @@ def shard_inputs(con, day: date, *, tz: str, shard: int, shards: int) -> ShardIn
         events=events.cast({"customer_key": pl.Int32}),
         pools=pools.cast({"customer_key": pl.Int32}),
         arrears=arrears.cast({"customer_key": pl.Int32}),
-        day_start_us=scalar(con, "select epoch_us(timezone($tz, $day::timestamp))", params),
+        day_start_us=scalar(con, "select epoch_us(local_midnight($tz, $day))", params),
         day_number=(day - EPOCH).days,
     )
 

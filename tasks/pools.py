@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import UTC, date, datetime, timedelta
 
 import duckdb
 import polars as pl
 
 from tasks.catalog import Catalog
-from tasks.db import frame, sql
+from tasks.db import frame, local_midnight, sql
 from tasks.keyed_files import record_changes
 
 # where a renewal queue stops counting: terms queued past Python's last date (a chain of
@@ -20,25 +19,32 @@ NEVER = datetime(9999, 12, 1, tzinfo=UTC)
 
 def subscription_starts(orders: pl.DataFrame, period_days: int, tz: str) -> pl.DataFrame:
     """Start S of every order: the purchase, or the end of the same edition's latest term
-    (NEVER once the queue passes the calendar's end)."""
-    zone = ZoneInfo(tz)
+    (NEVER once the queue passes the calendar's end). `orders` carries each purchase's local
+    day (`purchased_day`, dated by DuckDB as every other day is); a term's end is the local
+    midnight of its start's day + its days (tasks.db.local_midnight: DuckDB's, as the pools'
+    expiries are)."""
     starts: list[tuple[int, datetime]] = []
-    latest_end: dict[tuple[int, str], datetime] = {}
+    latest_end: dict[tuple[int, str], tuple[datetime, date]] = {}  # (instant, its local day)
     ordered = orders.sort("purchased_at", "order_id")
-    for key, cust, product, source, term, bought in ordered.select(
-        "order_key", "customer_key", "product", "source", "term_months", "purchased_at"
+    for key, cust, product, source, term, bought, bought_day in ordered.select(
+        "order_key",
+        "customer_key",
+        "product",
+        "source",
+        "term_months",
+        "purchased_at",
+        "purchased_day",
     ).iter_rows():
         if source != "subscription":
             starts.append((key, bought))
             continue
-        end = latest_end.get((cust, product))
-        start = end if end is not None and end > bought else bought
-        first = start.astimezone(zone).date()
+        end, end_day = latest_end.get((cust, product), (None, None))
+        start, first = (end, end_day) if end is not None and end > bought else (bought, bought_day)
         if start >= NEVER or first.toordinal() + period_days * term >= NEVER.toordinal():
-            latest_end[(cust, product)] = NEVER
+            latest_end[(cust, product)] = (NEVER, NEVER.date())
         else:
             local = first + timedelta(days=period_days * term)
-            latest_end[(cust, product)] = datetime.combine(local, time(0), zone)
+            latest_end[(cust, product)] = (local_midnight(local, tz), local)
         starts.append((key, start))
     return pl.DataFrame(
         starts,
@@ -64,8 +70,9 @@ def rebuild_pools(
     )
     orders = frame(
         con,
-        "select order_key, order_id, customer_key, product, source, term_months, purchased_at "
-        f"from orders where {scope}",
+        "select order_key, order_id, customer_key, product, source, term_months, purchased_at, "
+        f"timezone($tz, purchased_at)::date as purchased_day from orders where {scope}",
+        {"tz": tz},
     )
     starts = subscription_starts(orders, catalog.period_days, tz)
     con.register("order_starts", starts.to_arrow())

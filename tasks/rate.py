@@ -4,7 +4,6 @@ the catalog versions the working state has applied (to see what a changed catalo
 from __future__ import annotations
 
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
 import duckdb
 import polars as pl
@@ -12,7 +11,7 @@ import polars as pl
 from tasks.billing import mark_unbilled
 from tasks.catalog import Catalog, CatalogError
 from tasks.day_files import context_from, frozen_before, mark_changed, thaw
-from tasks.db import frame, run_sql, scalar, transaction
+from tasks.db import frame, local_day, run_sql, scalar, transaction
 
 NOTHING_BEFORE = date(1, 1, 1)  # a version in force from the beginning touches every day
 NOTHING_AFTER = date(9999, 12, 31)
@@ -29,7 +28,7 @@ def price_change_day(added: pl.DataFrame, retired: pl.DataFrame, tz: str) -> dat
         return None
     if any(s is None for s in starts):
         return NOTHING_BEFORE
-    return min(starts).astimezone(ZoneInfo(tz)).date()
+    return local_day(min(starts), tz)
 
 
 def check_catalog(
