@@ -6,6 +6,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -32,6 +33,20 @@ COUNTS = {
     "hot_days": 3650,
     "keep_old_files_seconds": 30 * 86400,
 }
+
+
+@lru_cache(maxsize=64)
+def _duckdb_knows(tz: str) -> bool:
+    """Whether DuckDB's time-zone data names `tz` (Python's also takes `localtime`, the
+    machine's zone, which DuckDB does not: a run would stop at its first date)."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        named = "select count(*) from pg_timezone_names() where name = ?"
+        return bool(con.execute(named, [tz]).fetchone()[0])
+    finally:
+        con.close()
 
 
 def _env_flag(name: str) -> bool:
@@ -117,7 +132,10 @@ class Settings:
                 )
         try:
             ZoneInfo(self.billing_tz)
+            known = _duckdb_knows(self.billing_tz)  # (its SQL dates every day in the zone)
         except (KeyError, ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError
+            known = False
+        if not known:
             tz = self.billing_tz
             raise SettingError(f"ADBILL_BILLING_TZ={tz!r} is not a time zone") from None
         duckdb_memory()  # a bad ADBILL_DUCKDB_MEMORY refused before a run starts
