@@ -107,7 +107,10 @@ def cmd_status(args) -> int:
                     "(no warehouse published yet)"
                 )
             if not settings.data_dir.exists():  # (a mistyped path, not an empty data dir)
-                raise Refused(f"no data dir at {settings.data_dir} (is the path right?)")
+                raise Refused(
+                    f"{settings.data_dir} has billed nothing yet: there is no data dir there "
+                    "(is the path right?)"
+                )
             raise Refused(
                 f"{settings.data_dir} has billed nothing yet (no working state, no warehouse)"
             )

@@ -266,7 +266,8 @@ def test_status_of_a_data_dir_that_is_not_there_says_the_path_is_wrong(tmp_path,
     """A mistyped --data-dir is not 'billed nothing yet' (an empty data dir)."""
     typo = tmp_path / "biling"
     code, _out, err = run_cli(capsys, "status", "--data-dir", typo)
-    assert_refused(code, err, f"no data dir at {typo} (is the path right?)")
+    says = f"{typo} has billed nothing yet: there is no data dir there (is the path right?)"
+    assert_refused(code, err, says)
     assert not typo.exists()
 
 
