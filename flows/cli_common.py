@@ -49,9 +49,9 @@ def a_place(variable: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         source = f" (from {variable})" if os.environ.get(variable) == text else ""
         if not text.strip():
-            raise argparse.ArgumentTypeError(f"an empty path{source} (give a directory or file)")
+            raise argparse.ArgumentTypeError(f"an empty path (give a directory or file){source}")
         if text != text.strip():  # (a stray space from a copy and paste: a folder named " /x")
-            raise argparse.ArgumentTypeError(f"{text!r}{source} has white space around it")
+            raise argparse.ArgumentTypeError(f"{text!r} has white space around it{source}")
         return os.path.expanduser(text)
 
     parse.__name__ = "path"
@@ -172,8 +172,8 @@ def add_task_runner(p: argparse.ArgumentParser) -> None:
 def check_task_runner(runner: str) -> None:
     if runner not in ("local", "dask") and not runner.startswith("dask="):
         raise Refused(
-            f"--task-runner (env ADBILL_TASK_RUNNER) must be local, dask or dask=ADDRESS, "
-            f"not {runner!r}"
+            f"--task-runner must be local, dask or dask=ADDRESS, not {runner!r} (the flag or "
+            "ADBILL_TASK_RUNNER)"
         )
 
 

@@ -487,12 +487,12 @@ def test_a_tilde_no_shell_expanded_is_the_home_dir_and_an_empty_path_is_refused(
     # the variable's value refused names the variable (an env file at fault, no flag typed)
     monkeypatch.setenv("ADBILL_DATA_DIR", f"{data} ")
     code, _out, err = run_cli(capsys, "run")
-    says = f"argument --data-dir: '{data} ' (from ADBILL_DATA_DIR) has white space around it"
+    says = f"argument --data-dir: '{data} ' has white space around it (from ADBILL_DATA_DIR)"
     assert_refused(code, err, says)
     monkeypatch.setenv("ADBILL_DATA_DIR", str(data))
     monkeypatch.setenv("ADBILL_DB", " ")
     code, _out, err = run_cli(capsys, "run")
-    assert_refused(code, err, "argument --db: an empty path (from ADBILL_DB)")
+    assert_refused(code, err, "argument --db: an empty path (give a directory or file) (from")
     assert len(flow_calls) == 1
 
 
@@ -505,7 +505,7 @@ def test_an_empty_task_runner_variable_is_unset_and_a_bad_one_is_named(
     assert flow_calls[-1]["task_runner"] == "local"
     monkeypatch.setenv("ADBILL_TASK_RUNNER", "daks")
     code, _out, err = run_cli(capsys, "run", "--data-dir", data)
-    says = "--task-runner (env ADBILL_TASK_RUNNER) must be local, dask or dask=ADDRESS, not 'daks'"
+    says = "--task-runner must be local, dask or dask=ADDRESS, not 'daks' (the flag or ADBILL_"
     assert_refused(code, err, says)
     assert len(flow_calls) == 1
 
