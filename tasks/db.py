@@ -100,6 +100,14 @@ def local_day(at: datetime, tz: str) -> date:
     return day
 
 
+@lru_cache(maxsize=64)
+def zone_known(tz: str) -> bool:
+    """Whether DuckDB's time-zone data names `tz` (Python's also takes `localtime`, the
+    machine's zone, which DuckDB does not: a run would stop at its first date)."""
+    named = "select count(*) from pg_timezone_names() where name = $tz"
+    return bool(_zone_query(named, {"tz": tz})[0][0])
+
+
 _zones: list[duckdb.DuckDBPyConnection] = []
 _zones_lock = threading.Lock()
 

@@ -199,11 +199,7 @@ def not_known(
     """The paths not known by their stat, with their (bytes, mtime_ns) as listed (`listed`:
     the listing's stats, taken before any digest, so a file changed since is digested again
     by `_new_files`, which compares them with its own stat after the digest)."""
-    return [
-        (path, listed[path])
-        for path in paths
-        if path in listed and (str(path), *listed[path]) not in by_stat
-    ]
+    return [(path, listed[path]) for path in paths if (str(path), *listed[path]) not in by_stat]
 
 
 def digest_ahead(todo: list[tuple[Path, tuple[int, int]]]) -> dict:

@@ -6,7 +6,6 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -35,20 +34,6 @@ COUNTS = {
 }
 
 
-@lru_cache(maxsize=64)
-def _duckdb_knows(tz: str) -> bool:
-    """Whether DuckDB's time-zone data names `tz` (Python's also takes `localtime`, the
-    machine's zone, which DuckDB does not: a run would stop at its first date)."""
-    import duckdb
-
-    con = duckdb.connect()
-    try:
-        named = "select count(*) from pg_timezone_names() where name = ?"
-        return bool(con.execute(named, [tz]).fetchone()[0])
-    finally:
-        con.close()
-
-
 def _env_flag(name: str) -> bool:
     """A yes/no setting from ADBILL_<name> (1/true/yes/on or 0/false/no/off); a bad value names
     the variable."""
@@ -73,17 +58,23 @@ def whole_number(text: str) -> int | None:
     return int(text) if _WHOLE_NUMBER.fullmatch(text) else None
 
 
-def _env_count(name: str, default: int) -> int:
-    """A whole number from 0 to its limit from ADBILL_<name>; a bad value names the variable."""
+def _env_whole(name: str, default, lowest: int, most: int, lowest_text: str | None = None):
+    """A whole number from `lowest` to `most` from ADBILL_<name>, `default` when unset; a bad
+    value names the variable (and what `lowest` means, `lowest_text`, when it says more)."""
     text = _env(name)
     if text is None:
         return default
     value = whole_number(text)
-    value = -1 if value is None else value
-    limit = COUNTS[name.lower()]
-    if not 0 <= value <= limit:
-        raise SettingError(f"ADBILL_{name}={text!r} is not a whole number from 0 to {limit}")
+    if value is None or not lowest <= value <= most:
+        raise SettingError(
+            f"ADBILL_{name}={text!r} is not a whole number from {lowest_text or lowest} to {most}"
+        )
     return value
+
+
+def _env_count(name: str, default: int) -> int:
+    """A whole number from 0 to its limit from ADBILL_<name>; a bad value names the variable."""
+    return _env_whole(name, default, 0, COUNTS[name.lower()])
 
 
 # characters DuckDB reads otherwise in a database file's path: refused in the data dir and --db
@@ -132,7 +123,9 @@ class Settings:
                 )
         try:
             ZoneInfo(self.billing_tz)
-            known = _duckdb_knows(self.billing_tz)  # (its SQL dates every day in the zone)
+            from tasks.db import zone_known  # (tasks.db reads this module's settings)
+
+            known = zone_known(self.billing_tz)  # (its SQL dates every day in the zone)
         except (KeyError, ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError
             known = False
         if not known:
@@ -288,16 +281,7 @@ MAX_DUCKDB_THREADS = 1024
 def duckdb_threads() -> int | None:
     """ADBILL_DUCKDB_THREADS as DuckDB's `threads`: None (unset or 0: one per core), or a
     whole number from 1 to MAX_DUCKDB_THREADS; a bad value names the variable."""
-    text = _env("DUCKDB_THREADS")
-    if text is None:
-        return None
-    value = whole_number(text)
-    if value is None or not 0 <= value <= MAX_DUCKDB_THREADS:
-        raise SettingError(
-            f"ADBILL_DUCKDB_THREADS={text!r} is not a whole number from 0 (one per core) to "
-            f"{MAX_DUCKDB_THREADS}"
-        )
-    return value or None
+    return _env_whole("DUCKDB_THREADS", None, 0, MAX_DUCKDB_THREADS, "0 (one per core)") or None
 
 
 # the temporary Dask LocalCluster's worker processes (`--task-runner dask`; env
@@ -308,12 +292,4 @@ MAX_DASK_WORKERS = 256
 def dask_workers() -> int:
     """ADBILL_DASK_WORKERS: a whole number from 1 to MAX_DASK_WORKERS, 2 when unset; a bad
     value names the variable."""
-    text = _env("DASK_WORKERS")
-    if text is None:
-        return 2
-    value = whole_number(text)
-    if value is None or not 1 <= value <= MAX_DASK_WORKERS:
-        raise SettingError(
-            f"ADBILL_DASK_WORKERS={text!r} is not a whole number from 1 to {MAX_DASK_WORKERS}"
-        )
-    return value
+    return _env_whole("DASK_WORKERS", 2, 1, MAX_DASK_WORKERS)
