@@ -218,6 +218,20 @@ def cmd_generate(args) -> None:
     _generate(args, start, bad_lines=not args.no_bad_lines, gzip_usage=not args.plain)
 
 
+def _first_delivery(inbox: Path) -> Path | None:
+    """A file (or link, or folder that cannot be listed) anywhere under `inbox`, listed as a
+    run lists it (tasks/inbox_files.py: a loop, so folders nested deep do not recurse)."""
+    from tasks.inbox_files import folders
+
+    refused: list = []
+    for _here, others in folders(str(inbox), refused):
+        if others:
+            return Path(others[0].path)
+        if refused:
+            return refused[0][0]
+    return refused[0][0] if refused else None
+
+
 def check_generate_target(data: Path, start: date, days: int, gzip_usage: bool) -> None:
     """generate writes only into a fresh data dir: not into one that has billed or lies in
     one that has, not inside an inbox, and never over a file already there."""
@@ -235,7 +249,7 @@ def check_generate_target(data: Path, start: date, days: int, gzip_usage: bool) 
         raise Refused(f"{data} is not a directory; nothing written")
     inbox = real / "inbox"
     if inbox.is_dir() and not (real / GENERATED_MARKER).is_file():
-        delivered = next((p for p in inbox.rglob("*") if not p.is_dir()), None)
+        delivered = _first_delivery(inbox)
         if delivered is not None:
             raise Refused(
                 f"{data} holds deliveries generate did not write ({delivered}); nothing "

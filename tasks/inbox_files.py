@@ -117,7 +117,7 @@ def list_inbox(inbox: Path) -> InboxListing:
             if os.path.lexists(folder):  # (a file named like the folder: nothing listed)
                 found.refused.append((folder, "unreadable_file", "not a folder"))
             continue
-        for here, entries in _folders(str(folder), found.refused):
+        for here, entries in folders(str(folder), found.refused):
             for entry in entries:
                 name = entry.name
                 is_orders = into is found.orders and here == str(folder) and name.endswith(".csv")
@@ -131,7 +131,7 @@ def list_inbox(inbox: Path) -> InboxListing:
     return found
 
 
-def _folders(top: str, refused: list) -> Iterator[tuple[str, list[os.DirEntry]]]:
+def folders(top: str, refused: list) -> Iterator[tuple[str, list[os.DirEntry]]]:
     """(folder, its entries that are not folders) for `top` and every folder under it, links
     to folders named in `refused` as links and never followed, a folder that cannot be listed
     named there as `unreadable_file`. A loop, not os.walk: Python 3.11's os.walk recurses,

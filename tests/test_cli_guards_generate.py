@@ -4,11 +4,13 @@ lines), never over a file already there; refused with one line, nothing written.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
 from tests import test_guards as guards
 from tests.test_guards import YESTERDAY, assert_refused, run_cli, tree
+from tests.test_hostile import _nested, remove_nested
 
 fixed_today = guards.fixed_today  # ADBILL_TODAY fixed (tests/test_guards.py)
 
@@ -85,10 +87,20 @@ def test_generate_refuses_an_inbox_holding_deliveries_it_did_not_write(
     code, _out, err = run_cli(capsys, "generate", *SMALL)
     assert_refused(code, err, f"{prod} holds deliveries generate did not write", "nothing written")
     assert tree(tmp_path) == before
-    # an empty inbox is still fresh
+    # one delivered file at the bottom of folders nested 1,000 deep (Path.rglob recursed)
     delivered.unlink()
-    code, _out, err = run_cli(capsys, "generate", *SMALL)
-    assert code == 0, err
+    _nested(delivered.parent, ["d"] * 1000, "x.jsonl", "{}\n")
+    try:
+        code, _out, err = run_cli(capsys, "generate", *SMALL)
+        assert_refused(code, err, f"{prod} holds deliveries generate did not write", "d/d/d/d")
+        assert sorted(p.name for p in prod.iterdir()) == ["inbox"]  # nothing written
+        assert sorted(p.name for p in (prod / "inbox").iterdir()) == ["usage"]
+        # an empty inbox, however deep its folders, is still fresh
+        os.unlink(os.path.join(delivered.parent, *["d"] * 1000, "x.jsonl"))
+        code, _out, err = run_cli(capsys, "generate", *SMALL)
+        assert code == 0, err
+    finally:
+        remove_nested(delivered.parent, 1000)
 
 
 def test_generate_and_demo_days_end_by_yesterday_and_fit_a_fresh_data_dir(tmp_path, capsys):

@@ -220,6 +220,16 @@ def _nested(top: Path, names: list[str], file_name: str, text: str) -> int:
     return len(os.fsencode(top)) + sum(len(n) + 1 for n in names) + 1 + len(file_name)
 
 
+def remove_nested(top: Path, depth: int) -> None:
+    """Everything under `top`'s folder chain "d/d/..." `depth` deep taken out, deepest first
+    (pytest's clean-up of old temporary folders recurses: it would fail on these)."""
+    deepest = top.joinpath(*["d"] * depth)
+    for entry in deepest.iterdir():
+        entry.unlink()
+    for folder in [deepest, *deepest.parents][:depth]:
+        folder.rmdir()
+
+
 def test_usage_folders_a_thousand_deep_are_listed_and_billed(inbox):
     """Folders inside folders ~1,000 deep (a generated layout gone wrong; the path still
     shorter than the system's limit) stopped every run (RecursionError in Python's os.walk):
@@ -233,11 +243,8 @@ def test_usage_folders_a_thousand_deep_are_listed_and_billed(inbox):
         wh = inbox.warehouse()
         assert rows(wh, "select event_id from rated_events order by 1") == [("deep1",), ("e1",)]
         assert report.ingest.rejected_files == []
-    finally:  # (pytest's clean-up of old temporary folders recurses: it would fail on these)
-        deepest = usage_dir(inbox).joinpath(*["d"] * 1000)
-        (deepest / "deep.jsonl").unlink()
-        for folder in [deepest, *deepest.parents][:1000]:
-            folder.rmdir()
+    finally:
+        remove_nested(usage_dir(inbox), 1000)
 
 
 def test_a_file_whose_path_is_too_long_to_look_at_is_turned_away_and_the_rest_billed(inbox):
