@@ -129,7 +129,10 @@ def _physical_lines(text: str) -> list[str]:
     malformed). A file with more lone carriage returns than newlines outside quoted fields
     (old Mac line ends, perhaps with a newline or a row of another editor's ends in it) is
     split at both; carriage returns inside a quoted field are its data and count for
-    nothing (six in one id made a file of newlines old Mac, its later rows misnumbered)."""
+    nothing (six in one id made a file of newlines old Mac, its later rows misnumbered). An
+    empty file (or a byte-order mark alone) has no line: no row, not a blank one."""
+    if not text:
+        return []
     if _lone_crs(text) > text.count("\n") and _lone_crs(_QUOTED.sub("", text)) > (
         _QUOTED.sub("", text).count("\n")
     ):

@@ -723,6 +723,10 @@ GOOD = "o1,c1,basic,1,30,2026-11-26T10:00:00+08:00\n"
         # blank lines and Excel's `sep=` line before the header: rows of their own (rejected)
         ("\n" + HEAD + GOOD, [(1, 0, None), (3, 6, "o1")]),
         ("sep=,\n" + HEAD + GOOD, [(1, 2, None), (3, 6, "o1")]),
+        # an empty file, or a byte-order mark alone, has no line at all; a newline is a line
+        ("", []),
+        ("\ufeff", []),
+        ("\n", [(1, 0, None)]),
         # the header's names without case or padding
         (HEAD.upper().replace(",", " , ") + GOOD, [(2, 6, "o1")]),
         # no header: nothing guessed, every row malformed (tests/test_hostile.py bills it)
@@ -730,7 +734,16 @@ GOOD = "o1,c1,basic,1,30,2026-11-26T10:00:00+08:00\n"
         # a header naming only some fields: nothing guessed, every row malformed
         (HEAD.replace("term_months", "term") + GOOD, [(1, -1, None), (2, -1, None)]),
     ],
-    ids=["blank-first", "excel-sep", "upper-case", "no-header", "broken-header"],
+    ids=[
+        "blank-first",
+        "excel-sep",
+        "empty",
+        "bom-only",
+        "newline-only",
+        "upper-case",
+        "no-header",
+        "broken-header",
+    ],
 )
 def test_an_orders_header_is_found_after_blank_lines_and_in_any_case(tmp_path, text, expected):
     assert _order_rows(tmp_path, text) == expected
