@@ -100,7 +100,7 @@ def _steps_into(steps: dict[str, float]):
 
 
 def prefect_stage(name: str, fn, /, *args, **kwargs):
-    """Run one stage of tasks.pipeline as its Prefect task: ingest, rate, a billing day
+    """Run one stage of tasks.pipeline as its Prefect task: rate, ingest, a billing day
     (`bill-<day>`: tasks.billing.bill_day), documents, publish. The steps inside a day
     (`expire-<day>`, `deduct-<day>-shard-<n>`, ...) run in the day's task, timed and logged."""
     work = partial(fn, *args, **kwargs)

@@ -167,8 +167,12 @@ def run_billing(
                 "update runs set published_to = ? where run_id = ?", [str(settings.db), run.run_id]
             )
             check_catalog(con, run.catalog, run.run_id)  # before anything is read
-            _ingest(run, con)
+            # the catalog applied (its versions recorded, the events it re-prices rated again)
+            # before ingest rates a line by it: a run stopped after ingest leaves no event
+            # priced by a catalog the working state has not recorded (its rerun with another
+            # catalog sees the change and rates them again)
             repriced_from = _rate(run, con)
+            _ingest(run, con)
             plans = _plan(run, con, repriced_from)
             _bill_days(run, con, plans)
             clear_unbilled(con)  # (the days unbilled are all billed again)

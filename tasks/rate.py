@@ -211,7 +211,9 @@ def rate_events(
 def _record_versions(
     con, versions: pl.DataFrame, added: pl.DataFrame, retired: pl.DataFrame, run_id: str
 ) -> None:
-    """catalog_versions: the added versions in, the ones no longer in the file retired, and
+    """catalog_versions, one row per version: the added versions in (one an earlier run
+    retired, its edit reverted, brought back rather than listed twice: the audit's join on
+    `version_id` would count its events twice), the ones no longer in the file retired, and
     every current version's end as the file now has it."""
     con.register("catalog_now", versions.to_arrow())
     con.register("catalog_added", added.select("version_id").to_arrow())
@@ -222,9 +224,21 @@ def _record_versions(
         [run_id],
     )
     con.execute(
+        "update catalog_versions set applied_at = now(), applied_run = ?, retired_at = null, "
+        "retired_run = null where retired_at is not null "
+        "and version_id in (select version_id from catalog_added)",
+        [run_id],
+    )
+    con.execute(  # (a version listed twice by an engine before this one: its latest row kept)
+        "delete from catalog_versions where rowid in (select rowid from (select rowid, "
+        "row_number() over (partition by version_id order by retired_at is null desc, "
+        "coalesce(retired_at, applied_at) desc) as nth from catalog_versions) where nth > 1)"
+    )
+    con.execute(
         "insert into catalog_versions select version_id, kind, code, effective_from, "
         "effective_until, fingerprint, content, now(), ?, null, null from catalog_now "
-        "where version_id in (select version_id from catalog_added)",
+        "where version_id in (select version_id from catalog_added) "
+        "and version_id not in (select version_id from catalog_versions)",
         [run_id],
     )
     con.execute(

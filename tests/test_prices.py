@@ -566,3 +566,77 @@ def test_a_rerun_after_a_run_killed_once_it_unbilled_its_days_says_why_they_are_
     inbox.usage([event("late", "c1", "copy_generation", 1, "2026-11-18T10:00:00+08:00")])
     later = inbox.bill("2026-11-20")
     assert {d["reason"] for d in later.days} == {"late_data"}
+
+
+COPY_AT_10_FROM_NOV_12 = """
+[[functions]]
+code = "copy_generation"
+effective_from = 2026-11-12T00:00:00+08:00
+credits_per_unit = 10
+"""
+
+
+@pytest.mark.parametrize(
+    ("right", "wrong"),
+    [("", COPY_AT_10_FROM_NOV_12), (COPY_AT_2_FROM_NOV_15, "")],
+    ids=["wrong-adds-a-version", "wrong-lacks-a-version"],
+)
+def test_a_run_stopped_after_ingest_with_a_wrong_catalog_leaves_no_price_of_it(
+    inbox, tmp_path, right, wrong
+):
+    """An operator starts a run with the wrong catalog, stops it once its files are ingested
+    (rated at ingest by that catalog), puts the right one back and runs again: every event
+    is billed at the right catalog's price. The catalog is applied (recorded, the events it
+    re-prices rated again) before any line is read, so the rerun sees the change."""
+    from tests.ops_helpers import fail_at
+
+    good = catalog(tmp_path, right, name="right.toml")
+    bad = catalog(tmp_path, wrong, name="wrong.toml")
+    inbox.settings_overrides = {"catalog_path": good}
+    inbox.orders([order("o1", "c1", "package_100", None, "100", "2026-11-01T09:00:00+08:00")])
+    inbox.usage([event("e0", "c1", "copy_generation", 1, "2026-11-02T10:00:00+08:00")])
+    inbox.bill("2026-11-10")
+    inbox.usage(
+        [
+            event("e1", "c1", "copy_generation", 3, "2026-11-13T10:00:00+08:00"),
+            event("e2", "c1", "copy_generation", 3, "2026-11-16T10:00:00+08:00"),
+        ],
+        name="late.jsonl",
+    )
+    inbox.settings_overrides = {"catalog_path": bad}
+    with pytest.raises(RuntimeError, match="injected failure"):
+        inbox.bill("2026-11-20", after_stage=fail_at("ingest"))
+    inbox.settings_overrides = {"catalog_path": good}
+    inbox.bill("2026-11-20")
+    per_unit = {"e0": 1, "e1": 1, "e2": 2 if right else 1}
+    expected = [(e, 1 if e == "e0" else 3 * per_unit[e]) for e in ("e0", "e1", "e2")]
+    assert look(inbox, "select event_id, credits from rated_events order by 1") == expected
+    assert look1(inbox, "select sum(used) from customer_days") == sum(c for _, c in expected)
+    # every event's version is one the right catalog has, in force at its instant
+    versions = {v for (v,) in look(inbox, "select version_id from catalog_versions")}
+    current = set(load_catalog(good, "Asia/Shanghai").versions()["version_id"])
+    assert {v for (v,) in look(inbox, "select catalog_version from rated_events")} <= current
+    assert current <= versions
+
+
+def test_a_reverted_edit_keeps_one_row_per_catalog_version(inbox, tmp_path):
+    """A catalog edited, the edit reverted, then made again: each version stays one row of
+    catalog_versions (the audit's join on version_id counted a re-added version's events
+    twice), retired or not as the file now has it, and the events bear the current price."""
+    plain, edited = catalog(tmp_path, name="a.toml"), catalog(tmp_path, COPY_AT_2_FROM_NOV_15)
+    inbox.orders([order("o1", "c1", "package_100", None, "100", "2026-11-01T09:00:00+08:00")])
+    inbox.usage([event("e1", "c1", "copy_generation", 3, "2026-11-16T10:00:00+08:00")])
+    for path, credits in [(plain, 3), (edited, 6), (plain, 3), (edited, 6)]:
+        inbox.settings_overrides = {"catalog_path": path}
+        inbox.bill("2026-11-20")
+        assert look(inbox, "select credits from rated_events") == [(credits,)]
+        joined = "select count(*), sum(r.credits) from rated_events as r join catalog_versions "
+        assert look(inbox, joined + "as v on v.version_id = r.catalog_version") == [(1, credits)]
+        assert (
+            look1(inbox, "select count(*) - count(distinct version_id) from catalog_versions") == 0
+        )
+    retired = "select count(*) from catalog_versions where retired_at is not null"
+    assert look1(inbox, retired) == 0  # (the last file has every version the first had)
+    inbox.settings_overrides = {"catalog_path": plain}
+    inbox.bill("2026-11-20")
+    assert look1(inbox, retired) == 1  # the edit's version
