@@ -99,7 +99,18 @@ def _refuse_inside_a_data_dir(data: Path, nothing: str) -> None:
             raise Refused(f"{data} lies in the data dir {place}, which has billed; {nothing}")
 
 
-def _generate(args, start: date, bad_lines: bool = True, gzip_usage: bool = True):
+def _catalog(settings):
+    """The catalog the data dir's runs will bill by (ADBILL_CATALOG, in its billing zone):
+    generated orders are priced by it, so a run does not reject them `wrong_amount`. Loaded
+    before anything is written (a catalog no run can apply is refused first)."""
+    from tasks.catalog import load_catalog
+
+    return load_catalog(settings.catalog_path, settings.billing_tz)
+
+
+def _generate(
+    args, settings, catalog, start: date, bad_lines: bool = True, gzip_usage: bool = True
+):
     from tasks.generate import generate
 
     summary = generate(
@@ -109,8 +120,10 @@ def _generate(args, start: date, bad_lines: bool = True, gzip_usage: bool = True
         events_per_day=args.events_per_day,
         seed=args.seed,
         start=start,
+        billing_tz=settings.billing_tz,
         bad_lines=bad_lines,
         gzip_usage=gzip_usage,
+        catalog=catalog,
         progress=lambda m: print(m, file=sys.stderr),
     )
     print(
@@ -195,9 +208,10 @@ def cmd_demo(args) -> None:
     start, last = _window(args, settings)
     _check_window(args, settings, start, last, "nothing billed")
     _refuse_inside_a_data_dir(settings.data_dir, "nothing deleted or billed")
+    catalog = _catalog(settings)
     with fresh_demo_dir(settings.data_dir, settings.db) as data_dir_lock:
         cli_flow.start_server(args)
-        summary = _generate(args, start)
+        summary = _generate(args, settings, catalog, start)
         data_dir_lock.close()  # the run takes it (the marker's lock keeps other demos out)
         result = cli_flow.run_flow(args, summary.last_day, trigger="demo")
     from flows.summary import print_demo_summary
@@ -210,12 +224,15 @@ def cmd_generate(args) -> None:
     start, last = _window(args, settings)
     _check_window(args, settings, start, last, "nothing written")
     check_generate_target(settings.data_dir, start, args.days, gzip_usage=not args.plain)
+    catalog = _catalog(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     (settings.data_dir / GENERATED_MARKER).write_text(
         "its inbox was written by `adbill generate`, which may write more days into it\n",
         encoding="utf-8",
     )
-    _generate(args, start, bad_lines=not args.no_bad_lines, gzip_usage=not args.plain)
+    _generate(
+        args, settings, catalog, start, bad_lines=not args.no_bad_lines, gzip_usage=not args.plain
+    )
 
 
 def _first_delivery(inbox: Path) -> Path | None:

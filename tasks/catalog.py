@@ -7,8 +7,10 @@ import difflib
 import hashlib
 import json
 import os
+import re
 import stat
 import tomllib
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -161,9 +163,33 @@ def _micro(value: str | int | float, what: str) -> int:
     return int(scaled)
 
 
+# an amount written as text: ASCII digits, a point and a fraction (Python's Decimal also
+# takes other scripts' digits, `1_200`, padding and exponents: converted, never refused)
+PLAIN_NUMBER = re.compile(r"-?[0-9]{1,30}(\.[0-9]{1,30})?")
+# what a code cannot hold: control, format (zero-width), private-use and surrogate characters
+# and line or paragraph separators (Unicode general categories)
+HIDDEN_CATEGORIES = {"Cc", "Cf", "Co", "Cs", "Zl", "Zp"}
+
+
+def _plain_code(code: str) -> bool:
+    """A code a usage line or order can name as it is seen: at most 100 characters in
+    Unicode's composed form (`café` written two ways would be two functions), none hidden,
+    no white space at its ends."""
+    return (
+        len(code) <= 100
+        and code == code.strip()
+        and unicodedata.is_normalized("NFC", code)
+        and not any(unicodedata.category(c) in HIDDEN_CATEGORIES for c in code)
+    )
+
+
 def _decimal(value, what: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise CatalogError(f"{what} must be a number, not {value!r}")
+    if isinstance(value, str) and not PLAIN_NUMBER.fullmatch(value):
+        raise CatalogError(
+            f"{what} must be a number (ASCII digits, a point before any fraction), not {value!r}"
+        )
     try:
         d = Decimal(str(value))
     except InvalidOperation as exc:
@@ -367,6 +393,13 @@ def _versions(section: str, entries, zone: ZoneInfo, where: str) -> pl.DataFrame
         code = e.get("code")
         if not isinstance(code, str) or not code:
             raise CatalogError(f"{where}: {section} entry {i} has no code")
+        if not _plain_code(code):
+            shown = repr(code) if len(code) <= 40 else f"{code[:40]!r}..."
+            raise CatalogError(
+                f"{where}: {section} entry {i} has the code {shown}: not a plain code (at most "
+                "100 characters in Unicode's composed form, NFC; none hidden; no white space "
+                "at its ends)"
+            )
         what = f"{kind} {code}"
         start = None
         if "effective_from" in e:
@@ -429,13 +462,19 @@ def _catalog_text(path: Path, where: str) -> str:
     """The catalog file's text: a regular file (a link to one is fine) of at most
     MAX_CATALOG_BYTES, read up to that (ADBILL_CATALOG=/dev/zero read for ever)."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # (a pipe: never waited on)
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # (before fdopen: a folder's error named fd)
             raise CatalogError(f"{where} is not a regular file")
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with f:
         data = f.read(MAX_CATALOG_BYTES + 1)
     if len(data) > MAX_CATALOG_BYTES:
         raise CatalogError(f"{where} is larger than {MAX_CATALOG_BYTES >> 20} MiB: not a catalog")
-    return data.decode("utf-8")
+    text = data.decode("utf-8")
+    return text.removeprefix("\ufeff")  # (a byte-order mark, as editors on Windows write)
 
 
 def load_catalog(path: Path | str = DEFAULT_CATALOG, tz: str = DEFAULT_TZ) -> Catalog:

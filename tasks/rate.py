@@ -156,9 +156,16 @@ def repriced_from(con, catalog: Catalog, tz: str) -> date | None:
     )
     added = versions.filter(~versions["version_id"].is_in(stored["version_id"].implode()))
     retired = stored.filter(~stored["version_id"].is_in(versions["version_id"].implode()))
-    changed = rating_change_day(con, versions, added, retired, tz)
-    last = scalar(con, "select max(day) from billed_days")
-    return changed if changed is not None and last is not None and changed <= last else None
+    return _billed_from(con, rating_change_day(con, versions, added, retired, tz))
+
+
+def _billed_from(con, changed: date | None) -> date | None:
+    """The first billed day on or after `changed` (a change from the beginning: the first
+    billed day, not 0001-01-01), or None when no billed day is that late."""
+    if changed is None:
+        return None
+    first, last = con.execute("select min(day), max(day) from billed_days").fetchall()[0]
+    return max(changed, first) if last is not None and changed <= last else None
 
 
 def rate_events(
@@ -199,8 +206,7 @@ def rate_events(
         run_sql(con, "rate_events", {"from": rerate_from})
         if rerate_from < NOTHING_AFTER:
             mark_changed(con, rerate_from)
-        last = scalar(con, "select max(day) from billed_days")
-        stale = changed if changed is not None and last is not None and changed <= last else None
+        stale = _billed_from(con, changed)
         if stale is not None:
             con.execute("delete from billed_days where day >= ?", [stale])
             mark_unbilled(con, stale, "price_change")  # (its rerun's days say why)

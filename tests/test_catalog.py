@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
+import json
+
 import pytest
 
 from tasks.catalog import CatalogError, load_catalog
@@ -365,6 +368,64 @@ def test_a_catalog_that_is_not_a_regular_file_or_too_large_is_refused_unread(tmp
         load_catalog(past)
     pipe = tmp_path / "pipe.toml"
     os.mkfifo(pipe)
-    for where in (Path("/dev/zero"), pipe):
-        with pytest.raises(CatalogError, match=f"catalog file {where} is not a regular file"):
+    for where in (Path("/dev/zero"), pipe, tmp_path):  # (a folder's error named its fd: 6)
+        with pytest.raises(CatalogError, match=f"catalog file {where} is not a regular file$"):
             load_catalog(where)
+
+
+def test_a_catalog_saved_with_a_byte_order_mark_is_read(tmp_path):
+    """Editors on Windows start a UTF-8 file with a byte-order mark; TOML's reader refused it
+    as "Invalid statement (at line 1, column 1)"."""
+    path = tmp_path / "bom.toml"
+    path.write_bytes(codecs.BOM_UTF8 + DEFAULT_CATALOG.read_bytes())
+    assert load_catalog(path).versions().equals(load_catalog(DEFAULT_CATALOG).versions())
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["１２０", "١٢٠", "1_200", " 120 ", "120.", ".5", "1e2", "+120", "120.0\n", "0x78", "1" * 31],
+)
+def test_an_amount_written_as_text_is_ascii_digits_or_refused_not_converted(tmp_path, written):
+    """Python's Decimal reads other scripts' digits, underscores, padding and exponents:
+    `"１２０"` was 120.00. An amount in quotes is ASCII digits with a point before any
+    fraction (30 digits at most on each side), and nothing else."""
+    seed = DEFAULT_CATALOG.read_text()
+    text = seed.replace('price_cny = "100"', f"price_cny = {json.dumps(written)}", 1)
+    assert "must be a number (ASCII digits" in _refused(tmp_path, text)
+
+
+def test_amounts_written_plainly_are_read_exactly(tmp_path):
+    seed = DEFAULT_CATALOG.read_text()
+    for written, price in [("120", "120.00"), ("120.50", "120.50"), ("0", "0.00")]:
+        text = seed.replace('price_cny = "100"', f'price_cny = "{written}"', 1)
+        packages = load_catalog(_catalog(tmp_path, "", text)).packages
+        assert str(packages["price_cny"][0]) == price
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "cafe\u0301",  # `café` decomposed (NFD): the composed one would be another function
+        "copy\u200bgeneration",  # a zero-width space: looks like copy_generation
+        "copy\u0007",  # a control character
+        "copy\u2028x",  # a line separator
+        "\ue000copy",  # a private-use character
+        " copy",  # white space at an end
+        "copy ",
+        "c" * 101,  # one past the longest code
+    ],
+)
+def test_a_code_with_hidden_or_ambiguous_characters_is_refused_and_shown_escaped(tmp_path, code):
+    entry = f"\n[[functions]]\ncode = {json.dumps(code)}\ncategory = 'x'\nunit = 's'\n{_PRICE}\n"
+    message = _refused(tmp_path, DEFAULT_CATALOG.read_text() + entry)
+    shown = repr(code) if len(code) <= 40 else f"{code[:40]!r}..."
+    assert f"has the code {shown}: not a plain code" in message
+
+
+def test_codes_of_any_script_up_to_100_characters_are_accepted(tmp_path):
+    for code in ["caf\u00e9", "文案生成", "c" * 100, "team/north=1+2"]:
+        catalog = load_catalog(_catalog(tmp_path, _function(code, _PRICE)))
+        assert code in catalog.functions["code"].to_list()
+
+
+_PRICE = 'unit_size = "1"\ncredits_per_unit = 1'

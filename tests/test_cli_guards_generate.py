@@ -174,3 +174,52 @@ def test_generate_counts_at_their_largest_pass_and_past_them_are_refused_unwritt
     code, _out, err = run_cli(capsys, "generate", "--data-dir", tmp_path / "s", "--seed", -1)
     assert code == 2 and "argument --seed: '-1' is not a whole number >= 0" in err[0]
     assert not (tmp_path / "s").exists()
+
+
+def test_generate_prices_its_orders_by_the_catalog_and_zone_the_runs_bill_by(
+    tmp_path, capsys, monkeypatch
+):
+    """generate wrote orders at the default catalog's prices and dated lines in Shanghai's
+    days whatever ADBILL_CATALOG and ADBILL_BILLING_TZ said: a run with that catalog rejected
+    its orders `wrong_amount` (and their customers' lines `unknown_customer`). Now a clean
+    inbox (--no-bad-lines) bills without a reject under both."""
+    import duckdb
+
+    from tasks.pipeline import run_billing
+    from tasks.settings import DEFAULT_CATALOG, Settings
+
+    start = YESTERDAY - timedelta(days=19)
+    change = (start + timedelta(days=8)).isoformat()
+    prices = tmp_path / "prices.toml"
+    prices.write_text(
+        DEFAULT_CATALOG.read_text()
+        + "".join(
+            f'\n[[{kind}]]\ncode = "{code}"\neffective_from = {change}\n{field} = "{price}"\n'
+            for kind, code, field, price in [
+                ("editions", "basic", "monthly_fee_cny", "40"),
+                ("editions", "professional", "monthly_fee_cny", "133"),
+                ("packages", "package_100", "price_cny", "120"),
+            ]
+        )
+    )
+    monkeypatch.setenv("ADBILL_CATALOG", str(prices))
+    monkeypatch.setenv("ADBILL_BILLING_TZ", "America/New_York")
+    d = tmp_path / "d"
+    argv = ["--data-dir", d, "--customers", 40, "--days", 20, "--events-per-day", 50]
+    code, _out, err = run_cli(capsys, "generate", *argv, "--start", start, "--no-bad-lines")
+    assert code == 0, err
+    report = run_billing(Settings.of(str(d), None, shards=0), YESTERDAY)
+    assert report.ingest.rejected_files == []
+    con = duckdb.connect(str(d / "warehouse.duckdb"), read_only=True)
+    try:
+        for table in ("rejected_orders", "rejected_events"):
+            assert con.execute(f"select reason, count(*) from {table} group by 1").fetchall() == []
+        later = con.execute("select count(*) from orders where purchased_at >= ?", [change])
+        assert later.fetchone()[0] > 0  # (orders at the new prices were written and accepted)
+    finally:
+        con.close()
+    # a catalog no run can apply is refused before anything is written
+    prices.write_text("not toml [")
+    code, _out, err = run_cli(capsys, "generate", "--data-dir", tmp_path / "e", *SMALL)
+    assert code != 0 and len(err) == 1 and "catalog" in err[0], err
+    assert not (tmp_path / "e").exists()

@@ -640,3 +640,20 @@ def test_a_reverted_edit_keeps_one_row_per_catalog_version(inbox, tmp_path):
     inbox.settings_overrides = {"catalog_path": plain}
     inbox.bill("2026-11-20")
     assert look1(inbox, retired) == 1  # the edit's version
+
+
+def test_an_edited_first_version_reprices_from_the_first_billed_day(inbox, tmp_path):
+    """A first version (in force from the beginning) edited re-bills every billed day: the
+    run's summary names the first billed day, as the plan and status do (it said
+    0001-01-01)."""
+    _october_and_november(inbox)
+    inbox.bill("2026-11-20")
+    first = look1(inbox, "select min(day) from billing_runs")
+    tripled = SEED.replace("credits_per_unit = 1", "credits_per_unit = 3", 1)
+    inbox.settings_overrides = {"catalog_path": catalog(tmp_path, seed=tripled)}
+    planned = tasks.plan.plan_run(inbox.settings, date(2026, 11, 20)).days
+    assert (planned[0].day, planned[0].reason) == (first, "price_change")
+    report = inbox.bill("2026-11-20")
+    assert report.repriced_from == first
+    assert report.summary()["repriced_from"] == first.isoformat()
+    assert look1(inbox, "select sum(credits) from rated_events") == 90
