@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+import duckdb
+
 from tasks import interrupts
 from tasks.appended_files import export_appended
 from tasks.billing import (
@@ -179,10 +181,14 @@ def run_billing(
             _warn_days_without_usage(run, con)
             _write_documents(run, con)
             _export(run, con)
-            report.status = "succeeded"
-            finish_run(con, run.run_id, report)
+            run.doing = f"writing the working state {settings.state_db} to disk (checkpoint)"
             started = time.perf_counter()
             con.execute("checkpoint")
+            # recorded once the state is on disk (a full disk at the checkpoint left the run
+            # recorded as succeeded); a run killed while it publishes is told by status
+            # (the published warehouse does not hold it: tasks/status.py)
+            report.status = "succeeded"
+            finish_run(con, run.run_id, report)
         except BaseException as exc:
             _failed(run, con, exc)
             raise
@@ -366,8 +372,12 @@ def _failed(run: _Run, con, exc: BaseException) -> None:
     """The run recorded as failed with its error, noted with what it was doing; con closed."""
     run.report.status = "failed"
     _note(exc, run.doing)
-    finish_run(con, run.run_id, run.report, error=_error_text(exc))
-    con.close()
+    try:
+        finish_run(con, run.run_id, run.report, error=_error_text(exc))
+    except duckdb.Error:  # (the disk full, the database invalidated: its row stays running,
+        pass  # which status reads as interrupted; the run's own error is what is raised)
+    finally:
+        con.close()
 
 
 def _error_text(exc: BaseException) -> str:

@@ -70,8 +70,15 @@ def publish(state_db: Path, target: Path) -> Path:
             with transaction(con):  # one commit, not one per table, view and comment
                 build(con)
             con.execute(f"detach {STATE}")
+            # (the commit is in the .wal; close() merges it into the file, and on a full disk
+            # fails without a word, leaving a file without tables: a checkpoint raises)
+            try:
+                con.execute("checkpoint")
+            except duckdb.Error as exc:
+                raise PublishIncomplete(_incomplete(tmp, str(exc))) from exc
         finally:
             con.close()
+        _check_whole(tmp)
         with tmp.open("rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, target)
@@ -84,6 +91,43 @@ def publish(state_db: Path, target: Path) -> Path:
     finally:
         os.close(dir_fd)
     return target
+
+
+class PublishIncomplete(OSError):
+    """The new warehouse file was not written whole (a full disk, a file size limit): the
+    published one is left as it was. An OSError: the flow retries publish like one."""
+
+
+def _check_whole(tmp: Path) -> None:
+    """The new file holds the warehouse, its log merged: else PublishIncomplete, before it
+    can replace the published one (a full `--db` disk replaced a good warehouse with an
+    empty file, and the run said it succeeded)."""
+    wal = tmp.with_name(tmp.name + ".wal")
+    left = wal.stat().st_size if wal.exists() else 0
+    found = None
+    if not left:
+        try:
+            con = duckdb.connect(str(tmp), read_only=True)
+            try:
+                found = con.execute(
+                    "select count(*) from duckdb_tables() where (schema_name, table_name) in "
+                    "(('main', 'billing_runs'), ($internal, 'adbill_meta'))",
+                    {"internal": INTERNAL_SCHEMA},
+                ).fetchone()[0]
+            finally:
+                con.close()
+        except duckdb.Error:
+            found = None
+    if left or found != 2:
+        raise PublishIncomplete(_incomplete(tmp, "its log was not merged into it"))
+
+
+def _incomplete(tmp: Path, cause: str) -> str:
+    cause = cause.split("because of error: ")[-1].strip()[:120]
+    return (
+        f"the new warehouse could not be written whole in {tmp.parent} ({cause}; is that disk "
+        "full?): the published warehouse is left as it was"
+    )
 
 
 def build(con: duckdb.DuckDBPyConnection) -> None:

@@ -281,7 +281,8 @@ def read_status(settings: Settings, since: datetime | None = None) -> Status | N
                 )
             st = billing_status(con, settings, since=since, source=str(path), running=running)
             if free and (behind := _published_behind(con, settings)) is not None:
-                st.warnings.append(behind)
+                st.warnings.append(behind[0])
+                _stopped_publishing(st, behind[1])
             elif free and (unpublished := _unpublished_days(st, settings)) is not None:
                 st.warnings.append(unpublished)
             return st
@@ -309,7 +310,16 @@ def _unpublished_days(st: Status, settings: Settings) -> str | None:
     )
 
 
-def _published_behind(con, settings: Settings) -> str | None:
+def _stopped_publishing(st: Status, run_id: str) -> None:
+    """The run the published warehouse does not hold, shown as it ended: failed, stopped
+    while it published (its `runs` row says succeeded: recorded before the copy is made).
+    The last scheduled run among them makes status exit 3, as any failed night does."""
+    for r in [*st.runs, st.last_scheduled]:
+        if r is not None and r["run_id"] == run_id and r["status"] == "succeeded":
+            r["status"], r["error"] = "failed", "interrupted while it published"
+
+
+def _published_behind(con, settings: Settings) -> tuple[str, str] | None:
     """A warning when the published warehouse does not hold the working state's last
     succeeded run: the run was killed while it published (its `runs` row says succeeded
     before the copy is made); the next run publishes. None when it does, or when it cannot
@@ -341,7 +351,7 @@ def _published_behind(con, settings: Settings) -> str | None:
         f"the published warehouse {settings.db} does not hold the last succeeded run {last} "
         f"(it holds {published or 'no run'}): the run was stopped while it published; the "
         "next run publishes it"
-    )
+    ), last
 
 
 # ---------------------------------------------------------------------------------------------

@@ -316,3 +316,42 @@ def test_a_reader_keeps_its_version_through_a_rebill_and_two_publishes(base, tmp
         assert again() == before  # the version it opened, whole
     assert query(db, FIGURES)[0][1] == SC.last_day and str(query(db, FIGURES)[0]) != before
     assert_same(without_runs(snapshot(data)), without_runs(expected))
+
+
+def test_a_warehouse_that_cannot_be_written_whole_never_replaces_the_published_one(base, tmp_path):
+    """The new warehouse's commit is in its log until it is merged into the file; on a full
+    disk DuckDB's close failed to merge it without a word, and the file without tables
+    replaced a good warehouse (every later run then refused the --db). Here the disk's limit
+    is the process's file size limit (RLIMIT_FSIZE, its signal ignored: writes past it fail
+    as on a full disk): publish raises, and the published warehouse is left byte for byte."""
+    ready, _expected, _facts = base
+    data = tmp_path / "d"
+    shutil.copytree(ready, data)
+    bill(data, SC.last_day)
+    target = warehouse(data)
+    before = digest(target)
+    size = target.stat().st_size
+    script = textwrap.dedent(
+        f"""
+        import resource, signal
+        from pathlib import Path
+        from tasks.publish import PublishIncomplete, publish
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, ({size // 3}, {size // 3}))
+        try:
+            publish(Path({str(data / "state" / "adbill.duckdb")!r}), Path({str(target)!r}))
+        except PublishIncomplete as exc:
+            print("refused:", exc)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("refused: the new warehouse could not be written whole in ")
+    assert "the published warehouse is left as it was" in done.stdout
+    assert digest(target) == before
+    assert sorted(p.name for p in target.parent.iterdir() if p.name.startswith(".")) == []
+    # with room, the same publish replaces it
+    tasks.publish.publish(data / "state" / "adbill.duckdb", target)
+    assert query(target, "select count(*) from billing_runs")[0][0] > 0

@@ -97,7 +97,8 @@ def test_a_failed_scheduled_run_exits_3_and_its_late_data_shows_as_stale_days(
 
 def test_a_run_stopped_while_it_published_is_named_by_status(billed, tmp_path, capsys):
     """The run records itself succeeded, then copies the warehouse: killed in between, the
-    published warehouse is the night before's, and status says so (the next run publishes)."""
+    published warehouse is the night before's, and status says so (the next run publishes);
+    a scheduled run stopped there is a failed night (exit 3; it said succeeded, exit 0)."""
     data, first = billed
     d = tmp_path / "d"
     shutil.copytree(data, d)
@@ -106,14 +107,17 @@ def test_a_run_stopped_while_it_published_is_named_by_status(billed, tmp_path, c
     second = bill(d, SC.last_day, trigger="scheduled").run_id
     (d / "warehouse.duckdb").write_bytes(before)  # as a kill before the copy leaves it
     code, out, err = status_cli(capsys, d)
-    assert code == 0 and err == []
+    assert code == cli.EXIT_SCHEDULED_RUN_FAILED
+    assert err == [
+        f"adbill status: the last scheduled run {second} failed: interrupted while it published"
+    ]
     assert (
         f"does not hold the last succeeded run {second} (it holds {first}): the run was "
         "stopped while it published" in out
     )
     bill(d, SC.last_day, trigger="scheduled")  # the next run publishes
     code, out, _err = status_cli(capsys, d)
-    assert "does not hold" not in out
+    assert code == 0 and "does not hold" not in out
     # a run that published to another warehouse (--db) leaves this one behind, rightly
     elsewhere = tmp_path / "elsewhere.duckdb"
     write_usage(d, "2026/11/later.jsonl", [_late_line().replace("late-1", "late-2")])
