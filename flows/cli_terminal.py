@@ -146,7 +146,10 @@ def refusals() -> tuple[type[Exception], ...]:
 def error_line(command: str, exc: BaseException) -> str:
     """One line, at most MAX_LINE characters: what failed, where, and where the details are."""
     refused = isinstance(exc, refusals())
-    text = str(exc) if refused else f"{type(exc).__name__}: {exc}"
+    message = str(exc)
+    if "Original error: " in message:  # (DuckDB's wrapping: the cause, with its errno, last)
+        message = message.rsplit("Original error: ", 1)[1].strip(' "')
+    text = message if refused else f"{type(exc).__name__}: {message}"
     text = terminal_text(" ".join(text.split())) or type(exc).__name__
     notes = [terminal_text(n) for n in getattr(exc, "__notes__", ()) if n.startswith("while ")]
     where = f" ({notes[0]})" if notes else ""

@@ -530,6 +530,22 @@ def test_a_failure_is_one_line_naming_what_the_run_was_doing(data, capsys, monke
     assert "Traceback (most recent call last)" in log.read_text()
 
 
+def test_a_wrapped_duckdb_error_shows_its_cause_on_the_one_line():
+    """DuckDB wraps a failed commit's cause at the end of a long message: cut at 300
+    characters, the line lost "No space left on device" and the path."""
+    import duckdb
+
+    exc = duckdb.TransactionException(
+        "TransactionContext Error: Failed to commit: " + "detail " * 40 + 'Original error: "Failed '
+        'to create checkpoint because of error: Could not write file "/srv/adbill/state/'
+        'adbill.duckdb": No space left on device"'
+    )
+    exc.add_note("while writing the working state to disk (checkpoint)")
+    line = cli._error_line("run", exc)
+    assert line.startswith("adbill run: TransactionException: Failed to create checkpoint ")
+    assert 'adbill.duckdb": No space left on device (while writing the working state' in line
+
+
 def test_a_failing_day_names_the_day_on_the_error(tmp_path):
     sc = scenario(days=4, customers=3, events_per_day=4)
     deliver(tmp_path, sc)
