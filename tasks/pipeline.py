@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -372,6 +373,8 @@ def _failed(run: _Run, con, exc: BaseException) -> None:
     """The run recorded as failed with its error, noted with what it was doing; con closed."""
     run.report.status = "failed"
     _note(exc, run.doing)
+    with contextlib.suppress(AttributeError, TypeError):  # (its `runs` row: for status)
+        exc.adbill_run_id = run.run_id
     try:
         finish_run(con, run.run_id, run.report, error=_error_text(exc))
     except duckdb.Error:  # (the disk full, the database invalidated: its row stays running,

@@ -143,10 +143,13 @@ def days_without_usage(con, days: list[date]) -> list[date]:
         "select least((select min(day) from events), (select min(day) from day_files "
         "where table_name = 'events' and rows > 0))",  # (a day without events has a file too)
     )
-    used = {
+    used = {  # (a day no longer in the working database has usage in its day file)
         r[0]
         for r in con.execute(
-            "select distinct day from events where day between ? and ?", [min(days), max(days)]
+            "select distinct day from events where day between $a and $b union "
+            "select day from day_files where table_name = 'events' and rows > 0 "
+            "and day between $a and $b",
+            {"a": min(days), "b": max(days)},
         ).fetchall()
     }
     return [d for d in sorted(set(days)) if d not in used and (first is None or d >= first)]

@@ -371,6 +371,9 @@ def record_scheduled_failure(settings: Settings, error: BaseException | str) -> 
             return
         text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
         record = {"at": datetime.now(UTC).isoformat(), "error": " ".join(text.split())[:300]}
+        # the run's own `runs` row, when it reached one (tasks/pipeline.py): that row is
+        # this failure, with its run id
+        record["run_id"] = getattr(error, "adbill_run_id", None)
         write_atomic(settings.state_dir / SCHEDULED_FAILURE, json.dumps(record))
     except OSError:
         pass
@@ -385,16 +388,30 @@ def last_scheduled_failure(settings: Settings) -> dict[str, Any] | None:
         at = datetime.fromisoformat(record["at"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return {"run_id": "-", "status": "failed", "started_at": at, "error": record.get("error")}
+    return {
+        "run_id": "-",
+        "status": "failed",
+        "started_at": at,
+        "error": record.get("error"),
+        "of_run": record.get("run_id", OLDER_RECORD),
+    }
+
+
+OLDER_RECORD = "(not recorded)"  # a failure recorded by an engine that did not name its run
 
 
 def _later_failure(
     last: dict[str, Any] | None, failure: dict[str, Any] | None
 ) -> dict[str, Any] | None:
     """The last scheduled run: the newest `runs` row, unless a scheduled run failed after it
-    started without a row of its own (a failed row keeps its run id and error)."""
+    started without a row of its own. The failure of a run that has its row is that row
+    (its run id and error); a later failure is shown even after a failed row (it showed
+    the older failure's cause)."""
     if failure is None:
         return last
-    if last is None or (last["status"] != "failed" and failure["started_at"] > last["started_at"]):
+    if last is None:
         return failure
-    return last
+    of_run = failure.get("of_run")
+    if of_run == last["run_id"] or (of_run == OLDER_RECORD and last["status"] == "failed"):
+        return last
+    return failure if failure["started_at"] > last["started_at"] else last

@@ -207,6 +207,25 @@ def test_a_day_no_usage_file_touches_is_billed_and_named_as_a_warning(tmp_path):
     assert again.days_without_usage == [sc.day(6), sc.day(7)]
 
 
+def test_status_names_only_the_days_without_usage_among_days_kept_in_day_files(tmp_path):
+    """Days the working database no longer holds (ADBILL_HOT_DAYS: their events in day files
+    only) were all named "no usage" by status the morning after; only the empty ones are."""
+    from tasks.status import read_status
+
+    sc = scenario(days=8, customers=4, events_per_day=6, bad_lines=False)
+    for n in (4, 6, 7):
+        sc.events[sc.day(n)] = []
+    deliver(tmp_path, sc)
+    run_billing(settings(tmp_path, hot_days=1), sc.last_day)
+    warned = [w for w in read_status(settings(tmp_path, hot_days=1)).warnings if "no usage" in w]
+    assert warned == [
+        f"no usage on {sc.day(4)}: billed with zero usage; "
+        "check that the day's usage files were delivered",
+        f"no usage on {sc.day(6)} .. {sc.day(7)}: billed with zero usage; "
+        "check that the day's usage files were delivered",
+    ]
+
+
 def test_days_before_the_first_usage_of_all_are_not_warned_about(tmp_path):
     sc = scenario(days=6, customers=3, events_per_day=4, bad_lines=False)
     sc.events[sc.day(1)] = sc.events[sc.day(2)] = []  # orders come first, usage from day 3

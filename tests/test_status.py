@@ -244,6 +244,45 @@ def test_an_early_failure_of_a_first_scheduled_run_exits_3_and_one_from_the_shel
     assert not gone.exists()
 
 
+def test_the_newest_scheduled_failure_is_shown_and_a_runs_own_failure_keeps_its_run_id(
+    billed, tmp_path, capsys, monkeypatch
+):
+    """A scheduled run failing after its row was recorded is shown with its run id; a later
+    scheduled run refused before it had a row (the data dir busy) is then the last one — it
+    was hidden behind the older failed row, whose cause status kept showing."""
+    import flows.daily as daily
+
+    data, _run_id = billed
+    d = tmp_path / "d"
+    shutil.copytree(data, d)
+    write_usage(d, "2026/11/late.jsonl", [_late_line()])
+
+    def boom(stage):
+        if stage == "ingest":
+            raise OSError("disk full")
+
+    def fails_in_its_run(*args, **kwargs):
+        return bill(d, SC.last_day, trigger="scheduled", after_stage=boom)
+
+    monkeypatch.setattr(daily, "_daily_billing", fails_in_its_run)
+    with pytest.raises(OSError):
+        daily.daily_billing.fn(data_dir=str(d), trigger="scheduled")
+    failed_run = read_status(settings(d)).runs[0]["run_id"]
+    code, out, err = status_cli(capsys, d)
+    assert code == cli.EXIT_SCHEDULED_RUN_FAILED
+    assert f"last scheduled run: {failed_run} failed: OSError: disk full" in out
+
+    def busy(*args, **kwargs):
+        raise RuntimeError("another adbill run is using the data dir; waited 1 s")
+
+    monkeypatch.setattr(daily, "_daily_billing", busy)
+    with pytest.raises(RuntimeError):
+        daily.daily_billing.fn(data_dir=str(d), trigger="scheduled")
+    code, out, err = status_cli(capsys, d)
+    assert code == cli.EXIT_SCHEDULED_RUN_FAILED
+    assert "last scheduled run: - failed: RuntimeError: another adbill run is using" in out
+
+
 @pytest.mark.parametrize("text", ["", "{not json", '{"at": "yesterday"}', '["a"]', "\udcff"])
 def test_a_damaged_failure_record_is_no_failure(tmp_path, text):
     from tasks.status import SCHEDULED_FAILURE, last_scheduled_failure
