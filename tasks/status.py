@@ -283,7 +283,7 @@ def read_status(settings: Settings, since: datetime | None = None) -> Status | N
             if free and (behind := _published_behind(con, settings)) is not None:
                 st.warnings.append(behind[0])
                 _stopped_publishing(st, behind[1])
-            elif free and (unpublished := _unpublished_days(st, settings)) is not None:
+            elif free and (unpublished := _unpublished_days(con, st, settings)) is not None:
                 st.warnings.append(unpublished)
             return st
         finally:
@@ -296,18 +296,60 @@ LAST_SUCCEEDED = (
 TARGET = "select published_to from runs where run_id = ?"
 
 
-def _unpublished_days(st: Status, settings: Settings) -> str | None:
+def _unpublished_days(con, st: Status, settings: Settings) -> str | None:
     """A warning when the working state has billed days the published warehouse does not
     hold: a run billed them and failed before it published (billed through says the working
-    state's day); the next run that succeeds publishes them."""
+    state's day) — new days, or days billed again (late data, a rebill) after the run the
+    warehouse holds finished; the next run that succeeds publishes them."""
     published = warehouse_through(settings.db)
-    if st.billed_through is None or (published is not None and published >= st.billed_through):
+    if st.billed_through is None:
         return None
-    holds = f"billing through {published}" if published else "no billed day"
+    if published is None or published < st.billed_through:
+        holds = f"billing through {published}" if published else "no billed day"
+        return (
+            f"days through {st.billed_through} are billed but not published ({settings.db} "
+            f"holds {holds}): a run failed after billing them; the next run that succeeds "
+            "publishes them"
+        )
+    last = _warehouse_last_run(settings)
+    if last is None or last is UNREADABLE:
+        return None
+    again = [
+        r[0]
+        for r in con.execute(
+            "select day from billed_days where billed_at > (select finished_at from runs "
+            "where run_id = ?) order by day",
+            [last],
+        ).fetchall()
+    ]
+    if not again:
+        return None
     return (
-        f"days through {st.billed_through} are billed but not published ({settings.db} holds "
-        f"{holds}): a run failed after billing them; the next run that succeeds publishes them"
+        f"{len(again)} day(s) billed again ({', '.join(day_spans(again)[:3])}) are not published "
+        f"({settings.db} holds them as run {last} billed them): a run failed after billing "
+        "them; the next run that succeeds publishes them"
     )
+
+
+UNREADABLE = "(unreadable)"
+
+
+def _warehouse_last_run(settings: Settings) -> str | None:
+    """The last succeeded run the published warehouse holds (None: none), or UNREADABLE
+    when there is no warehouse or it cannot be read (locked by a writer, not a warehouse:
+    nothing to say about it)."""
+    if not settings.db.exists():
+        return UNREADABLE
+    try:
+        pub = connect(settings.db, read_only=True)
+    except Exception:  # noqa: BLE001
+        return UNREADABLE
+    try:
+        return scalar(pub, LAST_SUCCEEDED)
+    except Exception:  # noqa: BLE001
+        return UNREADABLE
+    finally:
+        pub.close()
 
 
 def _stopped_publishing(st: Status, run_id: str) -> None:
@@ -335,16 +377,9 @@ def _published_behind(con, settings: Settings) -> tuple[str, str] | None:
         return None  # it published elsewhere (another --db): this warehouse is not its
     published = None
     if settings.db.exists():
-        try:
-            pub = connect(settings.db, read_only=True)
-        except Exception:  # noqa: BLE001 (locked by a writer, or not a warehouse: say nothing)
+        published = _warehouse_last_run(settings)
+        if published is UNREADABLE:
             return None
-        try:
-            published = scalar(pub, LAST_SUCCEEDED)
-        except Exception:  # noqa: BLE001
-            return None
-        finally:
-            pub.close()
     if published == last:
         return None
     return (

@@ -390,3 +390,29 @@ def test_days_billed_by_a_run_that_failed_before_publishing_are_named_unpublishe
     )
     bill(d, SC.last_day + timedelta(days=2))
     assert not [w for w in read_status(settings(d)).warnings if "not published" in w]
+
+
+def test_days_billed_again_by_a_run_that_failed_before_publishing_are_named_unpublished(
+    billed, tmp_path, monkeypatch
+):
+    """A rebill (or late data) billing days again, then failing to publish, leaves the same
+    billed-through in both places: status said nothing while the warehouse showed the days
+    as before. The days billed since the run the warehouse holds are named."""
+    data, published_run = billed
+    d = tmp_path / "d"
+    shutil.copytree(data, d)
+    publish_fails_with_a_full_disk(monkeypatch)
+    with pytest.raises(OSError):
+        bill(d, SC.last_day, rebill_from=SC.day(3), trigger="scheduled")
+    monkeypatch.undo()
+    monkeypatch.setenv("ADBILL_TODAY", TODAY.isoformat())
+    st = read_status(settings(d))
+    [unpublished] = [w for w in st.warnings if "not published" in w]
+    n = (SC.last_day - SC.day(3)).days + 1
+    assert unpublished == (
+        f"{n} day(s) billed again ({SC.day(3)} .. {SC.last_day}) are not published "
+        f"({d / 'warehouse.duckdb'} holds them as run {published_run} billed them): a run "
+        "failed after billing them; the next run that succeeds publishes them"
+    )
+    bill(d, SC.last_day)
+    assert not [w for w in read_status(settings(d)).warnings if "not published" in w]
