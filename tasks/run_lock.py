@@ -88,10 +88,12 @@ def no_run_starting(state_dir: Path) -> Iterator[bool]:
     """A shared hold of the run lock while a reader (status, a plan) reads the working state
     (True), or False when a run holds the data dir (the working state is then its own)."""
     path = state_dir / "run.lock"
-    if not path.exists():
+    try:  # (opened to read: status on a read-only data dir, a backup's mount, works)
+        f = path.open("rb")
+    except OSError:  # none yet (no run started), or unreadable: no run can be told holding it
         yield True
         return
-    with path.open("a+") as f:
+    with f:
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -416,3 +416,40 @@ def test_days_billed_again_by_a_run_that_failed_before_publishing_are_named_unpu
     )
     bill(d, SC.last_day)
     assert not [w for w in read_status(settings(d)).warnings if "not published" in w]
+
+
+def test_status_reads_a_data_dir_it_cannot_write(billed, tmp_path, monkeypatch, capsys):
+    """On a read-only mount (a backup, a data dir shared read-only) status failed opening
+    state/run.lock to append (OSError: Read-only file system); the lock is opened to read.
+    The mount is played by refusing every open of the data dir's files for writing."""
+    import builtins
+    import errno
+    import io
+    import os as os_module
+
+    data, run_id = billed
+    d = tmp_path / "d"
+    shutil.copytree(data, d)
+    inside = str(d)
+
+    def refuses_writes(opener):
+        def opened(file, mode="r", *args, **kwargs):
+            if str(file).startswith(inside) and any(c in mode for c in "wax+"):
+                raise OSError(errno.EROFS, "Read-only file system", str(file))
+            return opener(file, mode, *args, **kwargs)
+
+        return opened
+
+    real_os_open = os_module.open
+
+    def os_open(path, flags, *args, **kwargs):
+        if str(path).startswith(inside) and flags & (os_module.O_WRONLY | os_module.O_RDWR):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_os_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refuses_writes(builtins.open))
+    monkeypatch.setattr(io, "open", refuses_writes(io.open))
+    monkeypatch.setattr(os_module, "open", os_open)
+    code, out, err = status_cli(capsys, d)
+    assert code == 0 and err == [], err
+    assert f"last scheduled run: {run_id} succeeded" in out
