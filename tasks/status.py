@@ -203,7 +203,21 @@ def _runs(con, limit: str, where: str = "") -> list[dict[str, Any]]:
     have = {r[0] for r in con.execute("select column_name from (describe runs)").fetchall()}
     cols = ", ".join(c if c in have else f"null as {c}" for c in RUN_COLUMNS)
     cur = con.execute(f"select {cols} from runs {where} order by started_at desc {limit}")
-    return [dict(zip(RUN_COLUMNS, r, strict=True)) for r in cur.fetchall()]
+    runs = [dict(zip(RUN_COLUMNS, r, strict=True)) for r in cur.fetchall()]
+    unfinished = [r["run_id"] for r in runs if r["finished_at"] is None]
+    if unfinished:  # (killed: its row was never finished; the days it billed are recorded)
+        billed = {
+            run_id: (first, last, n)
+            for run_id, first, last, n in con.execute(
+                "select run_id, min(day), max(day), count(*) from billing_runs "
+                "where status = 'succeeded' and list_contains($ids, run_id) group by 1",
+                {"ids": unfinished},
+            ).fetchall()
+        }
+        for r in runs:
+            if r["run_id"] in billed:
+                r["first_day"], r["last_day"], r["days_billed"] = billed[r["run_id"]]
+    return runs
 
 
 def _run(r: dict[str, Any], running: str | None, current: str | None) -> dict[str, Any]:
@@ -277,7 +291,7 @@ def read_status(settings: Settings, since: datetime | None = None) -> Status | N
             if not free:
                 running = (
                     scalar(con, "select max(run_id) from runs where status = 'running'")
-                    or "not recorded yet"
+                    or "one started after the last publish"  # (its row: in the state it holds)
                 )
             st = billing_status(con, settings, since=since, source=str(path), running=running)
             if free and (behind := _published_behind(con, settings)) is not None:

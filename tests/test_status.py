@@ -156,6 +156,21 @@ def test_an_interrupted_run_counts_as_failed_and_the_status_row_is_kept(billed, 
         )
         st = billing_status(con, settings(d))
         assert st.failed and st.last_scheduled["error"] == "interrupted"
+        # killed after billing two days: its row was never finished, its days are recorded
+        con.execute(
+            "insert into billing_runs (run_id, day, status) values ('killed', $a, 'succeeded'), "
+            "('killed', $b, 'succeeded'), ('killed', $c, 'failed')",
+            {"a": SC.day(2), "b": SC.day(3), "c": SC.day(4)},
+        )
+        [killed] = [r for r in billing_status(con, settings(d)).runs if r["run_id"] == "killed"]
+        assert (killed["first_day"], killed["last_day"], killed["days_billed"]) == (
+            SC.day(2),
+            SC.day(3),
+            2,
+        )
+        assert f"{SC.day(2)} .. {SC.day(3)}  interrupted" in "\n".join(
+            billing_status(con, settings(d)).lines()
+        )
         # the row a run writes just before it publishes: its own run counts as succeeded
         mine = billing_status(con, settings(d), current_run="killed")
         assert not mine.failed
