@@ -187,6 +187,10 @@ def _overlay(state_db: Path) -> duckdb.DuckDBPyConnection:
     con.execute("create temp table plan_orders (purchase_day date)")
     con.execute("create temp table plan_events (day date)")
     source: dict[str, str] = {}  # a fresh data dir: only the new files' days
+    with no_run_starting(state_db.parent) as free:  # (the run lock, not only DuckDB's: a
+        if not free:  # run between its steps, or a backup holding it, as status sees it)
+            con.close()
+            raise RunRefused(f"a run is using {state_db}; ask for the plan when it has finished")
     if state_db.exists():
         try:
             con.execute(f"attach '{_quoted(state_db)}' as working (read_only)")
