@@ -127,8 +127,11 @@ def cmd_run(args) -> None:
             max_late_days=args.max_late_days,
             task_runner=args.task_runner,
         )
+    # billed through the later of the day asked and the last day billed (a rebill bills
+    # every billed day from its day on, past a --through before them)
+    upto = max(result["through"], result.get("last_day") or result["through"])
     print(
-        f"billed {result['days_billed']} day(s) through {result['through']}; "
+        f"billed {result['days_billed']} day(s) through {upto}; "
         f"{result['events_accepted']:,} events accepted, {result['events_rejected']:,} rejected; "
         f"warehouse: {result['published']}"
     )

@@ -146,6 +146,32 @@ def test_rebill_from_after_through_is_refused(data, flow_calls, capsys):
     assert code == 0 and [c["rebill_from"] for c in flow_calls] == [through]
 
 
+def test_the_run_line_names_the_last_day_billed_past_an_earlier_through(data, capsys, monkeypatch):
+    """`--through D --rebill-from X` on a data dir billed past D bills every billed day from
+    X (the rules): the line said "through D" though the run billed days after it."""
+    last = YESTERDAY
+
+    def rebilled(args, through, rebill_from=None, trigger="cli", **kw):
+        days = (last - rebill_from).days + 1
+        return {
+            "days_billed": days,
+            "first_day": str(rebill_from),
+            "last_day": str(last),
+            "through": str(through),
+            "events_accepted": 0,
+            "events_rejected": 0,
+            "published": str(Path(args.data_dir) / "warehouse.duckdb"),
+            "warnings": [],
+        }
+
+    monkeypatch.setattr(cli_flow, "run_flow", rebilled)
+    through, rebill = YESTERDAY - timedelta(days=3), YESTERDAY - timedelta(days=5)
+    argv = ["run", "--data-dir", data, "--through", through, "--rebill-from", rebill]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    assert out.startswith(f"billed 6 day(s) through {last};")
+
+
 # ---------------------------------------------------------------- the inbox
 
 
