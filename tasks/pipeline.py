@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -390,6 +391,9 @@ def _error_text(exc: BaseException) -> str:
     the signal (tasks/interrupts.py)."""
     if "query interrupted" in str(exc).lower() and (name := interrupts.seen()) is not None:
         return f"interrupted ({name})"
+    number = getattr(exc, "signal", None)  # (Prefect's TerminationSignal: "15", its number)
+    if isinstance(number, int) and number in iter(signal.Signals):
+        return f"interrupted ({signal.Signals(number).name})"
     if str(exc):
         return f"{type(exc).__name__}: {exc}"
     if isinstance(exc, KeyboardInterrupt):

@@ -314,6 +314,10 @@ def test_a_failed_runs_error_says_what_happened_even_without_a_message():
     assert _error_text(KeyboardInterrupt()) == "interrupted (KeyboardInterrupt)"
     assert _error_text(ValueError("disk full")) == "ValueError: disk full"
     assert _error_text(RuntimeError()) == "RuntimeError"
+    # Prefect's own exception for a SIGTERM (no message: it said TerminationSignal)
+    from prefect.exceptions import TerminationSignal
+
+    assert _error_text(TerminationSignal(15)) == "interrupted (SIGTERM)"
 
 
 def test_a_changed_price_shows_its_days_waiting_as_price_change_as_plan_and_the_run_see_them(
