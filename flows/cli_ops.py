@@ -51,7 +51,9 @@ def add_status(sub: argparse._SubParsersAction) -> None:
         description="The last runs (adbill run id beside the Prefect flow-run id), the days "
         "billed through, the days a run would bill now, the lines, orders and files rejected "
         "since --since, and warnings. Exit status "
-        f"{EXIT_SCHEDULED_RUN_FAILED} when the last scheduled run failed, 0 otherwise.",
+        f"{EXIT_SCHEDULED_RUN_FAILED} when the last scheduled run failed or was interrupted, 2 "
+        "when the data dir has billed nothing yet or a flag is refused, 1 when the status "
+        "cannot be read, 0 otherwise.",
     )
     status.add_argument(
         "--since",
