@@ -296,7 +296,8 @@ def read_status(settings: Settings, since: datetime | None = None) -> Status | N
             st = billing_status(con, settings, since=since, source=str(path), running=running)
             if free and (behind := _published_behind(con, settings)) is not None:
                 st.warnings.append(behind[0])
-                _stopped_publishing(st, behind[1])
+                if behind[1] is not None:
+                    _stopped_publishing(st, behind[1])
             elif free and (unpublished := _unpublished_days(con, st, settings)) is not None:
                 st.warnings.append(unpublished)
             return st
@@ -375,7 +376,7 @@ def _stopped_publishing(st: Status, run_id: str) -> None:
             r["status"], r["error"] = "failed", "interrupted while it published"
 
 
-def _published_behind(con, settings: Settings) -> tuple[str, str] | None:
+def _published_behind(con, settings: Settings) -> tuple[str, str | None] | None:
     """A warning when the published warehouse does not hold the working state's last
     succeeded run: the run was killed while it published (its `runs` row says succeeded
     before the copy is made); the next run publishes. None when it does, or when it cannot
@@ -396,6 +397,15 @@ def _published_behind(con, settings: Settings) -> tuple[str, str] | None:
             return None
     if published == last:
         return None
+    known = published is None or bool(
+        scalar(con, "select count(*) from runs where run_id = $r", {"r": published})
+    )
+    if not known:  # the warehouse is newer than the working state: not a stopped publish
+        return (
+            f"the published warehouse {settings.db} holds run {published}, which the working "
+            f"state (last succeeded run {last}) does not know: was state/ restored from a "
+            "backup? The next run bills the days since the backup and publishes"
+        ), None
     return (
         f"the published warehouse {settings.db} does not hold the last succeeded run {last} "
         f"(it holds {published or 'no run'}): the run was stopped while it published; the "

@@ -472,3 +472,26 @@ def test_status_reads_a_data_dir_it_cannot_write(billed, tmp_path, monkeypatch, 
     code, out, err = status_cli(capsys, d)
     assert code == 0 and err == [], err
     assert f"last scheduled run: {run_id} succeeded" in out
+
+
+def test_a_state_restored_from_a_backup_is_not_called_a_stopped_publish(billed, tmp_path, capsys):
+    """state/ restored from a backup older than the published warehouse: status said the
+    last run "was stopped while it published" (and now would fail it); the warehouse holds a
+    run the working state does not know, and status says that."""
+    data, _ = billed
+    d = tmp_path / "d"
+    shutil.copytree(data, d)
+    first = bill(d, SC.last_day, trigger="scheduled").run_id  # (a run publishing to d)
+    shutil.copytree(d / "state", tmp_path / "backup")
+    write_usage(d, "2026/11/late.jsonl", [_late_line()])
+    second = bill(d, SC.last_day, trigger="scheduled").run_id
+    shutil.rmtree(d / "state")
+    shutil.copytree(tmp_path / "backup", d / "state")
+    code, out, err = status_cli(capsys, d)
+    assert code == 0 and err == [], err
+    assert f"last scheduled run: {first} succeeded" in out
+    assert (
+        f"holds run {second}, which the working state (last succeeded run {first}) does not "
+        "know: was state/ restored from a backup?" in " ".join(out.split())
+    )
+    assert "stopped while it published" not in out
