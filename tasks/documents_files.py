@@ -18,8 +18,15 @@ _PLAIN_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 _NOT_SLUG = re.compile(r"[^A-Za-z0-9._-]+")
 SLUG_MAX = 60  # slug + "~" + 10 hex digits + ".html": 76 bytes, far below NAME_MAX (255)
 HASH_DIGITS = 10
-# a text cell beginning with one of these is a formula (or starts one) in a spreadsheet
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# a text cell beginning with one of these is a formula (or starts one) in a spreadsheet; so
+# is one whose spaces before it an importer trims, and the full-width forms some convert
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+LEADING_SPACES = " \u00a0\u3000"
+# names Windows keeps for devices, in any case and with any extension (CON.html is the
+# console there): an id that is one is named by its slug and hash
+WINDOWS_DEVICES = frozenset(
+    ["con", "prn", "aux", "nul"] + [f"{p}{n}" for p in ("com", "lpt") for n in range(1, 10)]
+)
 
 
 def safe_file_stem(customer_id: str) -> str:
@@ -31,26 +38,32 @@ def safe_file_stem(customer_id: str) -> str:
     longer hash). A plain id has no `~`, so it never meets a hashed name; neither holds a
     `/` or begins with `.`, so no id names a path outside its month's folder (nor a hidden
     or temporary file there)."""
-    if _PLAIN_ID.fullmatch(customer_id):
+    if _PLAIN_ID.fullmatch(customer_id) and not _a_device(customer_id):
         return customer_id
     digest = hashlib.sha256(customer_id.encode("utf-8", "surrogatepass")).hexdigest()
     return f"{_slug(customer_id)}~{digest[:HASH_DIGITS]}"
+
+
+def _a_device(name: str) -> bool:
+    return name.partition(".")[0].lower() in WINDOWS_DEVICES
 
 
 HASH_DIGITS_WHEN_SHARED = 32
 
 
 def safe_file_stems(customer_ids) -> dict[str, str]:
-    """safe_file_stem of each id, unique among them: 10 hex digits of a hash can be shared by
-    two ids (one pair in a million is likely), so ids whose names would meet get 32 digits
-    instead (a name of another length, never met by a 10-digit one). A name depends on the
-    month's ids only through such a meeting: see shared_stems and documents.retire_names."""
+    """safe_file_stem of each id, unique among them, case ignored: 10 hex digits of a hash
+    can be shared by two ids (one pair in a million is likely), and ids differing only in
+    case (`ABC`, `abc`) name one file where case is ignored (macOS, Windows, a share), so
+    ids whose names would meet get 32 digits instead (a name of another length, never met
+    by a 10-digit one or a plain id). A name depends on the month's ids only through such a
+    meeting: see shared_stems and documents.retire_names."""
     stems = {c: safe_file_stem(c) for c in set(customer_ids)}
     seen: dict[str, int] = {}
     for stem in stems.values():
-        seen[stem] = seen.get(stem, 0) + 1
+        seen[stem.lower()] = seen.get(stem.lower(), 0) + 1
     for c, stem in stems.items():
-        if seen[stem] > 1:
+        if seen[stem.lower()] > 1:
             digest = hashlib.sha256(c.encode("utf-8", "surrogatepass")).hexdigest()
             stems[c] = f"{_slug(c)}~{digest[:HASH_DIGITS_WHEN_SHARED]}"
     return stems
@@ -77,11 +90,12 @@ def _slug(text: str) -> str:
 
 def csv_cell(value):
     """A value as a CSV cell a spreadsheet shows and never runs: None is empty; text that
-    begins with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`; numbers,
-    dates and other text as they are."""
+    begins with `=`, `+`, `-`, `@`, a tab or a carriage return (or their full-width forms),
+    also after spaces an importer may trim, gets a leading `'`; numbers, dates and other
+    text as they are."""
     if value is None:
         return ""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
+    if isinstance(value, str) and value.lstrip(LEADING_SPACES).startswith(FORMULA_START):
         return "'" + value
     return value
 

@@ -49,6 +49,14 @@ def test_a_plain_id_of_letters_digits_dash_underscore_and_dot_is_its_own_file_na
         assert safe_file_stem(plain) == plain
 
 
+@pytest.mark.parametrize("device", ["CON", "nul", "Aux.cn", "com1", "LPT9", "prn.x.y"])
+def test_an_id_that_is_a_windows_device_name_is_hashed(device):
+    """`CON.html` is the console on Windows (in any case, with any extension): not a file."""
+    assert safe_file_stem(device) == f"{device}~{sha10(device)}"  # (its slug is itself)
+    for plain in ("CONS", "console", "com10", "lpt0", "nul_", "xcon"):
+        assert safe_file_stem(plain) == plain
+
+
 def test_a_slash_and_an_underscore_give_two_customers_two_files():
     assert safe_file_stem("a_b") == "a_b"
     assert safe_file_stem("a/b") == f"a_b~{sha10('a/b')}"
@@ -104,13 +112,32 @@ def test_any_ids_up_to_200_characters_get_distinct_short_names_in_their_folder(i
         assert stem not in ("", ".", "..")
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.text(min_size=1, max_size=12), st.text("aAbB.-_", min_size=1, max_size=4)),
+        min_size=2,
+        max_size=20,
+        unique=True,
+    )
+)
+def test_a_months_ids_get_names_distinct_even_where_case_is_ignored(ids):
+    from tasks.documents_files import safe_file_stems
+
+    stems = safe_file_stems(ids)
+    assert len({stem.lower() for stem in stems.values()}) == len(ids)
+
+
 # ---------------------------------------------------------------- CSV cells
 
 
 def test_text_that_starts_a_formula_gets_a_leading_quote_and_numbers_do_not():
     for text in ("=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"):
         assert csv_cell(text) == "'" + text
-    for kept in ("c1", "a=b", "", "'=already", " =x"):
+    # after spaces an importer may trim (LibreOffice's "trim spaces"), and full-width forms
+    for text in (" =x", "  @SUM(A1)", "\u00a0+1", "\u3000-1", "＝1+1", "＠A1", " ＋1"):
+        assert csv_cell(text) == "'" + text
+    for kept in ("c1", "a=b", "", "'=already", "x =y", "   "):
         assert csv_cell(kept) == kept
     assert csv_cell(-50) == -50 and csv_cell(Decimal("-1.50")) == Decimal("-1.50")
     assert csv_cell(None) == "" and csv_cell(date(2026, 11, 1)) == date(2026, 11, 1)

@@ -383,6 +383,27 @@ def test_late_data_that_adds_a_customer_sharing_a_final_name_moves_the_first_one
     assert inbox.bill("2026-12-02").documents["final"] == 0
 
 
+def test_ids_differing_only_in_case_get_a_file_each_where_case_is_ignored(tmp_path):
+    """`ABC` and `abc` were `ABC.html` and `abc.html`: one file on macOS, Windows or a share,
+    one customer's statement written over the other's. Together in a month they get a
+    32-digit name each (late data bringing the second moves the first's final documents)."""
+    from tasks.documents_files import safe_file_stems
+
+    inbox = Inbox(tmp_path / "data")
+    buys_and_uses(inbox, "ABC", "2026-11-26", 2)
+    inbox.bill("2026-11-30")
+    assert shown_customers(inbox) == {"ABC.csv": "ABC"}
+    buys_and_uses(inbox, "abc", "2026-11-27", 5)  # late: November is final
+    inbox.bill("2026-12-01")
+    stems = safe_file_stems(["ABC", "abc"])
+    assert stems["ABC"].startswith("ABC~") and stems["abc"].startswith("abc~")
+    assert len({s.lower() for s in stems.values()}) == 2
+    assert shown_customers(inbox) == {f"{stems[c]}.csv": c for c in ("ABC", "abc")}
+    names = month_files(inbox)
+    assert set(names) == {f"{stems[c]}.{e}" for c in stems for e in ("html", "csv")}
+    assert len({n.lower() for n in names}) == len(names)
+
+
 def test_a_name_written_on_demand_that_a_new_customer_shares_is_removed(
     tmp_path, monkeypatch, capsys
 ):
