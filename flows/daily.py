@@ -148,12 +148,12 @@ def _adbill_logs_to_run():
 
 def _flow_run_recorder(stage: Callable, run_id: str, settings: Settings) -> Callable:
     """The stage runner, which also writes the Prefect flow-run id beside the adbill run
-    (runs.flow_run_id, on the working state's connection that ingest is given) and the
+    (runs.flow_run_id, on the working state's connection the first stages are given) and the
     billing status as the run leaves it (billing_status), just before the documents."""
     from tasks.status import billing_status, write_status
 
     def run(name: str, fn, /, *args, **kwargs):
-        if name == "ingest":
+        if name in ("rate", "ingest"):  # (rate is the first stage; the same id again)
             args[0].execute(
                 "update runs set flow_run_id = ?, flow_run_name = ? where run_id = ?",
                 [current_flow_run.id, current_flow_run.name, run_id],
