@@ -175,6 +175,15 @@ def check_task_runner(runner: str) -> None:
             f"--task-runner must be local, dask or dask=ADDRESS, not {runner!r} (the flag or "
             "ADBILL_TASK_RUNNER)"
         )
+    if runner.startswith("dask="):  # (a typo found now, not at the first billing day's draw)
+        from flows.parallel import address_problem
+
+        problem = address_problem(runner.partition("=")[2])
+        if problem is not None:
+            raise Refused(
+                f"--task-runner {runner}: {problem} (the flag or ADBILL_TASK_RUNNER); "
+                "nothing billed"
+            )
 
 
 def settings_of(args, **given):

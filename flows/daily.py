@@ -206,6 +206,11 @@ def daily_billing(
     """
     if task_runner != "local" and task_runner != "dask" and not task_runner.startswith("dask="):
         raise ValueError(f"task_runner must be {TASK_RUNNERS}, not {task_runner!r}")
+    if task_runner.startswith("dask="):  # (a deployment's bad address: before anything is read)
+        from flows.parallel import address_problem
+
+        if (problem := address_problem(task_runner.partition("=")[2])) is not None:
+            raise ValueError(f"task_runner {task_runner}: {problem}")
     # a parameter left empty falls back to ADBILL_* and then to the built-in default
     settings = Settings.of(data_dir, db, shards=shards, max_late_days=max_late_days)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from contextlib import contextmanager
 from datetime import date
@@ -26,12 +27,37 @@ def draw_shard_task(in_dir: str, out_dir: str, day: str, shard: int) -> dict:
     return draw_shard_files(in_dir, out_dir)
 
 
+def address_problem(address: str) -> str | None:
+    """Why `dask=ADDRESS` cannot name a scheduler (None when it can): a TCP or TLS address
+    with a host and a port from 1 to 65535 (`tcp://10.0.0.5:8786`, `10.0.0.5:8786`). Told
+    before anything is read; an empty one (`dask=$UNSET`) is never a local cluster."""
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    if not address:
+        return "an empty address (dask=ADDRESS names a running scheduler; dask alone starts one)"
+    if not address.isprintable() or any(c.isspace() for c in address):
+        return f"{address!r} holds white space or control characters"
+    try:
+        protocol, location = parse_address(address, strict=False)
+        if protocol not in ("tcp", "tls"):
+            return f"{address!r} is not a tcp:// or tls:// address"
+        host, port = parse_host_port(location)
+    except (ValueError, TypeError) as exc:
+        return f"{address!r} is not a scheduler address ({exc})"
+    if not host or not 1 <= int(port) <= 65535:
+        return f"{address!r} needs a host and a port from 1 to 65535"
+    return None
+
+
 def dask_runner(spec: str):
     """A DaskTaskRunner from `dask` (a temporary LocalCluster) or `dask=ADDRESS`."""
     from prefect_dask import DaskTaskRunner
 
-    _, _, address = spec.partition("=")
-    if address:
+    if spec != "dask":
+        _, _, address = spec.partition("=")
+        if (problem := address_problem(address)) is not None:
+            raise ValueError(f"task_runner {spec!r}: {problem}")
         return DaskTaskRunner(address=address)
     workers = dask_workers()  # the LocalCluster's size
     return DaskTaskRunner(
@@ -69,20 +95,26 @@ def shard_deduct(work_dir: Path, runner):
     def deduct(con, day: date, *, tz: str, shards: int) -> int:
         base = work_dir / day.isoformat()
         futures = []
-        for s in range(shards):
-            d = base / f"shard-{s}"
-            write_shard_inputs(shard_inputs(con, day, tz=tz, shard=s, shards=shards), d / "in")
-            parameters = {"in_dir": str(d / "in"), "out_dir": str(d / "out")}
-            futures.append(
-                runner.submit(draw_shard_task, parameters | {"day": str(day), "shard": s})
-            )
-        events, peak = 0, 0.0
-        for f in futures:
-            result = f.result()
-            load_shard_files(con, day, result["out_dir"])
-            events += result["events"]
-            peak = max(peak, result["peak_rss_mb"])
-        clear(base)
+        try:  # (the exchange files, customers' ledger data, never left behind by a failure)
+            for s in range(shards):
+                d = base / f"shard-{s}"
+                inputs = shard_inputs(con, day, tz=tz, shard=s, shards=shards)
+                write_shard_inputs(inputs, d / "in")
+                parameters = {"in_dir": str(d / "in"), "out_dir": str(d / "out")}
+                futures.append(
+                    runner.submit(draw_shard_task, parameters | {"day": str(day), "shard": s})
+                )
+            events, peak = 0, 0.0
+            for f in futures:
+                result = f.result()
+                load_shard_files(con, day, result["out_dir"])
+                events += result["events"]
+                peak = max(peak, result["peak_rss_mb"])
+        finally:
+            for f in futures:  # (none still writing into base when it is cleared)
+                with contextlib.suppress(Exception):
+                    f.wait()
+            clear(base)
         get_run_logger().info(f"{day}: {shards} shards drawn; worker peak RSS {peak:,.0f} MiB")
         return events
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import threading
 from datetime import date
 from pathlib import Path
 
@@ -37,8 +39,12 @@ def draw_shard_files(in_dir: str, out_dir: str) -> dict:
         )
     )
     dst.mkdir(parents=True, exist_ok=True)
-    draws.entries.write_parquet(dst / "entries.parquet")
-    draws.pool_days.write_parquet(dst / "pool_days.parquet")
+    # each file written whole under another name, then renamed: a shard Dask draws again
+    # (a worker lost) never rewrites a file in place while the flow reads the first draw's
+    for name, frame in (("entries", draws.entries), ("pool_days", draws.pool_days)):
+        part = dst / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
+        frame.write_parquet(part)
+        os.replace(part, dst / f"{name}.parquet")
     return {"events": draws.events, "out_dir": str(dst), "peak_rss_mb": peak_rss_mb()}
 
 

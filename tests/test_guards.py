@@ -555,6 +555,35 @@ def test_an_empty_task_runner_variable_is_unset_and_a_bad_one_is_named(
     assert len(flow_calls) == 1
 
 
+@pytest.mark.parametrize(
+    ("runner", "says"),
+    [
+        ("dask=", "an empty address"),  # (dask=$UNSET: it started a local cluster)
+        ("dask=../x", "is not a scheduler address"),  # (it failed inside the first day)
+        ("dask=tcp://h", "is not a scheduler address"),
+        ("dask=tcp://h:0", "needs a host and a port from 1 to 65535"),
+        ("dask=tcp://h:65536", "needs a host and a port from 1 to 65535"),
+        ("dask=inproc://x", "is not a tcp:// or tls:// address"),
+        ("dask=tcp://h :1", "white space or control characters"),
+    ],
+)
+def test_a_dask_scheduler_address_is_checked_before_anything_is_billed(
+    data, flow_calls, capsys, runner, says
+):
+    code, _out, err = run_cli(capsys, "run", "--data-dir", data, "--task-runner", runner)
+    assert_refused(code, err, f"--task-runner {runner}: ", says, "nothing billed")
+    assert flow_calls == []
+
+
+@pytest.mark.parametrize(
+    "runner", ["dask", "dask=tcp://10.0.0.5:8786", "dask=10.0.0.5:1", "dask=tls://h:65535"]
+)
+def test_a_dask_scheduler_address_with_a_host_and_port_is_taken(data, flow_calls, capsys, runner):
+    code, _out, err = run_cli(capsys, "run", "--data-dir", data, "--task-runner", runner)
+    assert code == 0, err
+    assert flow_calls[-1]["task_runner"] == runner
+
+
 # ---------------------------------------------------------------- errors and interrupts
 
 

@@ -88,6 +88,14 @@ def test_one_shard_in_process_equals_four_shards_in_process(inbox_dir, one_shard
     assert snapshot(one_shard) == snapshot(b.published)
 
 
+def test_more_shards_than_customers_are_one_shard_per_customer(inbox_dir, one_shard, tmp_path):
+    """--shards 1024 for 40 customers drew 1,024 shards a day, nearly all empty (minutes a
+    day on Dask): a shard per customer at most, the same results."""
+    b = run_billing(Settings(data_dir=copy_of(inbox_dir, tmp_path / "b"), shards=1024), THROUGH)
+    assert {d["shards"] for d in b.days} == {40}
+    assert snapshot(one_shard) == snapshot(b.published)
+
+
 @pytest.mark.slow  # a Prefect server and a Dask cluster of two workers: about two minutes
 def test_four_shards_on_a_two_worker_dask_cluster_equal_one_shard_in_process(
     inbox_dir, one_shard, tmp_path
@@ -107,3 +115,40 @@ def test_four_shards_on_a_two_worker_dask_cluster_equal_one_shard_in_process(
     for table in left:
         assert left[table] == right[table], table
     assert len(left["ledger_entries"]) > 1000
+
+
+def test_a_failed_shard_leaves_no_exchange_files_behind(tmp_path, monkeypatch):
+    """A worker lost for good (KilledWorker) failed the day and left its shards' inputs and
+    outputs (customers' ledger data) under state/shards for ever: they are cleared."""
+    import flows.parallel as parallel
+
+    def inputs(con, day, *, tz, shard, shards):
+        return shard
+
+    def write(shard, directory):
+        directory.mkdir(parents=True)
+        (directory / "events.parquet").write_bytes(b"ledger data")
+
+    class Future:
+        def __init__(self, shard):
+            self.shard = shard
+
+        def result(self):
+            if self.shard == 1:
+                raise RuntimeError("KilledWorker: the worker died")
+            return {"out_dir": "", "events": 0, "peak_rss_mb": 0.0}
+
+        def wait(self):
+            return None
+
+    class Runner:
+        def submit(self, task, parameters):
+            return Future(parameters["shard"])
+
+    monkeypatch.setattr(parallel, "shard_inputs", inputs)
+    monkeypatch.setattr(parallel, "write_shard_inputs", write)
+    monkeypatch.setattr(parallel, "load_shard_files", lambda con, day, out_dir: None)
+    deduct = parallel.shard_deduct(tmp_path / "shards", Runner())
+    with pytest.raises(RuntimeError, match="KilledWorker"):
+        deduct(None, date(2026, 11, 2), tz="Asia/Shanghai", shards=3)
+    assert not (tmp_path / "shards" / "2026-11-02").exists()
