@@ -200,12 +200,22 @@ def test_stage_seconds_count_the_ingest_rating_and_the_runs_re_rating_together()
 # ---------------------------------------------------------------- a scheduled run failing early
 
 
+def failing_scheduled_run(monkeypatch, capsys, d, body, raises) -> tuple[int, str, list[str]]:
+    """The scheduled flow on data dir `d` with `body` as its billing (it raises `raises`),
+    then `adbill status`'s exit code, output and error lines."""
+    import flows.daily as daily
+
+    monkeypatch.setattr(daily, "_daily_billing", body)
+    with pytest.raises(raises):
+        daily.daily_billing.fn(data_dir=str(d), trigger="scheduled")
+    return status_cli(capsys, d)
+
+
 def test_a_scheduled_run_that_fails_before_it_is_recorded_makes_status_exit_3(
     billed, tmp_path, capsys, monkeypatch
 ):
     """interfaces.md: status exits non-zero when the last scheduled run failed — also when
     it failed before its run was recorded (the catalog unreadable, the data dir busy)."""
-    import flows.daily as daily
 
     data, run_id = billed
     d = tmp_path / "d"
@@ -214,10 +224,7 @@ def test_a_scheduled_run_that_fails_before_it_is_recorded_makes_status_exit_3(
     def early(*args, **kwargs):
         raise FileNotFoundError("catalog /nonexistent.toml not found")
 
-    monkeypatch.setattr(daily, "_daily_billing", early)
-    with pytest.raises(FileNotFoundError):
-        daily.daily_billing.fn(data_dir=str(d), trigger="scheduled")
-    code, out, err = status_cli(capsys, d)
+    code, out, err = failing_scheduled_run(monkeypatch, capsys, d, early, FileNotFoundError)
     assert code == cli.EXIT_SCHEDULED_RUN_FAILED
     assert "last scheduled run: - failed: FileNotFoundError: catalog /nonexistent.toml" in out
     assert len(err) == 1 and "failed before it started: FileNotFoundError" in err[0]
@@ -265,7 +272,6 @@ def test_the_newest_scheduled_failure_is_shown_and_a_runs_own_failure_keeps_its_
     """A scheduled run failing after its row was recorded is shown with its run id; a later
     scheduled run refused before it had a row (the data dir busy) is then the last one — it
     was hidden behind the older failed row, whose cause status kept showing."""
-    import flows.daily as daily
 
     data, _run_id = billed
     d = tmp_path / "d"
@@ -279,21 +285,15 @@ def test_the_newest_scheduled_failure_is_shown_and_a_runs_own_failure_keeps_its_
     def fails_in_its_run(*args, **kwargs):
         return bill(d, SC.last_day, trigger="scheduled", after_stage=boom)
 
-    monkeypatch.setattr(daily, "_daily_billing", fails_in_its_run)
-    with pytest.raises(OSError):
-        daily.daily_billing.fn(data_dir=str(d), trigger="scheduled")
+    code, out, err = failing_scheduled_run(monkeypatch, capsys, d, fails_in_its_run, OSError)
     failed_run = read_status(settings(d)).runs[0]["run_id"]
-    code, out, err = status_cli(capsys, d)
     assert code == cli.EXIT_SCHEDULED_RUN_FAILED
     assert f"last scheduled run: {failed_run} failed: OSError: disk full" in out
 
     def busy(*args, **kwargs):
         raise RuntimeError("another adbill run is using the data dir; waited 1 s")
 
-    monkeypatch.setattr(daily, "_daily_billing", busy)
-    with pytest.raises(RuntimeError):
-        daily.daily_billing.fn(data_dir=str(d), trigger="scheduled")
-    code, out, err = status_cli(capsys, d)
+    code, out, err = failing_scheduled_run(monkeypatch, capsys, d, busy, RuntimeError)
     assert code == cli.EXIT_SCHEDULED_RUN_FAILED
     assert "last scheduled run: - failed: RuntimeError: another adbill run is using" in out
 
