@@ -28,11 +28,13 @@ def draw_shard_task(in_dir: str, out_dir: str, day: str, shard: int) -> dict:
 
 
 def address_problem(address: str) -> str | None:
-    """Why `dask=ADDRESS` cannot name a scheduler (None when it can): a TCP or TLS address
-    with a host and a port from 1 to 65535 (`tcp://10.0.0.5:8786`, `10.0.0.5:8786`). Told
-    before anything is read; an empty one (`dask=$UNSET`) is never a local cluster."""
+    """Why `dask=ADDRESS` cannot name a scheduler (None when it can): an address of a
+    protocol Dask knows across machines (tcp, tls, ws, wss, ucx) with a host and a port from
+    1 to 65535 (`tcp://10.0.0.5:8786`, `10.0.0.5:8786`). Told before anything is read; an
+    empty one (`dask=$UNSET`) is never a local cluster."""
     from distributed.comm import parse_address
     from distributed.comm.addressing import parse_host_port
+    from distributed.comm.registry import backends
 
     if not address:
         return "an empty address (dask=ADDRESS names a running scheduler; dask alone starts one)"
@@ -40,8 +42,9 @@ def address_problem(address: str) -> str | None:
         return f"{address!r} holds white space or control characters"
     try:
         protocol, location = parse_address(address, strict=False)
-        if protocol not in ("tcp", "tls"):
-            return f"{address!r} is not a tcp:// or tls:// address"
+        if protocol not in backends or protocol == "inproc":  # (inproc: this process only)
+            known = ", ".join(sorted(p for p in backends if p != "inproc"))
+            return f"{address!r} is not an address of a protocol Dask serves ({known})"
         host, port = parse_host_port(location)
     except (ValueError, TypeError) as exc:
         return f"{address!r} is not a scheduler address ({exc})"

@@ -169,6 +169,8 @@ PLAIN_NUMBER = re.compile(r"-?[0-9]{1,30}(\.[0-9]{1,30})?")
 # what a code cannot hold: control, format (zero-width), private-use and surrogate characters
 # and line or paragraph separators (Unicode general categories)
 HIDDEN_CATEGORIES = {"Cc", "Cf", "Co", "Cs", "Zl", "Zp"}
+# format characters that are part of words in Persian, Arabic and Indic scripts: kept
+JOINERS = frozenset("\u200c\u200d")
 
 
 def _plain_code(code: str) -> bool:
@@ -179,7 +181,7 @@ def _plain_code(code: str) -> bool:
         len(code) <= 100
         and code == code.strip()
         and unicodedata.is_normalized("NFC", code)
-        and not any(unicodedata.category(c) in HIDDEN_CATEGORIES for c in code)
+        and not any(unicodedata.category(c) in HIDDEN_CATEGORIES and c not in JOINERS for c in code)
     )
 
 

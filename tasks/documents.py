@@ -26,10 +26,11 @@ from tasks.documents_data import (
 from tasks.documents_files import (
     HASH_DIGITS_WHEN_SHARED,
     csv_text,
+    is_device_name,
     is_shared_name,
+    retired_stems,
     safe_file_stem,
     safe_file_stems,
-    shared_stems,
     write_atomic,
 )
 from tasks.documents_page import statement_csv, statement_html, write_pages
@@ -167,7 +168,12 @@ def renamed_documents(con, stems: dict[date, dict[str, str]]) -> list[tuple[int,
     (safe_file_stems), and pages written under such a name."""
     if not stems:
         return []
-    shared = [c for names in stems.values() for c, stem in names.items() if is_shared_name(stem)]
+    shared = [  # (and device names: plain until this engine, hashed since)
+        c
+        for names in stems.values()
+        for c, stem in names.items()
+        if is_shared_name(stem) or is_device_name(c)
+    ]
     rows = execute(
         con,
         "select customer_key, customer_id, month, path from written_documents "
@@ -184,12 +190,14 @@ def renamed_documents(con, stems: dict[date, dict[str, str]]) -> list[tuple[int,
 
 
 def retire_names(out_dir: Path, stems: dict[date, dict[str, str]]) -> None:
-    """Remove, in each month's folder, the documents under a 10-digit name that two of the
-    month's customers share (shared_stems): a name none of them has now, whose document was
+    """Remove, in each month's folder, the documents under a name none of the month's
+    customers has now (retired_stems): a 10-digit name two of them share, whose document was
     written for one of them before the other came (a month-to-date one, or a final one that
-    late data's new customer reopened). Files only where ids meet: none in a normal month."""
+    late data's new customer reopened), and a device-named id's plain name (written before
+    such ids were hashed). Files only where ids meet or were devices: none in a normal
+    month."""
     for month, names in stems.items():
-        for stem in shared_stems(names):
+        for stem in retired_stems(names):
             for ext in ("html", "csv"):
                 (out_dir / "statements" / f"{month:%Y-%m}" / f"{stem}.{ext}").unlink(
                     missing_ok=True

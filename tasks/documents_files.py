@@ -38,13 +38,14 @@ def safe_file_stem(customer_id: str) -> str:
     longer hash). A plain id has no `~`, so it never meets a hashed name; neither holds a
     `/` or begins with `.`, so no id names a path outside its month's folder (nor a hidden
     or temporary file there)."""
-    if _PLAIN_ID.fullmatch(customer_id) and not _a_device(customer_id):
+    if _PLAIN_ID.fullmatch(customer_id) and not is_device_name(customer_id):
         return customer_id
     digest = hashlib.sha256(customer_id.encode("utf-8", "surrogatepass")).hexdigest()
     return f"{_slug(customer_id)}~{digest[:HASH_DIGITS]}"
 
 
-def _a_device(name: str) -> bool:
+def is_device_name(name: str) -> bool:
+    """Whether `name` is one Windows keeps for a device (any case, any extension)."""
     return name.partition(".")[0].lower() in WINDOWS_DEVICES
 
 
@@ -74,6 +75,14 @@ def shared_stems(stems: dict[str, str]) -> set[str]:
     share, so that none of them has it: a document under such a name (written before the
     second id came) shows a customer the name no longer belongs to."""
     return {safe_file_stem(c) for c, stem in stems.items() if is_shared_name(stem)}
+
+
+def retired_stems(stems: dict[str, str]) -> set[str]:
+    """The names no customer of `stems` has now though a document may lie under them: the
+    10-digit names two ids share (shared_stems) and the plain names of ids that are device
+    names (written under them before such ids were hashed)."""
+    devices = {c for c in stems if is_device_name(c) and _PLAIN_ID.fullmatch(c)}
+    return shared_stems(stems) | devices
 
 
 def is_shared_name(stem: str) -> bool:

@@ -86,8 +86,15 @@ def late_cutoff(con, through: date, settings: Settings) -> date:
     """Lines and orders dated before this day are too late (§3 "Time window"): the late
     window once the data dir has billed a day, the history window before its first run. A
     run bills through the last billed day at least (it never drops one), so an earlier
-    `through` (a typo of the year) does not widen the window."""
-    billed = last_billed(con)
+    `through` (a typo of the year) does not widen the window. The last day ever billed
+    counts, also one a price change or a rebill has unbilled to bill again (the catalog is
+    applied before ingest: an edited first version unbilled every day, and the 400-day
+    history window took the place of the late window)."""
+    billed = scalar(
+        con,
+        "select max(day) from (select day from billed_days union all "
+        "select day from billing_runs where status = 'succeeded')",
+    )
     days = settings.max_late_days if billed is not None else settings.max_history_days
     return max(through, billed or through) - timedelta(days=days)
 
@@ -411,6 +418,8 @@ def _publish(run: _Run) -> None:
     except BaseException as exc:
         run.report.status = "failed"
         _note(exc, f"publishing {settings.db}")
+        with contextlib.suppress(AttributeError, TypeError):  # (its `runs` row: for status)
+            exc.adbill_run_id = run.run_id
         con = connect(settings.state_db)
         finish_run(con, run.run_id, run.report, error=f"publish failed: {exc}")
         con.close()

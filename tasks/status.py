@@ -333,7 +333,8 @@ def _unpublished_days(con, st: Status, settings: Settings) -> str | None:
         r[0]
         for r in con.execute(
             "select day from billed_days where billed_at > (select finished_at from runs "
-            "where run_id = ?) order by day",
+            "where run_id = ?) and run_id not in (select run_id from runs where status = "
+            "'succeeded') order by day",  # (a run that succeeded published: elsewhere, --db)
             [last],
         ).fetchall()
     ]

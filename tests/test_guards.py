@@ -563,7 +563,8 @@ def test_an_empty_task_runner_variable_is_unset_and_a_bad_one_is_named(
         ("dask=tcp://h", "is not a scheduler address"),
         ("dask=tcp://h:0", "needs a host and a port from 1 to 65535"),
         ("dask=tcp://h:65536", "needs a host and a port from 1 to 65535"),
-        ("dask=inproc://x", "is not a tcp:// or tls:// address"),
+        ("dask=inproc://x", "is not an address of a protocol Dask serves"),
+        ("dask=ftp://h:21", "is not an address of a protocol Dask serves"),
         ("dask=tcp://h :1", "white space or control characters"),
     ],
 )
@@ -576,7 +577,15 @@ def test_a_dask_scheduler_address_is_checked_before_anything_is_billed(
 
 
 @pytest.mark.parametrize(
-    "runner", ["dask", "dask=tcp://10.0.0.5:8786", "dask=10.0.0.5:1", "dask=tls://h:65535"]
+    "runner",
+    [
+        "dask",
+        "dask=tcp://10.0.0.5:8786",
+        "dask=10.0.0.5:1",
+        "dask=tls://h:65535",
+        "dask=ws://h:8786",
+        "dask=ucx://h:13337",
+    ],
 )
 def test_a_dask_scheduler_address_with_a_host_and_port_is_taken(data, flow_calls, capsys, runner):
     code, _out, err = run_cli(capsys, "run", "--data-dir", data, "--task-runner", runner)

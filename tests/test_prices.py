@@ -657,3 +657,20 @@ def test_an_edited_first_version_reprices_from_the_first_billed_day(inbox, tmp_p
     assert report.repriced_from == first
     assert report.summary()["repriced_from"] == first.isoformat()
     assert look1(inbox, "select sum(credits) from rated_events") == 90
+
+
+def test_a_price_change_unbilling_every_day_keeps_the_late_window(inbox, tmp_path):
+    """The catalog is applied before ingest: an edited first version unbilled every billed
+    day, ingest then found none billed and took the 400-day history window for the 35-day
+    late window — a line from August was accepted and 92 empty days billed. The window is
+    the last day ever billed's."""
+    _october_and_november(inbox)
+    inbox.bill("2026-11-20")
+    inbox.usage([event("old", "c1", "copy_generation", 1, "2026-08-01T10:00:00+08:00")])
+    tripled = SEED.replace("credits_per_unit = 1", "credits_per_unit = 3", 1)
+    inbox.settings_overrides = {"catalog_path": catalog(tmp_path, seed=tripled)}
+    report = inbox.bill("2026-11-20")
+    assert min(d["day"] for d in report.days) == date(2026, 10, 1)
+    assert {d["reason"] for d in report.days} == {"price_change"}
+    rejected = "select reason from rejected_events where raw like '%\"old\"%'"
+    assert look(inbox, rejected) == [("too_late",)]

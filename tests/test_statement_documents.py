@@ -404,6 +404,29 @@ def test_ids_differing_only_in_case_get_a_file_each_where_case_is_ignored(tmp_pa
     assert len({n.lower() for n in names}) == len(names)
 
 
+def test_a_device_named_customers_documents_written_plain_before_move_to_the_hashed_name(
+    tmp_path, monkeypatch
+):
+    """`CON.html`, written before device names were hashed, is moved to `CON~<hash>` when
+    the month's documents are next written (a revision), not left beside it."""
+    import tasks.documents as documents
+    import tasks.documents_files as files
+    from tasks.documents_files import safe_file_stem
+
+    inbox = Inbox(tmp_path / "data")
+    with monkeypatch.context() as old_engine:
+        for module in (files, documents):
+            old_engine.setattr(module, "is_device_name", lambda name: False)
+        buys_and_uses(inbox, "CON", "2026-11-26", 2)
+        inbox.bill("2026-11-30")
+        assert shown_customers(inbox) == {"CON.csv": "CON"}
+    inbox.usage([event("e-late", "CON", "copy_generation", 3, "2026-11-27T11:00:00+08:00")])
+    inbox.bill("2026-12-01")  # late data: November's revision 2
+    assert safe_file_stem("CON").startswith("CON~")
+    assert shown_customers(inbox) == {f"{safe_file_stem('CON')}.csv": "CON"}
+    assert set(month_files(inbox)) == {f"{safe_file_stem('CON')}.{e}" for e in ("html", "csv")}
+
+
 def test_a_name_written_on_demand_that_a_new_customer_shares_is_removed(
     tmp_path, monkeypatch, capsys
 ):

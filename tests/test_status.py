@@ -128,6 +128,7 @@ def test_a_run_stopped_while_it_published_is_named_by_status(billed, tmp_path, c
     )
     code, out, _err = status_cli(capsys, d)
     assert elsewhere.is_file() and "does not hold" not in out
+    assert "not published" not in out  # (no run failed: its days are in the other warehouse)
 
 
 def _late_line() -> str:
@@ -495,3 +496,24 @@ def test_a_state_restored_from_a_backup_is_not_called_a_stopped_publish(billed, 
         "know: was state/ restored from a backup?" in " ".join(out.split())
     )
     assert "stopped while it published" not in out
+
+
+def test_a_scheduled_run_whose_publish_fails_is_shown_with_its_run_id(
+    billed, tmp_path, capsys, monkeypatch
+):
+    """Its failure record named no run (only a failure inside the run's stages did), so the
+    record, newer than the row, stood in for it: "- failed ... failed before it started"."""
+    data, _ = billed
+    d = tmp_path / "d"
+    shutil.copytree(data, d)
+    write_usage(d, "2026/11/late.jsonl", [_late_line()])
+    publish_fails_with_a_full_disk(monkeypatch)
+
+    def billing(*args, **kwargs):
+        return bill(d, SC.last_day, trigger="scheduled")
+
+    code, out, err = failing_scheduled_run(monkeypatch, capsys, d, billing, OSError)
+    [row] = [r for r in read_status(settings(d)).runs[:1]]
+    assert code == cli.EXIT_SCHEDULED_RUN_FAILED
+    assert f"last scheduled run: {row['run_id']} failed: publish failed: " in out
+    assert "before it started" not in err[0]
