@@ -153,7 +153,7 @@ def _flow_run_recorder(stage: Callable, run_id: str, settings: Settings) -> Call
     from tasks.status import billing_status, write_status
 
     def run(name: str, fn, /, *args, **kwargs):
-        if name in ("rate", "ingest"):  # (rate is the first stage; the same id again)
+        if name == "rate":  # (the run's first stage)
             args[0].execute(
                 "update runs set flow_run_id = ?, flow_run_name = ? where run_id = ?",
                 [current_flow_run.id, current_flow_run.name, run_id],

@@ -381,14 +381,20 @@ def _failed(run: _Run, con, exc: BaseException) -> None:
     """The run recorded as failed with its error, noted with what it was doing; con closed."""
     run.report.status = "failed"
     _note(exc, run.doing)
-    with contextlib.suppress(AttributeError, TypeError):  # (its `runs` row: for status)
-        exc.adbill_run_id = run.run_id
+    _name_the_run(exc, run)
     try:
         finish_run(con, run.run_id, run.report, error=_error_text(exc))
     except duckdb.Error:  # (the disk full, the database invalidated: its row stays running,
         pass  # which status reads as interrupted; the run's own error is what is raised)
     finally:
         con.close()
+
+
+def _name_the_run(exc: BaseException, run: _Run) -> None:
+    """The failed run's id on its exception: a scheduled run's failure record names the `runs`
+    row that is this failure (tasks/status.py record_scheduled_failure)."""
+    with contextlib.suppress(AttributeError, TypeError):
+        exc.adbill_run_id = run.run_id
 
 
 def _error_text(exc: BaseException) -> str:
@@ -418,8 +424,7 @@ def _publish(run: _Run) -> None:
     except BaseException as exc:
         run.report.status = "failed"
         _note(exc, f"publishing {settings.db}")
-        with contextlib.suppress(AttributeError, TypeError):  # (its `runs` row: for status)
-            exc.adbill_run_id = run.run_id
+        _name_the_run(exc, run)
         con = connect(settings.state_db)
         finish_run(con, run.run_id, run.report, error=f"publish failed: {exc}")
         con.close()
